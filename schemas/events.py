@@ -1,0 +1,216 @@
+"""Decoding and validation of tracked events (SPEC section 1).
+
+``decode_message`` turns one Kafka message value into valid :class:`Event` objects and
+:class:`Invalid` records (one per bad event, or one for the whole message). It never raises on
+bad input. Reasons are machine-readable codes chosen where the check fails, never derived from
+an exception's text.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import orjson
+
+MAX_EVENT_BYTES = 64 * 1024
+MAX_BATCH_BYTES = 1024 * 1024
+MAX_BATCH_EVENTS = 1000
+MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_FUTURE_MS = 86_400_000
+MAX_PAYMENT_AMOUNT = 1e9  # per event; sums stay exact as int64 micro-units
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+ENGAGEMENT_EXCLUDED = frozenset({"login", "logout"})
+SOCIAL_TYPES = frozenset({"comment", "like", "share", "follow"})
+
+
+class Reason(enum.StrEnum):
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    EMPTY_BATCH = "empty_batch"
+    BATCH_TOO_LONG = "batch_too_long"
+    BATCH_TOO_LARGE = "batch_too_large"
+    EVENT_TOO_LARGE = "event_too_large"
+    MISSING_FIELD = "missing_field"
+    BAD_TYPE = "bad_type"
+    BAD_LENGTH = "bad_length"
+    BAD_TS = "bad_ts"
+    TS_OUT_OF_RANGE = "ts_out_of_range"
+    BAD_AMOUNT = "bad_amount"
+    MISSING_AMOUNT = "missing_amount"
+    BEYOND_RETENTION = "beyond_retention"
+
+
+@dataclass(slots=True)
+class Event:
+    event_id: str
+    user_id: str
+    type: str
+    ts: int
+    app_id: str = "default"
+    device_id: str | None = None
+    amount: float = 0.0
+    props: dict | None = None
+
+
+@dataclass(slots=True)
+class Invalid:
+    reason: Reason
+    message: str
+    original: bytes
+    index: int | None  # position within a batch message; None for a whole message
+
+
+class _Bad(Exception):
+    """Internal: carries a reason code from the check that failed."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+_STR_LIMITS = {"event_id": 128, "user_id": 128, "type": 64}
+_OPT_LIMITS = {"app_id": 64, "device_id": 128}
+
+
+def parse_ts(value: object) -> int:
+    """Event time as epoch ms from an integer or an RFC 3339 string with offset."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        if len(value) > 64 or "T" not in value.upper():
+            raise _Bad(Reason.BAD_TS, "ts string is not an RFC 3339 date-time")
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise _Bad(Reason.BAD_TS, "ts string is not an RFC 3339 date-time") from None
+        if parsed.tzinfo is None:
+            raise _Bad(Reason.BAD_TS, "ts string has no UTC offset")
+        return (parsed - _EPOCH) // _MS
+    raise _Bad(Reason.BAD_TYPE, "ts must be integer epoch milliseconds or an RFC 3339 string")
+
+
+def validate(obj: object, now_ms: int) -> Event:
+    """Validate one decoded JSON value as an event; raise _Bad with the reason."""
+    if type(obj) is not dict:
+        raise _Bad(Reason.NOT_OBJECT, "an event must be a JSON object")
+    for field, limit in _STR_LIMITS.items():
+        value = obj.get(field)
+        if value is None:
+            raise _Bad(Reason.MISSING_FIELD, f"required field {field!r} is missing")
+        if type(value) is not str:
+            raise _Bad(Reason.BAD_TYPE, f"{field!r} must be a string")
+        if not 0 < len(value) <= limit:
+            raise _Bad(Reason.BAD_LENGTH, f"{field!r} must have 1..{limit} characters")
+    if "ts" not in obj:
+        raise _Bad(Reason.MISSING_FIELD, "required field 'ts' is missing")
+    ts = parse_ts(obj["ts"])
+    if ts < MIN_TS_MS or ts > now_ms + MAX_FUTURE_MS:
+        raise _Bad(Reason.TS_OUT_OF_RANGE, "ts before 2000-01-01 or more than 1 day ahead of the clock")
+    app_id = "default"
+    device_id = None
+    for field, limit in _OPT_LIMITS.items():
+        value = obj.get(field)
+        if value is None:
+            if field in obj:
+                raise _Bad(Reason.BAD_TYPE, f"{field!r} must be a string")
+            continue
+        if type(value) is not str:
+            raise _Bad(Reason.BAD_TYPE, f"{field!r} must be a string")
+        if not 0 < len(value) <= limit:
+            raise _Bad(Reason.BAD_LENGTH, f"{field!r} must have 1..{limit} characters")
+        if field == "app_id":
+            app_id = value
+        else:
+            device_id = value
+    etype = obj["type"]
+    amount = 0.0
+    if "amount" in obj:
+        raw = obj["amount"]
+        if type(raw) not in (int, float):
+            raise _Bad(Reason.BAD_AMOUNT, "'amount' must be a number")
+        if not 0 <= raw <= MAX_PAYMENT_AMOUNT:
+            raise _Bad(Reason.BAD_AMOUNT, f"'amount' must be between 0 and {MAX_PAYMENT_AMOUNT:.0f}")
+        amount = float(raw)
+    elif etype == "payment":
+        raise _Bad(Reason.MISSING_AMOUNT, "a payment needs 'amount'")
+    props = obj.get("props")
+    if props is not None and type(props) is not dict:
+        raise _Bad(Reason.BAD_TYPE, "'props' must be an object")
+    return Event(obj["event_id"], obj["user_id"], etype, ts, app_id, device_id, amount, props)
+
+
+def _event_slices(value: bytes) -> list[bytes]:
+    """Exact original bytes of each element of a JSON array (slow path, for dead letters)."""
+    try:
+        return [bytes(raw) for raw in msgspec.json.decode(value, type=list[msgspec.Raw])]
+    except msgspec.DecodeError:
+        return []
+
+
+def decode_message(value: bytes | None, now_ms: int) -> tuple[list[Event], list[Invalid]]:
+    """Decode one message value (an event or a batch of events)."""
+    if value is None or len(value) == 0:
+        return [], [Invalid(Reason.NOT_JSON, "empty message value", value or b"", None)]
+    if len(value) > MAX_BATCH_BYTES:
+        return [], [Invalid(Reason.BATCH_TOO_LARGE, "message larger than 1 MiB", value, None)]
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return [], [Invalid(Reason.NOT_JSON, "message value is not UTF-8 JSON", value, None)]
+    if type(doc) is dict:
+        if len(value) > MAX_EVENT_BYTES:
+            return [], [Invalid(Reason.EVENT_TOO_LARGE, "event larger than 64 KiB", value, None)]
+        try:
+            return [validate(doc, now_ms)], []
+        except _Bad as bad:
+            return [], [Invalid(bad.reason, bad.message, value, None)]
+    if type(doc) is not list:
+        return [], [Invalid(Reason.NOT_OBJECT, "message must be an event object or an array", value, None)]
+    if not doc:
+        return [], [Invalid(Reason.EMPTY_BATCH, "a batch must hold 1..1000 events", value, None)]
+    if len(doc) > MAX_BATCH_EVENTS:
+        return [], [Invalid(Reason.BATCH_TOO_LONG, "a batch must hold 1..1000 events", value, None)]
+    events: list[Event] = []
+    invalid: list[Invalid] = []
+    slices: list[bytes] | None = None
+    for index, obj in enumerate(doc):
+        try:
+            events.append(validate(obj, now_ms))
+            continue
+        except _Bad as bad:
+            reason, message = bad.reason, bad.message
+        if slices is None:
+            slices = _event_slices(value)
+        original = slices[index] if index < len(slices) else orjson.dumps(obj)
+        invalid.append(Invalid(reason, message, original, index))
+    if len(value) > MAX_EVENT_BYTES:
+        # only pay for the per-event size check when the batch could hold an oversize event
+        if slices is None:
+            slices = _event_slices(value)
+        keep: list[Event] = []
+        by_index = [i for i in range(len(doc)) if i not in {x.index for x in invalid}]
+        for event, index in zip(events, by_index, strict=True):
+            if len(slices[index]) > MAX_EVENT_BYTES:
+                invalid.append(Invalid(Reason.EVENT_TOO_LARGE, "event larger than 64 KiB", slices[index], index))
+            else:
+                keep.append(event)
+        events = keep
+    return events, invalid
+
+
+def category_flags(etype: str) -> tuple[bool, bool, bool, bool, bool, bool]:
+    """(login, engagement, payment, content_post, social, complaint) for an event type."""
+    return (
+        etype == "login",
+        etype not in ENGAGEMENT_EXCLUDED,
+        etype == "payment",
+        etype == "content_post",
+        etype in SOCIAL_TYPES,
+        etype == "complaint",
+    )

@@ -1,0 +1,1 @@
+"""Outputs of vitals: ClickHouse tables and Kafka topics."""

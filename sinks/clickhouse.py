@@ -1,0 +1,212 @@
+"""ClickHouse sink: per-user daily aggregates and alerts, through clickhouse-connect.
+
+The same code talks to the embedded engine (``chdb:///dir``) or a server (``http(s)://``).
+
+Exactness under crash and replay: ``user_activity_daily`` rows are *cumulative* (the user's
+counters for that day as the state holds them) in a ``ReplacingMergeTree(version)`` with
+``version = events``, which only grows as events are applied; re-writing a row after a replay
+writes the same values with the same version, so ``FINAL`` returns each (app_id, user_id, day)
+once with exact counts. Retried inserts also carry a deterministic
+``insert_deduplication_token`` (a hash of the batch), which the table honours through
+``non_replicated_deduplication_window``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from schemas.alerts import Alert
+from sinks.base import BatchingSink, SinkBackpressure, SinkInvalid
+
+DATABASE = "vitals"
+
+DDL = (
+    f"CREATE DATABASE IF NOT EXISTS {DATABASE}",
+    f"""CREATE TABLE IF NOT EXISTS {DATABASE}.user_activity_daily (
+        app_id LowCardinality(String),
+        user_id String,
+        day Date,
+        events UInt64,
+        logins UInt64,
+        payments UInt64,
+        payment_amount Decimal(38, 6),
+        content_posts UInt64,
+        social UInt64,
+        complaints UInt64,
+        version UInt64
+    ) ENGINE = ReplacingMergeTree(version)
+    PARTITION BY toYYYYMM(day)
+    ORDER BY (app_id, day, user_id)
+    SETTINGS non_replicated_deduplication_window = 1000""",
+    f"""CREATE TABLE IF NOT EXISTS {DATABASE}.alerts (
+        alert_id String,
+        status LowCardinality(String),
+        rule LowCardinality(String),
+        level Nullable(UInt8),
+        app_id LowCardinality(String),
+        user_id Nullable(String),
+        device_id Nullable(String),
+        user_ids Array(String),
+        episode_start Int64,
+        triggered_at Int64,
+        evidence String,
+        schema_version UInt8
+    ) ENGINE = ReplacingMergeTree
+    ORDER BY (app_id, rule, alert_id, status)
+    SETTINGS non_replicated_deduplication_window = 1000""",
+)
+
+ACTIVITY_COLUMNS = [
+    "app_id",
+    "user_id",
+    "day",
+    "events",
+    "logins",
+    "payments",
+    "payment_amount",
+    "content_posts",
+    "social",
+    "complaints",
+    "version",
+]
+ALERT_COLUMNS = [
+    "alert_id",
+    "status",
+    "rule",
+    "level",
+    "app_id",
+    "user_id",
+    "device_id",
+    "user_ids",
+    "episode_start",
+    "triggered_at",
+    "evidence",
+    "schema_version",
+]
+
+# (app_id, user_id, day number, events, logins, payments, amount_micros, posts, social, complaints)
+ActivityRow = tuple[str, str, int, int, int, int, int, int, int, int]
+
+_ZERO = Decimal(0)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+class ClickHouse:
+    """A lazily opened clickhouse-connect client; all calls from one worker thread."""
+
+    def __init__(self, dsn: str, *, ca_cert: str | None = None, verify: bool = True) -> None:
+        self.dsn = dsn
+        self.ca_cert = ca_cert
+        self.verify = verify
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        if self._client is None:
+            import clickhouse_connect
+            from clickhouse_connect.driver.exceptions import ClickHouseError
+
+            kwargs: dict[str, Any] = {}
+            if not self.dsn.startswith("chdb:"):
+                kwargs = {
+                    "connect_timeout": 5,
+                    "send_receive_timeout": 30,
+                    "verify": self.verify,
+                    "autogenerate_session_id": False,
+                }
+                if self.ca_cert:
+                    kwargs["ca_cert"] = self.ca_cert
+            try:
+                self._client = clickhouse_connect.get_client(dsn=self.dsn, **kwargs)
+            except ClickHouseError as exc:
+                raise SinkBackpressure(1.0, exc) from None
+        return self._client
+
+    def ensure_schema(self) -> None:
+        with self._lock:
+            client = self.client()
+            for statement in DDL:
+                client.command(statement)
+
+    def insert(self, table: str, columns: list[str], data: list[list[Any]], token: str) -> None:
+        from clickhouse_connect.driver.exceptions import DataError, OperationalError, ProgrammingError
+
+        with self._lock:
+            try:
+                self.client().insert(
+                    f"{DATABASE}.{table}",
+                    data,
+                    column_names=columns,
+                    column_oriented=True,
+                    settings={"insert_deduplication_token": token},
+                )
+            except (DataError, ProgrammingError) as exc:
+                raise SinkInvalid(f"{table}: {type(exc).__name__}") from exc
+            except OperationalError as exc:  # network, timeout, server unavailable
+                self._client = None
+                raise SinkBackpressure(0.5, exc) from None
+            except Exception as exc:  # server-side errors (too many parts, memory): retry
+                raise SinkBackpressure(1.0, exc) from None
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return list(self.client().query(sql, parameters=parameters).result_rows)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+def _token(table: str, data: list[list[Any]]) -> str:
+    digest = hashlib.blake2b(table.encode(), digest_size=16)
+    for column in data:
+        digest.update(orjson.dumps(column, default=str))
+    return digest.hexdigest()
+
+
+class ActivitySink(BatchingSink[ActivityRow]):
+    name = "user_activity_daily"
+
+    def __init__(self, ch: ClickHouse, cap_rows: int) -> None:
+        super().__init__(cap_rows)
+        self.ch = ch
+
+    def write(self, batch: Sequence[ActivityRow]) -> None:
+        cols: list[list[Any]] = [list(c) for c in zip(*batch, strict=True)]
+        amounts = [_ZERO if m == 0 else Decimal(m).scaleb(-6) for m in cols[6]]
+        data = [*cols[:6], amounts, *cols[7:], cols[3]]  # version = events
+        self.ch.insert("user_activity_daily", ACTIVITY_COLUMNS, data, _token("activity", data))
+
+
+class AlertSink(BatchingSink[Alert]):
+    name = "alerts"
+
+    def __init__(self, ch: ClickHouse, cap_rows: int) -> None:
+        super().__init__(cap_rows)
+        self.ch = ch
+
+    def write(self, batch: Sequence[Alert]) -> None:
+        data: list[list[Any]] = [
+            [a.alert_id for a in batch],
+            [a.status for a in batch],
+            [a.rule for a in batch],
+            [a.level for a in batch],
+            [a.app_id for a in batch],
+            [a.user_id for a in batch],
+            [a.device_id for a in batch],
+            [a.user_ids or [] for a in batch],
+            [a.episode_start for a in batch],
+            [a.triggered_at for a in batch],
+            [orjson.dumps(a.evidence).decode() for a in batch],
+            [a.schema_version for a in batch],
+        ]
+        self.ch.insert("alerts", ALERT_COLUMNS, data, _token("alerts", data))

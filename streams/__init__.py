@@ -1,0 +1,1 @@
+"""vitals stream processing: Faust app, agents, per-user state and rules."""

@@ -1,0 +1,132 @@
+"""The Faust app: topics, tables and thin agents around :class:`streams.pipeline.Pipeline`.
+
+* ``ingest`` consumes the events topic and the internal reroute topic (same partitioning), in
+  batches, with manual acks: the pipeline acks after its flush made everything durable.
+* ``devices`` consumes device observations regrouped by device (internal topic) for
+  ``fake.device_farm``.
+* The ``users`` and ``devices`` tables hold encoded state; their changelogs are written by the
+  pipeline once per changed key per flush and replayed by Faust on recovery/rebalance.
+* Faust's web server is disabled: per-user tables are personal data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.transport.producer import ProducerBuffer
+
+from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse
+from streams.kafka_io import device_topic, new_producer, reroute_topic, ssl_context
+from streams.metrics import Metrics
+from streams.pipeline import Pipeline
+from streams.settings import Settings
+
+log = logging.getLogger("vitals.app")
+
+
+@dataclass
+class VitalsApp:
+    app: faust.App
+    pipeline: Pipeline
+    metrics: Metrics
+    clickhouse: ClickHouse
+
+
+def _credentials(settings: Settings) -> Any:
+    kafka = settings.kafka
+    ctx = ssl_context(kafka)
+    if kafka.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=kafka.sasl_username, password=kafka.sasl_password, mechanism=kafka.sasl_mechanism, ssl_context=ctx
+        )
+    if ctx is not None:
+        return faust.SSLCredentials(ctx)
+    return None
+
+
+def build_app(settings: Settings, partitions: int, metrics: Metrics | None = None) -> VitalsApp:
+    """Build (not start) the Faust app. No I/O here."""
+    ProducerBuffer.max_messages = 10_000  # a class attribute in Faust (see NOTES), not a setting
+    metrics = metrics or Metrics()
+    data_dir = Path(settings.data_dir)
+    proc = settings.processing
+    store = "memory://" if proc.store == "memory" else f"rocksdb://{(data_dir / 'faust').resolve()}"
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{hp.strip()}" for hp in settings.kafka.bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        store=store,
+        datadir=str(data_dir / "faust"),
+        topic_partitions=partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=0.5,
+        stream_buffer_maxsize=proc.batch_max_messages * 2,
+        producer_linger_ms=5,
+        producer_max_batch_size=1 << 20,
+        producer_max_request_size=8 << 20,
+        table_standby_replicas=0,
+        stream_wait_empty=False,
+        logging_config=None,
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    users = app.Table("users", partitions=partitions, key_type=bytes, value_type=bytes)
+    devices = app.Table("devices", partitions=partitions, key_type=bytes, value_type=bytes)
+    source = app.topic(settings.events_topic, reroute_topic(settings), partitions=partitions, **raw)
+    device_obs = app.topic(device_topic(settings), partitions=partitions, **raw)
+
+    ch = ClickHouse(
+        settings.effective_clickhouse_dsn, ca_cert=settings.clickhouse_ca, verify=settings.clickhouse_verify
+    )
+    cap = proc.sink_buffer_cap_rows
+    metrics.buffer_cap.set(cap)
+    pipeline = Pipeline(
+        settings,
+        partitions,
+        users.data,  # type: ignore[arg-type]
+        devices.data,  # type: ignore[arg-type]
+        (users.changelog_topic.get_topic_name(), devices.changelog_topic.get_topic_name()),
+        ActivitySink(ch, cap),
+        AlertSink(ch, cap),
+        metrics,
+        lambda: new_producer(settings.kafka),
+    )
+
+    @app.agent(source)
+    async def ingest(stream: faust.StreamT) -> None:
+        async for batch in stream.noack_take(proc.batch_max_messages, within=proc.batch_within_s):
+            await pipeline.on_user_batch(batch)  # type: ignore[arg-type]
+
+    @app.agent(device_obs)
+    async def device_farm(stream: faust.StreamT) -> None:
+        async for batch in stream.noack_take(proc.batch_max_messages, within=proc.batch_within_s):
+            await pipeline.on_device_batch(batch)  # type: ignore[arg-type]
+
+    @app.timer(interval=max(0.05, proc.flush_interval_s / 4))
+    async def flush_timer() -> None:
+        await pipeline.maybe_flush()
+
+    @app.timer(interval=2.0)
+    async def gauges() -> None:
+        pipeline.snapshot_gauges()
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        parts = {tp.partition for tp in assigned if tp.topic == settings.events_topic}
+        log.info("assigned event partitions %s", sorted(parts))
+        pipeline.on_assigned(parts)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        log.info("partitions revoked: %d", len(revoked))
+
+    @app.on_before_shutdown.connect
+    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        await pipeline.stop()
+
+    return VitalsApp(app, pipeline, metrics, ch)

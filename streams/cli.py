@@ -1,0 +1,131 @@
+"""The ``vitals`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from streams.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("vitals")
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+async def _prestart(settings: Settings) -> int:
+    from streams.kafka_io import ensure_topics, topic_partitions
+
+    try:
+        existing = await asyncio.wait_for(topic_partitions(settings.kafka, settings.events_topic), 60)
+    except TimeoutError:
+        raise ConfigError(f"Kafka at {settings.kafka.bootstrap} did not answer within 60 s") from None
+    partitions = existing or settings.kafka.partitions
+    await ensure_topics(settings, partitions)
+    return partitions
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    _setup_logging(args.loglevel)
+    log.info("starting worker: %r", settings)
+    partitions = asyncio.run(_prestart(settings))
+    from faust import Worker
+
+    from streams.app import build_app
+
+    vitals = build_app(settings, partitions)
+    vitals.clickhouse.ensure_schema()
+    vitals.metrics.serve(settings.metrics_host, settings.metrics_port)
+    vitals.metrics.up.set(1)
+    log.info("metrics on http://%s:%d/metrics, %d partitions", settings.metrics_host, settings.metrics_port, partitions)
+    worker = Worker(vitals.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return 0
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from streams import localkafka
+
+    directory = Path(args.dir)
+    if args.action == "start":
+        print(localkafka.start(directory, args.port))
+    else:
+        localkafka.stop(directory)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from streams.generator import GenConfig, generate
+    from streams.produce import produce_history
+
+    settings = load_settings()
+    cfg = GenConfig(
+        users=args.users,
+        days=args.days,
+        events=args.events,
+        seed=args.seed,
+        batch=args.batch,
+        partitions=asyncio.run(_prestart(settings)),
+    )
+    history = generate(cfg)
+    asyncio.run(produce_history(settings, history, progress=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vitals", description="Real-time user behaviour tracking on Kafka.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("worker", help="run one worker (more can join the same consumer group)")
+    w.add_argument("--loglevel", default=os.environ.get("VITALS_LOGLEVEL", "INFO"))
+    w.set_defaults(func=cmd_worker)
+    k = sub.add_parser("kafka", help="start or stop the local single-node Kafka")
+    k.add_argument("action", choices=["start", "stop"])
+    k.add_argument("--dir", default=".vitals/kafka")
+    k.add_argument("--port", type=int, default=None)
+    k.set_defaults(func=cmd_kafka)
+    g = sub.add_parser("generate", help="produce a generated event history into the events topic")
+    g.add_argument("--users", type=int, default=20_000)
+    g.add_argument("--days", type=int, default=21)
+    g.add_argument("--events", type=int, default=300_000)
+    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--batch", type=int, default=1, help="events per message (1 = single-event messages)")
+    g.set_defaults(func=cmd_generate)
+    r = sub.add_parser("run", help="the whole job locally: Kafka, a worker, generated traffic, a summary")
+    r.add_argument("--users", type=int, default=20_000)
+    r.add_argument("--days", type=int, default=21)
+    r.add_argument("--events", type=int, default=300_000)
+    r.add_argument("--seed", type=int, default=1)
+    r.add_argument("--batch", type=int, default=1)
+    r.add_argument("--dir", default=".vitals")
+    r.set_defaults(func=cmd_run)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from streams.runner import run_local
+
+    return run_local(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"vitals: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+__all__ = ["main", "signal", "subprocess", "time"]

@@ -1,0 +1,202 @@
+"""Kafka plumbing shared by the worker, the generator, the CLI and the tests (aiokafka)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
+
+from streams.settings import KafkaSettings, Settings
+
+Record = tuple[int, bytes | None, bytes]  # (partition, key, value)
+
+
+def home_partition(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2, as the Java client and aiokafka)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class PartitionCache:
+    """user id -> home partition, bounded; murmur2 in pure Python costs microseconds."""
+
+    def __init__(self, partitions: int, limit: int = 1_000_000) -> None:
+        self.partitions = partitions
+        self.limit = limit
+        self._cache: dict[str, int] = {}
+
+    def __call__(self, user_id: str) -> int:
+        p = self._cache.get(user_id)
+        if p is None:
+            if len(self._cache) >= self.limit:
+                self._cache.clear()
+            p = self._cache[user_id] = home_partition(user_id.encode(), self.partitions)
+        return p
+
+
+def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
+    if kafka.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    ctx = ssl.create_default_context(cafile=kafka.ssl_cafile)
+    if kafka.ssl_certfile:
+        ctx.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile)
+    return ctx
+
+
+def client_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap, "security_protocol": kafka.security_protocol}
+    ctx = ssl_context(kafka)
+    if ctx is not None:
+        kwargs["ssl_context"] = ctx
+    if kafka.security_protocol.startswith("SASL"):
+        kwargs.update(
+            sasl_mechanism=kafka.sasl_mechanism,
+            sasl_plain_username=kafka.sasl_username,
+            sasl_plain_password=kafka.sasl_password,
+        )
+    return kwargs
+
+
+def new_producer(kafka: KafkaSettings, **extra: Any) -> AIOKafkaProducer:
+    options: dict[str, Any] = {
+        "acks": "all",
+        "linger_ms": 5,
+        "max_batch_size": 1 << 20,
+        "max_request_size": 8 << 20,
+        "enable_idempotence": False,
+    }
+    options.update(extra)
+    return AIOKafkaProducer(**client_kwargs(kafka), **options)
+
+
+async def send_many(producer: AIOKafkaProducer, topic: str, records: Iterable[Record]) -> list[asyncio.Future[Any]]:
+    """Send records in per-partition batches; return the delivery futures (await them all)."""
+    by_partition: dict[int, list[tuple[bytes | None, bytes]]] = defaultdict(list)
+    for partition, key, value in records:
+        by_partition[partition].append((key, value))
+    futures: list[asyncio.Future[Any]] = []
+    for partition, items in by_partition.items():
+        batch = producer.create_batch()
+        for key, value in items:
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    futures.append(await producer.send(topic, value, key=key, partition=partition))
+        if batch.record_count():
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures
+
+
+async def topic_partitions(kafka: KafkaSettings, topic: str) -> int | None:
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka))
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+        for entry in described:
+            if entry.get("error_code", 0) == 0 and entry.get("partitions"):
+                return len(entry["partitions"])
+        return None
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(settings: Settings, partitions: int) -> None:
+    """Create the public and internal topics vitals uses (idempotent)."""
+    kafka = settings.kafka
+    names = [
+        settings.events_topic,
+        settings.alerts_topic,
+        settings.dlq_topic,
+        reroute_topic(settings),
+        device_topic(settings),
+    ]
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(n, partitions, kafka.replication_factor) for n in names if n not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()
+
+
+def reroute_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-reroute"
+
+
+def device_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-device-obs"
+
+
+async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
+    n = await topic_partitions(kafka, topic) or 0
+    consumer = AIOKafkaConsumer(**client_kwargs(kafka), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(n)]
+        offsets = await consumer.end_offsets(tps) if tps else {}
+        return {tp.partition: off for tp, off in offsets.items()}
+    finally:
+        await consumer.stop()
+
+
+async def committed_offsets(kafka: KafkaSettings, group: str, topic: str) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka))
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
+    finally:
+        await admin.close()
+
+
+async def group_lag(kafka: KafkaSettings, group: str, topic: str) -> int:
+    ends = await end_offsets(kafka, topic)
+    committed = await committed_offsets(kafka, group, topic)
+    return sum(end - committed.get(p, 0) for p, end in ends.items())
+
+
+async def read_topic(kafka: KafkaSettings, topic: str, timeout_s: float = 120) -> list[Any]:
+    """Every record currently in ``topic`` (from the beginning to the end offsets at call time)."""
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(kafka),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        group_id=None,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        parts = [TopicPartition(topic, p) for p in range(await topic_partitions(kafka, topic) or 0)]
+        if not parts:
+            return records
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        remaining = {tp for tp, end in ends.items() if end > 0}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while remaining:
+            if loop.time() > deadline:
+                raise TimeoutError(f"reading {topic} did not finish in {timeout_s}s")
+            batch = await consumer.getmany(timeout_ms=500, max_records=50_000)
+            for recs in batch.values():
+                records.extend(recs)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return records

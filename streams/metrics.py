@@ -1,0 +1,104 @@
+"""Prometheus metrics of a vitals worker. Labels are bounded sets only: outcome/reason codes,
+rule names, statuses, sink names, partitions and app ids — never user or device ids."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.messages = Counter(
+            "vitals_messages_consumed_total", "Kafka messages consumed from the events topic", ["topic"], registry=r
+        )
+        self.events = Counter(
+            "vitals_events_total",
+            "Events by outcome (accepted, duplicate, late, invalid)",
+            ["outcome", "reason"],
+            registry=r,
+        )
+        self.dlq = Counter(
+            "vitals_dlq_records_total", "Records written to the dead-letter topic", ["reason"], registry=r
+        )
+        self.rerouted = Counter(
+            "vitals_events_rerouted_total", "Events forwarded to their user's partition", registry=r
+        )
+        self.processing = Histogram(
+            "vitals_processing_latency_seconds",
+            "Time from a batch's arrival in the worker to its state updated",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end = Histogram(
+            "vitals_commit_latency_seconds",
+            "Time from a batch's arrival to its offsets being safe to commit (flushed)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.alert_latency = Histogram(
+            "vitals_alert_emit_latency_seconds",
+            "Time from the arrival of the batch deciding an alert to its delivery",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.alerts = Counter("vitals_alerts_total", "Alerts emitted", ["rule", "status"], registry=r)
+        self.open_episodes = Gauge("vitals_open_episodes", "Open alert episodes held in state", ["rule"], registry=r)
+        self.watermark = Gauge(
+            "vitals_watermark_seconds", "Partition watermark (event time, epoch seconds)", ["partition"], registry=r
+        )
+        self.event_time_lag = Gauge(
+            "vitals_event_time_lag_seconds", "Wall clock minus the partition watermark", ["partition"], registry=r
+        )
+        self.consumer_lag = Gauge(
+            "vitals_consumer_lag_messages", "Messages behind the end of the events topic", ["partition"], registry=r
+        )
+        self.sink_rows = Counter("vitals_sink_rows_total", "Rows written to a sink", ["sink"], registry=r)
+        self.sink_batches = Counter("vitals_sink_batches_total", "Batches written to a sink", ["sink"], registry=r)
+        self.sink_failures = Counter(
+            "vitals_sink_failures_total", "Failed sink writes (each retry counts)", ["sink"], registry=r
+        )
+        self.sink_retries = Counter("vitals_sink_retries_total", "Sink write retries", ["sink"], registry=r)
+        self.sink_batch_rows = Histogram(
+            "vitals_sink_batch_rows",
+            "Rows per sink batch",
+            ["sink"],
+            buckets=(1, 10, 100, 1000, 10_000, 100_000, 1_000_000),
+            registry=r,
+        )
+        self.flush_latency = Histogram(
+            "vitals_sink_flush_seconds", "Duration of a sink flush", ["sink"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.buffered_rows = Gauge("vitals_sink_buffered_rows", "Rows waiting to be flushed", registry=r)
+        self.buffer_cap = Gauge("vitals_sink_buffer_cap_rows", "Configured cap of buffered rows", registry=r)
+        self.users = Gauge("vitals_state_users", "Users held in state on this worker", registry=r)
+        self.deadlines = Gauge("vitals_state_deadlines", "Entries in the absence-deadline index", registry=r)
+        self.devices = Gauge("vitals_state_device_keys", "Device keys held in state on this worker", registry=r)
+        self.rebalances = Counter("vitals_rebalances_total", "Partition assignments received", registry=r)
+        self.recovery = Histogram(
+            "vitals_recovery_seconds",
+            "Time to rebuild indexes from recovered state",
+            buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.assigned = Gauge("vitals_assigned_partitions", "Event partitions assigned to this worker", registry=r)
+        self.dau = Gauge("vitals_product_dau", "Daily active users of the last closed day", ["app_id"], registry=r)
+        self.retention = Gauge(
+            "vitals_product_next_day_retention_ratio",
+            "Share of users first seen on D-1 active on D (last closed day)",
+            ["app_id"],
+            registry=r,
+        )
+        self.complaint_rate = Gauge(
+            "vitals_product_complaint_rate_ratio",
+            "Users with a complaint on D / users active on D (last closed day)",
+            ["app_id"],
+            registry=r,
+        )
+        self.watchdog = Counter("vitals_watchdog_restarts_total", "Consumer restarts by the lag watchdog", registry=r)
+        self.up = Gauge("vitals_worker_up", "1 while the worker is running", registry=r)
+
+    def serve(self, host: str, port: int) -> None:
+        start_http_server(port, addr=host, registry=self.registry)

@@ -1,0 +1,364 @@
+"""Batch orchestration between the Faust agents, the engine and the sinks.
+
+Agents hand over batches of Faust events (raw bytes). The pipeline decodes them, runs the
+engine per partition and, on flush (size or time bounded), makes the outputs durable in this
+order before acknowledging the source messages:
+
+1. alerts, dead letters, rerouted events and device observations delivered to Kafka;
+2. aggregate rows and alerts written to ClickHouse (off the event loop, retried with backoff);
+3. changed state written to the tables' changelogs (one record per changed key) and delivered;
+4. source messages acknowledged, so Faust may commit their offsets.
+
+A crash anywhere before 4 replays the batch: outputs are idempotent (cumulative rows, stable
+alert ids, dedup of replayed events by the state), so nothing is lost and counts stay exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from schemas.alerts import Alert, encode_alert
+from schemas.events import decode_message
+from sinks.base import RetryPolicy, flush_with_retry
+from sinks.clickhouse import ActivitySink, AlertSink
+from sinks.kafka import dead_letter_record
+from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder
+from streams.engine import DeadLetter, Outputs, RulesByApp, StateStore, UserPartition, event_json
+from streams.kafka_io import PartitionCache, home_partition, send_many
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.state import SEP, split_key
+
+log = logging.getLogger("vitals.pipeline")
+
+
+class Message(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class SourceEvent(Protocol):
+    message: Message
+    value: Any
+
+    def ack(self) -> bool: ...
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        partitions: int,
+        users_data: MutableMapping[bytes, bytes],
+        devices_data: MutableMapping[bytes, bytes],
+        changelogs: tuple[str, str],
+        activity: ActivitySink,
+        alert_sink: AlertSink,
+        metrics: Metrics,
+        producer_factory: Callable[[], AIOKafkaProducer],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.partitions = partitions
+        self.users_data = users_data
+        self.devices_data = devices_data
+        self.user_changelog, self.device_changelog = changelogs
+        self.activity = activity
+        self.alert_sink = alert_sink
+        self.metrics = metrics
+        self.clock = clock
+        self.rules = RulesByApp(settings)
+        self.home = PartitionCache(partitions)
+        self.users: dict[int, UserPartition] = {}
+        self.devices: dict[int, DevicePartition] = {}
+        self.assigned: set[int] = set()
+        self.out = Outputs()
+        self.pending: list[SourceEvent] = []
+        self.alert_futures: list[tuple[asyncio.Future[Any], float]] = []
+        self.batch_started: list[float] = []
+        self.last_flush = clock()
+        self.lock = asyncio.Lock()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitals-sink")
+        self._producer_factory = producer_factory
+        self._producer: AIOKafkaProducer | None = None
+        self.retry = RetryPolicy(settings.processing.sink_retry_initial_s, settings.processing.sink_retry_max_s)
+        self.stopping = False
+        self.flushes = 0
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    async def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = self._producer_factory()
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+    async def stop(self) -> None:
+        self.stopping = True
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def on_assigned(self, partitions: set[int]) -> None:
+        """New assignment: forget everything in flight (it will be replayed) and rebuild."""
+        self.metrics.rebalances.inc()
+        self.out.clear()
+        self.pending.clear()
+        self.alert_futures.clear()
+        self.users.clear()
+        self.devices.clear()
+        self.assigned = set(partitions)
+        self.metrics.assigned.set(len(self.assigned))
+
+    def _build_partitions(self) -> None:
+        """Rebuild the indexes of every assigned partition from the recovered table, in one pass."""
+        started = time.perf_counter()
+        keys: dict[int, list[bytes]] = {p: [] for p in self.assigned if p not in self.users}
+        if not keys:
+            return
+        for key in list(self.users_data.keys()):
+            if key[:1] == b"\x00":
+                continue
+            user_id = split_key(key)[1]
+            p = self.home(user_id)
+            bucket = keys.get(p)
+            if bucket is not None:
+                bucket.append(key)
+        total = 0
+        for p, part_keys in keys.items():
+            up = self.users[p] = UserPartition(p, StateStore(self.users_data), self.rules)
+            total += up.load(part_keys)
+        self.metrics.recovery.observe(time.perf_counter() - started)
+        log.info(
+            "rebuilt indexes of %d partitions (%d users) in %.2fs", len(keys), total, time.perf_counter() - started
+        )
+
+    def user_partition(self, p: int) -> UserPartition:
+        up = self.users.get(p)
+        if up is None:
+            self.assigned.add(p)
+            self._build_partitions()
+            up = self.users[p]
+        return up
+
+    def device_partition(self, p: int) -> DevicePartition:
+        dp = self.devices.get(p)
+        if dp is None:
+            dp = self.devices[p] = DevicePartition(p, self.devices_data, self.rules)
+        return dp
+
+    # ---- batches ------------------------------------------------------------------------
+    async def on_user_batch(self, events: Sequence[SourceEvent]) -> None:
+        async with self.lock:
+            started = self.clock()
+            now_ms = int(started * 1000)
+            out = self.out
+            per_partition: dict[int, list[Any]] = {}
+            home = self.home
+            n_alerts = len(out.alerts)
+            for ev in events:
+                msg = ev.message
+                decoded, invalid = decode_message(ev.value, now_ms)
+                for inv in invalid:
+                    out.dead_letters.append(DeadLetter(inv, msg.topic, msg.partition, msg.offset, msg.key))
+                    out.outcomes["invalid:" + inv.reason] += 1
+                items = per_partition.get(msg.partition)
+                if items is None:
+                    items = per_partition[msg.partition] = []
+                for event in decoded:
+                    p = home(event.user_id)
+                    if p == msg.partition:
+                        items.append((event, msg.topic, msg.partition, msg.offset, msg.key))
+                    else:
+                        out.reroutes.append((p, event.user_id.encode(), event_json(event)))
+                        out.outcomes["rerouted"] += 1
+            for p, items in per_partition.items():
+                if items:
+                    self.user_partition(p).apply(items, out)
+            out.messages += len(events)
+            self.pending.extend(events)
+            self.batch_started.append(started)
+            self.metrics.processing.observe(self.clock() - started)
+            if len(out.alerts) > n_alerts:
+                await self._send_alerts(out.alerts[n_alerts:], started)
+        await self.maybe_flush()
+
+    async def on_device_batch(self, events: Sequence[SourceEvent]) -> None:
+        async with self.lock:
+            started = self.clock()
+            alerts: list[Alert] = []
+            for ev in events:
+                batch = obs_decoder.decode(ev.value)
+                self.device_partition(ev.message.partition).apply(batch, alerts)
+            self.pending.extend(events)
+            if alerts:
+                self.out.alerts.extend(alerts)
+                await self._send_alerts(alerts, started)
+        await self.maybe_flush()
+
+    async def _send_alerts(self, alerts: Sequence[Alert], started: float) -> None:
+        producer = await self.producer()
+        topic = self.settings.alerts_topic
+        for alert in alerts:
+            fut = await producer.send(topic, encode_alert(alert), key=alert.kafka_key)
+            self.alert_futures.append((fut, started))
+
+    # ---- flush ----------------------------------------------------------------------------
+    def flush_due(self) -> bool:
+        out = self.out
+        if not self.pending:
+            return False
+        if len(out.dirty_rows) + len(out.alerts) >= self.settings.processing.flush_max_rows:
+            return True
+        return self.clock() - self.last_flush >= self.settings.processing.flush_interval_s
+
+    async def maybe_flush(self) -> None:
+        if self.flush_due():
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self.lock:
+            if not self.pending:
+                self.last_flush = self.clock()
+                return
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
+        out, metrics, settings = self.out, self.metrics, self.settings
+        producer = await self.producer()
+        # 1. Kafka outputs
+        futures: list[asyncio.Future[Any]] = []
+        if out.dead_letters:
+            records = [(dl.partition, dl.key, dead_letter_record(dl)) for dl in out.dead_letters]
+            futures += await send_many(producer, settings.dlq_topic, records)
+        if out.reroutes:
+            from streams.kafka_io import reroute_topic
+
+            futures += await send_many(producer, reroute_topic(settings), out.reroutes)
+        if out.device_obs:
+            from streams.kafka_io import device_topic
+
+            records = []
+            for (app_id, device_id), obs in out.device_obs.items():
+                key = f"{app_id}{SEP}{device_id}".encode()
+                records.append(
+                    (
+                        home_partition(key, self.partitions),
+                        key,
+                        obs_encoder.encode(DeviceObservations(app_id, device_id, obs)),
+                    )
+                )
+            futures += await send_many(producer, device_topic(settings), records)
+        if futures:
+            await asyncio.gather(*futures)
+        for fut, started in self.alert_futures:
+            await fut
+            metrics.alert_latency.observe(self.clock() - started)
+        self.alert_futures.clear()
+        # 2. ClickHouse
+        rows = []
+        for key, day in out.dirty_rows:
+            up = self.users.get(self.home(split_key(key)[1]))
+            state = up.store.get(key) if up is not None else None
+            counters = state.days.get(day) if state is not None else None
+            if counters is not None:
+                app_id, user_id = split_key(key)
+                rows.append((app_id, user_id, day, *counters))
+        self.activity.extend(rows)
+        self.alert_sink.extend(out.alerts)
+        loop = asyncio.get_running_loop()
+        for sink in (self.activity, self.alert_sink):
+            n = sink.buffered
+            if not n:
+                continue
+            t0 = time.perf_counter()
+            await loop.run_in_executor(self.executor, self._flush_sink, sink)
+            metrics.flush_latency.labels(sink.name).observe(time.perf_counter() - t0)
+            metrics.sink_rows.labels(sink.name).inc(n)
+            metrics.sink_batches.labels(sink.name).inc()
+            metrics.sink_batch_rows.labels(sink.name).observe(n)
+        # 3. changelogs
+        changelog: list[tuple[int, bytes, bytes]] = []
+        device_changelog: list[tuple[int, bytes, bytes]] = []
+        for p, up in self.users.items():
+            changelog += [(p, k, v) for k, v in up.store.drain()]
+            meta = up.drain_meta()
+            if meta is not None:
+                changelog.append((p, *meta))
+        for p, dp in self.devices.items():
+            device_changelog += [(p, k, v) for k, v in dp.drain()]
+        futures = await send_many(producer, self.user_changelog, changelog)
+        futures += await send_many(producer, self.device_changelog, device_changelog)
+        if futures:
+            await asyncio.gather(*futures)
+        # 4. acknowledge
+        for ev in self.pending:
+            ev.ack()
+        self._record(out)
+        now = self.clock()
+        for started in self.batch_started:
+            metrics.end_to_end.observe(now - started)
+        self.batch_started.clear()
+        self.pending.clear()
+        out.clear()
+        self.last_flush = now
+        self.flushes += 1
+
+    def _flush_sink(self, sink: Any) -> int:
+        def on_retry(attempt: int, exc: BaseException) -> None:
+            self.metrics.sink_failures.labels(sink.name).inc()
+            self.metrics.sink_retries.labels(sink.name).inc()
+            log.warning(
+                "sink %s write failed (attempt %d): %s; retrying",
+                sink.name,
+                attempt + 1,
+                type(getattr(exc, "cause", None) or exc).__name__,
+            )
+
+        return flush_with_retry(sink, self.retry, should_stop=lambda: self.stopping, on_retry=on_retry)
+
+    def _record(self, out: Outputs) -> None:
+        m = self.metrics
+        for outcome, n in out.outcomes.items():
+            if outcome.startswith("invalid:"):
+                reason = outcome.split(":", 1)[1]
+                m.events.labels("invalid", reason).inc(n)
+                m.dlq.labels(reason).inc(n)
+            elif outcome == "rerouted":
+                m.rerouted.inc(n)
+            else:
+                m.events.labels(outcome, "").inc(n)
+        for alert in out.alerts:
+            m.alerts.labels(alert.rule, alert.status).inc()
+        m.messages.labels(self.settings.events_topic).inc(out.messages)
+
+    def snapshot_gauges(self) -> None:
+        now = self.clock()
+        users = deadlines = 0
+        for p, up in self.users.items():
+            wm = up.watermark
+            if wm >= 0:
+                self.metrics.watermark.labels(str(p)).set(wm / 1000)
+                self.metrics.event_time_lag.labels(str(p)).set(now - wm / 1000)
+            u, d = up.state_size()
+            users += u
+            deadlines += d
+        self.metrics.users.set(users)
+        self.metrics.deadlines.set(deadlines)
+        self.metrics.buffered_rows.set(len(self.out.dirty_rows) + len(self.out.alerts))
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)

@@ -1,0 +1,223 @@
+"""One typed settings object, built once at startup from a TOML file and the environment.
+
+Precedence: defaults < TOML file (``VITALS_CONFIG``) < environment variables (SPEC section 5).
+Unknown keys and ill-typed values raise :class:`ConfigError` with the offending path.
+Thresholds of SPEC section 3 live in :class:`RuleSettings`; ``[apps.<app_id>.rules]`` overrides
+them per tenant.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+
+
+class ConfigError(ValueError):
+    """Bad configuration: raised at startup, never later."""
+
+
+class RuleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Every threshold of SPEC section 3 (defaults as in the spec)."""
+
+    allowed_lateness_s: int = 3600
+    dedup_horizon_s: int = 86_400
+    no_login_short_h: int = 72
+    no_login_long_d: int = 90
+    no_interaction_d: int = 60
+    activity_drop_min_base: int = 10
+    activity_drop_ratio: float = 0.7
+    activity_drop_window_d: int = 7
+    hollow_window_d: int = 30
+    hollow_min_active_days: int = 10
+    hollow_max_payment: float = 100.0
+    hollow_post_window_d: int = 7
+    hollow_posts_below: int = 3
+    hollow_social_below: int = 10
+    burst_events_per_minute: int = 100
+    device_farm_users: int = 5
+    retention_alert_below: float = 0.18
+    complaint_rate_alert_above: float = 0.03
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if value < 0:
+                raise ConfigError(f"rules.{name} must be >= 0, got {value}")
+        if self.hollow_window_d < self.hollow_post_window_d:
+            raise ConfigError("rules.hollow_post_window_d must not exceed rules.hollow_window_d")
+        if self.retention_days_needed > 400:
+            raise ConfigError("rule windows longer than 400 days are not supported")
+
+    @property
+    def retention_days_needed(self) -> int:
+        """Days of per-day counters the rules look back over (the state keeps this many)."""
+        return max(2 * self.activity_drop_window_d, self.hollow_window_d) + 2
+
+
+class KafkaSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    bootstrap: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    partitions: int = 8  # used when vitals creates the topics
+    replication_factor: int = 1
+
+    def __post_init__(self) -> None:
+        if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            raise ConfigError(f"kafka.security_protocol: unknown protocol {self.security_protocol!r}")
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ConfigError("kafka: SASL needs sasl_mechanism, sasl_username and sasl_password")
+        if self.partitions < 1:
+            raise ConfigError("kafka.partitions must be >= 1")
+
+    def __repr__(self) -> str:  # never print the password
+        return f"KafkaSettings(bootstrap={self.bootstrap!r}, security_protocol={self.security_protocol!r})"
+
+
+class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    batch_max_messages: int = 5000
+    batch_within_s: float = 0.05
+    flush_interval_s: float = 1.0
+    flush_max_rows: int = 100_000
+    sink_buffer_cap_rows: int = 500_000
+    sink_retry_initial_s: float = 0.2
+    sink_retry_max_s: float = 10.0
+    lag_watchdog_s: float = 120.0
+    store: str = "memory"  # memory | rocksdb
+
+    def __post_init__(self) -> None:
+        if self.batch_max_messages < 1 or self.flush_max_rows < 1:
+            raise ConfigError("processing: batch sizes must be >= 1")
+        if self.sink_buffer_cap_rows < self.flush_max_rows:
+            raise ConfigError("processing.sink_buffer_cap_rows must be >= flush_max_rows")
+        if self.store not in ("memory", "rocksdb"):
+            raise ConfigError(f"processing.store must be memory or rocksdb, got {self.store!r}")
+
+
+class AppOverride(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    rules: dict[str, Any] = {}
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    app_id: str = "vitals"
+    events_topic: str = "vitals.events"
+    alerts_topic: str = "vitals.alerts"
+    dlq_topic: str = "vitals.events.dlq"
+    clickhouse_dsn: str = ""  # default: chdb:///<data_dir>/clickhouse
+    clickhouse_ca: str | None = None
+    clickhouse_verify: bool = True
+    metrics_port: int = 9464
+    metrics_host: str = "127.0.0.1"
+    data_dir: str = "./.vitals"
+    kafka: KafkaSettings = KafkaSettings()
+    processing: ProcessingSettings = ProcessingSettings()
+    rules: RuleSettings = RuleSettings()
+    apps: dict[str, AppOverride] = {}
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.metrics_port < 65536):
+            raise ConfigError(f"metrics_port out of range: {self.metrics_port}")
+        for name in ("app_id", "events_topic", "alerts_topic", "dlq_topic"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} must not be empty")
+        dsn = self.clickhouse_dsn
+        if dsn and urlsplit(dsn).scheme not in ("chdb", "http", "https"):
+            raise ConfigError("clickhouse_dsn must be chdb:///dir or http(s)://user:pass@host:port/db")
+        for app, override in self.apps.items():
+            self.rules_for(app) if override.rules else None
+
+    @property
+    def effective_clickhouse_dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{Path(self.data_dir).resolve()}/clickhouse"
+
+    def rules_for(self, app_id: str) -> RuleSettings:
+        override = self.apps.get(app_id)
+        if override is None or not override.rules:
+            return self.rules
+        merged = msgspec.to_builtins(self.rules) | dict(override.rules)
+        try:
+            return msgspec.convert(merged, RuleSettings)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"apps.{app_id}.rules: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(app_id={self.app_id!r}, events_topic={self.events_topic!r}, "
+            f"clickhouse_dsn={redact_dsn(self.effective_clickhouse_dsn)!r}, kafka={self.kafka!r})"
+        )
+
+
+ENV_KEYS: dict[str, tuple[str, ...]] = {
+    "VITALS_KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
+    "VITALS_APP_ID": ("app_id",),
+    "VITALS_EVENTS_TOPIC": ("events_topic",),
+    "VITALS_ALERTS_TOPIC": ("alerts_topic",),
+    "VITALS_DLQ_TOPIC": ("dlq_topic",),
+    "VITALS_CLICKHOUSE_DSN": ("clickhouse_dsn",),
+    "VITALS_METRICS_PORT": ("metrics_port",),
+    "VITALS_DATA_DIR": ("data_dir",),
+    # secured Kafka: secrets only from the environment or the config file
+    "VITALS_KAFKA_SECURITY_PROTOCOL": ("kafka", "security_protocol"),
+    "VITALS_KAFKA_SASL_MECHANISM": ("kafka", "sasl_mechanism"),
+    "VITALS_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
+    "VITALS_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
+    "VITALS_KAFKA_SSL_CAFILE": ("kafka", "ssl_cafile"),
+    "VITALS_CLICKHOUSE_CA": ("clickhouse_ca",),
+    "VITALS_METRICS_HOST": ("metrics_host",),
+}
+
+
+def redact_dsn(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
+
+
+def load_settings(env: Mapping[str, str] | None = None, config_file: str | None = None, **overrides: Any) -> Settings:
+    """Build the settings: file, then environment, then explicit keyword overrides."""
+    env = os.environ if env is None else env
+    tree: dict[str, Any] = {}
+    path = config_file or env.get("VITALS_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                tree = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    for name, target in ENV_KEYS.items():
+        if name in env:
+            raw: Any = env[name]
+            if target == ("metrics_port",):
+                try:
+                    raw = int(raw)
+                except ValueError as exc:
+                    raise ConfigError(f"{name} must be an integer port, got {raw!r}") from exc
+            _set_path(tree, target, raw)
+    for key, value in overrides.items():
+        _set_path(tree, tuple(key.split("__")), value)
+    try:
+        return msgspec.convert(tree, Settings)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc

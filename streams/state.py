@@ -1,0 +1,128 @@
+"""Per-user and per-device state: compact, msgpack-encoded, one record per key in the changelog.
+
+A user's state is what the rules of SPEC section 3 need and nothing more: the last login and
+engagement times, per-day counters for the rule windows, event-id hashes for the dedup horizon,
+per-minute counts for the burst rule and the open episodes. Keys are ``app_id \\x1f user_id``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
+SEP = "\x1f"
+
+# indexes into a day's counter list
+EVENTS, LOGINS, PAYMENTS, AMOUNT_MICROS, POSTS, SOCIAL, COMPLAINTS = range(7)
+N_COUNTERS = 7
+
+# indexes into UserState.open (episode start or -1)
+OPEN_NO_LOGIN_SHORT, OPEN_DROP, OPEN_NO_INTERACTION, OPEN_NO_LOGIN_LONG, OPEN_HOLLOW = range(5)
+NONE = -1
+
+
+def user_key(app_id: str, user_id: str) -> bytes:
+    return f"{app_id}{SEP}{user_id}".encode()
+
+
+def split_key(key: bytes) -> tuple[str, str]:
+    app_id, _, subject = key.decode().partition(SEP)
+    return app_id, subject
+
+
+def event_hash(event_id: str) -> int:
+    """64-bit hash of an event id for the dedup set (stable across processes)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
+
+
+def to_micros(amount: float) -> int:
+    return round(amount * 1_000_000)
+
+
+class UserState(msgspec.Struct, array_like=True, gc=False):
+    first_ts: int
+    last_login: int = NONE
+    last_engage: int = NONE
+    days: dict[int, list[int]] = {}  # day number -> counters
+    dedup: dict[int, list[int]] = {}  # hour of keep-until -> event-id hashes
+    minutes: dict[int, int] = {}  # minute number -> events (burst rule)
+    burst_days: list[int] = []  # days with a burst alert already emitted
+    open: list[int] = msgspec.field(default_factory=lambda: [NONE] * 5)
+    last_active_day: int = NONE
+
+    # ---- dedup ---------------------------------------------------------------------------
+    def seen(self, h: int, horizon_start: int) -> bool:
+        """Whether ``h`` was remembered with a keep-until time at or after ``horizon_start``."""
+        first_hour = horizon_start // HOUR_MS
+        return any(hour >= first_hour and h in hashes for hour, hashes in self.dedup.items())
+
+    def remember(self, h: int, keep_until: int) -> None:
+        bucket = keep_until // HOUR_MS
+        hashes = self.dedup.get(bucket)
+        if hashes is None:
+            self.dedup[bucket] = [h]
+        else:
+            hashes.append(h)
+
+    # ---- windows ---------------------------------------------------------------------------
+    def day(self, day: int) -> list[int]:
+        counters = self.days.get(day)
+        if counters is None:
+            counters = self.days[day] = [0] * N_COUNTERS
+        return counters
+
+    def total(self, index: int, first_day: int, last_day: int) -> int:
+        return sum(c[index] for d, c in self.days.items() if first_day <= d <= last_day)
+
+    def active_days(self, first_day: int, last_day: int) -> int:
+        return sum(1 for d, c in self.days.items() if first_day <= d <= last_day and c[EVENTS] > 0)
+
+    def prune(self, watermark: int, keep_days: int, dedup_horizon_ms: int, lateness_ms: int) -> None:
+        """Drop what no rule or dedup check can need any more (deterministic in the watermark)."""
+        oldest_day = watermark // DAY_MS - keep_days
+        if self.days and min(self.days) < oldest_day:
+            self.days = {d: c for d, c in self.days.items() if d >= oldest_day}
+        oldest_hour = (watermark - dedup_horizon_ms) // HOUR_MS
+        if self.dedup and min(self.dedup) < oldest_hour:
+            self.dedup = {h: v for h, v in self.dedup.items() if h >= oldest_hour}
+        oldest_minute = (watermark - lateness_ms) // MINUTE_MS - 1
+        if self.minutes and min(self.minutes) < oldest_minute:
+            self.minutes = {m: n for m, n in self.minutes.items() if m >= oldest_minute}
+        if self.burst_days and min(self.burst_days) < watermark // DAY_MS - 2:
+            self.burst_days = [d for d in self.burst_days if d >= watermark // DAY_MS - 2]
+
+
+class DeviceState(msgspec.Struct, array_like=True, gc=False):
+    """Distinct users seen on one (app_id, device_id) per day; days already alerted."""
+
+    users: dict[int, list[str]] = {}  # day -> distinct user ids (kept up to the threshold)
+    alerted: list[int] = []
+
+    def prune(self, watermark: int, keep_days: int) -> None:
+        oldest = watermark // DAY_MS - keep_days
+        if self.users and min(self.users) < oldest:
+            self.users = {d: u for d, u in self.users.items() if d >= oldest}
+        if self.alerted and min(self.alerted) < oldest:
+            self.alerted = [d for d in self.alerted if d >= oldest]
+
+
+class PartitionMeta(msgspec.Struct, array_like=True):
+    """Per-partition stream time and the last UTC day closed on it."""
+
+    stream_time: int = NONE
+    closed_day: int = NONE
+
+
+_user_encoder = msgspec.msgpack.Encoder()
+_user_decoder = msgspec.msgpack.Decoder(UserState)
+_device_decoder = msgspec.msgpack.Decoder(DeviceState)
+_meta_decoder = msgspec.msgpack.Decoder(PartitionMeta)
+
+encode = _user_encoder.encode
+decode_user = _user_decoder.decode
+decode_device = _device_decoder.decode
+decode_meta = _meta_decoder.decode
