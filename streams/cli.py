@@ -81,6 +81,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    """Run one SQL query on the configured ClickHouse and print the rows as JSON lines."""
+    import orjson
+
+    from sinks.clickhouse import ClickHouse
+
+    settings = load_settings()
+    ch = ClickHouse(settings.effective_clickhouse_dsn, ca_cert=settings.clickhouse_ca,
+                    verify=settings.clickhouse_verify)
+    try:
+        for row in ch.query(args.sql):
+            sys.stdout.buffer.write(orjson.dumps(list(row), default=str) + b"\n")
+    finally:
+        ch.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitals", description="Real-time user behaviour tracking on Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--batch", type=int, default=1, help="events per message (1 = single-event messages)")
     g.set_defaults(func=cmd_generate)
+    q = sub.add_parser("query", help="run SQL on the configured ClickHouse, print JSON lines")
+    q.add_argument("sql")
+    q.set_defaults(func=cmd_query)
     r = sub.add_parser("run", help="the whole job locally: Kafka, a worker, generated traffic, a summary")
     r.add_argument("--users", type=int, default=20_000)
     r.add_argument("--days", type=int, default=21)

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from streams import localkafka
 from streams.generator import GenConfig, generate
 from streams.kafka_io import device_topic, end_offsets, reroute_topic
@@ -44,7 +46,11 @@ def wait_for_lag_zero(
     while time.monotonic() < deadline:
         if worker is not None and worker.poll() is not None:
             raise RuntimeError(f"the worker exited with code {worker.returncode}")
-        lag = asyncio.run(consumer_lag(settings))
+        try:
+            lag = asyncio.run(consumer_lag(settings))
+        except KafkaError:  # coordinator not ready yet (fresh broker, group just created)
+            time.sleep(0.5)
+            continue
         shown.update(max(0, total - lag), extra=f"lag {lag:,}")
         stable = stable + 1 if lag == 0 else 0
         if stable >= 2:  # twice in a row: internal topics fed by the last flush are drained too

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what vitals needs on a fresh Debian machine: Java 17 + Maven (the local Kafka),
+# Prometheus/promtool (the observability checks), a Python venv with vitals and its test tools,
+# and the Kafka broker jars (resolved from Maven Central, cached).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+if [ "${VITALS_SKIP_PROMETHEUS:-0}" != "1" ]; then
+  command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = "0" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    # the Debian prometheus package starts a service on :9090 where it can; tests run their own
+    if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus 2>/dev/null || true; fi
+    pkill -x prometheus 2>/dev/null || true
+  else
+    echo "setup: please install: ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+bash deploy/kafka/kafka.sh jars >/dev/null
+echo "setup: ready (.venv, Kafka jars in ~/.cache/vitals)" >&2

@@ -1,0 +1,176 @@
+"""Rule edges on the pure engine (no Kafka, no Faust): thresholds exactly, one below, one above."""
+
+from __future__ import annotations
+
+from schemas.alerts import alert_id
+from schemas.events import Event
+from streams.devices import DeviceObservations, DevicePartition
+from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
+from streams.settings import load_settings
+
+H = 3_600_000
+D = 86_400_000
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a day start
+_seq = iter(range(10**9))
+
+
+class Harness:
+    def __init__(self, **rules: object) -> None:
+        self.settings = load_settings(env={}, **{f"rules__{k}": v for k, v in rules.items()})
+        self.part = UserPartition(0, StateStore({}), RulesByApp(self.settings))
+        self.out = Outputs()
+
+    def send(self, ts: int, type_: str = "view", user: str = "u", **kw: object) -> list:
+        before = len(self.out.alerts)
+        eid = str(kw.pop("event_id", f"e{next(_seq)}"))
+        event = Event(eid, user, type_, ts, **kw)  # type: ignore[arg-type]
+        self.part.apply([(event, "t", 0, 0, None)], self.out)
+        return self.out.alerts[before:]
+
+    def tick(self, ts: int) -> list:
+        """Advance stream time with another user's event."""
+        return [a for a in self.send(ts, "view", user="clock") if a.user_id != "clock"]
+
+    def rules(self, name: str) -> list[tuple[str, int]]:
+        return [(a.status, a.episode_start) for a in self.out.alerts if a.rule == name and a.user_id == "u"]
+
+
+def test_no_login_72h_fires_exactly_at_deadline_and_resolves_on_login() -> None:
+    h = Harness()
+    h.send(T0, "login")
+    deadline = T0 + 72 * H
+    assert h.tick(deadline + H - 1) == []  # watermark one ms before the deadline
+    (alert,) = h.tick(deadline + H)  # watermark == deadline
+    assert (alert.rule, alert.status, alert.episode_start, alert.triggered_at, alert.level) == (
+        "churn.no_login_72h", "open", deadline, deadline, 0)
+    assert alert.alert_id == alert_id("default", "churn.no_login_72h", "u", deadline)
+    (resolved,) = [a for a in h.send(deadline + 2 * H, "login") if a.rule == "churn.no_login_72h"]
+    assert (resolved.status, resolved.alert_id) == ("resolved", alert.alert_id)
+
+
+def test_login_exactly_at_deadline_prevents_the_alert() -> None:
+    h = Harness()
+    h.send(T0, "login")
+    h.send(T0 + 72 * H, "login")  # in order: applied before the watermark reaches its deadline
+    assert h.rules("churn.no_login_72h") == []
+
+
+def test_late_login_cannot_retract_an_open_episode() -> None:
+    h = Harness()
+    h.send(T0, "login")
+    h.tick(T0 + 80 * H)
+    assert h.rules("churn.no_login_72h") == [("open", T0 + 72 * H)]
+    h.send(T0 + 71 * H, "login")  # too late and before the deadline: no resolution
+    assert h.rules("churn.no_login_72h") == [("open", T0 + 72 * H)]
+    assert h.out.outcomes["late"] == 1
+
+
+def test_login_rules_need_a_login_and_interaction_rule_uses_first_event() -> None:
+    h = Harness()
+    h.send(T0, "logout")
+    h.tick(T0 + 60 * D + H)
+    assert h.rules("churn.no_login_72h") == [] and h.rules("churn.no_login_90d") == []
+    assert h.rules("churn.no_interaction_60d") == [("open", T0 + 60 * D)]
+
+
+def test_no_login_90d_and_engagement_resolution() -> None:
+    h = Harness()
+    h.send(T0, "login")
+    h.tick(T0 + 90 * D + H)
+    assert ("open", T0 + 90 * D) in h.rules("churn.no_login_90d")
+    h.send(T0 + 90 * D + 2 * H, "like")
+    assert h.rules("churn.no_interaction_60d") == [("open", T0 + 60 * D), ("resolved", T0 + 60 * D)]
+
+
+def _two_weeks(h: Harness, base: int, recent: int) -> None:
+    """``base`` events on day 0 and ``recent`` on day 7, then close day 7."""
+    for i in range(base):
+        h.send(T0 + H + i)
+    for i in range(recent):
+        h.send(T0 + 7 * D + H + i)
+    h.tick(T0 + 8 * D + H)
+
+
+def test_activity_drop_threshold_edges() -> None:
+    for base, recent, fires in [(10, 7, True), (10, 8, False), (9, 0, False), (20, 14, True), (20, 15, False)]:
+        h = Harness()
+        _two_weeks(h, base, recent)
+        assert bool(h.rules("churn.activity_drop")) == fires, (base, recent)
+
+
+def test_activity_drop_opens_on_rising_and_resolves_on_falling_edge() -> None:
+    h = Harness()
+    _two_weeks(h, 10, 0)
+    assert h.rules("churn.activity_drop") == [("open", T0 + 7 * D)]
+    h.tick(T0 + 15 * D + H)  # day 14 closes: B (days 1..7) is 0 < 10
+    assert h.rules("churn.activity_drop")[-1][0] == "resolved"
+
+
+def _hollow(h: Harness, days: int = 10, amount: float = 0, posts: int = 0, social: int = 0) -> None:
+    for d in range(days):
+        h.send(T0 + d * D + H, "login")
+    if amount:
+        h.send(T0 + H + 1, "payment", amount=amount)
+    for i in range(posts):
+        h.send(T0 + (days - 1) * D + H + 10 + i, "content_post")
+    for i in range(social):
+        h.send(T0 + H + 100 + i, "like")
+    h.tick(T0 + days * D + H)
+
+
+def test_hollow_activity_edges() -> None:
+    cases = [({}, True), ({"days": 9}, False), ({"amount": 100.0}, True), ({"amount": 100.01}, False),
+             ({"posts": 2}, True), ({"posts": 3}, False), ({"social": 9}, True), ({"social": 10}, False)]
+    for kwargs, fires in cases:
+        h = Harness()
+        _hollow(h, **kwargs)  # type: ignore[arg-type]
+        assert bool(h.rules("fake.hollow_activity")) == fires, kwargs
+
+
+def test_burst_threshold_once_per_day() -> None:
+    h = Harness()
+    for i in range(99):
+        h.send(T0 + H + i)
+    assert h.rules("fake.burst") == []
+    h.send(T0 + H + 500)
+    assert h.rules("fake.burst") == [("open", T0 + H)]
+    for i in range(100):
+        h.send(T0 + 2 * H + i)  # a second burst minute the same day
+    assert len(h.rules("fake.burst")) == 1
+    for i in range(100):
+        h.send(T0 + D + 2 * H + i)
+    assert h.rules("fake.burst")[-1] == ("open", T0 + D + 2 * H)
+
+
+def test_duplicates_counted_once_within_horizon() -> None:
+    h = Harness()
+    h.send(T0, "view", event_id="same")
+    h.send(T0, "view", event_id="same")
+    state = h.part.store.get(b"default\x1fu")
+    assert state is not None and state.days[T0 // D][0] == 1
+    assert h.out.outcomes["duplicate"] == 1
+    h.tick(T0 + 27 * H)  # horizon (24 h, kept to the hour) passed
+    h.send(T0, "view", event_id="same")
+    assert h.out.outcomes["duplicate"] == 1
+
+
+def test_per_app_threshold_override() -> None:
+    settings = load_settings(env={}, apps={"strict": {"rules": {"burst_events_per_minute": 3}}})
+    part = UserPartition(0, StateStore({}), RulesByApp(settings))
+    out = Outputs()
+    for i in range(3):
+        part.apply([(Event(f"s{i}", "u", "view", T0 + i, app_id="strict"), "t", 0, 0, None)], out)
+    assert [a.rule for a in out.alerts] == ["fake.burst"]
+
+
+def test_device_farm_fifth_distinct_user() -> None:
+    settings = load_settings(env={})
+    part = DevicePartition(0, {}, RulesByApp(settings))
+    alerts: list = []
+    day = T0 // D
+    part.apply(DeviceObservations("default", "dev", [(day, f"u{i}", T0 + i) for i in range(4)] * 2), alerts)
+    assert alerts == []
+    part.apply(DeviceObservations("default", "dev", [(day, "u4", T0 + 10), (day, "u5", T0 + 11)]), alerts)
+    (alert,) = alerts
+    assert (alert.device_id, alert.user_id, alert.user_ids, alert.episode_start) == (
+        "dev", None, ["u0", "u1", "u2", "u3", "u4"], T0)
