@@ -71,6 +71,8 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         producer_max_batch_size=1 << 20,
         producer_max_request_size=8 << 20,
         table_standby_replicas=0,
+        broker_session_timeout=proc.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, proc.session_timeout_s / 5),
         stream_wait_empty=False,
         logging_config=None,
     )
@@ -123,7 +125,8 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        log.info("partitions revoked: %d", len(revoked))
+        log.info("partitions revoked: %d; flushing", len(revoked))
+        await pipeline.on_revoked()
 
     @app.on_before_shutdown.connect
     async def on_shutdown(sender: Any, **kwargs: Any) -> None:

@@ -13,17 +13,29 @@ import msgspec
 from schemas.alerts import Alert, make_alert
 from streams import rules as R
 from streams.engine import RulesByApp
-from streams.state import DAY_MS, NONE, SEP, DeviceState, PartitionMeta, decode_device, decode_meta, encode
+from streams.state import NONE, SEP, DeviceState, decode_device, encode
 
-DEVICE_KEEP_DAYS = 2
+DEVICE_KEEP_DAYS = 3
 
 
 class DeviceObservations(msgspec.Struct, array_like=True):
     app_id: str
     device_id: str
     obs: list[tuple[int, str, int]]  # (day, user_id, ts)
+    source: int = -1  # the user partition that saw them
+    # the source's watermark when its previous flush completed: every observation in this
+    # message was made at a watermark >= this, so pruning by the minimum never loses one in flight
+    source_watermark: int = NONE
 
 
+class DeviceMeta(msgspec.Struct, array_like=True):
+    """Watermarks of the user partitions feeding this device partition. The device stage's
+    watermark is their minimum: a slow source partition never makes its events look late."""
+
+    sources: dict[int, int] = {}
+
+
+_meta_decoder = msgspec.msgpack.Decoder(DeviceMeta)
 obs_encoder = msgspec.msgpack.Encoder()
 obs_decoder = msgspec.msgpack.Decoder(DeviceObservations)
 
@@ -37,22 +49,30 @@ def device_meta_key(partition: int) -> bytes:
 
 
 class DevicePartition:
-    def __init__(self, partition: int, data: MutableMapping[bytes, bytes], rules: RulesByApp) -> None:
+    def __init__(self, partition: int, data: MutableMapping[bytes, bytes], rules: RulesByApp,
+                 n_sources: int = 1) -> None:
         self.partition = partition
         self.data = data
         self.rules = rules
+        self.n_sources = n_sources
         raw = data.get(device_meta_key(partition))
-        self.meta = decode_meta(raw) if raw is not None else PartitionMeta()
+        self.meta = _meta_decoder.decode(raw) if raw is not None else DeviceMeta()
         self.dirty: dict[bytes, DeviceState] = {}
         self.meta_dirty = False
-        self.late = 0
 
     @property
     def watermark(self) -> int:
-        st = self.meta.stream_time
-        return NONE if st == NONE else st - self.rules.lateness_ms
+        sources = self.meta.sources
+        if len(sources) < self.n_sources:
+            return NONE
+        return min(sources.values())
 
     def apply(self, batch: DeviceObservations, alerts: list[Alert]) -> None:
+        if batch.source >= 0 and batch.source_watermark > self.meta.sources.get(batch.source, NONE):
+            self.meta.sources[batch.source] = batch.source_watermark
+            self.meta_dirty = True
+        if not batch.obs:
+            return
         key = device_key(batch.app_id, batch.device_id)
         state = self.dirty.get(key)
         if state is None:
@@ -60,14 +80,8 @@ class DevicePartition:
             state = decode_device(raw) if raw is not None else DeviceState()
         rules = self.rules(batch.app_id)
         changed = False
-        for day, user_id, ts in batch.obs:
-            if ts > self.meta.stream_time:
-                self.meta.stream_time = ts
-                self.meta_dirty = True
-            wm = self.watermark
-            if day < wm // DAY_MS - DEVICE_KEEP_DAYS:
-                self.late += 1  # the day's user set is gone: cannot be counted exactly any more
-                continue
+        wm = self.watermark
+        for day, user_id, _ts in batch.obs:
             decision = R.add_device_user(state, day, user_id, rules)
             changed = True
             if decision is not None:
@@ -84,7 +98,8 @@ class DevicePartition:
                     )
                 )
         if changed:
-            state.prune(self.watermark, DEVICE_KEEP_DAYS + 1)
+            if wm != NONE:
+                state.prune(wm, DEVICE_KEEP_DAYS + 1)
             self.dirty[key] = state
 
     def drain(self) -> list[tuple[bytes, bytes]]:

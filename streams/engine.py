@@ -27,6 +27,7 @@ from streams.state import (
     AMOUNT_MICROS,
     COMPLAINTS,
     DAY_MS,
+    DEVICE_LATE_DAYS,
     EVENTS,
     LOGINS,
     NONE,
@@ -63,7 +64,7 @@ class Outputs:
     alerts: list[Alert] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     reroutes: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, value)
-    device_obs: dict[tuple[str, str], list[tuple[int, str, int]]] = field(default_factory=dict)
+    device_obs: dict[tuple[str, str, int], list[tuple[int, str, int]]] = field(default_factory=dict)
     dirty_rows: set[tuple[bytes, int]] = field(default_factory=set)
     outcomes: Counter[str] = field(default_factory=Counter)  # accepted/duplicate/late/invalid:<reason>
     messages: int = 0
@@ -152,8 +153,9 @@ class RulesByApp:
 class UserPartition:
     """State and indexes of one partition of users."""
 
-    def __init__(self, partition: int, store: StateStore, rules: RulesByApp) -> None:
+    def __init__(self, partition: int, store: StateStore, rules: RulesByApp, reroute_topic: str = "") -> None:
         self.partition = partition
+        self.reroute_topic = reroute_topic
         self.store = store
         self.rules = rules
         self.meta = PartitionMeta()
@@ -162,6 +164,7 @@ class UserPartition:
         self.last_active = LastActiveIndex()
         self.open_day_rules: set[bytes] = set()
         self.next_day_end = NEVER
+        self.flushed_watermark = NONE  # the watermark when the last flush completed
 
     # ---- recovery ------------------------------------------------------------------------
     def load(self, keys: Iterable[bytes]) -> int:
@@ -169,6 +172,7 @@ class UserPartition:
         raw_meta = self.store.data.get(meta_key(self.partition))
         if raw_meta is not None:
             self.meta = decode_meta(raw_meta)
+            self.flushed_watermark = self.watermark
         n = 0
         for key in keys:
             state = self.store.get(key)
@@ -237,6 +241,11 @@ class UserPartition:
             state = store.get(key)
             if state is None:
                 state = UserState(first_ts=ts)
+            src = 1 if topic == self.reroute_topic else 0
+            if offset <= state.offsets[src]:  # replayed after a restart: already in the state
+                out.outcomes["replayed"] += 1
+                out.dirty_rows.add((key, day))  # re-write the row: the insert may have been lost
+                continue
             h = event_hash(event.event_id)
             if state.seen(h, wm - rules.dedup_horizon_s * 1000):
                 out.outcomes["duplicate"] += 1
@@ -245,6 +254,7 @@ class UserPartition:
             late = prev_wm != NONE and ts < prev_wm
             out.outcomes["late" if late else "accepted"] += 1
             state.remember(h, ts if ts > wm else wm)
+            state.offsets[src] = offset
             self._apply_event(key, state, event, day, late, wm, rules, out)
             store.put(key, state)
             out.dirty_rows.add((key, day))
@@ -302,10 +312,10 @@ class UserPartition:
         if day > state.last_active_day:
             state.last_active_day = day
             self.last_active.touch(key, day)
-        if event.device_id is not None:
-            obs = out.device_obs.get((app_id, event.device_id))
+        if event.device_id is not None and day >= wm // DAY_MS - DEVICE_LATE_DAYS:
+            obs = out.device_obs.get((app_id, event.device_id, self.partition))
             if obs is None:
-                obs = out.device_obs[(app_id, event.device_id)] = []
+                obs = out.device_obs[(app_id, event.device_id, self.partition)] = []
             obs.append((day, user_id, ts))
 
     def advance(self, wm: int, out: Outputs) -> None:

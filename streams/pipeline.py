@@ -32,7 +32,7 @@ from sinks.clickhouse import ActivitySink, AlertSink
 from sinks.kafka import dead_letter_record
 from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder
 from streams.engine import DeadLetter, Outputs, RulesByApp, StateStore, UserPartition, event_json
-from streams.kafka_io import PartitionCache, home_partition, send_many
+from streams.kafka_io import PartitionCache, device_topic, home_partition, reroute_topic, send_many
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.state import SEP, split_key
@@ -84,6 +84,7 @@ class Pipeline:
         self.devices: dict[int, DevicePartition] = {}
         self.assigned: set[int] = set()
         self.out = Outputs()
+        self.beacons: dict[int, int] = {}  # source partition -> watermark last reported to devices
         self.pending: list[SourceEvent] = []
         self.alert_futures: list[tuple[asyncio.Future[Any], float]] = []
         self.batch_started: list[float] = []
@@ -111,14 +112,20 @@ class Pipeline:
             self._producer = None
         self.executor.shutdown(wait=False, cancel_futures=True)
 
+    async def on_revoked(self) -> None:
+        """Before partitions move: make everything processed so far durable and acknowledged,
+        so state in memory and the changelogs agree whoever owns a partition next."""
+        await self.flush()
+
     def on_assigned(self, partitions: set[int]) -> None:
-        """New assignment: forget everything in flight (it will be replayed) and rebuild."""
+        """Keep partitions we still own (flushed on revoke), drop the others; new ones are
+        rebuilt from the recovered table on their first batch."""
         self.metrics.rebalances.inc()
-        self.out.clear()
-        self.pending.clear()
-        self.alert_futures.clear()
-        self.users.clear()
-        self.devices.clear()
+        for p in [p for p in self.users if p not in partitions]:
+            del self.users[p]
+            self.beacons.pop(p, None)
+        for p in [p for p in self.devices if p not in partitions]:
+            del self.devices[p]
         self.assigned = set(partitions)
         self.metrics.assigned.set(len(self.assigned))
 
@@ -138,7 +145,7 @@ class Pipeline:
                 bucket.append(key)
         total = 0
         for p, part_keys in keys.items():
-            up = self.users[p] = UserPartition(p, StateStore(self.users_data), self.rules)
+            up = self.users[p] = UserPartition(p, StateStore(self.users_data), self.rules, reroute_topic(self.settings))
             total += up.load(part_keys)
         self.metrics.recovery.observe(time.perf_counter() - started)
         log.info(
@@ -156,7 +163,7 @@ class Pipeline:
     def device_partition(self, p: int) -> DevicePartition:
         dp = self.devices.get(p)
         if dp is None:
-            dp = self.devices[p] = DevicePartition(p, self.devices_data, self.rules)
+            dp = self.devices[p] = DevicePartition(p, self.devices_data, self.rules, self.partitions)
         return dp
 
     # ---- batches ------------------------------------------------------------------------
@@ -244,22 +251,21 @@ class Pipeline:
             records = [(dl.partition, dl.key, dead_letter_record(dl)) for dl in out.dead_letters]
             futures += await send_many(producer, settings.dlq_topic, records)
         if out.reroutes:
-            from streams.kafka_io import reroute_topic
-
             futures += await send_many(producer, reroute_topic(settings), out.reroutes)
-        if out.device_obs:
-            from streams.kafka_io import device_topic
-
-            records = []
-            for (app_id, device_id), obs in out.device_obs.items():
-                key = f"{app_id}{SEP}{device_id}".encode()
-                records.append(
-                    (
-                        home_partition(key, self.partitions),
-                        key,
-                        obs_encoder.encode(DeviceObservations(app_id, device_id, obs)),
-                    )
-                )
+        records = []
+        for (app_id, device_id, source), obs in out.device_obs.items():
+            key = f"{app_id}{SEP}{device_id}".encode()
+            wm = self.users[source].flushed_watermark if source in self.users else -1
+            value = obs_encoder.encode(DeviceObservations(app_id, device_id, obs, source, wm))
+            records.append((home_partition(key, self.partitions), key, value))
+        # every user partition reports its watermark to every device partition, so the device
+        # watermark (their minimum) advances even where a source had no device events
+        for source, up in self.users.items():
+            if up.flushed_watermark >= 0 and up.flushed_watermark != self.beacons.get(source):
+                self.beacons[source] = up.flushed_watermark
+                beacon = obs_encoder.encode(DeviceObservations("", "", [], source, up.flushed_watermark))
+                records += [(p, None, beacon) for p in range(self.partitions)]
+        if records:
             futures += await send_many(producer, device_topic(settings), records)
         if futures:
             await asyncio.gather(*futures)
@@ -297,6 +303,7 @@ class Pipeline:
             meta = up.drain_meta()
             if meta is not None:
                 changelog.append((p, *meta))
+            up.flushed_watermark = up.watermark
         for p, dp in self.devices.items():
             device_changelog += [(p, k, v) for k, v in dp.drain()]
         futures = await send_many(producer, self.user_changelog, changelog)
@@ -338,6 +345,8 @@ class Pipeline:
                 m.dlq.labels(reason).inc(n)
             elif outcome == "rerouted":
                 m.rerouted.inc(n)
+            elif outcome == "replayed":
+                m.events.labels("duplicate", "replay").inc(n)
             else:
                 m.events.labels(outcome, "").inc(n)
         for alert in out.alerts:

@@ -95,6 +95,7 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
     sink_retry_initial_s: float = 0.2
     sink_retry_max_s: float = 10.0
     lag_watchdog_s: float = 120.0
+    session_timeout_s: float = 15.0  # a dead worker's partitions move after this
     store: str = "memory"  # memory | rocksdb
 
     def __post_init__(self) -> None:

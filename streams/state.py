@@ -15,6 +15,7 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 SEP = "\x1f"
+DEVICE_LATE_DAYS = 2  # device observations older than this (vs the watermark) are not counted
 
 # indexes into a day's counter list
 EVENTS, LOGINS, PAYMENTS, AMOUNT_MICROS, POSTS, SOCIAL, COMPLAINTS = range(7)
@@ -53,6 +54,9 @@ class UserState(msgspec.Struct, array_like=True, gc=False):
     burst_days: list[int] = []  # days with a burst alert already emitted
     open: list[int] = msgspec.field(default_factory=lambda: [NONE] * 5)
     last_active_day: int = NONE
+    # last source offset applied to this user, per source (0: events topic, 1: reroute topic):
+    # a replay after a crash skips what the state already holds, whatever its event time
+    offsets: list[int] = msgspec.field(default_factory=lambda: [NONE, NONE])
 
     # ---- dedup ---------------------------------------------------------------------------
     def seen(self, h: int, horizon_start: int) -> bool:

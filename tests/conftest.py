@@ -65,6 +65,10 @@ class Deployment:
 
 @pytest.fixture
 def deployment(kafka_bootstrap: str, tmp_path: Path) -> Deployment:
+    return make_deployment(kafka_bootstrap, tmp_path)
+
+
+def make_deployment(kafka_bootstrap: str, tmp_path: Path) -> Deployment:
     app_id = f"t{uuid.uuid4().hex[:10]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VITALS_")}
     env.update({

@@ -1,0 +1,78 @@
+"""Property: the streaming engine's alerts equal the naive batch oracle's, on random histories."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.events import Event
+from streams.devices import DeviceObservations, DevicePartition
+from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
+from streams.settings import load_settings
+from tests.histories import histories
+from tests.oracle_rules import Cfg, device_alerts, partition_alerts
+
+
+def engine_alerts(events: list[Event], chunk: int = 7) -> set[tuple[str, str, str, str, int]]:
+    rules = RulesByApp(load_settings(env={}))
+    data: dict[bytes, bytes] = {}
+    part = UserPartition(0, StateStore(data), rules)
+    devices = DevicePartition(0, {}, rules)
+    out = Outputs()
+    device_alerts_: list = []
+    for start in range(0, len(events), chunk):  # batches, with a state round-trip between them
+        part.apply([(e, "t", 0, start + i, None) for i, e in enumerate(events[start : start + chunk])], out)
+        part.store.drain()
+        for (app, dev, source), obs in out.device_obs.items():
+            devices.apply(DeviceObservations(app, dev, obs, source, part.flushed_watermark), device_alerts_)
+        devices.apply(DeviceObservations("", "", [], 0, part.flushed_watermark), device_alerts_)
+        part.flushed_watermark = part.watermark
+        out.device_obs.clear()
+    return {(a.alert_id, a.status, a.rule, a.user_id or a.device_id, a.episode_start)
+            for a in out.alerts + device_alerts_}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories())
+def test_engine_equals_oracle(events: list[Event]) -> None:
+    obs: list[Event] = []
+    expected = set(partition_alerts(events, Cfg(), obs)) | set(device_alerts(obs, Cfg()))
+    got = engine_alerts(events)
+    assert got == expected, (sorted(expected - got)[:5], sorted(got - expected)[:5])
+
+
+def engine_alerts_with_crash(events: list[Event], crash_at: int, committed: int, chunk: int = 7) -> set:
+    """Process with flushes every ``chunk`` events; lose everything after the last flush before
+    ``crash_at``, recover from the flushed state and replay from offset ``committed``."""
+    rules = RulesByApp(load_settings(env={}))
+    data: dict[bytes, bytes] = {}
+    part = UserPartition(0, StateStore(data), rules)
+    out = Outputs()
+    flushed = 0
+    for start in range(0, crash_at, chunk):
+        part.apply([(e, "t", 0, start + i, None) for i, e in enumerate(events[start : min(start + chunk, crash_at)])],
+                   out)
+        if start + chunk <= crash_at:
+            part.store.drain()
+            part.drain_meta()
+            flushed = start + chunk
+    alerts = list(out.alerts)  # alerts already sent, flushed or not
+    part = UserPartition(0, StateStore(data), rules)  # recovery
+    part.load([k for k in data if k[:1] != b"\x00"])
+    out = Outputs()
+    replay_from = min(committed, flushed)
+    for start in range(replay_from, len(events), chunk):
+        part.apply([(e, "t", 0, start + i, None) for i, e in enumerate(events[start : start + chunk])], out)
+        part.store.drain()
+        part.drain_meta()
+    return {(a.alert_id, a.status, a.rule, a.user_id, a.episode_start) for a in alerts + out.alerts}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories(), st.floats(0, 1), st.floats(0, 1))
+def test_crash_and_replay_gives_the_same_alerts(events: list[Event], crash: float, commit: float) -> None:
+    crash_at = int(crash * len(events))
+    committed = int(commit * crash_at)
+    expected = set(partition_alerts(events, Cfg()))
+    got = engine_alerts_with_crash(events, crash_at, committed)
+    assert got == expected, (sorted(expected - got)[:5], sorted(got - expected)[:5])
