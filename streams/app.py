@@ -117,6 +117,14 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
     async def gauges() -> None:
         pipeline.snapshot_gauges()
 
+    @app.timer(interval=10.0)
+    async def slow_gauges() -> None:
+        try:
+            await pipeline.refresh_lag()
+            await pipeline.refresh_product_gauges()
+        except Exception as exc:  # metrics must never stop the worker; say why, once per round
+            log.warning("gauge refresh failed: %s", type(exc).__name__)
+
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         parts = {tp.partition for tp in assigned if tp.topic == settings.events_topic}

@@ -46,6 +46,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     vitals.clickhouse.ensure_schema()
     vitals.metrics.serve(settings.metrics_host, settings.metrics_port)
     vitals.metrics.up.set(1)
+    from schemas.alerts import RULES
+
+    vitals.metrics.init_series(("user_activity_daily", "alerts"), RULES)
     log.info("metrics on http://%s:%d/metrics, %d partitions", settings.metrics_host, settings.metrics_port, partitions)
     worker = Worker(vitals.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from schemas import alerts as A
 from schemas.alerts import Alert, make_alert
 from schemas.events import ENGAGEMENT_EXCLUDED, SOCIAL_TYPES, Event, Invalid, Reason
 from streams import rules as R
@@ -150,6 +151,12 @@ class RulesByApp:
         )
 
 
+EPISODE_SLOTS = ((A.NO_LOGIN_SHORT, 0), (A.ACTIVITY_DROP, 1), (A.NO_INTERACTION, 2), (A.NO_LOGIN_LONG, 3),
+                 (A.HOLLOW, 4))
+EPISODE_RULES = frozenset(rule for rule, _ in EPISODE_SLOTS)
+MAX_BATCH = 1024  # > the events one message may hold; position = offset * MAX_BATCH + index
+
+
 class UserPartition:
     """State and indexes of one partition of users."""
 
@@ -165,6 +172,7 @@ class UserPartition:
         self.open_day_rules: set[bytes] = set()
         self.next_day_end = NEVER
         self.flushed_watermark = NONE  # the watermark when the last flush completed
+        self.open_episodes: Counter[str] = Counter()  # rule -> open episodes (metrics)
 
     # ---- recovery ------------------------------------------------------------------------
     def load(self, keys: Iterable[bytes]) -> int:
@@ -192,6 +200,14 @@ class UserPartition:
             self.open_day_rules.add(key)
         else:
             self.open_day_rules.discard(key)
+        for rule, slot in EPISODE_SLOTS:
+            if state.open[slot] != NONE:
+                self.open_episodes[rule] += 1
+
+    def count_episodes(self, alerts: Iterable[Alert]) -> None:
+        for alert in alerts:
+            if alert.rule in EPISODE_RULES:
+                self.open_episodes[alert.rule] += 1 if alert.status == "open" else -1
 
     def _set_next_day_end(self) -> None:
         closed = self.meta.closed_day
@@ -206,12 +222,13 @@ class UserPartition:
         return len(self.last_active), sum(len(ix) for ix in self.deadlines.values())
 
     # ---- processing ----------------------------------------------------------------------
-    def apply(self, events: list[tuple[Event, str, int, int, bytes | None]], out: Outputs) -> None:
-        """Apply events (with topic, partition, offset, key for dead letters) in order."""
+    def apply(self, events: list[tuple[Event, str, int, int, bytes | None, int]], out: Outputs) -> None:
+        """Apply events in order, each with its source topic, partition, offset, message key (for
+        dead letters) and index within its message."""
         lateness = self.rules.lateness_ms
         meta = self.meta
         store = self.store
-        for event, topic, part, offset, msg_key in events:
+        for event, topic, part, offset, msg_key, index in events:
             ts = event.ts
             prev_wm = meta.stream_time - lateness if meta.stream_time != NONE else NONE
             if ts > meta.stream_time:
@@ -242,7 +259,8 @@ class UserPartition:
             if state is None:
                 state = UserState(first_ts=ts)
             src = 1 if topic == self.reroute_topic else 0
-            if offset <= state.offsets[src]:  # replayed after a restart: already in the state
+            position = offset * MAX_BATCH + index
+            if position <= state.offsets[src]:  # replayed after a restart: already in the state
                 out.outcomes["replayed"] += 1
                 out.dirty_rows.add((key, day))  # re-write the row: the insert may have been lost
                 continue
@@ -254,7 +272,7 @@ class UserPartition:
             late = prev_wm != NONE and ts < prev_wm
             out.outcomes["late" if late else "accepted"] += 1
             state.remember(h, ts if ts > wm else wm)
-            state.offsets[src] = offset
+            state.offsets[src] = position
             self._apply_event(key, state, event, day, late, wm, rules, out)
             store.put(key, state)
             out.dirty_rows.add((key, day))

@@ -85,7 +85,9 @@ def _active_days(persona: str, days: int, rng: random.Random) -> list[int]:
     if persona == "hollow":
         return list(range(days))
     p = {"regular": 0.6, "payer": 0.7, "creator": 0.7, "bot": 0.5, "farm": 0.5}[persona]
-    return [d for d in range(days) if rng.random() < p]
+    # half of the regular users join during the history (new-user cohorts for retention)
+    joined = rng.randrange(days) if persona == "regular" and rng.random() < 0.5 else 0
+    return [d for d in range(joined, days) if d == joined or rng.random() < p]
 
 
 def _day_types(persona: str, n: int, rng: random.Random) -> list[str]:

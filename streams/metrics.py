@@ -100,5 +100,16 @@ class Metrics:
         self.watchdog = Counter("vitals_watchdog_restarts_total", "Consumer restarts by the lag watchdog", registry=r)
         self.up = Gauge("vitals_worker_up", "1 while the worker is running", registry=r)
 
+    def init_series(self, sinks: tuple[str, ...], rules: tuple[str, ...]) -> None:
+        """Create the bounded label sets at 0 so dashboards and rules see series from the start."""
+        for sink in sinks:
+            for family in (self.sink_rows, self.sink_batches, self.sink_failures, self.sink_retries):
+                family.labels(sink)
+        for rule in rules:
+            for status in ("open", "resolved"):
+                self.alerts.labels(rule, status)
+        for outcome in ("accepted", "duplicate", "late"):
+            self.events.labels(outcome, "")
+
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)

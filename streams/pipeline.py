@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -28,10 +29,10 @@ from aiokafka import AIOKafkaProducer
 from schemas.alerts import Alert, encode_alert
 from schemas.events import decode_message
 from sinks.base import RetryPolicy, flush_with_retry
-from sinks.clickhouse import ActivitySink, AlertSink
+from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse
 from sinks.kafka import dead_letter_record
 from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder
-from streams.engine import DeadLetter, Outputs, RulesByApp, StateStore, UserPartition, event_json
+from streams.engine import EPISODE_RULES, DeadLetter, Outputs, RulesByApp, StateStore, UserPartition, event_json
 from streams.kafka_io import PartitionCache, device_topic, home_partition, reroute_topic, send_many
 from streams.metrics import Metrics
 from streams.settings import Settings
@@ -184,16 +185,19 @@ class Pipeline:
                 items = per_partition.get(msg.partition)
                 if items is None:
                     items = per_partition[msg.partition] = []
-                for event in decoded:
+                for index, event in enumerate(decoded):
                     p = home(event.user_id)
                     if p == msg.partition:
-                        items.append((event, msg.topic, msg.partition, msg.offset, msg.key))
+                        items.append((event, msg.topic, msg.partition, msg.offset, msg.key, index))
                     else:
                         out.reroutes.append((p, event.user_id.encode(), event_json(event)))
                         out.outcomes["rerouted"] += 1
             for p, items in per_partition.items():
                 if items:
-                    self.user_partition(p).apply(items, out)
+                    up = self.user_partition(p)
+                    before = len(out.alerts)
+                    up.apply(items, out)
+                    up.count_episodes(out.alerts[before:])
             out.messages += len(events)
             self.pending.extend(events)
             self.batch_started.append(started)
@@ -353,9 +357,28 @@ class Pipeline:
             m.alerts.labels(alert.rule, alert.status).inc()
         m.messages.labels(self.settings.events_topic).inc(out.messages)
 
+    async def refresh_product_gauges(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.executor, product_gauges, self.activity.ch, self.metrics)
+
+    async def refresh_lag(self) -> None:
+        """Consumer lag per assigned partition of the events topic (end offset - committed)."""
+        from streams.kafka_io import committed_offsets, end_offsets
+
+        kafka, topic = self.settings.kafka, self.settings.events_topic
+        ends = await end_offsets(kafka, topic)
+        committed = await committed_offsets(kafka, self.settings.app_id, topic)
+        for p in self.assigned:
+            self.metrics.consumer_lag.labels(str(p)).set(max(0, ends.get(p, 0) - committed.get(p, 0)))
+
     def snapshot_gauges(self) -> None:
         now = self.clock()
         users = deadlines = 0
+        episodes: Counter[str] = Counter()
+        for up in self.users.values():
+            episodes.update(up.open_episodes)
+        for rule in EPISODE_RULES:
+            self.metrics.open_episodes.labels(rule).set(episodes[rule])
+        self.metrics.devices.set(sum(len(dp.dirty) for dp in self.devices.values()))
         for p, up in self.users.items():
             wm = up.watermark
             if wm >= 0:
@@ -371,3 +394,28 @@ class Pipeline:
 
 def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
+
+
+PRODUCT_SQL = """
+SELECT app_id, countIf(has_d) AS dau, countIf(has_d AND complained) AS complainers,
+       countIf(first_day = d - 1) AS cohort, countIf(first_day = d - 1 AND has_d) AS retained
+FROM (
+    SELECT u.app_id AS app_id, u.user_id AS user_id, min(u.day) AS first_day, max(u.day = l.d) AS has_d,
+           max(u.day = l.d AND u.complaints > 0) AS complained, any(l.d) AS d
+    FROM vitals.user_activity_daily AS u FINAL
+    INNER JOIN (SELECT app_id, max(day) - 1 AS d FROM vitals.user_activity_daily GROUP BY app_id) AS l
+        ON u.app_id = l.app_id
+    WHERE u.day <= l.d
+    GROUP BY u.app_id, u.user_id
+)
+GROUP BY app_id
+"""
+
+
+def product_gauges(ch: ClickHouse, metrics: Metrics) -> None:
+    """DAU, next-day retention and complaint rate of the last closed day, per app (from ClickHouse)."""
+    for app_id, dau, complainers, cohort, retained in ch.query(PRODUCT_SQL):
+        metrics.dau.labels(app_id).set(dau)
+        metrics.complaint_rate.labels(app_id).set(complainers / dau if dau else 0.0)
+        if cohort:
+            metrics.retention.labels(app_id).set(retained / cohort)

@@ -21,16 +21,22 @@ from streams.progress import Progress
 from streams.settings import Settings, load_settings
 
 
-async def consumer_lag(settings: Settings) -> int:
-    """Messages not yet committed by the worker group on the events and internal topics."""
+async def lag_by_partition(settings: Settings) -> dict[tuple[str, int], int]:
+    """Messages not yet committed by the worker group, per topic partition (events and internal)."""
     from streams.kafka_io import committed_offsets
 
-    lag = 0
+    lags: dict[tuple[str, int], int] = {}
     for topic in (settings.events_topic, reroute_topic(settings), device_topic(settings)):
         ends = await end_offsets(settings.kafka, topic)
         committed = await committed_offsets(settings.kafka, settings.app_id, topic)
-        lag += sum(end - committed.get(p, 0) for p, end in ends.items())
-    return lag
+        for p, end in ends.items():
+            if end - committed.get(p, 0):
+                lags[(topic, p)] = end - committed.get(p, 0)
+    return lags
+
+
+async def consumer_lag(settings: Settings) -> int:
+    return sum((await lag_by_partition(settings)).values())
 
 
 def wait_for_lag_zero(
@@ -57,7 +63,8 @@ def wait_for_lag_zero(
             shown.done()
             return
         time.sleep(0.5)
-    raise TimeoutError(f"lag did not reach 0 within {timeout_s:.0f}s")
+    detail = asyncio.run(lag_by_partition(settings))
+    raise TimeoutError(f"lag did not reach 0 within {timeout_s:.0f}s: {detail}")
 
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:

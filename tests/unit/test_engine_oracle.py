@@ -21,7 +21,7 @@ def engine_alerts(events: list[Event], chunk: int = 7) -> set[tuple[str, str, st
     out = Outputs()
     device_alerts_: list = []
     for start in range(0, len(events), chunk):  # batches, with a state round-trip between them
-        part.apply([(e, "t", 0, start + i, None) for i, e in enumerate(events[start : start + chunk])], out)
+        part.apply([(e, "t", 0, start + i, None, 0) for i, e in enumerate(events[start : start + chunk])], out)
         part.store.drain()
         for (app, dev, source), obs in out.device_obs.items():
             devices.apply(DeviceObservations(app, dev, obs, source, part.flushed_watermark), device_alerts_)
@@ -50,8 +50,8 @@ def engine_alerts_with_crash(events: list[Event], crash_at: int, committed: int,
     out = Outputs()
     flushed = 0
     for start in range(0, crash_at, chunk):
-        part.apply([(e, "t", 0, start + i, None) for i, e in enumerate(events[start : min(start + chunk, crash_at)])],
-                   out)
+        window = events[start : min(start + chunk, crash_at)]
+        part.apply([(e, "t", 0, start + i, None, 0) for i, e in enumerate(window)], out)
         if start + chunk <= crash_at:
             part.store.drain()
             part.drain_meta()
@@ -62,7 +62,7 @@ def engine_alerts_with_crash(events: list[Event], crash_at: int, committed: int,
     out = Outputs()
     replay_from = min(committed, flushed)
     for start in range(replay_from, len(events), chunk):
-        part.apply([(e, "t", 0, start + i, None) for i, e in enumerate(events[start : start + chunk])], out)
+        part.apply([(e, "t", 0, start + i, None, 0) for i, e in enumerate(events[start : start + chunk])], out)
         part.store.drain()
         part.drain_meta()
     return {(a.alert_id, a.status, a.rule, a.user_id, a.episode_start) for a in alerts + out.alerts}
