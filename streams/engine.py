@@ -100,8 +100,10 @@ class StateStore:
     def put(self, key: bytes, state: UserState) -> None:
         self.dirty[key] = state
 
-    def drain(self) -> list[tuple[bytes, bytes]]:
+    def drain(self, position: int = NONE) -> list[tuple[bytes, bytes]]:
         """Encode every changed state, store it and return it for the changelog."""
+        for state in self.dirty.values():
+            state.persisted_at = position
         out = [(key, encode(state)) for key, state in self.dirty.items()]
         data = self.data
         for key, raw in out:
@@ -173,6 +175,7 @@ class UserPartition:
         self.next_day_end = NEVER
         self.flushed_watermark = NONE  # the watermark when the last flush completed
         self.open_episodes: Counter[str] = Counter()  # rule -> open episodes (metrics)
+        self.position = NONE  # events-topic position (offset * MAX_BATCH + index) processed last
 
     # ---- recovery ------------------------------------------------------------------------
     def load(self, keys: Iterable[bytes]) -> int:
@@ -260,6 +263,8 @@ class UserPartition:
                 state = UserState(first_ts=ts)
             src = 1 if topic == self.reroute_topic else 0
             position = offset * MAX_BATCH + index
+            if src == 0 and position > self.position:
+                self.position = position
             if position <= state.offsets[src]:  # replayed after a restart: already in the state
                 out.outcomes["replayed"] += 1
                 out.dirty_rows.add((key, day))  # re-write the row: the insert may have been lost
@@ -372,6 +377,8 @@ class UserPartition:
             state = store.get(key)
             if state is None:
                 continue
+            if state.persisted_at > self.position:
+                continue  # replaying after a crash: this user's record already holds this day's decisions
             app_id, user_id = split_key(key)
             rules = self.rules(app_id)
             if not R.day_rules_may_hold(state, day, rules):
@@ -399,6 +406,10 @@ class UserPartition:
         self.meta.closed_day = day
         self.meta_dirty = True
         self._set_next_day_end()
+
+    def drain(self) -> list[tuple[bytes, bytes]]:
+        """Changed user states (stamped with the current position), for the changelog."""
+        return self.store.drain(self.position)
 
     def drain_meta(self) -> tuple[bytes, bytes] | None:
         if not self.meta_dirty:

@@ -303,7 +303,7 @@ class Pipeline:
         changelog: list[tuple[int, bytes, bytes]] = []
         device_changelog: list[tuple[int, bytes, bytes]] = []
         for p, up in self.users.items():
-            changelog += [(p, k, v) for k, v in up.store.drain()]
+            changelog += [(p, k, v) for k, v in up.drain()]
             meta = up.drain_meta()
             if meta is not None:
                 changelog.append((p, *meta))

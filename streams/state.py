@@ -57,6 +57,9 @@ class UserState(msgspec.Struct, array_like=True, gc=False):
     # last source offset applied to this user, per source (0: events topic, 1: reroute topic):
     # a replay after a crash skips what the state already holds, whatever its event time
     offsets: list[int] = msgspec.field(default_factory=lambda: [NONE, NONE])
+    # the partition's position (events topic) when this record was written: a replay that has not
+    # reached it yet must not re-evaluate this user (it already holds those decisions)
+    persisted_at: int = NONE
 
     # ---- dedup ---------------------------------------------------------------------------
     def seen(self, h: int, horizon_start: int) -> bool:
