@@ -73,7 +73,8 @@ def process(deployment, history: History, kills: int = 0, seed: int = 0) -> None
         worker.wait()
     worker = deployment.worker("final")
     try:
-        wait_for_lag_zero(settings_, worker, len(history.messages), timeout_s=float(os.environ.get("VITALS_TEST_LAG_TIMEOUT", "240")), progress=False)
+        timeout_s = float(os.environ.get("VITALS_TEST_LAG_TIMEOUT", "300"))
+        wait_for_lag_zero(settings_, worker, len(history.messages), timeout_s=timeout_s, progress=False)
     finally:
         stop_worker(worker)
 

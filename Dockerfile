@@ -1,0 +1,17 @@
+# vitals worker image: pinned base, non-root, healthcheck on the metrics endpoint.
+FROM python:3.11.10-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 VITALS_METRICS_HOST=0.0.0.0 VITALS_DATA_DIR=/var/lib/vitals
+RUN useradd --system --uid 10001 --home-dir /var/lib/vitals --create-home vitals
+WORKDIR /opt/vitals
+COPY pyproject.toml README.md ./
+COPY streams ./streams
+COPY sinks ./sinks
+COPY schemas ./schemas
+COPY deploy ./deploy
+RUN pip install --no-cache-dir . && chown -R vitals /var/lib/vitals
+USER vitals
+EXPOSE 9464
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+  CMD python -c "import urllib.request,os; urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ.get('VITALS_METRICS_PORT','9464'), timeout=4)"
+ENTRYPOINT ["vitals"]
+CMD ["worker"]

@@ -1,0 +1,230 @@
+"""vitals benchmark: ceiling, floor, naive and vitals on the same generated history, on the local
+real Kafka, in two input shapes (batch: 100 events of one user per message; single).
+
+    python -m bench.run [--events 2000000 --users 200000 --partitions 8] [--shapes batch,single]
+                        [--naive-events 100000] [--json bench/results/latest.json]
+
+Prints a table and writes the figures as JSON. Every figure is measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams import localkafka
+from streams.cli import _prestart
+from streams.generator import GenConfig, History, generate
+from streams.produce import produce_history
+from streams.runner import lag_by_partition
+from streams.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(bootstrap: str, app_id: str, topic: str, data: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VITALS_")}
+    env.update(VITALS_KAFKA_BOOTSTRAP=bootstrap, VITALS_APP_ID=app_id, VITALS_EVENTS_TOPIC=topic,
+               VITALS_ALERTS_TOPIC=f"{app_id}.alerts", VITALS_DLQ_TOPIC=f"{app_id}.dlq",
+               VITALS_DATA_DIR=str(data / app_id), VITALS_METRICS_PORT="0", VITALS_LOGLEVEL="WARNING")
+    return env
+
+
+async def ceiling(bootstrap: str, topic: str, partitions: int, n_messages: int) -> dict[str, float]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20,
+                                fetch_max_bytes=64 << 20)
+    await consumer.start()
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    started, cpu0 = time.perf_counter(), time.process_time()
+    messages = events = 0
+    try:
+        while messages < n_messages:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=100_000)
+            for records in batch.values():
+                for r in records:
+                    try:
+                        doc = orjson.loads(r.value)
+                    except orjson.JSONDecodeError:
+                        continue
+                    events += len(doc) if isinstance(doc, list) else 1
+                messages += len(records)
+    finally:
+        await consumer.stop()
+    elapsed = time.perf_counter() - started
+    return {"events_per_s": events / elapsed, "seconds": elapsed, "cpu_s": time.process_time() - cpu0,
+            "events": events}
+
+
+def _until_lag_zero(settings, proc, topics_done, timeout_s: float = 7200) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(time of first progress, time lag reached 0)."""
+    first = None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            lags = asyncio.run(lag_by_partition(settings))
+        except Exception:  # coordinator not ready yet
+            time.sleep(0.5)
+            continue
+        events_lag = {k: v for k, v in lags.items() if k[0] in topics_done}
+        total = sum(events_lag.values())
+        if first is None and total < topics_done[settings.events_topic]:
+            first = time.monotonic()
+        if not lags and first is not None:
+            return first, time.monotonic()
+        time.sleep(0.25)
+    raise TimeoutError("lag did not reach 0")
+
+
+def run_process(args: list[str], env: dict[str, str], n_messages: int, settings) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        first, done = _until_lag_zero(settings, proc, {settings.events_topic: n_messages})
+    finally:
+        proc.terminate()
+        proc.wait(120)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"seconds": done - first, "startup_s": first - started, "cpu_s": (after.ru_utime + after.ru_stime) -
+            (before.ru_utime + before.ru_stime), "peak_rss_mb": after.ru_maxrss / 1024}
+
+
+def measure_shape(shape: str, history: History, bootstrap: str, partitions: int, naive_events: int,
+                  work: Path) -> dict[str, dict[str, float]]:
+    tag = uuid.uuid4().hex[:6]
+    topic = f"bench-{shape}-{tag}"
+    env = _env(bootstrap, f"bench-{shape}-{tag}", topic, work)
+    settings = load_settings(env=env)
+    asyncio.run(_prestart(settings))
+    asyncio.run(produce_history(settings, history, progress=True))
+    n_msgs, n_events = len(history.messages), history.n_events
+    out: dict[str, dict[str, float]] = {}
+    print(f"[{shape}] ceiling...", file=sys.stderr)
+    out["ceiling"] = asyncio.run(ceiling(bootstrap, topic, partitions, n_msgs))
+    for mode in ("floor", "naive"):
+        print(f"[{shape}] {mode}...", file=sys.stderr)
+        if mode == "naive" and naive_events < n_events:
+            # the naive way is slow: measured on the first part of the same history
+            sub = History(history.config, [], {})
+            count = 0
+            for m in history.messages:
+                if count >= naive_events:
+                    break
+                sub.messages.append(m)
+                doc = orjson.loads(m.value) if m.value[:1] in (b"[", b"{") else None
+                count += len(doc) if isinstance(doc, list) else 1
+            sub_topic = f"{topic}-naive"
+            sub_env = dict(env, VITALS_EVENTS_TOPIC=sub_topic)
+            sub_settings = load_settings(env=sub_env)
+            asyncio.run(_prestart(sub_settings))
+            asyncio.run(produce_history(sub_settings, sub))
+            app_id = f"{mode}-{tag}"
+            sub_settings = load_settings(env=dict(sub_env, VITALS_APP_ID=app_id))
+            r = run_process([sys.executable, str(ROOT / "bench" / "floor_app.py"), mode, app_id, bootstrap, sub_topic,
+                             str(partitions)], env, len(sub.messages), sub_settings)
+            r["events"] = count
+        else:
+            app_id = f"{mode}-{tag}"
+            s2 = load_settings(env=dict(env, VITALS_APP_ID=app_id))
+            r = run_process([sys.executable, str(ROOT / "bench" / "floor_app.py"), mode, app_id, bootstrap, topic,
+                             str(partitions)], env, n_msgs, s2)
+            r["events"] = n_events
+        r["events_per_s"] = r["events"] / r["seconds"]
+        out[mode] = r
+    print(f"[{shape}] vitals...", file=sys.stderr)
+    r = run_process([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"], env, n_msgs, settings)
+    r["events"] = n_events
+    r["events_per_s"] = n_events / r["seconds"]
+    r["cpu_s_per_million"] = r["cpu_s"] / n_events * 1e6
+    out["vitals"] = r
+    for name in ("ceiling", "floor", "naive"):
+        out["vitals"][f"ratio_to_{name}"] = r["events_per_s"] / out[name]["events_per_s"]
+    return out
+
+
+def state_bytes_per_user(users: int) -> dict[str, float]:
+    """Encoded state bytes per tracked user after a realistic day of activity, at ``users`` users."""
+    from schemas.events import Event
+    from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
+
+    data: dict[bytes, bytes] = {}
+    part = UserPartition(0, StateStore(data), RulesByApp(load_settings(env={})))
+    out = Outputs()
+    t0 = 1_767_225_600_000
+    batch = []
+    for i in range(users):
+        uid = f"user-{i:08d}"
+        for j, etype in enumerate(("login", "view", "like", "view", "comment")):
+            batch.append((Event(f"{uid}-{j}", uid, etype, t0 + i % 86_400_000 + j * 1000), "t", 0, i * 8 + j, None, 0))
+        if len(batch) >= 50_000:
+            part.apply(batch, out)
+            part.drain()
+            out.clear()
+            batch = []
+    part.apply(batch, out)
+    part.drain()
+    encoded = sum(len(v) for k, v in data.items() if k[:1] != b"\x00")
+    keys = sum(len(k) for k in data if k[:1] != b"\x00")
+    return {"users": users, "state_bytes_per_user": encoded / users, "key_bytes_per_user": keys / users}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--users", type=int, default=200_000)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--shapes", default="batch,single")
+    parser.add_argument("--naive-events", type=int, default=100_000)
+    parser.add_argument("--state-users", type=int, default=1_000_000)
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"))
+    parser.add_argument("--dir", default=str(ROOT / ".vitals" / "bench"))
+    args = parser.parse_args()
+    work = Path(args.dir)
+    work.mkdir(parents=True, exist_ok=True)
+    bootstrap = localkafka.start(work / "kafka")
+    results: dict[str, object] = {"config": vars(args)}
+    try:
+        for shape in args.shapes.split(","):
+            cfg = GenConfig(users=args.users, days=args.days, events=args.events, seed=42,
+                            batch=100 if shape == "batch" else 1, partitions=args.partitions, invalid_rate=0.0005)
+            history = generate(cfg)
+            print(f"[{shape}] {history.n_events:,} events in {len(history.messages):,} messages", file=sys.stderr)
+            results[shape] = measure_shape(shape, history, bootstrap, args.partitions, args.naive_events, work)
+        results["state"] = state_bytes_per_user(args.state_users)
+    finally:
+        localkafka.stop(work / "kafka")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=2))
+    print(f"\n{'shape':<8}{'run':<10}{'events/s':>12}{'cpu s/M ev':>12}{'peak MB':>10}{'vitals x':>10}")
+    for shape in args.shapes.split(","):
+        for name, r in results[shape].items():  # type: ignore[union-attr]
+            ratio = results[shape]["vitals"]["events_per_s"] / r["events_per_s"]  # type: ignore[index]
+            cpu = r["cpu_s"] / r["events"] * 1e6 if r.get("events") else float("nan")
+            print(f"{shape:<8}{name:<10}{r['events_per_s']:>12,.0f}{cpu:>12.1f}{r.get('peak_rss_mb', 0):>10.0f}"
+                  f"{ratio:>10.2f}")
+    st = results["state"]
+    print(f"\nstate: {st['state_bytes_per_user']:.0f} B/user encoded (+{st['key_bytes_per_user']:.0f} B key) "  # type: ignore[index]
+          f"at {st['users']:,} users")  # type: ignore[index]
+    print(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
