@@ -136,6 +136,21 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         log.info("partitions revoked: %d; flushing", len(revoked))
         await pipeline.on_revoked()
 
+    @app.task
+    async def install_task_dump() -> None:
+        """SIGUSR1 logs every asyncio task's stack: what the worker waits on, for operators."""
+        import asyncio
+        import io
+        import signal
+
+        def dump() -> None:
+            for task in asyncio.all_tasks():
+                buf = io.StringIO()
+                task.print_stack(limit=8, file=buf)
+                log.warning("task %s:\n%s", task.get_name(), buf.getvalue())
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+
     @app.on_before_shutdown.connect
     async def on_shutdown(sender: Any, **kwargs: Any) -> None:
         await pipeline.stop()

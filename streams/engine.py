@@ -100,10 +100,13 @@ class StateStore:
     def put(self, key: bytes, state: UserState) -> None:
         self.dirty[key] = state
 
-    def drain(self, position: int = NONE) -> list[tuple[bytes, bytes]]:
-        """Encode every changed state, store it and return it for the changelog."""
+    def drain(self, position: int = NONE, prune: tuple[int, int, int, int] | None = None) -> list[tuple[bytes, bytes]]:
+        """Encode every changed state, store it and return it for the changelog. ``prune``
+        (watermark, keep days, dedup horizon ms, lateness ms) drops what no rule can need."""
         for state in self.dirty.values():
             state.persisted_at = position
+            if prune is not None and prune[0] >= 0:
+                state.prune(*prune)
         out = [(key, encode(state)) for key, state in self.dirty.items()]
         data = self.data
         for key, raw in out:
@@ -144,6 +147,11 @@ class RulesByApp:
         if rules is None:
             rules = self._cache[app_id] = self._settings.rules_for(app_id)
         return rules
+
+    @property
+    def max_dedup_ms(self) -> int:
+        apps = ["", *self._settings.apps]
+        return max(self(app).dedup_horizon_s for app in apps) * 1000
 
     @property
     def keep_days(self) -> int:
@@ -409,7 +417,8 @@ class UserPartition:
 
     def drain(self) -> list[tuple[bytes, bytes]]:
         """Changed user states (stamped with the current position), for the changelog."""
-        return self.store.drain(self.position)
+        prune = (self.watermark, self.rules.keep_days, self.rules.max_dedup_ms, self.rules.lateness_ms)
+        return self.store.drain(self.position, prune)
 
     def drain_meta(self) -> tuple[bytes, bytes] | None:
         if not self.meta_dirty:
