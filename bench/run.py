@@ -127,7 +127,10 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
                 if count >= naive_events:
                     break
                 sub.messages.append(m)
-                doc = orjson.loads(m.value) if m.value[:1] in (b"[", b"{") else None
+                try:
+                    doc = orjson.loads(m.value)
+                except orjson.JSONDecodeError:
+                    doc = None
                 count += len(doc) if isinstance(doc, list) else 1
             sub_topic = f"{topic}-naive"
             sub_env = dict(env, VITALS_EVENTS_TOPIC=sub_topic)
