@@ -207,8 +207,10 @@ def main() -> int:
     results: dict[str, object] = {"config": vars(args)}
     try:
         for shape in args.shapes.split(","):
+            # batch shape: exactly 100 events of one user per message (the user's next 100 events)
             cfg = GenConfig(users=args.users, days=args.days, events=args.events, seed=42,
-                            batch=100 if shape == "batch" else 1, partitions=args.partitions, invalid_rate=0.0005)
+                            batch=100 if shape == "batch" else 1, partitions=args.partitions, invalid_rate=0.0005,
+                            batch_window_ms=1 << 62)
             history = generate(cfg)
             print(f"[{shape}] {history.n_events:,} events in {len(history.messages):,} messages", file=sys.stderr)
             results[shape] = measure_shape(shape, history, bootstrap, args.partitions, args.naive_events, work)

@@ -44,6 +44,7 @@ class GenConfig:
     unkeyed_rate: float = 0.002
     invalid_rate: float = 0.002
     apps: tuple[str, ...] = ("default",)
+    batch_window_ms: int = 10 * MINUTE_MS  # an SDK sends a user's batch when full or this old
 
 
 @dataclass
@@ -201,7 +202,7 @@ def _deliver(events: list[dict[str, object]], cfg: GenConfig, rng: random.Random
             user = str(ev["user_id"])
             first, batch = open_batches.get(user, (sort_ts, []))
             batch.append(ev)
-            if len(batch) >= cfg.batch or sort_ts - first > 10 * MINUTE_MS:
+            if len(batch) >= cfg.batch or sort_ts - first > cfg.batch_window_ms:
                 msgs.append(_message(batch, sort_ts, cfg, rng))
                 open_batches.pop(user, None)
             else:
