@@ -57,3 +57,24 @@ def test_dependencies_order_the_stack() -> None:
     topics = services["kafka-topics"]["command"][0]
     for topic in ("vitals.events", "vitals.alerts", "vitals.events.dlq", "vitals-reroute", "vitals-device-obs"):
         assert topic in topics
+
+
+def test_k8s_manifests_use_the_settings_and_ports() -> None:
+    import tomllib
+
+    from streams.settings import load_settings
+
+    docs = [d for f in sorted((ROOT / "deploy/k8s").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    kinds = {d["kind"]: d for d in docs}
+    assert {"StatefulSet", "Service", "PodDisruptionBudget", "ConfigMap", "Secret"} <= set(kinds)
+    config = tomllib.loads(kinds["ConfigMap"]["data"]["vitals.toml"])
+    settings = load_settings(env={}, **{k: v for k, v in config.items() if not isinstance(v, dict)},
+                             **{f"{s}__{k}": v for s, sub in config.items() if isinstance(sub, dict)
+                                for k, v in sub.items()})
+    container = kinds["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"][0]["containerPort"] == settings.metrics_port
+    annotations = kinds["StatefulSet"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(settings.metrics_port)
+    env_names = {e["name"] for e in container["env"]} | set(kinds["Secret"]["stringData"])
+    assert env_names <= set(ENV_KEYS) | {"VITALS_CONFIG"}
+    assert container["resources"]["requests"]
