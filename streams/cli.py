@@ -6,10 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from streams.settings import ConfigError, Settings, load_settings
@@ -151,4 +148,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-__all__ = ["main", "signal", "subprocess", "time"]

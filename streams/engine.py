@@ -13,7 +13,7 @@ batches and ship what it leaves in :class:`Outputs`. Per event, in partition ord
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -427,11 +427,3 @@ class UserPartition:
         raw = encode(self.meta)
         self.store.data[meta_key(self.partition)] = raw
         return meta_key(self.partition), raw
-
-
-def row_for(state: UserState, day: int) -> tuple[int, ...] | None:
-    counters = state.days.get(day)
-    return None if counters is None else tuple(counters)
-
-
-RowSink = Callable[[list[tuple[str, str, int, tuple[int, ...]]]], None]

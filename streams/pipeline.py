@@ -23,7 +23,6 @@ from collections.abc import Callable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-import orjson
 from aiokafka import AIOKafkaProducer
 
 from schemas.alerts import Alert, encode_alert
@@ -392,8 +391,6 @@ class Pipeline:
         self.metrics.buffered_rows.set(len(self.out.dirty_rows) + len(self.out.alerts))
 
 
-def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj)
 
 
 PRODUCT_SQL = """

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
-import time
 
 from streams.generator import History
 from streams.kafka_io import new_producer, send_many
@@ -28,5 +26,3 @@ async def produce_history(settings: Settings, history: History, progress: bool =
         await producer.stop()
     return len(history.messages)
 
-
-__all__ = ["produce_history", "sys", "time"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import date, timedelta
 
 import orjson
 
@@ -61,5 +60,3 @@ def print_summary(settings: Settings, history: History | None = None) -> None:
         print("  " + raw[:300])
     ch.close()
 
-
-__all__ = ["date", "print_summary", "timedelta"]
