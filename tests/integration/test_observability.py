@@ -93,7 +93,8 @@ def test_real_prometheus_scrapes_worker_and_every_expression_works(deployment, t
         _poll(lambda: _query(base, 'up{job="vitals"} == 1')["data"]["result"], 60, "a successful scrape")
         _poll(lambda: _query(base, "vitals_product_dau")["data"]["result"], 60, "product gauges")
         _poll(lambda: _query(base, "vitals_consumer_lag_messages")["data"]["result"], 60, "consumer lag")
-        time.sleep(12)  # two more scrapes so rate() windows hold 2+ samples (not a wait for a condition)
+        _poll(lambda: _query(base, 'count_over_time(up{job="vitals"}[1m]) >= 3')["data"]["result"], 60,
+              "three scrapes inside the rate() windows")
 
         for title, expr in dashboard_exprs():
             answer = _query(base, expr)
