@@ -41,6 +41,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     vitals = build_app(settings, partitions)
     vitals.clickhouse.ensure_schema()
+    from sinks.views import ensure_views
+
+    ensure_views(vitals.clickhouse)
     vitals.metrics.serve(settings.metrics_host, settings.metrics_port)
     vitals.metrics.up.set(1)
     from schemas.alerts import RULES
@@ -126,8 +129,37 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--batch", type=int, default=1)
     r.add_argument("--dir", default=".vitals")
+    r.add_argument("--no-report", action="store_true", help="skip the HTML report at the end")
     r.set_defaults(func=cmd_run)
+    from streams import inspection, replay, report, thresholds
+
+    report.add_parser(sub)
+    replay.add_parser(sub)
+    inspection.add_parser(sub)
+    thresholds.add_parser(sub)
+    v = sub.add_parser("views", help="create (or replace) the analyst views in ClickHouse; --print shows the SQL")
+    v.add_argument("--print", action="store_true", dest="print_sql")
+    v.set_defaults(func=cmd_views)
     return parser
+
+
+def cmd_views(args: argparse.Namespace) -> int:
+    from sinks.views import ensure_views, view_ddl
+
+    if args.print_sql:
+        print(";\n\n".join(view_ddl()) + ";")
+        return 0
+    from sinks.clickhouse import ClickHouse
+
+    settings = load_settings()
+    ch = ClickHouse(settings.effective_clickhouse_dsn, ca_cert=settings.clickhouse_ca,
+                    verify=settings.clickhouse_verify)
+    try:
+        ch.ensure_schema()
+        ensure_views(ch)
+    finally:
+        ch.close()
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:

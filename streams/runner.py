@@ -19,6 +19,7 @@ from streams.kafka_io import device_topic, end_offsets, reroute_topic
 from streams.produce import produce_history
 from streams.progress import Progress
 from streams.settings import Settings, load_settings
+from streams.worker_metrics import save_snapshot, snapshot_path
 
 
 async def lag_by_partition(settings: Settings) -> dict[tuple[str, int], int]:
@@ -83,6 +84,15 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 60) -> int:
     return proc.returncode
 
 
+def write_report_subprocess(env: dict[str, str], out: Path, timeout_s: float = 600) -> Path:
+    """``vitals report`` in its own process (the embedded ClickHouse allows one engine per process)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "report", "--out", str(out)],
+        env=env, check=True, stdout=subprocess.PIPE, timeout=timeout_s,
+    )
+    return Path(done.stdout.decode().strip().splitlines()[-1])
+
+
 def run_local(args: argparse.Namespace) -> int:
     base = Path(args.dir).resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -120,11 +130,15 @@ def run_local(args: argparse.Namespace) -> int:
         )
         asyncio.run(produce_history(settings, history, progress=True))
         wait_for_lag_zero(settings, worker, len(history.messages))
+        save_snapshot(settings.metrics_host, settings.metrics_port, snapshot_path(settings.data_dir))
         stop_worker(worker)
         worker = None
         from streams.summary import print_summary
 
         print_summary(settings, history)
+        if not getattr(args, "no_report", False):
+            report = write_report_subprocess(env, base / "report.html")
+            print(f"\nreport: {report}")
     finally:
         if worker is not None:
             stop_worker(worker)
