@@ -149,8 +149,39 @@ def _event_slices(value: bytes) -> list[bytes]:
     """Exact original bytes of each element of a JSON array (slow path, for dead letters)."""
     try:
         return [bytes(raw) for raw in msgspec.json.decode(value, type=list[msgspec.Raw])]
-    except msgspec.DecodeError:
-        return []
+    except (msgspec.DecodeError, RecursionError):  # msgspec recurses; orjson accepts 1024 levels
+        return _scan_slices(value)
+
+
+def _scan_slices(value: bytes) -> list[bytes]:
+    """Element bytes of a JSON array already parsed by orjson, found without recursion."""
+    out: list[bytes] = []
+    depth, start, in_str, escaped = 0, -1, False, False
+    for i, c in enumerate(value):
+        if in_str:
+            if escaped:
+                escaped = False
+            elif c == 0x5C:  # backslash
+                escaped = True
+            elif c == 0x22:
+                in_str = False
+        elif c == 0x22:
+            in_str = True
+            if depth == 1 and start < 0:
+                start = i
+        elif c in b"[{":
+            depth += 1
+            if depth == 2 and start < 0:
+                start = i
+        elif c in b"]}" or (c == 0x2C and depth == 1):
+            if depth == 1 and start >= 0:
+                out.append(value[start:i].strip())
+                start = -1
+            if c != 0x2C:
+                depth -= 1
+        elif depth == 1 and start < 0 and c not in b" \t\r\n":
+            start = i
+    return out
 
 
 def decode_message(value: bytes | None, now_ms: int) -> tuple[list[Event], list[Invalid]]:
