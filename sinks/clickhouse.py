@@ -19,11 +19,13 @@ from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
 from schemas.alerts import Alert
 from sinks.base import BatchingSink, SinkBackpressure, SinkInvalid
+from streams.settings import redact_dsn
 
 DATABASE = "vitals"
 
@@ -98,6 +100,41 @@ _ZERO = Decimal(0)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
+def client_kwargs(dsn: str, *, ca_cert: str | None = None, verify: bool = True) -> dict[str, Any]:
+    """Keyword arguments for ``clickhouse_connect.get_client`` (no I/O).
+
+    An ``https://`` DSN means TLS (``secure=True``, certificate verified unless ``verify`` is off,
+    against ``ca_cert`` when given) whatever the port; ``http://`` means plain HTTP. clickhouse-connect
+    itself infers TLS from the port only. User and password are percent-decoded from the DSN and
+    sent by clickhouse-connect as an HTTP Basic header, never in the URL.
+    """
+    if dsn.startswith("chdb:"):
+        return {"dsn": dsn}
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"unsupported ClickHouse DSN scheme {parts.scheme!r}")
+    secure = parts.scheme == "https"
+    kwargs: dict[str, Any] = {
+        "interface": parts.scheme,
+        "secure": secure,
+        "host": parts.hostname or "localhost",
+        "port": parts.port or (8443 if secure else 8123),
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else "",
+        "database": unquote(parts.path.strip("/").split("/")[0]) or None,
+        "connect_timeout": 5,
+        "send_receive_timeout": 30,
+        "autogenerate_session_id": False,
+    }
+    if secure:
+        kwargs["verify"] = verify
+        if ca_cert and verify:
+            kwargs["ca_cert"] = ca_cert
+    for key, value in parse_qsl(parts.query):  # extra client options or settings in the DSN
+        kwargs.setdefault(key, value)
+    return kwargs
+
+
 class ClickHouse:
     """A lazily opened clickhouse-connect client; all calls from one worker thread."""
 
@@ -108,23 +145,17 @@ class ClickHouse:
         self._client: Any = None
         self._lock = threading.Lock()
 
+    def __repr__(self) -> str:
+        return f"ClickHouse({redact_dsn(self.dsn)!r})"
+
     def client(self) -> Any:
         if self._client is None:
             import clickhouse_connect
             from clickhouse_connect.driver.exceptions import ClickHouseError
 
-            kwargs: dict[str, Any] = {}
-            if not self.dsn.startswith("chdb:"):
-                kwargs = {
-                    "connect_timeout": 5,
-                    "send_receive_timeout": 30,
-                    "verify": self.verify,
-                    "autogenerate_session_id": False,
-                }
-                if self.ca_cert:
-                    kwargs["ca_cert"] = self.ca_cert
+            kwargs = client_kwargs(self.dsn, ca_cert=self.ca_cert, verify=self.verify)
             try:
-                self._client = clickhouse_connect.get_client(dsn=self.dsn, **kwargs)
+                self._client = clickhouse_connect.get_client(**kwargs)
             except ClickHouseError as exc:
                 raise SinkBackpressure(1.0, exc) from None
         return self._client

@@ -11,10 +11,18 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    IllegalSaslStateError,
+    KafkaConnectionError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+)
 from aiokafka.partitioner import murmur2
 
-from streams.settings import KafkaSettings, Settings
+from streams.settings import ConfigError, KafkaSettings, Settings
 
 Record = tuple[int, bytes | None, bytes]  # (partition, key, value)
 
@@ -64,6 +72,54 @@ def client_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
     return kwargs
 
 
+async def diagnose_connection(kafka: KafkaSettings, timeout_s: float = 15) -> None:
+    """Connect once to each bootstrap server; raise :class:`ConfigError` saying why when TLS or SASL
+    is refused (aiokafka only logs that and reports "Unable to bootstrap"). The message names the
+    server, protocol, mechanism and user, never the password."""
+    who = f"user {kafka.sasl_username!r} ({kafka.sasl_mechanism})" if kafka.sasl_username else "the client"
+    for server in kafka.bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        kwargs = client_kwargs(kafka)
+        kwargs.pop("bootstrap_servers")
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(host, int(port), request_timeout_ms=int(timeout_s * 1000), **kwargs), timeout_s
+            )
+        except (SaslAuthenticationFailed, AuthenticationFailedError, IllegalSaslStateError) as exc:
+            raise ConfigError(
+                f"Kafka at {server.strip()} ({kafka.security_protocol}) rejected the credentials of {who}: "
+                f"{type(exc).__name__}; check the SASL username, password and mechanism"
+            ) from None
+        except UnsupportedSaslMechanismError:
+            raise ConfigError(
+                f"Kafka at {server.strip()} does not enable SASL mechanism {kafka.sasl_mechanism}"
+            ) from None
+        except ssl.SSLError as exc:
+            detail = getattr(exc, "verify_message", None) or exc.reason or type(exc).__name__
+            raise ConfigError(
+                f"TLS handshake with Kafka at {server.strip()} failed: {detail}; check ssl_cafile and the "
+                f"security protocol ({kafka.security_protocol})"
+            ) from None
+        except (TimeoutError, OSError, KafkaConnectionError):  # unreachable: not a configuration error
+            continue
+        else:
+            conn.close()
+
+
+async def start_admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
+    """A started admin client; a refused TLS handshake or SASL login raises :class:`ConfigError`."""
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka))
+    try:
+        await admin.start()
+    except KafkaConnectionError:
+        with contextlib.suppress(Exception):
+            await admin.close()
+        if kafka.security_protocol != "PLAINTEXT":
+            await diagnose_connection(kafka)
+        raise
+    return admin
+
+
 def new_producer(kafka: KafkaSettings, **extra: Any) -> AIOKafkaProducer:
     options: dict[str, Any] = {
         "acks": "all",
@@ -96,8 +152,7 @@ async def send_many(producer: AIOKafkaProducer, topic: str, records: Iterable[Re
 
 
 async def topic_partitions(kafka: KafkaSettings, topic: str) -> int | None:
-    admin = AIOKafkaAdminClient(**client_kwargs(kafka))
-    await admin.start()
+    admin = await start_admin(kafka)
     try:
         described = await admin.describe_topics([topic])
         for entry in described:
@@ -118,8 +173,7 @@ async def ensure_topics(settings: Settings, partitions: int) -> None:
         reroute_topic(settings),
         device_topic(settings),
     ]
-    admin = AIOKafkaAdminClient(**client_kwargs(kafka))
-    await admin.start()
+    admin = await start_admin(kafka)
     try:
         existing = set(await admin.list_topics())
         missing = [NewTopic(n, partitions, kafka.replication_factor) for n in names if n not in existing]
@@ -154,8 +208,7 @@ async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
 
 
 async def committed_offsets(kafka: KafkaSettings, group: str, topic: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(**client_kwargs(kafka))
-    await admin.start()
+    admin = await start_admin(kafka)
     try:
         offsets = await admin.list_consumer_group_offsets(group)
         return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
@@ -60,6 +60,9 @@ class RuleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         return max(2 * self.activity_drop_window_d, self.hollow_window_d) + 2
 
 
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 class KafkaSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     bootstrap: str = "127.0.0.1:9092"
     security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
@@ -79,11 +82,21 @@ class KafkaSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             self.sasl_mechanism and self.sasl_username and self.sasl_password
         ):
             raise ConfigError("kafka: SASL needs sasl_mechanism, sasl_username and sasl_password")
+        if self.sasl_mechanism is not None and self.sasl_mechanism not in SASL_MECHANISMS:
+            raise ConfigError(f"kafka.sasl_mechanism must be one of {', '.join(SASL_MECHANISMS)}")
         if self.partitions < 1:
             raise ConfigError("kafka.partitions must be >= 1")
 
     def __repr__(self) -> str:  # never print the password
-        return f"KafkaSettings(bootstrap={self.bootstrap!r}, security_protocol={self.security_protocol!r})"
+        return (
+            f"KafkaSettings(bootstrap={self.bootstrap!r}, security_protocol={self.security_protocol!r}, "
+            f"sasl_mechanism={self.sasl_mechanism!r}, sasl_username={self.sasl_username!r}, "
+            f"sasl_password={'***' if self.sasl_password else None!r}, ssl_cafile={self.ssl_cafile!r})"
+        )
+
+    def __rich_repr__(self) -> Any:  # msgspec's default would yield every field, the password too
+        yield "bootstrap", self.bootstrap
+        yield "security_protocol", self.security_protocol
 
 
 class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -117,6 +130,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     alerts_topic: str = "vitals.alerts"
     dlq_topic: str = "vitals.events.dlq"
     clickhouse_dsn: str = ""  # default: chdb:///<data_dir>/clickhouse
+    clickhouse_user: str | None = None  # override the DSN's user (http(s) only)
+    clickhouse_password: str | None = None  # override the DSN's password (http(s) only)
     clickhouse_ca: str | None = None
     clickhouse_verify: bool = True
     metrics_port: int = 9464
@@ -141,7 +156,19 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     @property
     def effective_clickhouse_dsn(self) -> str:
-        return self.clickhouse_dsn or f"chdb://{Path(self.data_dir).resolve()}/clickhouse"
+        """The DSN the sink uses; ``clickhouse_user``/``clickhouse_password`` are merged into an http(s)
+        DSN (percent-encoded). Holds the secret: print only through :func:`redact_dsn`."""
+        dsn = self.clickhouse_dsn or f"chdb://{Path(self.data_dir).resolve()}/clickhouse"
+        parts = urlsplit(dsn)
+        if parts.scheme not in ("http", "https") or (self.clickhouse_user is None and self.clickhouse_password is None):
+            return dsn
+        user = self.clickhouse_user if self.clickhouse_user is not None else unquote_or_none(parts.username)
+        password = self.clickhouse_password if self.clickhouse_password is not None else unquote_or_none(parts.password)
+        userinfo = quote(user or "default", safe="")
+        if password is not None:
+            userinfo += ":" + quote(password, safe="")
+        netloc = f"{userinfo}@{parts.netloc.rpartition('@')[2]}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
     def rules_for(self, app_id: str) -> RuleSettings:
         override = self.apps.get(app_id)
@@ -159,6 +186,11 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             f"clickhouse_dsn={redact_dsn(self.effective_clickhouse_dsn)!r}, kafka={self.kafka!r})"
         )
 
+    def __rich_repr__(self) -> Any:  # msgspec's default would yield every field, secrets too
+        yield "app_id", self.app_id
+        yield "clickhouse_dsn", redact_dsn(self.effective_clickhouse_dsn)
+        yield "kafka", self.kafka
+
 
 ENV_KEYS: dict[str, tuple[str, ...]] = {
     "VITALS_KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
@@ -175,17 +207,63 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "VITALS_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
     "VITALS_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
     "VITALS_KAFKA_SSL_CAFILE": ("kafka", "ssl_cafile"),
+    "VITALS_CLICKHOUSE_USER": ("clickhouse_user",),
+    "VITALS_CLICKHOUSE_PASSWORD": ("clickhouse_password",),
     "VITALS_CLICKHOUSE_CA": ("clickhouse_ca",),
     "VITALS_METRICS_HOST": ("metrics_host",),
 }
 
+# Secrets can also come from files (Kubernetes/Docker secrets): NAME_FILE holds the value of NAME.
+SECRET_FILE_KEYS = (
+    "VITALS_KAFKA_SASL_USERNAME",
+    "VITALS_KAFKA_SASL_PASSWORD",
+    "VITALS_CLICKHOUSE_DSN",
+    "VITALS_CLICKHOUSE_USER",
+    "VITALS_CLICKHOUSE_PASSWORD",
+)
+
+_SECRET_QUERY_KEYS = frozenset({"password", "pass", "pwd", "secret", "token", "access_token"})
+
+
+def unquote_or_none(value: str | None) -> str | None:
+    return unquote(value) if value is not None else None
+
 
 def redact_dsn(dsn: str) -> str:
-    parts = urlsplit(dsn)
-    if parts.password is None:
+    """The DSN with its password (userinfo and secret-looking query parameters) replaced by ``***``.
+
+    Works on the text, so a DSN with unencoded special characters in the password (which
+    ``urlsplit`` misreads) is still redacted: everything up to the last ``@`` is userinfo.
+    """
+    scheme, sep, rest = dsn.partition("://")
+    if not sep:
         return dsn
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    userinfo, at, tail = rest.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}:***@{tail}" if colon else f"{userinfo}@{tail}"
+    head, qmark, query = rest.partition("?")
+    if qmark:
+        query, hash_, fragment = query.partition("#")
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _SECRET_QUERY_KEYS for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*")
+        rest = f"{head}?{query}{hash_}{fragment}"
+    return f"{scheme}://{rest}"
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            value = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: {path} is not UTF-8 text") from None
+    value = value.rstrip("\r\n")
+    if not value:
+        raise ConfigError(f"{name}: {path} is empty")
+    return value
 
 
 def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -207,6 +285,13 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    env = dict(env)
+    for name in SECRET_FILE_KEYS:
+        file_var = f"{name}_FILE"
+        if file_var in env:
+            if name in env:
+                raise ConfigError(f"set {name} or {file_var}, not both")
+            env[name] = _read_secret_file(file_var, env[file_var])
     for name, target in ENV_KEYS.items():
         if name in env:
             raw: Any = env[name]

@@ -8,7 +8,13 @@
 #
 # Jars are resolved once with Maven into $VITALS_KAFKA_LIBS (default ~/.cache/vitals/kafka-<version>).
 # The broker listens on 127.0.0.1 only. Extra broker properties can be appended from
-# $VITALS_KAFKA_EXTRA_PROPS (a file), used by the SASL/TLS tests.
+# $VITALS_KAFKA_EXTRA_PROPS (a file).
+#
+# Secured mode (first start of DIR only): with VITALS_KAFKA_SCRAM_USER and
+# VITALS_KAFKA_SCRAM_PASSWORD_FILE set, the client listener on PORT is SASL_SSL with
+# SCRAM-SHA-512: a CA and a broker certificate (SAN IP:127.0.0.1, DNS:localhost) are generated
+# in DIR/tls (clients trust DIR/tls/ca.pem), and the user's SCRAM credentials are written when
+# the storage is formatted. The controller and inter-broker listeners stay PLAINTEXT on loopback.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")"
@@ -22,6 +28,29 @@ resolve_jars() {
     touch "$libs/.complete"
   fi
 }
+
+make_tls() { # dir: a CA and a CA-signed broker certificate, PEM (Kafka's ssl.keystore.type=PEM)
+  local tls="$1/tls"
+  mkdir -p "$tls"
+  (
+    cd "$tls"
+    umask 077
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 30 -subj "/CN=vitals local test CA" \
+      -keyout ca.key -out ca.pem \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=localhost" -keyout broker.key -out broker.csr 2>/dev/null
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+      "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
+      "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid,issuer" > broker.ext
+    openssl x509 -req -sha256 -days 30 -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+      -extfile broker.ext -out broker.pem 2>/dev/null
+    cat broker.key broker.pem ca.pem > broker-keystore.pem  # PKCS#8 key, then the chain
+    rm -f broker.csr broker.ext ca.srl
+    chmod 644 ca.pem
+  )
+}
+
+secure_mode() { [ -n "${VITALS_KAFKA_SCRAM_USER:-}" ] && [ -n "${VITALS_KAFKA_SCRAM_PASSWORD_FILE:-}" ]; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -44,12 +73,20 @@ start() {
     [ -n "$port" ] || port="$(free_port)"
     local cport; cport="$(free_port)"
     while [ "$cport" = "$port" ]; do cport="$(free_port)"; done
+    local listeners="PLAINTEXT://127.0.0.1:$port" advertised="PLAINTEXT://127.0.0.1:$port"
+    if secure_mode; then
+      local iport; iport="$(free_port)"
+      while [ "$iport" = "$port" ] || [ "$iport" = "$cport" ]; do iport="$(free_port)"; done
+      listeners="PLAINTEXT://127.0.0.1:$iport,SASL_SSL://127.0.0.1:$port"
+      advertised="PLAINTEXT://127.0.0.1:$iport,SASL_SSL://127.0.0.1:$port"
+      make_tls "$dir"
+    fi
     cat > "$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT
@@ -66,12 +103,29 @@ auto.create.topics.enable=true
 log.retention.hours=-1
 message.max.bytes=8388608
 PROPS
+    if secure_mode; then
+      cat >> "$dir/server.properties" <<PROPS
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PEM
+ssl.keystore.location=$dir/tls/broker-keystore.pem
+ssl.client.auth=none
+PROPS
+    fi
     if [ -n "${VITALS_KAFKA_EXTRA_PROPS:-}" ]; then cat "$VITALS_KAFKA_EXTRA_PROPS" >> "$dir/server.properties"; fi
     echo "127.0.0.1:$port" > "$dir/bootstrap"
   fi
   if [ ! -f "$dir/data/meta.properties" ]; then
     local cid; cid="$(java_run org.apache.kafka.tools.StorageTool random-uuid 2>/dev/null || java_run kafka.tools.StorageTool random-uuid)"
-    java_run kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" > "$dir/format.log" 2>&1
+    local scram=()
+    if secure_mode; then  # SCRAM credentials live in the metadata log, written at format time
+      local user="$VITALS_KAFKA_SCRAM_USER" password
+      password="$(cat "$VITALS_KAFKA_SCRAM_PASSWORD_FILE")"
+      case "$user$password" in *[],=[\"]*) echo "SCRAM user/password must not hold , = [ ] or quotes" >&2; exit 2 ;; esac
+      scram=(--add-scram "SCRAM-SHA-512=[name=$user,password=$password]")
+    fi
+    java_run kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" "${scram[@]}" > "$dir/format.log" 2>&1
   fi
   port="$(sed -n 's/^127.0.0.1:\(.*\)$/\1/p' "$dir/bootstrap")"
   nohup bash -c "exec java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
