@@ -3,5 +3,5 @@
 # traffic, a summary read back from ClickHouse). Extra arguments go to `vitals run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VITALS_SKIP_PROMETHEUS=1 bash deploy/setup.sh
+VITALS_SKIP_PROMETHEUS=1 VITALS_SKIP_CHROMIUM=1 bash deploy/setup.sh
 exec .venv/bin/vitals run "$@"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what vitals needs on a fresh Debian machine: Java 17 + Maven (the local Kafka),
-# Prometheus/promtool (the observability checks), a Python venv with vitals and its test tools,
+# Prometheus/promtool (the observability checks), Chromium (the report's browser check), a Python
+# venv with vitals and its test tools,
 # and the Kafka broker jars (resolved from Maven Central, cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,10 @@ command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 if [ "${VITALS_SKIP_PROMETHEUS:-0}" != "1" ]; then
   command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+fi
+# headless Chromium renders the HTML report in the tests (docs/report.png)
+if [ "${VITALS_SKIP_CHROMIUM:-0}" != "1" ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium fonts-dejavu-core)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ]; then
