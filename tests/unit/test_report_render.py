@@ -1,0 +1,85 @@
+"""The report's charts and HTML, from numbers (no I/O): every chart has marks, gaps and empty data
+are handled, text is escaped, nothing is loaded from the network; thresholds table per app."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from streams import charts
+from streams.report import render
+from streams.report_data import DeviceRow, ReportData
+from streams.settings import RuleSettings, load_settings
+from streams.thresholds import DEFAULT, effective, table
+
+DAYS = [f"2026-01-{d:02d}" for d in range(1, 11)]
+
+
+def marks(svg: str) -> int:
+    return len(re.findall(r'class="mark"', svg))
+
+
+def test_line_chart_draws_a_line_per_run_and_a_threshold() -> None:
+    svg = charts.line_chart("t", ["a", "b", "c", "d"], {"x": [0.1, None, 0.3, 0.4], "y": [1, 2, 3, 4]},
+                            percent=True, threshold=0.18)
+    assert svg.startswith('<svg class="chart"')
+    assert marks(svg) == 3  # x: a point, then a line; y: one line
+    assert 'class="threshold"' in svg and "18%" in svg
+
+
+def test_empty_data_says_so() -> None:
+    assert 'class="chart empty"' in charts.line_chart("t", [], {})
+    assert 'class="chart empty"' in charts.line_chart("t", ["a"], {"x": [None]})
+    assert 'class="chart empty"' in charts.bar_chart("t", ["a"], {"x": [0]})
+    assert 'class="chart empty"' in charts.hbar_chart("t", [])
+
+
+def test_bar_heatmap_and_hbar_marks_and_escaping() -> None:
+    assert marks(charts.bar_chart("t", ["a", "b"], {"x": [1, 0], "y": [2, 3]})) == 3
+    heat = charts.heatmap("h", ["c1", "c2"], ["D1", "D2"], [[0.5, 0.1], [0.9, None]], threshold=0.18,
+                          marked_cols=(0,))
+    assert marks(heat) == 3 and heat.count('stroke="#dc2626"') == 2  # the low cell and the legend
+    bars = charts.hbar_chart("t", [("<dev>", 3.0), ("b", 1.0)], highlight={"<dev>"})
+    assert "&lt;dev&gt;" in bars and "<dev>" not in bars and marks(bars) == 2
+
+
+def sample() -> ReportData:
+    d = ReportData(generated_at="now", source="chdb:///x", apps=["default"], days=DAYS)
+    d.totals = {"events": 100, "users": 10, "payers": 1, "revenue": 5.0}
+    d.active = {x: (5 + i % 3, 8, 10) for i, x in enumerate(DAYS)}
+    d.retention = {c: {k: (10, 10 - k) for k in range(len(DAYS) - i)} for i, c in enumerate(DAYS)}
+    d.ladder = {"churn.no_login_72h": {x: i for i, x in enumerate(DAYS)}}
+    d.recall = {x: (3, 2, 0, 1) for x in DAYS[3:]}
+    d.fake = {"fake.burst": {DAYS[2]: 1}, "fake.hollow_activity": {x: 2 for x in DAYS}}
+    d.fake_share = {x: (6, 2) for x in DAYS}
+    d.alerts_by_rule = {"fake.burst": (1, 0)}
+    d.devices = [DeviceRow("default", "farm-1", 6, 6, True), DeviceRow("default", "d-u1", 1, 1, False)]
+    d.dlq = Counter({"not_json": 2})
+    d.outcomes = {("accepted", ""): 90.0, ("duplicate", ""): 5.0, ("late", ""): 3.0, ("invalid", "not_json"): 2.0}
+    return d
+
+
+def test_report_has_every_chart_drawn_and_loads_nothing() -> None:
+    html = render(sample(), RuleSettings())
+    svgs = re.findall(r'<svg class="chart".*?</svg>', html, flags=re.S)
+    assert len(svgs) == 11 and all(marks(s) > 0 for s in svgs)
+    assert 'class="chart empty"' not in html
+    assert not re.search(r"""(src|href)\s*=""", html)
+    assert "data-drawn" in html  # the inline check script
+
+
+def test_missing_sources_render_as_notes_and_empty_panels() -> None:
+    d = sample()
+    d.dlq, d.outcomes, d.notes = None, None, ["dead-letter topic x not readable (KafkaError)"]
+    html = render(d, RuleSettings())
+    assert "not readable (KafkaError)" in html and html.count('class="chart empty"') == 2
+
+
+def test_thresholds_per_app() -> None:
+    settings = load_settings(env={}, apps={"shop": {"rules": {"burst_events_per_minute": 300}}})
+    columns = effective(settings, ["web"])
+    assert list(columns) == [DEFAULT, "shop", "web"]
+    assert columns["shop"]["burst_events_per_minute"] == 300 and columns["web"]["burst_events_per_minute"] == 100
+    text = table(columns)
+    assert re.search(r"burst_events_per_minute\s+100\s+300\*\s+100$", text, flags=re.M)
+    assert text.endswith("* overridden for this app")
