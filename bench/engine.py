@@ -1,0 +1,246 @@
+"""Micro-benchmark of the pure engine path, without Kafka:
+
+    python -m bench.engine [--events 200000 --users 20000 --shape batch] [--profile]
+
+Generates a history with ``streams/generator.py`` and feeds its messages' bytes, in batches of
+``--batch-messages`` messages, through what ``Pipeline.on_user_batch`` and its flush do with
+them: decode + validate (``decode_message``), routing to the home partition (mis-keyed events
+are re-encoded for the reroute topic), ``UserPartition.apply``, and per flush the state drain
+(encode) and the building of the ClickHouse rows. Prints µs per event for each stage, events/s,
+and a digest of the outputs (alerts, rows, outcomes) so two versions of the engine can be
+compared for equal results as well as for speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import hashlib
+import json
+import pstats
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from schemas.events import decode_message
+from streams.engine import DeadLetter, Outputs, RulesByApp, StateStore, UserPartition, event_json
+from streams.generator import DAY_MS, GenConfig, History, generate
+from streams.kafka_io import PartitionCache
+from streams.settings import load_settings
+from streams.state import split_key
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("decode", "route", "apply", "drain", "rows")
+TOPIC = "vitals.events"
+
+
+@dataclass
+class Msg:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class Run:
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    alerts: list[tuple[str, str]] = field(default_factory=list)
+    rows: dict[tuple[str, str, int], tuple[int, ...]] = field(default_factory=dict)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    changelog_records: int = 0
+    changelog_bytes: int = 0
+    flushes: int = 0
+
+
+def kafka_messages(history: History) -> list[Msg]:
+    """The history's messages with the offsets Kafka would give them (per partition, in order)."""
+    next_offset: Counter[int] = Counter()
+    out = []
+    for m in history.messages:
+        out.append(Msg(TOPIC, m.partition, next_offset[m.partition], m.key, m.value))
+        next_offset[m.partition] += 1
+    return out
+
+
+def run_engine(messages: list[Msg], partitions: int, now_ms: int, batch_messages: int, flush_events: int) -> Run:
+    """One pass over ``messages`` with fresh state, timing each stage like the pipeline runs it."""
+    rules = RulesByApp(load_settings(env={}))
+    data: dict[bytes, bytes] = {}
+    users: dict[int, UserPartition] = {}
+    home = PartitionCache(partitions)
+    out = Outputs()
+    run = Run()
+    sec = run.seconds
+    clock = time.perf_counter
+    since_flush = 0
+
+    def flush() -> None:
+        t0 = clock()
+        for up in users.values():
+            for _key, raw in up.drain():
+                run.changelog_records += 1
+                run.changelog_bytes += len(raw)
+            up.drain_meta()
+            up.flushed_watermark = up.watermark
+        t1 = clock()
+        for key, day in out.dirty_rows:  # as Pipeline._flush_locked builds the ClickHouse rows
+            up = users.get(home(split_key(key)[1]))
+            state = up.store.get(key) if up is not None else None
+            counters = state.days.get(day) if state is not None else None
+            if counters is not None:
+                app_id, user_id = split_key(key)
+                run.rows[(app_id, user_id, day)] = (*counters,)
+        t2 = clock()
+        sec["drain"] += t1 - t0
+        sec["rows"] += t2 - t1
+        run.alerts += [(a.alert_id, a.status) for a in out.alerts]
+        run.outcomes.update(out.outcomes)
+        run.flushes += 1
+        out.clear()
+
+    for start in range(0, len(messages), batch_messages):
+        chunk = messages[start : start + batch_messages]
+        t0 = clock()
+        decoded_all = [decode_message(msg.value, now_ms) for msg in chunk]
+        t1 = clock()
+        per_partition: dict[int, list[Any]] = {}
+        n_events = 0
+        for msg, (decoded, invalid) in zip(chunk, decoded_all, strict=True):
+            for inv in invalid:
+                out.dead_letters.append(DeadLetter(inv, msg.topic, msg.partition, msg.offset, msg.key))
+                out.outcomes["invalid:" + inv.reason] += 1
+            items = per_partition.get(msg.partition)
+            if items is None:
+                items = per_partition[msg.partition] = []
+            n_events += len(decoded)
+            for index, event in enumerate(decoded):
+                p = home(event.user_id)
+                if p == msg.partition:
+                    items.append((event, msg.topic, msg.partition, msg.offset, msg.key, index))
+                else:
+                    out.reroutes.append((p, event.user_id.encode(), event_json(event)))
+                    out.outcomes["rerouted"] += 1
+        t2 = clock()
+        for p, items in per_partition.items():
+            if items:
+                up = users.get(p)
+                if up is None:
+                    up = users[p] = UserPartition(p, StateStore(data), rules, "vitals-reroute")
+                before = len(out.alerts)
+                up.apply(items, out)
+                up.count_episodes(out.alerts[before:])
+        t3 = clock()
+        sec["decode"] += t1 - t0
+        sec["route"] += t2 - t1
+        sec["apply"] += t3 - t2
+        since_flush += n_events
+        if since_flush >= flush_events:
+            flush()
+            since_flush = 0
+    flush()
+    return run
+
+
+def digest(run: Run) -> str:
+    h = hashlib.sha256()
+    h.update(repr(sorted(run.alerts)).encode())
+    h.update(repr(sorted(run.rows.items())).encode())
+    h.update(repr(sorted(run.outcomes.items())).encode())
+    return h.hexdigest()[:16]
+
+
+def history_for(shape: str, events: int, users: int, days: int, partitions: int, seed: int) -> History:
+    cfg = GenConfig(users=users, days=days, events=events, seed=seed, batch=100 if shape == "batch" else 1,
+                    partitions=partitions, invalid_rate=0.0005, batch_window_ms=1 << 62)
+    return generate(cfg)
+
+
+def measure(shape: str, args: argparse.Namespace, profile: Callable[[Callable[[], Run]], Run] | None = None
+            ) -> dict[str, Any]:
+    history = history_for(shape, args.events, args.users, args.days, args.partitions, args.seed)
+    messages = kafka_messages(history)
+    n_events = history.n_events
+    cfg = history.config
+    del history
+    # the worker does not hold the whole history in its heap: keep it out of the collector's way
+    gc.collect()
+    gc.freeze()
+    now_ms = cfg.start_ms + (cfg.days + 1) * DAY_MS  # fixed: results must not depend on the clock
+
+    def once() -> Run:
+        gc.collect()
+        return run_engine(messages, args.partitions, now_ms, args.batch_messages, args.flush_events)
+
+    runs = [once() for _ in range(args.repeat)] if profile is None else [profile(once)]
+    gc.unfreeze()
+    best = min(runs, key=lambda r: sum(r.seconds.values()))
+    total = sum(best.seconds.values())
+    users_tracked = len({(a, u) for a, u, _ in best.rows})
+    return {
+        "shape": shape,
+        "messages": len(messages),
+        "events": n_events,
+        "users": users_tracked,
+        "us_per_event": {k: v / n_events * 1e6 for k, v in best.seconds.items()},
+        "us_per_event_total": total / n_events * 1e6,
+        "events_per_s": n_events / total,
+        "alerts": len(best.alerts),
+        "rows": len(best.rows),
+        "changelog_records": best.changelog_records,
+        "changelog_bytes_per_record": best.changelog_bytes / max(1, best.changelog_records),
+        "flushes": best.flushes,
+        "outcomes": dict(best.outcomes),
+        "digest": digest(best),
+        "all_totals_s": [sum(r.seconds.values()) for r in runs],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--shapes", default="batch,single")
+    parser.add_argument("--batch-messages", type=int, default=5000, help="messages per on_user_batch call")
+    parser.add_argument("--flush-events", type=int, default=100_000, help="events between flushes (~1 s at target)")
+    parser.add_argument("--repeat", type=int, default=3, help="passes per shape (fresh state each); best reported")
+    parser.add_argument("--profile", action="store_true", help="one pass under cProfile; print the top functions")
+    parser.add_argument("--json", default="", help="write the figures to this file (default: print only)")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"config": vars(args)}
+    for shape in args.shapes.split(","):
+        profile = None
+        if args.profile:
+            def profile(fn: Callable[[], Run]) -> Run:
+                prof = cProfile.Profile()
+                run = prof.runcall(fn)
+                pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+                return run
+        print(f"[{shape}] generating and running...", file=sys.stderr)
+        results[shape] = measure(shape, args, profile)
+    print(f"\n{'shape':<8}{'events':>10}{'users':>8}" + "".join(f"{s:>9}" for s in STAGES)
+          + f"{'total µs':>10}{'events/s':>11}  digest")
+    for shape in args.shapes.split(","):
+        r = results[shape]
+        print(f"{shape:<8}{r['events']:>10,}{r['users']:>8,}" + "".join(f"{r['us_per_event'][s]:>9.2f}" for s in STAGES)
+              + f"{r['us_per_event_total']:>10.2f}{r['events_per_s']:>11,.0f}  {r['digest']}")
+        print(f"        alerts {r['alerts']:,}, rows {r['rows']:,}, changelog {r['changelog_records']:,} records "
+              f"({r['changelog_bytes_per_record']:.0f} B avg), {r['flushes']} flushes, outcomes {r['outcomes']}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2))
+        print(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
