@@ -12,18 +12,22 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faust
 from faust.transport.producer import ProducerBuffer
+from faust.types import TP
 
 from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse
+from streams.faults import Faults
 from streams.kafka_io import device_topic, new_producer, reroute_topic, ssl_context
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
 from streams.settings import Settings
+from streams.watchdog import EXIT_STALLED, Watchdog
 
 log = logging.getLogger("vitals.app")
 
@@ -34,6 +38,7 @@ class VitalsApp:
     pipeline: Pipeline
     metrics: Metrics
     clickhouse: ClickHouse
+    faults: Faults
 
 
 def _credentials(settings: Settings) -> Any:
@@ -99,6 +104,22 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         lambda: new_producer(settings.kafka),
     )
 
+    async def commit(offsets: dict[tuple[str, int], int]) -> bool:
+        """Commit exactly these offsets (the pipeline's flushed positions), bypassing Faust's acks."""
+        return bool(await app.consumer._commit({TP(topic, p): o for (topic, p), o in offsets.items()}))
+
+    pipeline.commit_offsets = commit
+    pipeline.faults = faults = Faults.from_env(os.environ)
+    if faults.path is not None:  # crash points of the fault tests, also while tables recover
+        for table in (users, devices):
+            apply_batch = table.apply_changelog_batch
+
+            def recovering(batch: Any, _apply: Any = apply_batch) -> None:
+                faults.hit("recovery")
+                _apply(batch)
+
+            table.apply_changelog_batch = recovering  # type: ignore[method-assign]
+
     @app.agent(source)
     async def ingest(stream: faust.StreamT) -> None:
         async for batch in stream.noack_take(proc.batch_max_messages, within=proc.batch_within_s):
@@ -117,13 +138,40 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
     async def gauges() -> None:
         pipeline.snapshot_gauges()
 
+    watchdog = Watchdog(proc.lag_watchdog_s)
+
     @app.timer(interval=10.0)
     async def slow_gauges() -> None:
         try:
-            await pipeline.refresh_lag()
-            await pipeline.refresh_product_gauges()
+            committed, ends = await pipeline.source_offsets()
+            await pipeline.refresh_lag(committed, ends)
         except Exception as exc:  # metrics must never stop the worker; say why, once per round
+            log.warning("lag refresh failed: %s", type(exc).__name__)
+            watchdog.excuse()  # cannot see the broker: not a stall of this worker
+        else:
+            check_stalls(committed, ends)
+        try:
+            await pipeline.refresh_product_gauges()
+        except Exception as exc:
             log.warning("gauge refresh failed: %s", type(exc).__name__)
+
+    def check_stalls(committed: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]) -> None:
+        if proc.lag_watchdog_s <= 0:
+            return
+        if app.rebalancing or getattr(app, "in_recovery", False) or pipeline.flush_started is not None:
+            watchdog.excuse()
+            return
+        assigned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+        stalls = watchdog.observe(committed, {tp: end for tp, end in ends.items() if tp in assigned})
+        if stalls:
+            from streams.diagnostics import dump
+
+            log.error("watchdog: consumption stalled (%s); exiting with code %d for a fresh consumer",
+                      ", ".join(f"{s.topic}[{s.partition}] committed {s.committed} < end {s.end} for "
+                                f"{s.since_s:.0f}s" for s in stalls[:5]), EXIT_STALLED)
+            dump(app)
+            logging.shutdown()
+            os._exit(EXIT_STALLED)  # crash-only: the supervisor restarts us from committed offsets
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
@@ -138,21 +186,16 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
 
     @app.task
     async def install_task_dump() -> None:
-        """SIGUSR1 logs every asyncio task's stack: what the worker waits on, for operators."""
+        """SIGUSR1 logs every asyncio task's stack and the consumer's bookkeeping, for operators."""
         import asyncio
-        import io
         import signal
 
-        def dump() -> None:
-            for task in asyncio.all_tasks():
-                buf = io.StringIO()
-                task.print_stack(limit=8, file=buf)
-                log.warning("task %s:\n%s", task.get_name(), buf.getvalue())
+        from streams.diagnostics import dump
 
-        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump, app)
 
     @app.on_before_shutdown.connect
     async def on_shutdown(sender: Any, **kwargs: Any) -> None:
         await pipeline.stop()
 
-    return VitalsApp(app, pipeline, metrics, ch)
+    return VitalsApp(app, pipeline, metrics, ch, faults)

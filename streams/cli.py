@@ -31,8 +31,12 @@ async def _prestart(settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = load_settings()  # a bad configuration stops here, before any process is started
     _setup_logging(args.loglevel)
+    from streams.supervisor import CHILD_ENV, supervise
+
+    if os.environ.get(CHILD_ENV) != "1" and not args.no_supervise:
+        return supervise([sys.executable, "-m", "streams.cli", "worker", "--loglevel", args.loglevel])
     log.info("starting worker: %r", settings)
     partitions = asyncio.run(_prestart(settings))
     from faust import Worker
@@ -40,6 +44,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.app import build_app
 
     vitals = build_app(settings, partitions)
+    vitals.faults.load()
     vitals.clickhouse.ensure_schema()
     from sinks.views import ensure_views
 
@@ -108,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("worker", help="run one worker (more can join the same consumer group)")
     w.add_argument("--loglevel", default=os.environ.get("VITALS_LOGLEVEL", "INFO"))
+    w.add_argument("--no-supervise", action="store_true",
+                   help="run the worker in this process (no restart when it dies)")
     w.set_defaults(func=cmd_worker)
     k = sub.add_parser("kafka", help="start or stop the local single-node Kafka")
     k.add_argument("action", choices=["start", "stop"])

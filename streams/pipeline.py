@@ -19,20 +19,23 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from schemas.alerts import Alert, encode_alert
 from schemas.events import decode_message
 from sinks.base import RetryPolicy, flush_with_retry
 from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse
 from sinks.kafka import dead_letter_record
+from streams.delivery import InFlight, OutRecord, deliver, retriable, send_records
 from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder
 from streams.engine import EPISODE_RULES, DeadLetter, Outputs, RulesByApp, StateStore, UserPartition, event_json
-from streams.kafka_io import PartitionCache, device_topic, home_partition, reroute_topic, send_many
+from streams.faults import Faults
+from streams.kafka_io import PartitionCache, device_topic, home_partition, reroute_topic
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.state import SEP, split_key
@@ -86,7 +89,8 @@ class Pipeline:
         self.out = Outputs()
         self.beacons: dict[int, int] = {}  # source partition -> watermark last reported to devices
         self.pending: list[SourceEvent] = []
-        self.alert_futures: list[tuple[asyncio.Future[Any], float]] = []
+        self.alerts_inflight = InFlight()
+        self.alert_started: list[tuple[float, int]] = []  # batch start, alerts sent from it
         self.batch_started: list[float] = []
         self.last_flush = clock()
         self.lock = asyncio.Lock()
@@ -96,14 +100,42 @@ class Pipeline:
         self.retry = RetryPolicy(settings.processing.sink_retry_initial_s, settings.processing.sink_retry_max_s)
         self.stopping = False
         self.flushes = 0
+        self.flush_started: float | None = None  # set while a flush is in progress (maybe retrying)
+        self.faults = Faults()  # crash points of the fault-injection tests; inert by default
+        self.commit_offsets: Callable[[dict[tuple[str, int], int]], Awaitable[bool]] | None = None
+        self.commits = 0
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = self._producer_factory()
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
             self._producer = producer
         return self._producer
+
+    async def _send(self, records: Sequence[OutRecord]) -> InFlight:
+        """Hand records to Kafka; if the broker is unreachable they wait in flight for :meth:`_deliver`."""
+        if not records:
+            return InFlight()
+        try:
+            return await send_records(await self.producer(), records)
+        except KafkaError as exc:
+            if not retriable(exc):
+                raise
+            return InFlight([(list(records), None)], exc)
+
+    async def _deliver(self, inflight: InFlight) -> None:
+        def on_retry(attempt: int, exc: BaseException) -> None:
+            self.metrics.sink_failures.labels("kafka").inc()
+            self.metrics.sink_retries.labels("kafka").inc()
+            log.warning("Kafka delivery failed (attempt %d, %d records): %s; retrying", attempt + 1,
+                        len(inflight), type(exc).__name__)
+
+        await deliver(self.producer, inflight, self.retry, should_stop=lambda: self.stopping, on_retry=on_retry)
 
     async def stop(self) -> None:
         self.stopping = True
@@ -199,6 +231,7 @@ class Pipeline:
                     up.count_episodes(out.alerts[before:])
             out.messages += len(events)
             self.pending.extend(events)
+            self.faults.hit("batch")
             self.batch_started.append(started)
             self.metrics.processing.observe(self.clock() - started)
             if len(out.alerts) > n_alerts:
@@ -219,11 +252,10 @@ class Pipeline:
         await self.maybe_flush()
 
     async def _send_alerts(self, alerts: Sequence[Alert], started: float) -> None:
-        producer = await self.producer()
+        """Alerts leave at once (latency); the flush waits for their acknowledgement before acking."""
         topic = self.settings.alerts_topic
-        for alert in alerts:
-            fut = await producer.send(topic, encode_alert(alert), key=alert.kafka_key)
-            self.alert_futures.append((fut, started))
+        self.alerts_inflight.extend(await self._send([(topic, None, a.kafka_key, encode_alert(a)) for a in alerts]))
+        self.alert_started.append((started, len(alerts)))
 
     # ---- flush ----------------------------------------------------------------------------
     def flush_due(self) -> bool:
@@ -243,39 +275,41 @@ class Pipeline:
             if not self.pending:
                 self.last_flush = self.clock()
                 return
-            await self._flush_locked()
+            self.flush_started = self.clock()
+            try:
+                await self._flush_locked()
+            finally:
+                self.flush_started = None
 
     async def _flush_locked(self) -> None:
         out, metrics, settings = self.out, self.metrics, self.settings
-        producer = await self.producer()
         # 1. Kafka outputs
-        futures: list[asyncio.Future[Any]] = []
-        if out.dead_letters:
-            records = [(dl.partition, dl.key, dead_letter_record(dl)) for dl in out.dead_letters]
-            futures += await send_many(producer, settings.dlq_topic, records)
-        if out.reroutes:
-            futures += await send_many(producer, reroute_topic(settings), out.reroutes)
-        records = []
+        records: list[OutRecord] = []
+        dlq, reroute, devices = settings.dlq_topic, reroute_topic(settings), device_topic(settings)
+        records += [(dlq, dl.partition, dl.key, dead_letter_record(dl)) for dl in out.dead_letters]
+        records += [(reroute, p, key, value) for p, key, value in out.reroutes]
         for (app_id, device_id, source), obs in out.device_obs.items():
             key = f"{app_id}{SEP}{device_id}".encode()
             wm = self.users[source].flushed_watermark if source in self.users else -1
             value = obs_encoder.encode(DeviceObservations(app_id, device_id, obs, source, wm))
-            records.append((home_partition(key, self.partitions), key, value))
+            records.append((devices, home_partition(key, self.partitions), key, value))
         # every user partition reports its watermark to every device partition, so the device
         # watermark (their minimum) advances even where a source had no device events
         for source, up in self.users.items():
             if up.flushed_watermark >= 0 and up.flushed_watermark != self.beacons.get(source):
                 self.beacons[source] = up.flushed_watermark
                 beacon = obs_encoder.encode(DeviceObservations("", "", [], source, up.flushed_watermark))
-                records += [(p, None, beacon) for p in range(self.partitions)]
-        if records:
-            futures += await send_many(producer, device_topic(settings), records)
-        if futures:
-            await asyncio.gather(*futures)
-        for fut, started in self.alert_futures:
-            await fut
-            metrics.alert_latency.observe(self.clock() - started)
-        self.alert_futures.clear()
+                records += [(devices, p, None, beacon) for p in range(self.partitions)]
+        inflight = await self._send(records)
+        inflight.extend(self.alerts_inflight)
+        self.alerts_inflight = InFlight()
+        await self._deliver(inflight)
+        self.faults.hit("kafka")
+        now = self.clock()
+        for started, n in self.alert_started:
+            for _ in range(n):
+                metrics.alert_latency.observe(now - started)
+        self.alert_started.clear()
         # 2. ClickHouse
         rows = []
         for key, day in out.dirty_rows:
@@ -298,6 +332,7 @@ class Pipeline:
             metrics.sink_rows.labels(sink.name).inc(n)
             metrics.sink_batches.labels(sink.name).inc()
             metrics.sink_batch_rows.labels(sink.name).observe(n)
+        self.faults.hit("inserted")
         # 3. changelogs
         changelog: list[tuple[int, bytes, bytes]] = []
         device_changelog: list[tuple[int, bytes, bytes]] = []
@@ -309,13 +344,13 @@ class Pipeline:
             up.flushed_watermark = up.watermark
         for p, dp in self.devices.items():
             device_changelog += [(p, k, v) for k, v in dp.drain()]
-        futures = await send_many(producer, self.user_changelog, changelog)
-        futures += await send_many(producer, self.device_changelog, device_changelog)
-        if futures:
-            await asyncio.gather(*futures)
-        # 4. acknowledge
-        for ev in self.pending:
-            ev.ack()
+        users_cl, devices_cl = self.user_changelog, self.device_changelog
+        await self._deliver(await self._send(
+            [(users_cl, p, k, v) for p, k, v in changelog] + [(devices_cl, p, k, v) for p, k, v in device_changelog]
+        ))
+        self.faults.hit("changelog")
+        # 4. commit the source offsets: everything up to here is durable
+        await self._commit_pending()
         self._record(out)
         now = self.clock()
         for started in self.batch_started:
@@ -325,6 +360,31 @@ class Pipeline:
         out.clear()
         self.last_flush = now
         self.flushes += 1
+
+    async def _commit_pending(self) -> None:
+        """Commit, per source partition, the offset after the last message flushed.
+
+        Messages of a partition reach the pipeline in offset order and all of them are made
+        durable by the flush, so "last flushed + 1" never skips an unprocessed message; a
+        message seen twice (Faust re-delivers what it fetched before seeking to the committed
+        offset after a rebalance) is a replay the state skips. The pipeline commits itself
+        rather than acking each message to Faust: Faust's per-message ack bookkeeping loses
+        acks of messages delivered while a rebalance's seek is in flight and then never commits
+        that partition again (see README, "What vitals promises").
+        """
+        if self.commit_offsets is None:  # no consumer (tests of the pipeline alone): ack instead
+            for ev in self.pending:
+                ev.ack()
+            return
+        offsets: dict[tuple[str, int], int] = {}
+        for ev in self.pending:
+            msg = ev.message
+            tp = (msg.topic, msg.partition)
+            if msg.offset >= offsets.get(tp, -1):
+                offsets[tp] = msg.offset + 1
+        if offsets:
+            await self.commit_offsets(offsets)
+            self.commits += 1
 
     def _flush_sink(self, sink: Any) -> int:
         def on_retry(attempt: int, exc: BaseException) -> None:
@@ -337,6 +397,7 @@ class Pipeline:
                 type(getattr(exc, "cause", None) or exc).__name__,
             )
 
+        self.faults.hit("clickhouse")
         return flush_with_retry(sink, self.retry, should_stop=lambda: self.stopping, on_retry=on_retry)
 
     def _record(self, out: Outputs) -> None:
@@ -359,15 +420,26 @@ class Pipeline:
     async def refresh_product_gauges(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self.executor, product_gauges, self.activity.ch, self.metrics)
 
-    async def refresh_lag(self) -> None:
-        """Consumer lag per assigned partition of the events topic (end offset - committed)."""
+    async def source_offsets(self) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+        """Committed and end offsets of every partition of the source topics (events, reroute, device obs)."""
         from streams.kafka_io import committed_offsets, end_offsets
 
-        kafka, topic = self.settings.kafka, self.settings.events_topic
-        ends = await end_offsets(kafka, topic)
-        committed = await committed_offsets(kafka, self.settings.app_id, topic)
+        kafka, group = self.settings.kafka, self.settings.app_id
+        committed: dict[tuple[str, int], int] = {}
+        ends: dict[tuple[str, int], int] = {}
+        for topic in (self.settings.events_topic, reroute_topic(self.settings), device_topic(self.settings)):
+            ends.update({(topic, p): end for p, end in (await end_offsets(kafka, topic)).items()})
+            committed.update({(topic, p): c for p, c in (await committed_offsets(kafka, group, topic)).items()})
+        return committed, ends
+
+    async def refresh_lag(
+        self, committed: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]
+    ) -> None:
+        """Consumer lag per assigned partition of the events topic (end offset - committed)."""
+        topic = self.settings.events_topic
         for p in self.assigned:
-            self.metrics.consumer_lag.labels(str(p)).set(max(0, ends.get(p, 0) - committed.get(p, 0)))
+            lag = ends.get((topic, p), 0) - committed.get((topic, p), 0)
+            self.metrics.consumer_lag.labels(str(p)).set(max(0, lag))
 
     def snapshot_gauges(self) -> None:
         now = self.clock()

@@ -1,0 +1,145 @@
+"""Kafka outputs that survive a broker outage: records are re-sent until Kafka acknowledges them.
+
+The pipeline hands every output record (alert, dead letter, reroute, device observation,
+changelog entry) to :func:`send_records`, which batches them per topic partition and returns
+what is in flight. :func:`deliver` waits for the acknowledgements and re-sends the records of
+every batch that failed with a retriable error (broker down, leader moving, timeout), with
+exponential backoff and jitter, until all are acknowledged. Source offsets are committed only
+after that, so a worker that waits out an outage loses nothing; a record whose acknowledgement
+was lost may be written twice, which every consumer of these topics tolerates (stable alert ids,
+dead letters identified by their source position, idempotent changelog writes).
+
+Errors that retrying cannot fix (authorisation, record too large) raise at once: loudly, not
+by looping forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+
+from sinks.base import RetryPolicy
+
+# topic, partition (None: the producer's partitioner on the key), key, value
+OutRecord = tuple[str, int | None, bytes | None, bytes]
+
+
+def retriable(exc: BaseException) -> bool:
+    """Whether waiting and re-sending can succeed (by exception type, never by message text)."""
+    if isinstance(exc, KafkaTimeoutError | KafkaConnectionError | asyncio.TimeoutError):
+        return True
+    return isinstance(exc, KafkaError) and bool(exc.retriable)
+
+
+@dataclass
+class InFlight:
+    """Batches handed to the producer and the futures of their acknowledgements."""
+
+    batches: list[tuple[list[OutRecord], asyncio.Future[Any] | None]] = field(default_factory=list)
+    failed_to_send: BaseException | None = None
+
+    def __len__(self) -> int:
+        return sum(len(records) for records, _ in self.batches)
+
+    def extend(self, other: InFlight) -> None:
+        self.batches += other.batches
+        self.failed_to_send = self.failed_to_send or other.failed_to_send
+
+
+async def send_records(producer: AIOKafkaProducer, records: Sequence[OutRecord]) -> InFlight:
+    """Hand records to the producer in per-partition batches; a send that raises a retriable
+    error leaves its records in the result without a future, to be re-sent by :func:`deliver`."""
+    inflight = InFlight()
+    grouped: dict[tuple[str, int], list[OutRecord]] = defaultdict(list)
+    for record in records:
+        topic, partition = record[0], record[1]
+        if partition is None:
+            await _send_one(producer, record, inflight)
+        else:
+            grouped[(topic, partition)].append(record)
+    for (topic, partition), group in grouped.items():
+        batch = producer.create_batch()
+        in_batch: list[OutRecord] = []
+        for record in group:
+            if batch.append(key=record[2], value=record[3], timestamp=None) is None:
+                if in_batch:
+                    await _send_batch(producer, batch, topic, partition, in_batch, inflight)
+                batch, in_batch = producer.create_batch(), []
+                if batch.append(key=record[2], value=record[3], timestamp=None) is None:  # larger than a batch
+                    await _send_one(producer, record, inflight)
+                    continue
+            in_batch.append(record)
+        if in_batch:
+            await _send_batch(producer, batch, topic, partition, in_batch, inflight)
+    return inflight
+
+
+async def _send_batch(
+    producer: AIOKafkaProducer, batch: Any, topic: str, partition: int, records: list[OutRecord], inflight: InFlight
+) -> None:
+    try:
+        inflight.batches.append((records, await producer.send_batch(batch, topic, partition=partition)))
+    except KafkaError as exc:
+        if not retriable(exc):
+            raise
+        inflight.batches.append((records, None))
+        inflight.failed_to_send = exc
+
+
+async def _send_one(producer: AIOKafkaProducer, record: OutRecord, inflight: InFlight) -> None:
+    topic, partition, key, value = record
+    try:
+        inflight.batches.append(([record], await producer.send(topic, value, key=key, partition=partition)))
+    except KafkaError as exc:
+        if not retriable(exc):
+            raise
+        inflight.batches.append(([record], None))
+        inflight.failed_to_send = exc
+
+
+async def deliver(
+    producer: Callable[[], Any],
+    inflight: InFlight,
+    policy: RetryPolicy,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_retry: Callable[[int, BaseException], None] = lambda attempt, exc: None,
+    rng: random.Random | None = None,
+) -> None:
+    """Wait until every record in flight is acknowledged, re-sending failed batches.
+
+    ``producer`` is an async callable returning the producer to re-send with. Raises the last
+    error if ``should_stop()`` turns true while records are still undelivered.
+    """
+    rng = rng or random.Random()
+    attempt = 0
+    while True:
+        failed: list[OutRecord] = []
+        last: BaseException | None = inflight.failed_to_send
+        for records, fut in inflight.batches:
+            if fut is None:
+                failed += records
+                continue
+            try:
+                await fut
+            except KafkaError as exc:
+                if not retriable(exc):
+                    raise
+                failed += records
+                last = exc
+        if not failed:
+            return
+        assert last is not None
+        if should_stop():
+            raise last
+        on_retry(attempt, last)
+        await asyncio.sleep(policy.delay(attempt, rng))
+        attempt += 1
+        inflight = await send_records(await producer(), failed)

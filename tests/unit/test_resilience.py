@@ -1,0 +1,153 @@
+"""Pure pieces of fault handling: the lag watchdog, delivery retries, crash plans, restart backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, NodeNotReadyError
+
+from sinks.base import RetryPolicy
+from streams.delivery import InFlight, OutRecord, deliver, retriable
+from streams.faults import Faults
+from streams.supervisor import backoff
+from streams.watchdog import Watchdog
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_watchdog_flags_a_partition_whose_commit_stops_moving_with_lag() -> None:
+    clock = Clock()
+    dog = Watchdog(stall_s=60, clock=clock)
+    tp, other = ("events", 0), ("events", 1)
+    assert dog.observe({tp: 10, other: 5}, {tp: 100, other: 5}) == []
+    clock.now = 59.9
+    assert dog.observe({tp: 10, other: 5}, {tp: 100, other: 5}) == []
+    clock.now = 60.0
+    stalls = dog.observe({tp: 10, other: 5}, {tp: 100, other: 5})
+    assert [(s.topic, s.partition, s.committed, s.end) for s in stalls] == [("events", 0, 10, 100)]
+
+
+def test_watchdog_resets_on_progress_and_on_excuse_and_ignores_no_lag() -> None:
+    clock = Clock()
+    dog = Watchdog(stall_s=60, clock=clock)
+    tp = ("events", 0)
+    dog.observe({tp: 10}, {tp: 100})
+    clock.now = 50
+    dog.observe({tp: 11}, {tp: 100})  # moved: clock restarts
+    clock.now = 100
+    assert dog.observe({tp: 11}, {tp: 100}) == []
+    dog.excuse()  # e.g. a rebalance or a flush blocked on ClickHouse
+    clock.now = 150
+    assert dog.observe({tp: 11}, {tp: 100}) == []
+    clock.now = 400
+    assert dog.observe({tp: 100}, {tp: 100}) == []  # no lag, however long
+    clock.now = 1000
+    assert dog.observe({tp: 100}, {tp: 100}) == []
+
+
+def test_retriable_by_type() -> None:
+    assert retriable(KafkaConnectionError())
+    assert retriable(NodeNotReadyError())
+    assert not retriable(MessageSizeTooLargeError())
+    assert not retriable(ValueError())
+
+
+class FlakyProducer:
+    """A producer whose first ``fail`` sends are refused by a (pretend-)absent broker."""
+
+    def __init__(self, fail: int) -> None:
+        self.fail = fail
+        self.delivered: list[bytes] = []
+
+    def create_batch(self) -> Any:
+        return Batch()
+
+    async def send_batch(self, batch: Batch, topic: str, partition: int) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.fail > 0:
+            self.fail -= 1
+            fut.set_exception(NodeNotReadyError())
+        else:
+            self.delivered += batch.values
+            fut.set_result(None)
+        return fut
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None) -> Any:
+        batch = Batch()
+        batch.append(key=key, value=value, timestamp=None)
+        return await self.send_batch(batch, topic, 0)
+
+
+class Batch:
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    def append(self, key: bytes | None, value: bytes, timestamp: int | None) -> object:
+        self.values.append(value)
+        return object()
+
+    def record_count(self) -> int:
+        return len(self.values)
+
+
+def test_deliver_resends_failed_batches_until_acknowledged() -> None:
+    from streams.delivery import send_records
+
+    async def run() -> tuple[list[bytes], list[int]]:
+        producer = FlakyProducer(fail=3)
+        records: list[OutRecord] = [("t", i % 2, None, b"%d" % i) for i in range(6)] + [("a", None, b"k", b"alert")]
+        inflight = await send_records(producer, records)  # type: ignore[arg-type]
+        retries: list[int] = []
+
+        async def get() -> FlakyProducer:
+            return producer
+
+        await deliver(get, inflight, RetryPolicy(0.001, 0.002), on_retry=lambda a, e: retries.append(a))
+        return producer.delivered, retries
+
+    delivered, retries = asyncio.run(run())
+    assert sorted(delivered) == sorted([b"%d" % i for i in range(6)] + [b"alert"])  # each once
+    assert retries and retries[0] == 0
+
+
+def test_deliver_raises_when_stopping_with_undelivered_records() -> None:
+    async def run() -> None:
+        async def get() -> FlakyProducer:
+            return FlakyProducer(fail=10**6)
+
+        inflight = InFlight([([("t", 0, None, b"x")], None)], NodeNotReadyError())
+        await deliver(get, inflight, RetryPolicy(0.001, 0.002), should_stop=lambda: True)
+
+    with pytest.raises(NodeNotReadyError):
+        asyncio.run(run())
+
+
+def test_fault_plan_is_consumed_one_crash_per_process(tmp_path: Path) -> None:
+    plan = tmp_path / "faults.json"
+    plan.write_text(json.dumps([["batch", 2], ["changelog", 1]]))
+    faults = Faults(plan)
+    faults.load()
+    assert (faults.point, faults.after) == ("batch", 2)
+    faults.hit("changelog")  # another point: nothing
+    assert json.loads(plan.read_text()) == [["batch", 2], ["changelog", 1]]
+    with pytest.raises(ValueError, match="unknown fault point"):
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps([["nowhere", 1]]))
+        Faults(bad).load()
+    idle = Faults(None)
+    idle.load()
+    idle.hit("batch")  # inert without a plan
+
+
+def test_restart_backoff_grows_and_caps() -> None:
+    assert [backoff(n) for n in (1, 2, 3, 4, 5, 6, 7)] == [1, 2, 4, 8, 16, 30, 30]
