@@ -27,7 +27,7 @@ def deep_text(levels: int, inner: bytes = b"") -> bytes:
 scalars = (
     st.none()
     | st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
+    | st.integers(-(2**63), 2**64 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20)
 )
@@ -45,7 +45,7 @@ def timestamps(now_ms: int) -> st.SearchStrategy[object]:
         st.sampled_from([0, -1, 946_684_799_999, now_ms + 30 * DAY_MS, 2**63 - 1, -(2**63), 253_402_300_800_000]),
         st.sampled_from(["1970-01-01T00:00:00Z", "9999-12-31T23:59:59+00:00", "0001-01-01T00:00:00-12:00",
                          "2026-01-01T00:00:00", "2026-02-30T00:00:00Z", "yesterday", "", "T"]),
-        st.floats() | st.booleans() | st.lists(st.integers(), max_size=2),
+        st.floats() | st.booleans() | st.lists(st.integers(-(2**63), 2**64 - 1), max_size=2),
     )
 
 

@@ -32,6 +32,7 @@ from streams.produce import produce_history
 from streams.runner import stop_worker, wait_for_lag_zero
 from tests.conftest import Deployment, make_deployment
 from tests.oracle import expected_daily, expected_dlq_reasons
+from tests.procs import listening_ports
 
 pytestmark = pytest.mark.integration
 
@@ -81,29 +82,6 @@ def secure_deployment(secure_kafka: SecureKafka, tmp_path: Path) -> Deployment:
     deployment = make_deployment(secure_kafka.bootstrap, tmp_path)
     deployment.env.update(secure_kafka.env())
     return deployment
-
-
-def listening_ports(pid: int) -> set[tuple[str, int]]:
-    """(address, port) of every TCP socket of ``pid`` in LISTEN state, from /proc."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = set()
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == "0A" and inode in inodes:  # 0A = LISTEN
-                addr, port = local.split(":")
-                if table == "tcp":
-                    addr = ".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0))
-                found.add((addr, int(port, 16)))
-    return found
 
 
 def poll(check, timeout_s: float, what: str):  # type: ignore[no-untyped-def]
