@@ -3,6 +3,7 @@ arguments for credentials and TLS built without I/O."""
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pytest
@@ -52,11 +53,16 @@ def test_sasl_needs_complete_credentials_and_a_known_mechanism() -> None:
     assert SECRET not in str(caught.value)
 
 
-def test_kafka_client_kwargs_for_sasl_ssl(tmp_path: Path) -> None:
-    ca = Path(__file__).resolve().parents[2] / "tests" / "unit" / "__init__.py"  # any file: the CA is read later
-    settings = load_settings(env=SASL | {"VITALS_KAFKA_SASL_PASSWORD": SECRET, "VITALS_KAFKA_SSL_CAFILE": str(ca)})
-    kafka = settings.kafka
-    assert kafka.ssl_cafile == str(ca)
+def test_kafka_client_kwargs_for_sasl_ssl() -> None:
+    kafka = load_settings(env=SASL | {"VITALS_KAFKA_SASL_PASSWORD": SECRET}).kafka
+    kwargs = kafka_kwargs(kafka)  # no CA file: the system's CAs
+    assert kwargs["security_protocol"] == "SASL_SSL" and kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (kwargs["sasl_plain_username"], kwargs["sasl_plain_password"]) == ("vitals", SECRET)
+    ctx = kwargs["ssl_context"]
+    assert isinstance(ctx, ssl.SSLContext) and ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    sasl_plain = load_settings(env=SASL | {"VITALS_KAFKA_SASL_PASSWORD": SECRET,
+                                           "VITALS_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}).kafka
+    assert "ssl_context" not in kafka_kwargs(sasl_plain)
     plain = load_settings(env={}).kafka
     assert kafka_kwargs(plain) == {"bootstrap_servers": "127.0.0.1:9092", "security_protocol": "PLAINTEXT"}
 
