@@ -242,3 +242,19 @@ def test_clickhouse_refused_port_error_has_no_password() -> None:
         ch.ensure_schema()
     for text in (str(caught.value), repr(caught.value), str(caught.value.cause), repr(caught.value.cause)):
         assert password not in text
+
+
+def test_worker_log_never_shows_the_clickhouse_password(deployment: Deployment) -> None:
+    password = "ch-" + secrets.token_urlsafe(16)
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]  # closed again: connections are refused
+    deployment.env["VITALS_CLICKHOUSE_DSN"] = f"http://vitals:{password}@127.0.0.1:{port}/vitals"
+    (deployment.base / "data").mkdir(exist_ok=True)
+    worker = deployment.worker("ch-refused")
+    log_path = deployment.base / "ch-refused.log"
+    try:
+        poll(lambda: "Connection refused" in log_path.read_text(errors="replace"), 120, "a refused ClickHouse write")
+    finally:
+        stop_worker(worker)
+    log = log_path.read_text(errors="replace")
+    assert "vitals:***@127.0.0.1" in log and password not in log
