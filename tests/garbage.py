@@ -1,6 +1,10 @@
 """Hypothesis strategies for garbage message values (issue 6, part 5): random bytes, deep nesting,
 huge strings, wrong types, non-UTF-8, NaN/Infinity, timestamps far in the past and future,
-mixed with valid events. Shared by the decoder fuzz tests and the worker fuzz test."""
+mixed with valid events. Shared by the decoder fuzz tests and the worker fuzz test.
+
+Left out on purpose, each covered by a strict xfail test until fixed: ``props`` nested deeper than
+255 levels (accepted, then a rerouted copy cannot be re-serialised) and invalid messages of several
+MB (their DLQ record outgrows the message size limit). Huge values stop at 1.1 MB."""
 
 from __future__ import annotations
 
