@@ -13,17 +13,13 @@ batches and ship what it leaves in :class:`Outputs`. Per event, in partition ord
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass, field
-
-import orjson
+from collections.abc import Iterable
 
 from schemas import alerts as A
 from schemas.alerts import Alert, make_alert
 from schemas.events import ENGAGEMENT_EXCLUDED, SOCIAL_TYPES, Event, Invalid, Reason
 from streams import rules as R
 from streams.index import NEVER, DeadlineIndex, LastActiveIndex
-from streams.settings import RuleSettings, Settings
 from streams.state import (
     AMOUNT_MICROS,
     COMPLAINTS,
@@ -31,134 +27,34 @@ from streams.state import (
     DEVICE_LATE_DAYS,
     EVENTS,
     LOGINS,
+    MINUTE_MS,
+    N_COUNTERS,
     NONE,
     OPEN_DROP,
     OPEN_HOLLOW,
+    OPEN_NO_INTERACTION,
+    OPEN_NO_LOGIN_LONG,
+    OPEN_NO_LOGIN_SHORT,
     PAYMENTS,
     POSTS,
     SOCIAL,
     PartitionMeta,
     UserState,
     decode_meta,
-    decode_user,
     encode,
     event_hash,
     split_key,
     to_micros,
     user_key,
 )
+from streams.store import DeadLetter, Outputs, RulesByApp, StateStore, event_json, meta_key
 
+__all__ = ["EPISODE_RULES", "MAX_BATCH", "DeadLetter", "Outputs", "RulesByApp", "StateStore", "UserPartition",
+           "event_json", "meta_key"]
 
-@dataclass(slots=True)
-class DeadLetter:
-    invalid: Invalid
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-
-
-@dataclass
-class Outputs:
-    """What processing produced since the last flush."""
-
-    alerts: list[Alert] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    reroutes: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, value)
-    device_obs: dict[tuple[str, str, int], list[tuple[int, str, int]]] = field(default_factory=dict)
-    dirty_rows: set[tuple[bytes, int]] = field(default_factory=set)
-    outcomes: Counter[str] = field(default_factory=Counter)  # accepted/duplicate/late/invalid:<reason>
-    messages: int = 0
-
-    def clear(self) -> None:
-        self.alerts.clear()
-        self.dead_letters.clear()
-        self.reroutes.clear()
-        self.device_obs.clear()
-        self.dirty_rows.clear()
-        self.outcomes.clear()
-        self.messages = 0
-
-
-class StateStore:
-    """Encoded user states in a mapping (the Faust table's store) with a cache of decoded,
-    changed states that are encoded once per flush."""
-
-    __slots__ = ("data", "dirty")
-
-    def __init__(self, data: MutableMapping[bytes, bytes]) -> None:
-        self.data = data
-        self.dirty: dict[bytes, UserState] = {}
-
-    def get(self, key: bytes) -> UserState | None:
-        state = self.dirty.get(key)
-        if state is not None:
-            return state
-        raw = self.data.get(key)
-        return None if raw is None else decode_user(raw)
-
-    def put(self, key: bytes, state: UserState) -> None:
-        self.dirty[key] = state
-
-    def drain(self, position: int = NONE, prune: tuple[int, int, int, int] | None = None) -> list[tuple[bytes, bytes]]:
-        """Encode every changed state, store it and return it for the changelog. ``prune``
-        (watermark, keep days, dedup horizon ms, lateness ms) drops what no rule can need."""
-        for state in self.dirty.values():
-            state.persisted_at = position
-            if prune is not None and prune[0] >= 0:
-                state.prune(*prune)
-        out = [(key, encode(state)) for key, state in self.dirty.items()]
-        data = self.data
-        for key, raw in out:
-            data[key] = raw
-        self.dirty.clear()
-        return out
-
-
-def meta_key(partition: int) -> bytes:
-    return b"\x00partition\x1f%d" % partition
-
-
-def event_json(event: Event) -> bytes:
-    doc: dict[str, object] = {
-        "event_id": event.event_id,
-        "user_id": event.user_id,
-        "type": event.type,
-        "ts": event.ts,
-        "app_id": event.app_id,
-    }
-    if event.device_id is not None:
-        doc["device_id"] = event.device_id
-    if event.type == "payment" or event.amount:
-        doc["amount"] = event.amount
-    if event.props is not None:
-        doc["props"] = event.props
-    return orjson.dumps(doc)
-
-
-class RulesByApp:
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._cache: dict[str, RuleSettings] = {}
-        self.lateness_ms = settings.rules.allowed_lateness_s * 1000
-
-    def __call__(self, app_id: str) -> RuleSettings:
-        rules = self._cache.get(app_id)
-        if rules is None:
-            rules = self._cache[app_id] = self._settings.rules_for(app_id)
-        return rules
-
-    @property
-    def max_dedup_ms(self) -> int:
-        apps = ["", *self._settings.apps]
-        return max(self(app).dedup_horizon_s for app in apps) * 1000
-
-    @property
-    def keep_days(self) -> int:
-        return max(
-            [self._settings.rules.retention_days_needed]
-            + [self(app).retention_days_needed for app in self._settings.apps]
-        )
+# counter index of each event type beyond EVENTS (payments also add their amount)
+TYPE_COUNTER = {"login": LOGINS, "payment": PAYMENTS, "content_post": POSTS, "complaint": COMPLAINTS,
+                **dict.fromkeys(SOCIAL_TYPES, SOCIAL)}
 
 
 EPISODE_SLOTS = ((A.NO_LOGIN_SHORT, 0), (A.ACTIVITY_DROP, 1), (A.NO_INTERACTION, 2), (A.NO_LOGIN_LONG, 3),
@@ -235,119 +131,177 @@ class UserPartition:
     # ---- processing ----------------------------------------------------------------------
     def apply(self, events: list[tuple[Event, str, int, int, bytes | None, int]], out: Outputs) -> None:
         """Apply events in order, each with its source topic, partition, offset, message key (for
-        dead letters) and index within its message."""
+        dead letters) and index within its message.
+
+        One loop, written for speed: the user, key, state and rules of the previous event are
+        reused (a batch message holds one user's events), deadlines are re-indexed only when
+        their inputs moved, and outcomes are counted in locals."""
         lateness = self.rules.lateness_ms
-        meta = self.meta
-        store = self.store
+        rules_for = self.rules
+        meta, store = self.meta, self.store
+        dirty = store.dirty
+        reroute = self.reroute_topic
+        dirty_rows, alerts, device_obs = out.dirty_rows, out.alerts, out.device_obs
+        ix_short = self.deadlines[A.NO_LOGIN_SHORT]
+        ix_inter = self.deadlines[A.NO_INTERACTION]
+        ix_long = self.deadlines[A.NO_LOGIN_LONG]
+        touch = self.last_active.touch
+        partition = self.partition
+        accepted = late_events = duplicates = replayed = 0
+        rules_app: str | None = None
+        rules = self.rules("")
+        retention = horizon_ms = burst = 0
+        app_id: str | None = None  # the previous event's user, key and state
+        user_id: str | None = None
+        key = b""
+        state = UserState(first_ts=NONE)
+        row_key, row_day = b"", NONE  # the last row marked dirty
+        obs_app: str | None = None  # the last device observation
+        obs_device: str | None = None
+        obs_user: str | None = None
+        obs_day = NONE
+        st = meta.stream_time
+        wm = NONE if st == NONE else st - lateness
         for event, topic, part, offset, msg_key, index in events:
             ts = event.ts
-            prev_wm = meta.stream_time - lateness if meta.stream_time != NONE else NONE
-            if ts > meta.stream_time:
-                if meta.stream_time == NONE:
+            prev_wm = wm
+            if ts > st:
+                if st == NONE:
                     meta.closed_day = (ts - lateness) // DAY_MS - 1
                     self._set_next_day_end()
-                meta.stream_time = ts
+                meta.stream_time = st = ts
                 self.meta_dirty = True
                 wm = ts - lateness
                 if wm >= self.next_day_end or wm >= self._next_deadline():
                     self.advance(wm, out)
-            else:
-                wm = prev_wm
-            rules = self.rules(event.app_id)
+                    user_id = None  # states may have been read again: look the user up afresh
+            a = event.app_id
+            if a != rules_app:
+                rules_app, rules = a, rules_for(a)
+                retention = rules.retention_days_needed
+                horizon_ms = rules.dedup_horizon_s * 1000
+                burst = rules.burst_events_per_minute
             day = ts // DAY_MS
-            if day < wm // DAY_MS - rules.retention_days_needed:
+            if day < wm // DAY_MS - retention:
                 inv = Invalid(
                     Reason.BEYOND_RETENTION,
-                    f"event older than the state retention of {rules.retention_days_needed} days",
+                    f"event older than the state retention of {retention} days",
                     event_json(event),
                     None,
                 )
                 out.dead_letters.append(DeadLetter(inv, topic, part, offset, msg_key))
                 out.outcomes["invalid:" + Reason.BEYOND_RETENTION] += 1
                 continue
-            key = user_key(event.app_id, event.user_id)
-            state = store.get(key)
-            if state is None:
-                state = UserState(first_ts=ts)
-            src = 1 if topic == self.reroute_topic else 0
+            u = event.user_id
+            new_user = False
+            if u != user_id or a != app_id:
+                app_id, user_id = a, u
+                key = user_key(a, u)
+                found = store.get(key)
+                if found is None:
+                    state, new_user = UserState(first_ts=ts), True
+                else:
+                    state = found
+            src = 1 if topic == reroute else 0
             position = offset * MAX_BATCH + index
             if src == 0 and position > self.position:
                 self.position = position
             if position <= state.offsets[src]:  # replayed after a restart: already in the state
-                out.outcomes["replayed"] += 1
-                out.dirty_rows.add((key, day))  # re-write the row: the insert may have been lost
+                replayed += 1
+                if day != row_day or key is not row_key:
+                    dirty_rows.add((key, day))  # re-write the row: the insert may have been lost
+                    row_key, row_day = key, day
                 continue
             h = event_hash(event.event_id)
-            if state.seen(h, wm - rules.dedup_horizon_s * 1000):
-                out.outcomes["duplicate"] += 1
-                out.dirty_rows.add((key, day))  # re-write the row: a replay may follow a lost insert
+            if state.seen(h, wm - horizon_ms):
+                duplicates += 1
+                # decided: a replay must skip it by position, not re-decide it against a watermark
+                # that has moved on (the first copy may be past the dedup horizon by then)
+                state.offsets[src] = position
+                dirty[key] = state
+                if day != row_day or key is not row_key:
+                    dirty_rows.add((key, day))  # re-write the row: a replay may follow a lost insert
+                    row_key, row_day = key, day
                 continue
             late = prev_wm != NONE and ts < prev_wm
-            out.outcomes["late" if late else "accepted"] += 1
+            if late:
+                late_events += 1
+            else:
+                accepted += 1
             state.remember(h, ts if ts > wm else wm)
             state.offsets[src] = position
-            self._apply_event(key, state, event, day, late, wm, rules, out)
-            store.put(key, state)
-            out.dirty_rows.add((key, day))
+            # ---- counters, episodes, deadlines, burst minute, device observation
+            counters = state.days.get(day)
+            if counters is None:
+                counters = state.days[day] = [0] * N_COUNTERS
+            counters[EVENTS] += 1
+            etype = event.type
+            slot = TYPE_COUNTER.get(etype)
+            if slot is not None:
+                counters[slot] += 1
+                if slot == PAYMENTS:
+                    counters[AMOUNT_MICROS] += to_micros(event.amount)
+            first_moved = new_user
+            if ts < state.first_ts:
+                state.first_ts = ts
+                first_moved = True
+            login_moved = inter_moved = False
+            open_ = state.open
+            if etype == "login":
+                if open_[OPEN_NO_LOGIN_SHORT] != NONE or open_[OPEN_NO_LOGIN_LONG] != NONE:
+                    for d in R.on_activity(state, ts, True, False):
+                        alerts.append(make_alert(d.status, d.rule, a, u, d.episode_start, wm, d.evidence))
+                    login_moved = True
+                elif ts > state.last_login:
+                    state.last_login = ts
+                    login_moved = True
+            elif etype not in ENGAGEMENT_EXCLUDED:
+                if open_[OPEN_NO_INTERACTION] != NONE:
+                    for d in R.on_activity(state, ts, False, True):
+                        alerts.append(make_alert(d.status, d.rule, a, u, d.episode_start, wm, d.evidence))
+                    inter_moved = True
+                elif ts > state.last_engage:
+                    state.last_engage = ts
+                    inter_moved = True
+            # deadlines move only with their inputs (last login/engagement, first event, episodes)
+            if login_moved:
+                ix_short.set(key, R.absence_deadline(state, A.NO_LOGIN_SHORT, OPEN_NO_LOGIN_SHORT, rules))
+                ix_long.set(key, R.absence_deadline(state, A.NO_LOGIN_LONG, OPEN_NO_LOGIN_LONG, rules))
+            if inter_moved or (first_moved and state.last_engage == NONE):
+                ix_inter.set(key, R.absence_deadline(state, A.NO_INTERACTION, OPEN_NO_INTERACTION, rules))
+            if not late:
+                minutes = state.minutes
+                minute = ts // MINUTE_MS
+                count = minutes.get(minute, 0) + 1
+                minutes[minute] = count
+                if count >= burst:
+                    d = R.burst_reached(state, ts, count, rules)
+                    if d is not None:
+                        alerts.append(make_alert("open", d.rule, a, u, d.episode_start, wm, d.evidence))
+            if day > state.last_active_day:
+                state.last_active_day = day
+                touch(key, day)
+            device = event.device_id
+            if device is not None and day >= wm // DAY_MS - DEVICE_LATE_DAYS and not (
+                day == obs_day and device == obs_device and u == obs_user and a == obs_app
+            ):  # the device stage counts distinct users: a repeat of the last observation adds nothing
+                obs = device_obs.get((a, device, partition))
+                if obs is None:
+                    obs = device_obs[(a, device, partition)] = []
+                obs.append((day, u, ts))
+                obs_app, obs_device, obs_user, obs_day = a, device, u, day
+            dirty[key] = state
+            if day != row_day or key is not row_key:
+                dirty_rows.add((key, day))
+                row_key, row_day = key, day
+        outcomes = out.outcomes
+        for name, n in (("accepted", accepted), ("late", late_events), ("duplicate", duplicates),
+                        ("replayed", replayed)):
+            if n:
+                outcomes[name] += n
 
     def _next_deadline(self) -> int:
-        return min(ix.next_due() for ix in self.deadlines.values())
-
-    def _apply_event(
-        self,
-        key: bytes,
-        state: UserState,
-        event: Event,
-        day: int,
-        late: bool,
-        wm: int,
-        rules: RuleSettings,
-        out: Outputs,
-    ) -> None:
-        etype = event.type
-        ts = event.ts
-        counters = state.day(day)
-        counters[EVENTS] += 1
-        is_login = etype == "login"
-        is_engagement = etype not in ENGAGEMENT_EXCLUDED
-        if is_login:
-            counters[LOGINS] += 1
-        elif etype == "payment":
-            counters[PAYMENTS] += 1
-            counters[AMOUNT_MICROS] += to_micros(event.amount)
-        elif etype == "content_post":
-            counters[POSTS] += 1
-        elif etype == "complaint":
-            counters[COMPLAINTS] += 1
-        elif etype in SOCIAL_TYPES:
-            counters[SOCIAL] += 1
-        if ts < state.first_ts:
-            state.first_ts = ts
-        app_id, user_id = event.app_id, event.user_id
-        for decision in R.on_activity(state, ts, is_login, is_engagement):
-            out.alerts.append(
-                make_alert(
-                    decision.status, decision.rule, app_id, user_id, decision.episode_start, wm, decision.evidence
-                )
-            )
-        if is_login or is_engagement or ts == state.first_ts:
-            for rule, slot in R.ABSENCE:
-                if (rule == R.A.NO_INTERACTION) != is_login or ts == state.first_ts:
-                    self.deadlines[rule].set(key, R.absence_deadline(state, rule, slot, rules))
-        if not late:
-            decision = R.count_minute(state, ts, rules)
-            if decision is not None:
-                out.alerts.append(
-                    make_alert("open", decision.rule, app_id, user_id, decision.episode_start, wm, decision.evidence)
-                )
-        if day > state.last_active_day:
-            state.last_active_day = day
-            self.last_active.touch(key, day)
-        if event.device_id is not None and day >= wm // DAY_MS - DEVICE_LATE_DAYS:
-            obs = out.device_obs.get((app_id, event.device_id, self.partition))
-            if obs is None:
-                obs = out.device_obs[(app_id, event.device_id, self.partition)] = []
-            obs.append((day, user_id, ts))
+        return min(ix.next_at for ix in self.deadlines.values())
 
     def advance(self, wm: int, out: Outputs) -> None:
         """Fire what the watermark ``wm`` has passed: deadlines and day closes, in time order."""

@@ -1,28 +1,28 @@
-"""Time-bucketed indexes kept next to the state and rebuilt from it on recovery.
+"""Indexes kept next to the state and rebuilt from it on recovery.
 
 ``DeadlineIndex`` finds the users whose absence deadline the watermark has passed at a cost
-proportional to the users due, not to all users: users sit in one-minute buckets, a heap keeps
-the bucket order, and moving a user (new login) is two set operations.
+proportional to the users due, not to all users: a heap of (deadline, key) entries, where a
+moved deadline leaves its old entry behind (skipped when popped, compacted away when the stale
+entries outnumber the live ones). The heap's entries are tuples of an int and bytes, which the
+garbage collector stops tracking, so a million users cost the collector almost nothing.
 """
 
 from __future__ import annotations
 
 import heapq
 
-BUCKET_MS = 60_000
 NEVER = 1 << 62
 
 
 class DeadlineIndex:
-    """Exact deadlines (ms) per key, grouped in one-minute buckets ordered by a heap."""
+    """Exact deadlines (ms) per key, in deadline order."""
 
-    __slots__ = ("_buckets", "_deadline", "_heap", "_next")
+    __slots__ = ("_deadline", "_heap", "next_at")
 
     def __init__(self) -> None:
-        self._buckets: dict[int, set[bytes]] = {}
-        self._heap: list[int] = []
+        self._heap: list[tuple[int, bytes]] = []
         self._deadline: dict[bytes, int] = {}
-        self._next = NEVER
+        self.next_at = NEVER  # <= the earliest live deadline (exact after pop_due)
 
     def __len__(self) -> int:
         return len(self._deadline)
@@ -32,62 +32,48 @@ class DeadlineIndex:
 
     def set(self, key: bytes, deadline: int) -> None:
         """Index ``key`` at ``deadline``; a negative deadline removes it."""
-        old = self._deadline.get(key)
-        if old == deadline or (old is None and deadline < 0):
+        deadlines = self._deadline
+        old = deadlines.get(key)
+        if old == deadline:
             return
-        if old is not None:
-            members = self._buckets.get(old // BUCKET_MS)
-            if members is not None:
-                members.discard(key)
-            del self._deadline[key]
         if deadline < 0:
+            if old is not None:
+                del deadlines[key]
             return
-        bucket = deadline // BUCKET_MS
-        members = self._buckets.get(bucket)
-        if members is None:
-            members = self._buckets[bucket] = set()
-            heapq.heappush(self._heap, bucket)
-        members.add(key)
-        self._deadline[key] = deadline
-        if deadline < self._next:
-            self._next = deadline
+        deadlines[key] = deadline
+        heap = self._heap
+        if len(heap) > 2 * len(deadlines) + 1024:
+            self._compact()
+        heapq.heappush(heap, (deadline, key))
+        if deadline < self.next_at:
+            self.next_at = deadline
+
+    def _compact(self) -> None:
+        heap = [(d, k) for k, d in self._deadline.items()]
+        heapq.heapify(heap)
+        self._heap = heap
 
     def next_due(self) -> int:
-        """The earliest deadline indexed, or NEVER (cached; O(bucket) to recompute)."""
-        return self._next
-
-    def _recompute_next(self) -> None:
-        heap, buckets = self._heap, self._buckets
-        while heap:
-            members = buckets.get(heap[0])
-            if members:
-                self._next = min(self._deadline[k] for k in members)
-                return
-            buckets.pop(heapq.heappop(heap), None)
-        self._next = NEVER
+        """A lower bound of the earliest deadline indexed (exact unless entries moved since the
+        last pop), or NEVER."""
+        return self.next_at
 
     def pop_due(self, watermark: int) -> list[tuple[int, bytes]]:
         """Remove and return (deadline, key) for every deadline <= watermark, earliest first."""
-        if watermark < self._next:
+        if watermark < self.next_at:
             return []
-        limit = watermark // BUCKET_MS
-        heap, buckets, deadlines = self._heap, self._buckets, self._deadline
+        heap, deadlines = self._heap, self._deadline
+        pop = heapq.heappop
         out: list[tuple[int, bytes]] = []
-        while heap and heap[0] <= limit:
-            bucket = heap[0]
-            members = buckets.get(bucket)
-            if not members:
-                buckets.pop(heapq.heappop(heap), None)
-                continue
-            due = [k for k in members if deadlines[k] <= watermark]
-            for key in due:
-                members.discard(key)
-                out.append((deadlines.pop(key), key))
-            if members:
-                break  # the rest of this bucket is due later in the minute
-            buckets.pop(heapq.heappop(heap), None)
-        out.sort()
-        self._recompute_next()
+        while heap and heap[0][0] <= watermark:
+            entry = pop(heap)
+            deadline, key = entry
+            if deadlines.get(key) == deadline:
+                del deadlines[key]
+                out.append(entry)
+        while heap and deadlines.get(heap[0][1]) != heap[0][0]:
+            pop(heap)  # stale entries on top: the next deadline is the first live one
+        self.next_at = heap[0][0] if heap else NEVER
         return out
 
 

@@ -160,8 +160,49 @@ def hollow_holds(state: UserState, day: int, rules: RuleSettings) -> tuple[bool,
     }
 
 
+def _drop_holds(state: UserState, day: int, rules: RuleSettings) -> bool:
+    """``activity_drop_holds`` without the evidence (one pass over the days)."""
+    w = rules.activity_drop_window_d
+    first, mid = day - 2 * w + 1, day - w
+    recent = base = 0
+    for d, c in state.days.items():
+        if first <= d <= day:
+            if d > mid:
+                recent += c[EVENTS]
+            else:
+                base += c[EVENTS]
+    return base >= rules.activity_drop_min_base and recent <= rules.activity_drop_ratio * base
+
+
+def _hollow_holds(state: UserState, day: int, rules: RuleSettings) -> bool:
+    """``hollow_holds`` without the evidence (one pass over the days)."""
+    first = day - rules.hollow_window_d + 1
+    first_post = day - rules.hollow_post_window_d + 1
+    active = amount = posts = social = 0
+    for d, c in state.days.items():
+        if first <= d <= day:
+            if c[EVENTS] > 0:
+                active += 1
+            amount += c[AMOUNT_MICROS]
+            social += c[SOCIAL]
+            if d >= first_post:
+                posts += c[POSTS]
+    if active < rules.hollow_min_active_days:
+        return False
+    return (
+        amount / 1_000_000 <= rules.hollow_max_payment
+        and posts < rules.hollow_posts_below
+        and social < rules.hollow_social_below
+    )
+
+
 def close_day(state: UserState, day: int, rules: RuleSettings) -> list[Decision]:
     """Evaluate the day rules at the close of ``day``; open on rising, resolve on falling edge."""
+    open_ = state.open
+    if _drop_holds(state, day, rules) == (open_[OPEN_DROP] != NONE) and _hollow_holds(state, day, rules) == (
+        open_[OPEN_HOLLOW] != NONE
+    ):
+        return []  # no edge: nothing to decide (the usual case; no evidence to build)
     decisions: list[Decision] = []
     start_of_day = day * DAY_MS
     for rule, slot, check in ((A.ACTIVITY_DROP, OPEN_DROP, activity_drop_holds), (A.HOLLOW, OPEN_HOLLOW, hollow_holds)):
@@ -195,10 +236,16 @@ def count_minute(state: UserState, ts: int, rules: RuleSettings) -> Decision | N
     state.minutes[minute] = count
     if count < rules.burst_events_per_minute:
         return None
+    return burst_reached(state, ts, count, rules)
+
+
+def burst_reached(state: UserState, ts: int, count: int, rules: RuleSettings) -> Decision | None:
+    """The minute of ``ts`` holds ``count`` >= threshold events: open the day's alert once."""
     day = ts // DAY_MS
     if day in state.burst_days:
         return None
     state.burst_days.append(day)
+    minute = ts // 60_000
     return Decision(
         "open",
         A.BURST,
@@ -236,6 +283,7 @@ __all__ = [
     "absence_deadline",
     "activity_drop_holds",
     "add_device_user",
+    "burst_reached",
     "close_day",
     "count_minute",
     "day_rules_may_hold",

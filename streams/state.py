@@ -49,7 +49,9 @@ class UserState(msgspec.Struct, array_like=True, gc=False):
     last_login: int = NONE
     last_engage: int = NONE
     days: dict[int, list[int]] = {}  # day number -> counters
-    dedup: dict[int, list[int]] = {}  # hour of keep-until -> event-id hashes
+    # event-id hash -> the hour its keep-until time falls in, minus ``ids_base`` (small numbers
+    # encode in one byte): one lookup per event instead of a scan of hour buckets
+    ids: dict[int, int] = {}
     minutes: dict[int, int] = {}  # minute number -> events (burst rule)
     burst_days: list[int] = []  # days with a burst alert already emitted
     open: list[int] = msgspec.field(default_factory=lambda: [NONE] * 5)
@@ -60,20 +62,31 @@ class UserState(msgspec.Struct, array_like=True, gc=False):
     # the partition's position (events topic) when this record was written: a replay that has not
     # reached it yet must not re-evaluate this user (it already holds those decisions)
     persisted_at: int = NONE
+    ids_base: int = 0  # hour that ``ids`` values count from
 
     # ---- dedup ---------------------------------------------------------------------------
     def seen(self, h: int, horizon_start: int) -> bool:
-        """Whether ``h`` was remembered with a keep-until time at or after ``horizon_start``."""
-        first_hour = horizon_start // HOUR_MS
-        return any(hour >= first_hour and h in hashes for hour, hashes in self.dedup.items())
+        """Whether ``h`` was remembered with a keep-until time at or after ``horizon_start``
+        (rounded down to the hour)."""
+        hour = self.ids.get(h)
+        return hour is not None and hour + self.ids_base >= horizon_start // HOUR_MS
 
     def remember(self, h: int, keep_until: int) -> None:
-        bucket = keep_until // HOUR_MS
-        hashes = self.dedup.get(bucket)
-        if hashes is None:
-            self.dedup[bucket] = [h]
-        else:
-            hashes.append(h)
+        ids = self.ids
+        if not ids:
+            self.ids_base = keep_until // HOUR_MS
+        hour = keep_until // HOUR_MS - self.ids_base
+        old = ids.get(h)
+        if old is None or old < hour:
+            ids[h] = hour
+
+    @property
+    def dedup(self) -> dict[int, list[int]]:
+        """Remembered hashes by keep-until hour (a view, for inspection)."""
+        out: dict[int, list[int]] = {}
+        for h, hour in self.ids.items():
+            out.setdefault(hour + self.ids_base, []).append(h)
+        return out
 
     # ---- windows ---------------------------------------------------------------------------
     def day(self, day: int) -> list[int]:
@@ -91,14 +104,22 @@ class UserState(msgspec.Struct, array_like=True, gc=False):
     def prune(self, watermark: int, keep_days: int, dedup_horizon_ms: int, lateness_ms: int) -> None:
         """Drop what no rule or dedup check can need any more (deterministic in the watermark)."""
         oldest_day = watermark // DAY_MS - keep_days
-        if self.days and min(self.days) < oldest_day:
-            self.days = {d: c for d, c in self.days.items() if d >= oldest_day}
-        oldest_hour = (watermark - dedup_horizon_ms) // HOUR_MS
-        if self.dedup and min(self.dedup) < oldest_hour:
-            self.dedup = {h: v for h, v in self.dedup.items() if h >= oldest_hour}
-        oldest_minute = (watermark - lateness_ms) // MINUTE_MS - 1
-        if self.minutes and min(self.minutes) < oldest_minute:
-            self.minutes = {m: n for m, n in self.minutes.items() if m >= oldest_minute}
+        days = self.days
+        if days and min(days) < oldest_day:
+            self.days = {d: c for d, c in days.items() if d >= oldest_day}
+        ids = self.ids
+        if ids:
+            oldest = (watermark - dedup_horizon_ms) // HOUR_MS - self.ids_base
+            if min(ids.values()) < oldest:
+                kept = {h: hour for h, hour in ids.items() if hour >= oldest}
+                shift = min(kept.values()) if kept else 0  # rebase: keep the numbers small
+                self.ids = {h: hour - shift for h, hour in kept.items()} if shift else kept
+                self.ids_base += shift
+        minutes = self.minutes
+        if minutes:
+            oldest_minute = (watermark - lateness_ms) // MINUTE_MS - 1
+            if min(minutes) < oldest_minute:
+                self.minutes = {m: n for m, n in minutes.items() if m >= oldest_minute}
         if self.burst_days and min(self.burst_days) < watermark // DAY_MS - 2:
             self.burst_days = [d for d in self.burst_days if d >= watermark // DAY_MS - 2]
 

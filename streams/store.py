@@ -1,0 +1,129 @@
+"""What the per-partition engine works with besides the rules: the state store (decoded, changed
+states encoded once per flush), the outputs collected between flushes, per-app rule settings."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+
+import orjson
+
+from schemas.alerts import Alert
+from schemas.events import Event, Invalid
+from streams.settings import RuleSettings, Settings
+from streams.state import NONE, UserState, decode_user, encode
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    invalid: Invalid
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+
+
+@dataclass
+class Outputs:
+    """What processing produced since the last flush."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    reroutes: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, value)
+    device_obs: dict[tuple[str, str, int], list[tuple[int, str, int]]] = field(default_factory=dict)
+    dirty_rows: set[tuple[bytes, int]] = field(default_factory=set)
+    outcomes: Counter[str] = field(default_factory=Counter)  # accepted/duplicate/late/invalid:<reason>
+    messages: int = 0
+
+    def clear(self) -> None:
+        self.alerts.clear()
+        self.dead_letters.clear()
+        self.reroutes.clear()
+        self.device_obs.clear()
+        self.dirty_rows.clear()
+        self.outcomes.clear()
+        self.messages = 0
+
+
+class StateStore:
+    """Encoded user states in a mapping (the Faust table's store) with a cache of decoded,
+    changed states that are encoded once per flush."""
+
+    __slots__ = ("data", "dirty")
+
+    def __init__(self, data: MutableMapping[bytes, bytes]) -> None:
+        self.data = data
+        self.dirty: dict[bytes, UserState] = {}
+
+    def get(self, key: bytes) -> UserState | None:
+        state = self.dirty.get(key)
+        if state is not None:
+            return state
+        raw = self.data.get(key)
+        return None if raw is None else decode_user(raw)
+
+    def put(self, key: bytes, state: UserState) -> None:
+        self.dirty[key] = state
+
+    def drain(self, position: int = NONE, prune: tuple[int, int, int, int] | None = None) -> list[tuple[bytes, bytes]]:
+        """Encode every changed state, store it and return it for the changelog. ``prune``
+        (watermark, keep days, dedup horizon ms, lateness ms) drops what no rule can need."""
+        prune_ = prune is not None and prune[0] >= 0
+        data = self.data
+        out = []
+        for key, state in self.dirty.items():
+            state.persisted_at = position
+            if prune_:
+                state.prune(*prune)  # type: ignore[misc]
+            raw = encode(state)
+            data[key] = raw
+            out.append((key, raw))
+        self.dirty.clear()
+        return out
+
+
+def meta_key(partition: int) -> bytes:
+    return b"\x00partition\x1f%d" % partition
+
+
+def event_json(event: Event) -> bytes:
+    doc: dict[str, object] = {
+        "event_id": event.event_id,
+        "user_id": event.user_id,
+        "type": event.type,
+        "ts": event.ts,
+        "app_id": event.app_id,
+    }
+    if event.device_id is not None:
+        doc["device_id"] = event.device_id
+    if event.type == "payment" or event.amount:
+        doc["amount"] = event.amount
+    if event.props is not None:
+        doc["props"] = event.props
+    return orjson.dumps(doc)
+
+
+class RulesByApp:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._cache: dict[str, RuleSettings] = {}
+        self.lateness_ms = settings.rules.allowed_lateness_s * 1000
+
+    def __call__(self, app_id: str) -> RuleSettings:
+        rules = self._cache.get(app_id)
+        if rules is None:
+            rules = self._cache[app_id] = self._settings.rules_for(app_id)
+        return rules
+
+    @property
+    def max_dedup_ms(self) -> int:
+        apps = ["", *self._settings.apps]
+        return max(self(app).dedup_horizon_s for app in apps) * 1000
+
+    @property
+    def keep_days(self) -> int:
+        return max(
+            [self._settings.rules.retention_days_needed]
+            + [self(app).retention_days_needed for app in self._settings.apps]
+        )
