@@ -19,6 +19,7 @@ from schemas import alerts as A
 from schemas.alerts import Alert, make_alert
 from schemas.events import ENGAGEMENT_EXCLUDED, SOCIAL_TYPES, Event, Invalid, Reason
 from streams import rules as R
+from streams.closes import WatermarkActions
 from streams.index import NEVER, DeadlineIndex, LastActiveIndex
 from streams.state import (
     AMOUNT_MICROS,
@@ -63,7 +64,7 @@ EPISODE_RULES = frozenset(rule for rule, _ in EPISODE_SLOTS)
 MAX_BATCH = 1024  # > the events one message may hold; position = offset * MAX_BATCH + index
 
 
-class UserPartition:
+class UserPartition(WatermarkActions):
     """State and indexes of one partition of users."""
 
     def __init__(self, partition: int, store: StateStore, rules: RulesByApp, reroute_topic: str = "") -> None:
@@ -76,6 +77,10 @@ class UserPartition:
         self.deadlines = {rule: DeadlineIndex() for rule, _ in R.ABSENCE}
         self.last_active = LastActiveIndex()
         self.open_day_rules: set[bytes] = set()
+        # day-close candidates: users changed since the last close, and users whose day rules may
+        # still change with the state they have (open episodes, or enough recent activity)
+        self.touched: set[bytes] = set()
+        self.watch: set[bytes] = set()
         self.next_day_end = NEVER
         self.flushed_watermark = NONE  # the watermark when the last flush completed
         self.open_episodes: Counter[str] = Counter()  # rule -> open episodes (metrics)
@@ -107,6 +112,7 @@ class UserPartition:
             self.open_day_rules.add(key)
         else:
             self.open_day_rules.discard(key)
+        self.touched.add(key)
         for rule, slot in EPISODE_SLOTS:
             if state.open[slot] != NONE:
                 self.open_episodes[rule] += 1
@@ -146,6 +152,7 @@ class UserPartition:
         ix_inter = self.deadlines[A.NO_INTERACTION]
         ix_long = self.deadlines[A.NO_LOGIN_LONG]
         touch = self.last_active.touch
+        touched_key = b""  # the last key marked as changed since the last day close
         partition = self.partition
         accepted = late_events = duplicates = replayed = 0
         rules_app: str | None = None
@@ -175,6 +182,7 @@ class UserPartition:
                 if wm >= self.next_day_end or wm >= self._next_deadline():
                     self.advance(wm, out)
                     user_id = None  # states may have been read again: look the user up afresh
+                    touched_key = b""  # a day close started a new set of changed users
             a = event.app_id
             if a != rules_app:
                 rules_app, rules = a, rules_for(a)
@@ -291,6 +299,9 @@ class UserPartition:
                 obs.append((day, u, ts))
                 obs_app, obs_device, obs_user, obs_day = a, device, u, day
             dirty[key] = state
+            if key is not touched_key:
+                self.touched.add(key)
+                touched_key = key
             if day != row_day or key is not row_key:
                 dirty_rows.add((key, day))
                 row_key, row_day = key, day
@@ -302,72 +313,6 @@ class UserPartition:
 
     def _next_deadline(self) -> int:
         return min(ix.next_at for ix in self.deadlines.values())
-
-    def advance(self, wm: int, out: Outputs) -> None:
-        """Fire what the watermark ``wm`` has passed: deadlines and day closes, in time order."""
-        while True:
-            deadline = self._next_deadline()
-            day_end = self.next_day_end
-            if deadline < day_end and deadline <= wm:
-                self._fire_deadlines(min(wm, day_end - 1), out)
-            elif day_end <= wm:
-                self._close_day(day_end // DAY_MS - 1, wm, out)
-            else:
-                return
-
-    def _fire_deadlines(self, upto: int, out: Outputs) -> None:
-        store = self.store
-        for rule, slot in R.ABSENCE:
-            for _deadline, key in self.deadlines[rule].pop_due(upto):
-                state = store.get(key)
-                if state is None:
-                    continue
-                app_id, user_id = split_key(key)
-                decision = R.fire_absence(state, rule, slot, upto, self.rules(app_id))
-                if decision is not None:
-                    store.put(key, state)
-                    out.alerts.append(
-                        make_alert(
-                            "open", rule, app_id, user_id, decision.episode_start, self.watermark, decision.evidence
-                        )
-                    )
-
-    def _close_day(self, day: int, wm: int, out: Outputs) -> None:
-        store = self.store
-        candidates = self.last_active.active_since(day - self.rules.keep_days) | self.open_day_rules
-        for key in sorted(candidates):
-            state = store.get(key)
-            if state is None:
-                continue
-            if state.persisted_at > self.position:
-                continue  # replaying after a crash: this user's record already holds this day's decisions
-            app_id, user_id = split_key(key)
-            rules = self.rules(app_id)
-            if not R.day_rules_may_hold(state, day, rules):
-                continue
-            decisions = R.close_day(state, day, rules)
-            if decisions:
-                store.put(key, state)
-                if state.open[OPEN_DROP] != NONE or state.open[OPEN_HOLLOW] != NONE:
-                    self.open_day_rules.add(key)
-                else:
-                    self.open_day_rules.discard(key)
-                for decision in decisions:
-                    out.alerts.append(
-                        make_alert(
-                            decision.status,
-                            decision.rule,
-                            app_id,
-                            user_id,
-                            decision.episode_start,
-                            wm,
-                            decision.evidence,
-                        )
-                    )
-        self.last_active.forget_before(day - self.rules.keep_days)
-        self.meta.closed_day = day
-        self.meta_dirty = True
-        self._set_next_day_end()
 
     def drain(self) -> list[tuple[bytes, bytes]]:
         """Changed user states (stamped with the current position), for the changelog."""

@@ -160,49 +160,50 @@ def hollow_holds(state: UserState, day: int, rules: RuleSettings) -> tuple[bool,
     }
 
 
-def _drop_holds(state: UserState, day: int, rules: RuleSettings) -> bool:
-    """``activity_drop_holds`` without the evidence (one pass over the days)."""
+def day_scan(state: UserState, day: int, rules: RuleSettings) -> tuple[bool, bool, bool]:
+    """One pass over the days: whether the activity drop and the hollow activity hold at the
+    close of ``day``, and whether either could hold at a later close with only the counts the
+    state has now (False: nothing to evaluate until the user has new events or episodes)."""
     w = rules.activity_drop_window_d
-    first, mid = day - 2 * w + 1, day - w
-    recent = base = 0
-    for d, c in state.days.items():
-        if first <= d <= day:
-            if d > mid:
-                recent += c[EVENTS]
-            else:
-                base += c[EVENTS]
-    return base >= rules.activity_drop_min_base and recent <= rules.activity_drop_ratio * base
-
-
-def _hollow_holds(state: UserState, day: int, rules: RuleSettings) -> bool:
-    """``hollow_holds`` without the evidence (one pass over the days)."""
+    first_drop, mid = day - 2 * w + 1, day - w
     first = day - rules.hollow_window_d + 1
     first_post = day - rules.hollow_post_window_d + 1
-    active = amount = posts = social = 0
+    later_drop = day + 2 - 2 * w  # the earliest day in any later close's drop windows
+    later_hollow = day + 2 - rules.hollow_window_d
+    recent = base = active = amount = posts = social = later_events = later_active = 0
     for d, c in state.days.items():
-        if first <= d <= day:
-            if c[EVENTS] > 0:
+        n = c[EVENTS]
+        if d >= later_drop:
+            later_events += n
+        if n > 0 and d >= later_hollow:
+            later_active += 1
+        if d > day:
+            continue
+        if d >= first_drop:
+            if d > mid:
+                recent += n
+            else:
+                base += n
+        if d >= first:
+            if n > 0:
                 active += 1
             amount += c[AMOUNT_MICROS]
             social += c[SOCIAL]
             if d >= first_post:
                 posts += c[POSTS]
-    if active < rules.hollow_min_active_days:
-        return False
-    return (
-        amount / 1_000_000 <= rules.hollow_max_payment
+    drop = base >= rules.activity_drop_min_base and recent <= rules.activity_drop_ratio * base
+    hollow = (
+        active >= rules.hollow_min_active_days
+        and amount / 1_000_000 <= rules.hollow_max_payment
         and posts < rules.hollow_posts_below
         and social < rules.hollow_social_below
     )
+    later = later_events >= rules.activity_drop_min_base or later_active >= rules.hollow_min_active_days
+    return drop, hollow, later
 
 
 def close_day(state: UserState, day: int, rules: RuleSettings) -> list[Decision]:
     """Evaluate the day rules at the close of ``day``; open on rising, resolve on falling edge."""
-    open_ = state.open
-    if _drop_holds(state, day, rules) == (open_[OPEN_DROP] != NONE) and _hollow_holds(state, day, rules) == (
-        open_[OPEN_HOLLOW] != NONE
-    ):
-        return []  # no edge: nothing to decide (the usual case; no evidence to build)
     decisions: list[Decision] = []
     start_of_day = day * DAY_MS
     for rule, slot, check in ((A.ACTIVITY_DROP, OPEN_DROP, activity_drop_holds), (A.HOLLOW, OPEN_HOLLOW, hollow_holds)):
@@ -287,6 +288,7 @@ __all__ = [
     "close_day",
     "count_minute",
     "day_rules_may_hold",
+    "day_scan",
     "fire_absence",
     "hollow_holds",
     "on_activity",
