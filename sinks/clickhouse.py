@@ -144,6 +144,8 @@ class ClickHouse:
         self.verify = verify
         self._client: Any = None
         self._lock = threading.Lock()
+        self.extra_ddl: Sequence[str] = ()  # e.g. the analyst views, created after the tables
+        self._schema_ready = False
 
     def __repr__(self) -> str:
         return f"ClickHouse({redact_dsn(self.dsn)!r})"
@@ -161,15 +163,30 @@ class ClickHouse:
         return self._client
 
     def ensure_schema(self) -> None:
+        """Create the database, tables and views if missing. Raises SinkBackpressure if the server
+        cannot be reached (the sink calls this again before its first insert)."""
         with self._lock:
+            self._ensure_schema_locked()
+
+    def _ensure_schema_locked(self) -> None:
+        from clickhouse_connect.driver.exceptions import OperationalError
+
+        if self._schema_ready:
+            return
+        try:
             client = self.client()
-            for statement in DDL:
+            for statement in (*DDL, *self.extra_ddl):
                 client.command(statement)
+        except OperationalError as exc:
+            self._client = None
+            raise SinkBackpressure(1.0, exc) from None
+        self._schema_ready = True
 
     def insert(self, table: str, columns: list[str], data: list[list[Any]], token: str) -> None:
         from clickhouse_connect.driver.exceptions import DataError, OperationalError, ProgrammingError
 
         with self._lock:
+            self._ensure_schema_locked()
             try:
                 self.client().insert(
                     f"{DATABASE}.{table}",

@@ -36,8 +36,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.supervisor import CHILD_ENV, supervise
 
     if os.environ.get(CHILD_ENV) != "1" and not args.no_supervise:
-        return supervise([sys.executable, "-m", "streams.cli", "worker", "--loglevel", args.loglevel])
+        return supervise([sys.executable, "-m", "streams.cli", "worker", "--loglevel", args.loglevel],
+                         max_backoff_s=settings.processing.restart_backoff_max_s)
     log.info("starting worker: %r", settings)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # local state (and chdb's default home)
     partitions = asyncio.run(_prestart(settings))
     from faust import Worker
 
@@ -45,10 +47,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     vitals = build_app(settings, partitions)
     vitals.faults.load()
-    vitals.clickhouse.ensure_schema()
-    from sinks.views import ensure_views
+    from sinks.base import SinkBackpressure
+    from sinks.views import view_ddl
 
-    ensure_views(vitals.clickhouse)
+    vitals.clickhouse.extra_ddl = view_ddl()
+    try:
+        vitals.clickhouse.ensure_schema()
+    except SinkBackpressure as exc:  # unavailable, not misconfigured: the sink retries with backoff
+        log.warning("ClickHouse unavailable at startup (%s); writes will retry", type(exc.cause).__name__)
     vitals.metrics.serve(settings.metrics_host, settings.metrics_port)
     vitals.metrics.up.set(1)
     from schemas.alerts import RULES

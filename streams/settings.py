@@ -107,7 +107,8 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
     sink_buffer_cap_rows: int = 500_000
     sink_retry_initial_s: float = 0.2
     sink_retry_max_s: float = 10.0
-    lag_watchdog_s: float = 120.0
+    lag_watchdog_s: float = 120.0  # exit (and be restarted) if a lagging partition's commit stalls this long; 0: off
+    restart_backoff_max_s: float = 30.0  # the supervisor's longest wait between restarts of a dying worker
     session_timeout_s: float = 15.0  # a dead worker's partitions move after this
     store: str = "memory"  # memory | rocksdb
 

@@ -36,7 +36,7 @@ def backoff(restarts: int, initial_s: float = 1.0, max_s: float = 30.0) -> float
     return min(max_s, initial_s * (2 ** max(0, restarts - 1)))
 
 
-def supervise(argv: Sequence[str], healthy_after_s: float = 120.0) -> int:
+def supervise(argv: Sequence[str], healthy_after_s: float = 120.0, max_backoff_s: float = 30.0) -> int:
     """Run ``argv`` (the worker) until it exits on purpose; return its exit code."""
     stopping = False
     child: subprocess.Popen[bytes] | None = None
@@ -60,7 +60,7 @@ def supervise(argv: Sequence[str], healthy_after_s: float = 120.0) -> int:
         if stopping or code in (0, EXIT_CONFIG):
             return code if code >= 0 else 128 - code
         restarts = 1 if time.monotonic() - started >= healthy_after_s else restarts + 1
-        delay = backoff(restarts)
+        delay = backoff(restarts, max_s=max_backoff_s)
         log.error("worker exited with code %d; starting a new one in %.0fs (restart %d)", code, delay, restarts)
         deadline = time.monotonic() + delay
         while not stopping and time.monotonic() < deadline:

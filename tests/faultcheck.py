@@ -1,0 +1,100 @@
+"""What every fault test checks afterwards: aggregates, alerts and accounting, exactly.
+
+* ``user_activity_daily FINAL`` equals the batch recomputation (tests/oracle.py), row by row;
+* the alerts on the alerts topic equal the rules oracle (tests/oracle_rules.py): none missing,
+  none unexpected, ids stable (re-emissions after a crash carry the same id);
+* every input event is accounted for: consumed = accepted + duplicates + dead-lettered, with the
+  dead letters read back from the DLQ topic (distinct by source position, as a re-sent dead
+  letter is the same record).
+
+With several workers on the embedded engine each worker has its own ClickHouse; their rows are
+merged as ``ReplacingMergeTree(version)`` does (the highest version of a key wins), which is what
+one shared server would return with ``FINAL``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streams.generator import History
+from tests.conftest import Deployment
+from tests.oracle import expected_daily, expected_dlq_reasons, valid_events
+
+ROWS = ("SELECT app_id, user_id, toString(day), events, logins, payments, toString(payment_amount), "
+        "content_posts, social, complaints, version FROM vitals.user_activity_daily")
+
+
+def write_config(path: Path, partitions: int = 8, **processing: float) -> Path:
+    """A TOML config for fault tests: short session timeout and watchdog, quick restarts."""
+    values = {"session_timeout_s": 6.0, "lag_watchdog_s": 30.0, "restart_backoff_max_s": 2.0, **processing}
+    lines = ["[kafka]", f"partitions = {partitions}", "", "[processing]"]
+    lines += [f"{k} = {v}" for k, v in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def query_dir(deployment: Deployment, data_dir: Path, sql: str) -> list[list[Any]]:
+    env = dict(deployment.env, VITALS_DATA_DIR=str(data_dir))
+    env.pop("VITALS_CLICKHOUSE_DSN", None)
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "query", sql], env=env, check=True,
+                          capture_output=True, timeout=300)
+    return [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def merged_final(deployment: Deployment, data_dirs: list[Path]) -> dict[tuple[str, str, str], tuple[Any, ...]]:
+    best: dict[tuple[str, str, str], tuple[int, tuple[Any, ...]]] = {}
+    for data_dir in data_dirs:
+        if not (data_dir / "clickhouse").exists():
+            continue
+        for app, user, day, events, logins, payments, amount, posts, social, complaints, version in query_dir(
+            deployment, data_dir, ROWS
+        ):
+            key = (app, user, day)
+            row = (events, logins, payments, Decimal(amount), posts, social, complaints)
+            if key not in best or version > best[key][0]:
+                best[key] = (version, row)
+    return {k: row for k, (_, row) in best.items()}
+
+
+def check_aggregates(got: dict[tuple[str, str, str], tuple[Any, ...]], history: History) -> None:
+    expected = expected_daily(history)
+    missing, extra = expected.keys() - got.keys(), got.keys() - expected.keys()
+    assert not missing, f"{len(missing)} rows missing, e.g. {sorted(missing)[:3]}"
+    assert not extra, f"{len(extra)} unexpected rows, e.g. {sorted(extra)[:3]}"
+    wrong = [(k, expected[k], got[k]) for k in expected if expected[k] != got[k]]
+    assert not wrong, f"{len(wrong)} rows differ (expected, got), e.g. {wrong[:3]}"
+
+
+def check_alerts(deployment: Deployment, history: History, partitions: int) -> None:
+    from tests.integration.test_alerts_oracle import assert_same, delivered, read_alerts
+    from tests.oracle_rules import expected_alerts
+
+    got, _duplicates = read_alerts(deployment)  # at least once: re-emissions allowed, same ids
+    assert_same(expected_alerts(delivered(history), partitions), got)
+
+
+def check_accounting(deployment: Deployment, history: History, accepted: int) -> None:
+    """consumed = accepted (ClickHouse) + duplicates (oracle) + dead-lettered (DLQ topic, distinct)."""
+    records = [orjson.loads(r.value) for r in deployment.read(deployment.settings.dlq_topic)]
+    distinct = {(r["source"]["topic"], r["source"]["partition"], r["source"]["offset"], r["source"]["index"]): r
+                for r in records}
+    dead = Counter(r["reason"] for r in distinct.values())
+    assert dead == expected_dlq_reasons(history)
+    valid = valid_events(history)
+    duplicates = len(valid) - len({(e.app_id, e.user_id, e.event_id) for e in valid})
+    consumed = len(valid) + sum(len(m.expect_invalid) for m in history.messages)
+    assert accepted + duplicates + sum(dead.values()) == consumed
+
+
+def check_all(deployment: Deployment, history: History, partitions: int, data_dirs: list[Path]) -> None:
+    got = merged_final(deployment, data_dirs)
+    check_aggregates(got, history)
+    check_alerts(deployment, history, partitions)
+    check_accounting(deployment, history, sum(row[0] for row in got.values()))
