@@ -154,6 +154,10 @@ async def send_many(producer: AIOKafkaProducer, topic: str, records: Iterable[Re
 async def topic_partitions(kafka: KafkaSettings, topic: str) -> int | None:
     admin = await start_admin(kafka)
     try:
+        # describing a missing topic is a metadata request, which auto-creates it with the
+        # broker's default partition count where auto-creation is on: look it up first
+        if topic not in set(await admin.list_topics()):
+            return None
         described = await admin.describe_topics([topic])
         for entry in described:
             if entry.get("error_code", 0) == 0 and entry.get("partitions"):

@@ -1,0 +1,43 @@
+"""Scale-out: three worker processes in one consumer group on 12 partitions, one joining late and
+one leaving early; partitions and their state move, and the results equal a single worker's
+(exact aggregates, alerts, accounting — tests/faultcheck.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.runner import stop_worker
+from tests.conftest import Deployment, free_port
+from tests.integration.test_faults import finish, poll, prepare, progressed
+
+pytestmark = pytest.mark.integration
+
+
+def test_three_workers_twelve_partitions_join_and_leave(deployment: Deployment, tmp_path: Path) -> None:
+    from tests.faultcheck import check_all
+
+    history, partitions = prepare(deployment, tmp_path, seed=31, events=45_000, partitions=12)
+    assert partitions == 12
+    total = len(history.messages)
+    dirs = [tmp_path / f"w{i}" for i in range(3)]
+
+    def start(i: int):  # type: ignore[no-untyped-def]
+        env = {"VITALS_DATA_DIR": str(dirs[i]), "VITALS_METRICS_PORT": str(free_port())}
+        return deployment.worker(f"w{i}", env)
+
+    workers = [start(0), start(1)]
+    try:
+        poll(lambda: progressed(deployment, total, 6000), 180, "progress with two workers")
+        stop_worker(workers[1])  # leaves early, gracefully: flushes and hands its partitions over
+        workers.append(start(2))  # joins late
+        poll(lambda: progressed(deployment, total, 20000), 240, "progress after the changes")
+    except BaseException:
+        for w in workers:
+            stop_worker(w)
+        raise
+    finish(deployment, history, workers[2], workers[0])
+    logs = [(tmp_path / f"w{i}.log").read_text(errors="replace") for i in range(3)]
+    assert all("assigned event partitions" in log for log in logs), "every worker owned partitions at some point"
+    check_all(deployment, history, partitions, dirs)
