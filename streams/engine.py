@@ -27,6 +27,7 @@ from streams.state import (
     DAY_MS,
     DEVICE_LATE_DAYS,
     EVENTS,
+    HOUR_MS,
     LOGINS,
     MINUTE_MS,
     N_COUNTERS,
@@ -157,7 +158,7 @@ class UserPartition(WatermarkActions):
         accepted = late_events = duplicates = replayed = 0
         rules_app: str | None = None
         rules = self.rules("")
-        retention = horizon_ms = burst = 0
+        retention = horizon_ms = burst = short_ms = long_ms = inter_ms = 0
         app_id: str | None = None  # the previous event's user, key and state
         user_id: str | None = None
         key = b""
@@ -179,7 +180,8 @@ class UserPartition(WatermarkActions):
                 meta.stream_time = st = ts
                 self.meta_dirty = True
                 wm = ts - lateness
-                if wm >= self.next_day_end or wm >= self._next_deadline():
+                if (wm >= self.next_day_end or wm >= ix_short.next_at or wm >= ix_inter.next_at
+                        or wm >= ix_long.next_at):
                     self.advance(wm, out)
                     user_id = None  # states may have been read again: look the user up afresh
                     touched_key = b""  # a day close started a new set of changed users
@@ -189,6 +191,9 @@ class UserPartition(WatermarkActions):
                 retention = rules.retention_days_needed
                 horizon_ms = rules.dedup_horizon_s * 1000
                 burst = rules.burst_events_per_minute
+                short_ms = R.absence_period_ms(A.NO_LOGIN_SHORT, rules)
+                long_ms = R.absence_period_ms(A.NO_LOGIN_LONG, rules)
+                inter_ms = R.absence_period_ms(A.NO_INTERACTION, rules)
             day = ts // DAY_MS
             if day < wm // DAY_MS - retention:
                 inv = Invalid(
@@ -221,7 +226,9 @@ class UserPartition(WatermarkActions):
                     row_key, row_day = key, day
                 continue
             h = event_hash(event.event_id)
-            if state.seen(h, wm - horizon_ms):
+            ids = state.ids
+            kept = ids.get(h)  # UserState.seen, inlined
+            if kept is not None and kept + state.ids_base >= (wm - horizon_ms) // HOUR_MS:
                 duplicates += 1
                 # decided: a replay must skip it by position, not re-decide it against a watermark
                 # that has moved on (the first copy may be past the dedup horizon by then)
@@ -236,7 +243,12 @@ class UserPartition(WatermarkActions):
                 late_events += 1
             else:
                 accepted += 1
-            state.remember(h, ts if ts > wm else wm)
+            hour = (ts if ts > wm else wm) // HOUR_MS  # UserState.remember, inlined
+            if not ids:
+                state.ids_base = hour
+            hour -= state.ids_base
+            if kept is None or kept < hour:
+                ids[h] = hour
             state.offsets[src] = position
             # ---- counters, episodes, deadlines, burst minute, device observation
             counters = state.days.get(day)
@@ -271,12 +283,15 @@ class UserPartition(WatermarkActions):
                 elif ts > state.last_engage:
                     state.last_engage = ts
                     inter_moved = True
-            # deadlines move only with their inputs (last login/engagement, first event, episodes)
+            # deadlines move only with their inputs (last login/engagement, first event, episodes);
+            # R.absence_deadline, inlined (after a login, last_login is set)
             if login_moved:
-                ix_short.set(key, R.absence_deadline(state, A.NO_LOGIN_SHORT, OPEN_NO_LOGIN_SHORT, rules))
-                ix_long.set(key, R.absence_deadline(state, A.NO_LOGIN_LONG, OPEN_NO_LOGIN_LONG, rules))
-            if inter_moved or (first_moved and state.last_engage == NONE):
-                ix_inter.set(key, R.absence_deadline(state, A.NO_INTERACTION, OPEN_NO_INTERACTION, rules))
+                ix_short.set(key, NONE if open_[OPEN_NO_LOGIN_SHORT] != NONE else state.last_login + short_ms)
+                ix_long.set(key, NONE if open_[OPEN_NO_LOGIN_LONG] != NONE else state.last_login + long_ms)
+            last_engage = state.last_engage
+            if inter_moved or (first_moved and last_engage == NONE):
+                since = state.first_ts if last_engage == NONE else last_engage
+                ix_inter.set(key, NONE if open_[OPEN_NO_INTERACTION] != NONE else since + inter_ms)
             if not late:
                 minutes = state.minutes
                 minute = ts // MINUTE_MS

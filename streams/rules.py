@@ -161,45 +161,53 @@ def hollow_holds(state: UserState, day: int, rules: RuleSettings) -> tuple[bool,
 
 
 def day_scan(state: UserState, day: int, rules: RuleSettings) -> tuple[bool, bool, bool]:
-    """One pass over the days: whether the activity drop and the hollow activity hold at the
-    close of ``day``, and whether either could hold at a later close with only the counts the
-    state has now (False: nothing to evaluate until the user has new events or episodes)."""
+    """Whether the activity drop and the hollow activity hold at the close of ``day``, and
+    whether either could hold at a later close with only the counts the state has now (False:
+    nothing to evaluate until the user has new events or episodes). The same arithmetic as
+    ``activity_drop_holds`` and ``hollow_holds``, in as few passes as the state allows."""
+    days = state.days
     w = rules.activity_drop_window_d
-    first_drop, mid = day - 2 * w + 1, day - w
+    mid = day - w
+    first_drop = mid - w + 1
+    later_drop = day + 2 - 2 * w  # the earliest day in any later close's drop windows (<= mid + 1)
+    recent = base = later_events = 0
+    for d, c in days.items():
+        if d > mid:
+            n = c[EVENTS]
+            later_events += n
+            if d <= day:
+                recent += n
+        elif d >= first_drop:
+            n = c[EVENTS]
+            base += n
+            if d >= later_drop:
+                later_events += n
+    min_base = rules.activity_drop_min_base
+    drop = base >= min_base and recent <= rules.activity_drop_ratio * base
+    min_active = rules.hollow_min_active_days
+    if len(days) < min_active:  # every day held has events: too few for the hollow rule, now or later
+        return drop, False, later_events >= min_base
     first = day - rules.hollow_window_d + 1
     first_post = day - rules.hollow_post_window_d + 1
-    later_drop = day + 2 - 2 * w  # the earliest day in any later close's drop windows
-    later_hollow = day + 2 - rules.hollow_window_d
-    recent = base = active = amount = posts = social = later_events = later_active = 0
-    for d, c in state.days.items():
-        n = c[EVENTS]
-        if d >= later_drop:
-            later_events += n
-        if n > 0 and d >= later_hollow:
+    later_hollow = first + 1
+    active = amount = posts = social = later_active = 0
+    for d, c in days.items():
+        if c[EVENTS] > 0 and d >= later_hollow:
             later_active += 1
-        if d > day:
-            continue
-        if d >= first_drop:
-            if d > mid:
-                recent += n
-            else:
-                base += n
-        if d >= first:
-            if n > 0:
+        if first <= d <= day:
+            if c[EVENTS] > 0:
                 active += 1
             amount += c[AMOUNT_MICROS]
             social += c[SOCIAL]
             if d >= first_post:
                 posts += c[POSTS]
-    drop = base >= rules.activity_drop_min_base and recent <= rules.activity_drop_ratio * base
     hollow = (
-        active >= rules.hollow_min_active_days
+        active >= min_active
         and amount / 1_000_000 <= rules.hollow_max_payment
         and posts < rules.hollow_posts_below
         and social < rules.hollow_social_below
     )
-    later = later_events >= rules.activity_drop_min_base or later_active >= rules.hollow_min_active_days
-    return drop, hollow, later
+    return drop, hollow, later_events >= min_base or later_active >= min_active
 
 
 def close_day(state: UserState, day: int, rules: RuleSettings) -> list[Decision]:
