@@ -1,10 +1,12 @@
 """Indexes kept next to the state and rebuilt from it on recovery.
 
 ``DeadlineIndex`` finds the users whose absence deadline the watermark has passed at a cost
-proportional to the users due, not to all users: a heap of (deadline, key) entries, where a
-moved deadline leaves its old entry behind (skipped when popped, compacted away when the stale
-entries outnumber the live ones). The heap's entries are tuples of an int and bytes, which the
-garbage collector stops tracking, so a million users cost the collector almost nothing.
+proportional to the users due, not to all users: a heap of (deadline, key) entries under a map
+of the live deadlines. A deadline that moves later (the usual move: a new login) costs one map
+write: the key's earlier entry stays in the heap and is pushed again at the live deadline when
+it surfaces. A deadline that moves earlier gets a new entry; removed keys leave entries that are
+skipped when popped (or compacted away when they outnumber the live ones). The entries are
+tuples of an int and bytes, which the garbage collector stops tracking.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ NEVER = 1 << 62
 
 
 class DeadlineIndex:
-    """Exact deadlines (ms) per key, in deadline order."""
+    """Exact deadlines (ms) per key, popped in deadline order."""
 
     __slots__ = ("_deadline", "_heap", "next_at")
 
     def __init__(self) -> None:
+        # every live key has an entry at or before its deadline
         self._heap: list[tuple[int, bytes]] = []
         self._deadline: dict[bytes, int] = {}
-        self.next_at = NEVER  # <= the earliest live deadline (exact after pop_due)
+        self.next_at = NEVER  # <= the earliest live deadline
 
     def __len__(self) -> int:
         return len(self._deadline)
@@ -41,6 +44,8 @@ class DeadlineIndex:
                 del deadlines[key]
             return
         deadlines[key] = deadline
+        if old is not None and old < deadline:
+            return  # the entry at ``old`` stands for it
         heap = self._heap
         if len(heap) > 2 * len(deadlines) + 1024:
             self._compact()
@@ -54,8 +59,7 @@ class DeadlineIndex:
         self._heap = heap
 
     def next_due(self) -> int:
-        """A lower bound of the earliest deadline indexed (exact unless entries moved since the
-        last pop), or NEVER."""
+        """A lower bound of the earliest deadline indexed, or NEVER."""
         return self.next_at
 
     def pop_due(self, watermark: int) -> list[tuple[int, bytes]]:
@@ -63,16 +67,19 @@ class DeadlineIndex:
         if watermark < self.next_at:
             return []
         heap, deadlines = self._heap, self._deadline
-        pop = heapq.heappop
+        pop, push = heapq.heappop, heapq.heappush
         out: list[tuple[int, bytes]] = []
         while heap and heap[0][0] <= watermark:
-            entry = pop(heap)
-            deadline, key = entry
-            if deadlines.get(key) == deadline:
+            entry, key = pop(heap)
+            live = deadlines.get(key)
+            if live is None:
+                continue  # removed (or popped already through another entry)
+            if live <= watermark:
                 del deadlines[key]
-                out.append(entry)
-        while heap and deadlines.get(heap[0][1]) != heap[0][0]:
-            pop(heap)  # stale entries on top: the next deadline is the first live one
+                out.append((live, key))
+            elif live > entry:
+                push(heap, (live, key))  # moved later since: wait at the live deadline
+        out.sort()
         self.next_at = heap[0][0] if heap else NEVER
         return out
 

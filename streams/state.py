@@ -35,9 +35,14 @@ def split_key(key: bytes) -> tuple[str, str]:
     return app_id, subject
 
 
+_BLAKE2B_8 = hashlib.blake2b(digest_size=8)  # copied per id: cheaper than building one
+
+
 def event_hash(event_id: str) -> int:
-    """64-bit hash of an event id for the dedup set (stable across processes)."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
+    """64-bit hash of an event id for the dedup set (blake2b: stable across processes)."""
+    h = _BLAKE2B_8.copy()
+    h.update(event_id.encode())
+    return int.from_bytes(h.digest(), "little")
 
 
 def to_micros(amount: float) -> int:
@@ -112,9 +117,11 @@ class UserState(msgspec.Struct, array_like=True, gc=False):
             oldest = (watermark - dedup_horizon_ms) // HOUR_MS - self.ids_base
             if min(ids.values()) < oldest:
                 kept = {h: hour for h, hour in ids.items() if hour >= oldest}
-                shift = min(kept.values()) if kept else 0  # rebase: keep the numbers small
-                self.ids = {h: hour - shift for h, hour in kept.items()} if shift else kept
-                self.ids_base += shift
+                shift = min(kept.values()) if kept else 0
+                if shift >= 64:  # rebase now and then: the numbers stay small (one byte up to 127)
+                    kept = {h: hour - shift for h, hour in kept.items()}
+                    self.ids_base += shift
+                self.ids = kept
         minutes = self.minutes
         if minutes:
             oldest_minute = (watermark - lateness_ms) // MINUTE_MS - 1
