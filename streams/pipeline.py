@@ -30,7 +30,7 @@ from schemas.alerts import Alert, encode_alert
 from schemas.events import decode_message
 from sinks.base import RetryPolicy, flush_with_retry
 from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse
-from sinks.kafka import dead_letter_record
+from sinks.kafka import dead_letter_key, dead_letter_record
 from streams.delivery import InFlight, OutRecord, deliver, retriable, send_records
 from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder
 from streams.engine import EPISODE_RULES, DeadLetter, Outputs, RulesByApp, StateStore, UserPartition, event_json
@@ -286,7 +286,7 @@ class Pipeline:
         # 1. Kafka outputs
         records: list[OutRecord] = []
         dlq, reroute, devices = settings.dlq_topic, reroute_topic(settings), device_topic(settings)
-        records += [(dlq, dl.partition, dl.key, dead_letter_record(dl)) for dl in out.dead_letters]
+        records += [(dlq, dl.partition, dead_letter_key(dl.key), dead_letter_record(dl)) for dl in out.dead_letters]
         records += [(reroute, p, key, value) for p, key, value in out.reroutes]
         for (app_id, device_id, source), obs in out.device_obs.items():
             key = f"{app_id}{SEP}{device_id}".encode()

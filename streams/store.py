@@ -11,6 +11,7 @@ import orjson
 
 from schemas.alerts import Alert
 from schemas.events import Event, Invalid
+from streams.deepjson import dumps_deep
 from streams.settings import RuleSettings, Settings
 from streams.state import NONE, UserState, decode_user, encode
 
@@ -101,7 +102,10 @@ def event_json(event: Event) -> bytes:
         doc["amount"] = event.amount
     if event.props is not None:
         doc["props"] = event.props
-    return orjson.dumps(doc)
+    try:
+        return orjson.dumps(doc)
+    except orjson.JSONEncodeError:  # props nested deeper than orjson encodes (the decoder took them)
+        return dumps_deep(doc)
 
 
 class RulesByApp:

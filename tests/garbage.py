@@ -2,9 +2,9 @@
 huge strings, wrong types, non-UTF-8, NaN/Infinity, timestamps far in the past and future,
 mixed with valid events. Shared by the decoder fuzz tests and the worker fuzz test.
 
-Left out on purpose, each covered by a strict xfail test until fixed: ``props`` nested deeper than
-255 levels (accepted, then a rerouted copy cannot be re-serialised) and invalid messages of several
-MB (their DLQ record outgrows the message size limit). Huge values stop at 1.1 MB."""
+Includes what once crashed the worker: ``props`` nested deeper than orjson encodes (255 levels;
+accepted, then re-serialised for reroutes) and invalid messages of several MB (their DLQ record
+must stay under the message size limit). Huge values stop at 3.8 MB."""
 
 from __future__ import annotations
 
@@ -109,14 +109,16 @@ def garbage_values(draw: st.DrawFn, now_ms: int = NOW_MS, users: tuple[str, ...]
             text[at:]
     if kind == "deep":
         levels = draw(st.sampled_from([100, 255, 256, 1000, 1023, 1024, 1025, 3000]))
-        where = draw(st.sampled_from(["whole", "field", "item"]))
+        where = draw(st.sampled_from(["whole", "field", "item", "props"]))
         if where == "whole":
             return deep_text(levels)
+        if where == "props":  # a valid event when the whole stays within orjson's 1024 levels
+            return text[:-1] + b',"props":{"x":' + deep_text(levels - 2) + b"}}"
         if where == "field":
             return text[:-1] + b',"nested":' + deep_text(levels - 1) + b"}"
         return b"[" + text + b"," + deep_text(levels - 1) + b"]"
     if kind == "huge":
-        size = draw(st.sampled_from([70_000, 200_000, 1_100_000] if huge else [70_000, 200_000]))
+        size = draw(st.sampled_from([70_000, 200_000, 1_100_000, 3_800_000] if huge else [70_000, 200_000]))
         field = draw(st.sampled_from(["user_id", "props", "blob"]))
         filler = "x" * size
         doc = orjson.loads(text)
