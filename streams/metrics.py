@@ -44,7 +44,10 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.alerts = Counter("vitals_alerts_total", "Alerts emitted", ["rule", "status"], registry=r)
+        self.alerts = Counter(
+            "vitals_alerts_total", "Alerts emitted (app: a configured app id, else 'other')", ["app", "rule", "status"],
+            registry=r,
+        )
         self.open_episodes = Gauge("vitals_open_episodes", "Open alert episodes held in state", ["rule"], registry=r)
         self.watermark = Gauge(
             "vitals_watermark_seconds", "Partition watermark (event time, epoch seconds)", ["partition"], registry=r
@@ -100,14 +103,15 @@ class Metrics:
         self.watchdog = Counter("vitals_watchdog_restarts_total", "Consumer restarts by the lag watchdog", registry=r)
         self.up = Gauge("vitals_worker_up", "1 while the worker is running", registry=r)
 
-    def init_series(self, sinks: tuple[str, ...], rules: tuple[str, ...]) -> None:
+    def init_series(self, sinks: tuple[str, ...], rules: tuple[str, ...], apps: tuple[str, ...] = ("default",)) -> None:
         """Create the bounded label sets at 0 so dashboards and rules see series from the start."""
         for sink in sinks:
             for family in (self.sink_rows, self.sink_batches, self.sink_failures, self.sink_retries):
                 family.labels(sink)
-        for rule in rules:
-            for status in ("open", "resolved"):
-                self.alerts.labels(rule, status)
+        for app in apps:
+            for rule in rules:
+                for status in ("open", "resolved"):
+                    self.alerts.labels(app, rule, status)
         for outcome in ("accepted", "duplicate", "late"):
             self.events.labels(outcome, "")
 

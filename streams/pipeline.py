@@ -414,8 +414,12 @@ class Pipeline:
             else:
                 m.events.labels(outcome, "").inc(n)
         for alert in out.alerts:
-            m.alerts.labels(alert.rule, alert.status).inc()
+            m.alerts.labels(self.app_label(alert.app_id), alert.rule, alert.status).inc()
         m.messages.labels(self.settings.events_topic).inc(out.messages)
+
+    def app_label(self, app_id: str) -> str:
+        """Metric label for an app: configured apps by name, any other as 'other' (bounded cardinality)."""
+        return app_id if app_id == "default" or app_id in self.settings.apps else "other"
 
     async def refresh_product_gauges(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self.executor, product_gauges, self.activity.ch, self.metrics)
