@@ -175,6 +175,7 @@ def measure(shape: str, args: argparse.Namespace, profile: Callable[[Callable[[]
     n_events = history.n_events
     cfg = history.config
     del history
+    default_thresholds = gc.get_threshold()
     # the worker does not hold the whole history in its heap: keep it out of the collector's way
     gc.collect()
     gc.freeze()
@@ -182,7 +183,12 @@ def measure(shape: str, args: argparse.Namespace, profile: Callable[[Callable[[]
 
     def once() -> Run:
         gc.collect()
-        return run_engine(messages, args.partitions, now_ms, args.batch_messages, args.flush_events)
+        if args.gc_threshold:  # what a worker could set at startup (see --gc-threshold)
+            gc.set_threshold(*args.gc_threshold)
+        try:
+            return run_engine(messages, args.partitions, now_ms, args.batch_messages, args.flush_events)
+        finally:
+            gc.set_threshold(*default_thresholds)
 
     runs = [once() for _ in range(args.repeat)] if profile is None else [profile(once)]
     gc.unfreeze()
@@ -219,6 +225,8 @@ def main() -> int:
     parser.add_argument("--batch-messages", type=int, default=5000, help="messages per on_user_batch call")
     parser.add_argument("--flush-events", type=int, default=100_000, help="events between flushes (~1 s at target)")
     parser.add_argument("--repeat", type=int, default=3, help="passes per shape (fresh state each); best reported")
+    parser.add_argument("--gc-threshold", type=int, nargs=3, metavar=("G0", "G1", "G2"),
+                        help="garbage collector thresholds during the passes (default: Python's 700 10 10)")
     parser.add_argument("--profile", action="store_true", help="one pass under cProfile; print the top functions")
     parser.add_argument("--json", default="", help="write the figures to this file (default: print only)")
     args = parser.parse_args()

@@ -1,8 +1,9 @@
-"""vitals benchmark: ceiling, floor, naive and vitals on the same generated history, on the local
-real Kafka, in two input shapes (batch: 100 events of one user per message; single).
+"""vitals benchmark: ceiling, floor, naive, peer (Quix Streams) and vitals on the same generated
+history, on the local real Kafka, in two input shapes (batch: 100 events of one user per message;
+single), then the event-to-alert latency of vitals at half its measured throughput.
 
     python -m bench.run [--events 2000000 --users 200000 --partitions 8] [--shapes batch,single]
-                        [--naive-events 100000] [--json bench/results/latest.json]
+                        [--naive-events 100000] [--latency-seconds 30] [--json bench/results/latest.json]
 
 Prints a table and writes the figures as JSON. Every figure is measured in this run.
 """
@@ -21,8 +22,10 @@ import uuid
 from pathlib import Path
 
 import orjson
+import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.latency import latency_phase
 from streams import localkafka
 from streams.cli import _prestart
 from streams.generator import GenConfig, History, generate
@@ -69,11 +72,41 @@ async def ceiling(bootstrap: str, topic: str, partitions: int, n_messages: int) 
             "events": events}
 
 
-def _until_lag_zero(settings, proc, topics_done, timeout_s: float = 7200) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+class PeakRss:
+    """Peak resident memory of each process of a tree (the started process and its children),
+    sampled by polling: a supervisor and its worker are two processes, not their sum."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+        self.peak: dict[int, tuple[str, int]] = {}  # pid -> (command, peak bytes)
+
+    def sample(self) -> None:
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            return
+        for proc in procs:
+            try:
+                rss = proc.memory_info().rss
+                name = " ".join(proc.cmdline()[1:4])
+            except psutil.Error:
+                continue
+            if rss > self.peak.get(proc.pid, ("", 0))[1]:
+                self.peak[proc.pid] = (name, rss)
+
+    def figures(self) -> dict[str, object]:
+        by_process = {f"{pid} {name}": rss / 2**20 for pid, (name, rss) in sorted(self.peak.items())}
+        return {"peak_rss_mb": max(by_process.values(), default=0.0), "peak_rss_mb_by_process": by_process}
+
+
+def _until_lag_zero(settings, proc, topics_done, timeout_s: float = 7200, sampler: PeakRss | None = None  # type: ignore[no-untyped-def]
+                    ) -> tuple[float, float]:
     """(time of first progress, time lag reached 0)."""
     first = None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if sampler is not None:
+            sampler.sample()
         if proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode}")
         try:
@@ -95,8 +128,9 @@ def run_process(args: list[str], env: dict[str, str], n_messages: int, settings)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rss = PeakRss(proc.pid)
     try:
-        first, done = _until_lag_zero(settings, proc, {settings.events_topic: n_messages})
+        first, done = _until_lag_zero(settings, proc, {settings.events_topic: n_messages}, sampler=rss)
     finally:
         proc.terminate()
         proc.wait(120)
@@ -104,7 +138,7 @@ def run_process(args: list[str], env: dict[str, str], n_messages: int, settings)
     # small runs can finish before the first offset commit: then time from process start
     seconds = done - first if done - first > 5 else done - started
     return {"seconds": seconds, "startup_s": first - started, "cpu_s": (after.ru_utime + after.ru_stime) -
-            (before.ru_utime + before.ru_stime), "peak_rss_mb": after.ru_maxrss / 1024}
+            (before.ru_utime + before.ru_stime), **rss.figures()}
 
 
 def measure_shape(shape: str, history: History, bootstrap: str, partitions: int, naive_events: int,
@@ -119,6 +153,13 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
     out: dict[str, dict[str, float]] = {}
     print(f"[{shape}] ceiling...", file=sys.stderr)
     out["ceiling"] = asyncio.run(ceiling(bootstrap, topic, partitions, n_msgs))
+    print(f"[{shape}] peer (Quix Streams)...", file=sys.stderr)
+    app_id = f"peer-{tag}"
+    r = run_process([sys.executable, str(ROOT / "bench" / "peer_app.py"), app_id, bootstrap, topic,
+                     str(work / app_id)], env, n_msgs, load_settings(env=dict(env, VITALS_APP_ID=app_id)))
+    r["events"] = n_events
+    r["events_per_s"] = n_events / r["seconds"]
+    out["peer"] = r
     for mode in ("floor", "naive"):
         print(f"[{shape}] {mode}...", file=sys.stderr)
         if mode == "naive" and naive_events < n_events:
@@ -158,9 +199,26 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
     r["events_per_s"] = n_events / r["seconds"]
     r["cpu_s_per_million"] = r["cpu_s"] / n_events * 1e6
     out["vitals"] = r
-    for name in ("ceiling", "floor", "naive"):
+    for name in ("ceiling", "floor", "naive", "peer"):
         out["vitals"][f"ratio_to_{name}"] = r["events_per_s"] / out[name]["events_per_s"]
     return out
+
+
+def measure_latency(shape: str, bootstrap: str, partitions: int, rate: float, seconds: float, work: Path
+                    ) -> dict[str, float]:
+    """A fresh worker on an empty topic; traffic at ``rate`` events/s with fake.burst probes."""
+    tag = uuid.uuid4().hex[:6]
+    app_id = f"bench-lat-{shape}-{tag}"
+    env = _env(bootstrap, app_id, f"{app_id}.events", work)
+    settings = load_settings(env=env)
+    asyncio.run(_prestart(settings))
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return asyncio.run(latency_phase(settings, shape, partitions, rate, seconds))
+    finally:
+        proc.terminate()
+        proc.wait(120)
 
 
 def state_bytes_per_user(users: int) -> dict[str, float]:
@@ -198,6 +256,7 @@ def main() -> int:
     parser.add_argument("--shapes", default="batch,single")
     parser.add_argument("--naive-events", type=int, default=100_000)
     parser.add_argument("--state-users", type=int, default=1_000_000)
+    parser.add_argument("--latency-seconds", type=float, default=30, help="0 skips the latency phase")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"))
     parser.add_argument("--dir", default=str(ROOT / ".vitals" / "bench"))
     args = parser.parse_args()
@@ -214,6 +273,11 @@ def main() -> int:
             history = generate(cfg)
             print(f"[{shape}] {history.n_events:,} events in {len(history.messages):,} messages", file=sys.stderr)
             results[shape] = measure_shape(shape, history, bootstrap, args.partitions, args.naive_events, work)
+            if args.latency_seconds > 0:
+                rate = results[shape]["vitals"]["events_per_s"] / 2  # type: ignore[index]
+                print(f"[{shape}] latency at {rate:,.0f} events/s...", file=sys.stderr)
+                results[shape]["latency"] = measure_latency(shape, bootstrap, args.partitions, rate,  # type: ignore[index]
+                                                            args.latency_seconds, work)
         results["state"] = state_bytes_per_user(args.state_users)
     finally:
         localkafka.stop(work / "kafka")
@@ -222,10 +286,19 @@ def main() -> int:
     print(f"\n{'shape':<8}{'run':<10}{'events/s':>12}{'cpu s/M ev':>12}{'peak MB':>10}{'vitals x':>10}")
     for shape in args.shapes.split(","):
         for name, r in results[shape].items():  # type: ignore[union-attr]
+            if name == "latency":
+                continue
             ratio = results[shape]["vitals"]["events_per_s"] / r["events_per_s"]  # type: ignore[index]
             cpu = r["cpu_s"] / r["events"] * 1e6 if r.get("events") else float("nan")
             print(f"{shape:<8}{name:<10}{r['events_per_s']:>12,.0f}{cpu:>12.1f}{r.get('peak_rss_mb', 0):>10.0f}"
                   f"{ratio:>10.2f}")
+    for shape in args.shapes.split(","):
+        lat = results[shape].get("latency")  # type: ignore[union-attr]
+        if lat:
+            print(f"\n{shape} event-to-alert latency (fake.burst) at {lat['rate_events_per_s']:,.0f} events/s: "
+                  f"p50 {lat['p50_s'] * 1000:.0f} ms, p99 {lat['p99_s'] * 1000:.0f} ms, "
+                  f"max {lat['max_s'] * 1000:.0f} ms "
+                  f"over {lat['probes']} probes ({lat['alerts_missing']} missing)")
     st = results["state"]
     print(f"\nstate: {st['state_bytes_per_user']:.0f} B/user encoded (+{st['key_bytes_per_user']:.0f} B key) "  # type: ignore[index]
           f"at {st['users']:,} users")  # type: ignore[index]
