@@ -158,6 +158,38 @@ _device_decoder = msgspec.msgpack.Decoder(DeviceState)
 _meta_decoder = msgspec.msgpack.Decoder(PartitionMeta)
 
 encode = _user_encoder.encode
-decode_user = _user_decoder.decode
+
+
+class _UserStateV1(msgspec.Struct, array_like=True, gc=False):
+    """The record layout before dedup ids moved to one map (hour bucket -> hashes)."""
+
+    first_ts: int
+    last_login: int = NONE
+    last_engage: int = NONE
+    days: dict[int, list[int]] = {}
+    dedup: dict[int, list[int]] = {}
+    minutes: dict[int, int] = {}
+    burst_days: list[int] = []
+    open: list[int] = msgspec.field(default_factory=lambda: [NONE] * 5)
+    last_active_day: int = NONE
+    offsets: list[int] = msgspec.field(default_factory=lambda: [NONE, NONE])
+    persisted_at: int = NONE
+
+
+_v1_decoder = msgspec.msgpack.Decoder(_UserStateV1)
+
+
+def decode_user(raw: bytes) -> UserState:
+    """A user's record; records written before the current layout are converted (same hashes)."""
+    try:
+        return _user_decoder.decode(raw)
+    except msgspec.ValidationError:
+        old = _v1_decoder.decode(raw)
+    state = UserState(old.first_ts, old.last_login, old.last_engage, old.days, {}, old.minutes, old.burst_days,
+                      old.open, old.last_active_day, old.offsets, old.persisted_at)
+    for hour in sorted(old.dedup):
+        for h in old.dedup[hour]:
+            state.remember(h, hour * HOUR_MS)
+    return state
 decode_device = _device_decoder.decode
 decode_meta = _meta_decoder.decode
