@@ -69,24 +69,28 @@ class WatermarkActions:
         candidates = self.touched | self.watch | self.open_day_rules
         self.touched = again = set()
         watch = self.watch
-        rules_of: dict[bytes, RuleSettings] = {}
+        dirty = store.dirty
+        prefix: bytes | None = None  # the key prefix of the app whose rules are at hand
+        rules = self.rules("")
+        oldest = 0
         for key in sorted(candidates):
-            state = store.get(key)
+            state = dirty.get(key) or store.get(key)
             if state is None:
                 watch.discard(key)
                 continue
             if state.persisted_at > self.position:
                 again.add(key)  # replaying after a crash: this user's record already holds this day's decisions
                 continue
-            app = key[: key.find(b"\x1f")]
-            rules = rules_of.get(app)
-            if rules is None:
-                rules = rules_of[app] = self.rules(app.decode())
-            if not R.day_rules_may_hold(state, day, rules):
-                watch.discard(key)
+            if prefix is None or not key.startswith(prefix):
+                app = key[: key.find(b"\x1f")]
+                prefix = app + b"\x1f"
+                rules = self.rules(app.decode())
+                oldest = day - max(2 * rules.activity_drop_window_d, rules.hollow_window_d) + 1
+            open_ = state.open
+            if open_[OPEN_DROP] == NONE and open_[OPEN_HOLLOW] == NONE and state.last_active_day < oldest:
+                watch.discard(key)  # R.day_rules_may_hold, inlined: no day rule can hold or change
                 continue
             drop, hollow, later = R.day_scan(state, day, rules)
-            open_ = state.open
             if drop != (open_[OPEN_DROP] != NONE) or hollow != (open_[OPEN_HOLLOW] != NONE):
                 self._decide_day(key, state, day, wm, rules, out)
             if later or open_[OPEN_DROP] != NONE or open_[OPEN_HOLLOW] != NONE:
