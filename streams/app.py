@@ -24,6 +24,7 @@ from faust.types import TP
 from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse
 from streams.faults import Faults
 from streams.kafka_io import device_topic, new_producer, reroute_topic, ssl_context
+from streams.localstate import close_on_revoke
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
 from streams.settings import Settings
@@ -59,7 +60,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
     metrics = metrics or Metrics()
     data_dir = Path(settings.data_dir)
     proc = settings.processing
-    store = "memory://" if proc.store == "memory" else f"rocksdb://{(data_dir / 'faust').resolve()}"
+    store = "memory://" if proc.store == "memory" else "rocksdb://"  # a database per table partition in datadir
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{hp.strip()}" for hp in settings.kafka.bootstrap.split(",")],
@@ -84,6 +85,8 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     users = app.Table("users", partitions=partitions, key_type=bytes, value_type=bytes)
     devices = app.Table("devices", partitions=partitions, key_type=bytes, value_type=bytes)
+    for table in (users, devices):
+        close_on_revoke(table.data)
     source = app.topic(settings.events_topic, reroute_topic(settings), partitions=partitions, **raw)
     device_obs = app.topic(device_topic(settings), partitions=partitions, **raw)
 

@@ -112,14 +112,16 @@ async def deliver(
     should_stop: Callable[[], bool] = lambda: False,
     on_retry: Callable[[int, BaseException], None] = lambda attempt, exc: None,
     rng: random.Random | None = None,
-) -> None:
-    """Wait until every record in flight is acknowledged, re-sending failed batches.
+) -> dict[tuple[str, int], int]:
+    """Wait until every record in flight is acknowledged, re-sending failed batches; return the
+    last offset acknowledged per (topic, partition).
 
     ``producer`` is an async callable returning the producer to re-send with. Raises the last
     error if ``should_stop()`` turns true while records are still undelivered.
     """
     rng = rng or random.Random()
     attempt = 0
+    acked: dict[tuple[str, int], int] = {}
     while True:
         failed: list[OutRecord] = []
         last: BaseException | None = inflight.failed_to_send
@@ -128,14 +130,19 @@ async def deliver(
                 failed += records
                 continue
             try:
-                await fut
+                meta = await fut
             except KafkaError as exc:
                 if not retriable(exc):
                     raise
                 failed += records
                 last = exc
+                continue
+            offset = getattr(meta, "offset", None)
+            if isinstance(offset, int):  # a batch's metadata carries its first offset
+                tp = (records[0][0], meta.partition)
+                acked[tp] = max(acked.get(tp, -1), offset + len(records) - 1)
         if not failed:
-            return
+            return acked
         assert last is not None
         if should_stop():
             raise last

@@ -36,6 +36,7 @@ from streams.devices import DeviceObservations, DevicePartition, obs_decoder, ob
 from streams.engine import EPISODE_RULES, DeadLetter, Outputs, RulesByApp, StateStore, UserPartition, event_json
 from streams.faults import Faults
 from streams.kafka_io import PartitionCache, device_topic, home_partition, reroute_topic
+from streams.localstate import is_rocksdb, partition_data, partition_keys, record_persisted
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.state import SEP, split_key
@@ -128,14 +129,15 @@ class Pipeline:
                 raise
             return InFlight([(list(records), None)], exc)
 
-    async def _deliver(self, inflight: InFlight) -> None:
+    async def _deliver(self, inflight: InFlight) -> dict[tuple[str, int], int]:
         def on_retry(attempt: int, exc: BaseException) -> None:
             self.metrics.sink_failures.labels("kafka").inc()
             self.metrics.sink_retries.labels("kafka").inc()
             log.warning("Kafka delivery failed (attempt %d, %d records): %s; retrying", attempt + 1,
                         len(inflight), type(exc).__name__)
 
-        await deliver(self.producer, inflight, self.retry, should_stop=lambda: self.stopping, on_retry=on_retry)
+        return await deliver(self.producer, inflight, self.retry, should_stop=lambda: self.stopping,
+                             on_retry=on_retry)
 
     async def stop(self) -> None:
         self.stopping = True
@@ -167,17 +169,19 @@ class Pipeline:
         keys: dict[int, list[bytes]] = {p: [] for p in self.assigned if p not in self.users}
         if not keys:
             return
-        for key in list(self.users_data.keys()):
-            if key[:1] == b"\x00":
-                continue
-            user_id = split_key(key)[1]
-            p = self.home(user_id)
-            bucket = keys.get(p)
-            if bucket is not None:
-                bucket.append(key)
+        if is_rocksdb(self.users_data):
+            keys = {p: partition_keys(self.users_data, p, self.home) for p in keys}
+        else:  # one dict holds every partition: one pass
+            for key in list(self.users_data.keys()):
+                if key[:1] == b"\x00":
+                    continue
+                bucket = keys.get(self.home(split_key(key)[1]))
+                if bucket is not None:
+                    bucket.append(key)
         total = 0
         for p, part_keys in keys.items():
-            up = self.users[p] = UserPartition(p, StateStore(self.users_data), self.rules, reroute_topic(self.settings))
+            store = StateStore(partition_data(self.users_data, p))
+            up = self.users[p] = UserPartition(p, store, self.rules, reroute_topic(self.settings))
             total += up.load(part_keys)
         self.metrics.recovery.observe(time.perf_counter() - started)
         log.info(
@@ -195,7 +199,8 @@ class Pipeline:
     def device_partition(self, p: int) -> DevicePartition:
         dp = self.devices.get(p)
         if dp is None:
-            dp = self.devices[p] = DevicePartition(p, self.devices_data, self.rules, self.partitions)
+            data = partition_data(self.devices_data, p)
+            dp = self.devices[p] = DevicePartition(p, data, self.rules, self.partitions)
         return dp
 
     # ---- batches ------------------------------------------------------------------------
@@ -345,9 +350,11 @@ class Pipeline:
         for p, dp in self.devices.items():
             device_changelog += [(p, k, v) for k, v in dp.drain()]
         users_cl, devices_cl = self.user_changelog, self.device_changelog
-        await self._deliver(await self._send(
+        written = await self._deliver(await self._send(
             [(users_cl, p, k, v) for p, k, v in changelog] + [(devices_cl, p, k, v) for p, k, v in device_changelog]
         ))
+        for data, topic in ((self.users_data, users_cl), (self.devices_data, devices_cl)):
+            record_persisted(data, topic, {p: off for (t, p), off in written.items() if t == topic})
         self.faults.hit("changelog")
         # 4. commit the source offsets: everything up to here is durable
         await self._commit_pending()

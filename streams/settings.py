@@ -110,15 +110,20 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
     lag_watchdog_s: float = 120.0  # exit (and be restarted) if a lagging partition's commit stalls this long; 0: off
     restart_backoff_max_s: float = 30.0  # the supervisor's longest wait between restarts of a dying worker
     session_timeout_s: float = 15.0  # a dead worker's partitions move after this
-    store: str = "memory"  # memory (rocksdb: not supported yet, see README "Deploying vitals")
+    store: str = "memory"  # memory | rocksdb (local state survives restarts; needs the rocksdict package)
 
     def __post_init__(self) -> None:
         if self.batch_max_messages < 1 or self.flush_max_rows < 1:
             raise ConfigError("processing: batch sizes must be >= 1")
         if self.sink_buffer_cap_rows < self.flush_max_rows:
             raise ConfigError("processing.sink_buffer_cap_rows must be >= flush_max_rows")
-        if self.store != "memory":  # Faust's RocksDB store writes only from inside a Faust event
-            raise ConfigError(f"processing.store: only 'memory' is supported, got {self.store!r}")
+        if self.store not in ("memory", "rocksdb"):
+            raise ConfigError(f"processing.store must be memory or rocksdb, got {self.store!r}")
+        if self.store == "rocksdb":
+            import importlib.util
+
+            if importlib.util.find_spec("rocksdict") is None:
+                raise ConfigError("processing.store = rocksdb needs the rocksdict package (vitals[rocksdb])")
 
 
 PARTITION_WIDE = frozenset({"allowed_lateness_s"})  # the watermark is per partition, not per app

@@ -14,6 +14,7 @@ one shared server would return with ``FINAL``.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -31,11 +32,11 @@ ROWS = ("SELECT app_id, user_id, toString(day), events, logins, payments, toStri
         "content_posts, social, complaints, version FROM vitals.user_activity_daily")
 
 
-def write_config(path: Path, partitions: int = 8, **processing: float) -> Path:
+def write_config(path: Path, partitions: int = 8, **processing: float | str) -> Path:
     """A TOML config for fault tests: short session timeout and watchdog, quick restarts."""
     values = {"session_timeout_s": 6.0, "lag_watchdog_s": 30.0, "restart_backoff_max_s": 2.0, **processing}
     lines = ["[kafka]", f"partitions = {partitions}", "", "[processing]"]
-    lines += [f"{k} = {v}" for k, v in values.items()]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]  # a JSON string or number is TOML too
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -43,7 +43,7 @@ def poll(condition, timeout_s: float, what: str, every_s: float = 0.5) -> None: 
 
 
 def prepare(deployment: Deployment, tmp_path: Path, seed: int, events: int = 40_000, partitions: int = 8,
-            **processing: float) -> tuple[History, int]:
+            **processing: float | str) -> tuple[History, int]:
     deployment.env["VITALS_CONFIG"] = str(write_config(tmp_path / "vitals.toml", partitions, **processing))
     n = asyncio.run(_prestart(deployment.settings))
     cfg = GenConfig(users=1200, days=14, events=events, seed=seed, batch=1, partitions=n, unkeyed_rate=0.0,

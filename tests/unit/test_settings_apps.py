@@ -18,6 +18,7 @@ def test_per_app_lateness_is_rejected_since_the_watermark_is_per_partition() -> 
         load_settings(env={}, apps={"shop": {"rules": {"allowed_lateness_s": 60}}})
 
 
-def test_unsupported_store_fails_at_startup() -> None:
-    with pytest.raises(ConfigError, match="only 'memory'"):
-        load_settings(env={}, processing={"store": "rocksdb"})
+def test_unknown_store_fails_at_startup() -> None:
+    with pytest.raises(ConfigError, match="memory or rocksdb"):
+        load_settings(env={}, processing={"store": "leveldb"})
+    assert load_settings(env={}, processing={"store": "rocksdb"}).processing.store == "rocksdb"

@@ -1,0 +1,174 @@
+"""Recovery benchmark: how long a restarted worker takes to get 1 million users' state back.
+
+    .venv/bin/python -m bench.recovery --users 1000000
+
+Starts its own local Kafka, writes realistic encoded user states (one day of activity each,
+built by the real engine) to the users changelog of a fresh app, each on its user's home
+partition, plus one event per partition, then starts a real worker and times it from process
+start until it has processed those events: Faust's changelog recovery, then vitals' index
+rebuild. Prints the phases and writes JSON to bench/results/recovery.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from streams import localkafka
+from streams.delivery import InFlight, deliver, send_records
+from streams.kafka_io import PartitionCache, new_producer
+from streams.settings import Settings, load_settings
+from streams.state import split_key
+
+REBUILT = re.compile(r"rebuilt indexes of \d+ partitions \((\d+) users\)")
+STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
+
+
+def build_states(users: int, partitions: int) -> list[tuple[int, bytes, bytes]]:
+    from schemas.events import Event
+    from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
+
+    data: dict[bytes, bytes] = {}
+    part = UserPartition(0, StateStore(data), RulesByApp(load_settings(env={})))
+    t0 = 1_767_225_600_000
+    batch = []
+    for i in range(users):
+        uid = f"user-{i:08d}"
+        for j, etype in enumerate(("login", "view", "like", "view", "comment")):
+            batch.append((Event(f"{uid}-{j}", uid, etype, t0 + i % 86_400_000 + j * 1000), "t", 0, i * 8 + j, None, 0))
+        if len(batch) >= 50_000:
+            part.apply(batch, Outputs())
+            part.drain()
+            batch = []
+    part.apply(batch, Outputs())
+    part.drain()
+    home = PartitionCache(partitions)
+    return [(home(split_key(k)[1]), k, v) for k, v in data.items() if k[:1] != b"\x00"]
+
+
+async def write_changelog(settings: Settings, records: list[tuple[int, bytes, bytes]]) -> None:
+    from sinks.base import RetryPolicy
+
+    producer = new_producer(settings.kafka)
+    await producer.start()
+    try:
+        topic = f"{settings.app_id}-users-changelog"
+        for start in range(0, len(records), 100_000):
+            chunk = records[start : start + 100_000]
+            inflight: InFlight = await send_records(producer, [(topic, p, k, v) for p, k, v in chunk])
+
+            async def get() -> object:
+                return producer
+
+            await deliver(get, inflight, RetryPolicy())
+    finally:
+        await producer.stop()
+
+
+def start_and_time(
+    env: dict[str, str], log_path: Path, users: int
+) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
+    """Start a worker; return it once it rebuilt its indexes, with the phases' durations."""
+    started = time.time()
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--no-supervise"], env=env,
+                                  stdout=log, stderr=log)
+    deadline = time.monotonic() + 900
+    rebuilt = None
+    while time.monotonic() < deadline and rebuilt is None:
+        for line in log_path.read_text(errors="replace").splitlines():
+            m = REBUILT.search(line)
+            if m and int(m.group(1)) >= users:
+                rebuilt = line
+        if worker.poll() is not None:
+            raise RuntimeError(f"worker exited with {worker.returncode}; see {log_path}")
+        time.sleep(0.5)
+    if rebuilt is None:
+        raise TimeoutError(f"no index rebuild within 900 s; see {log_path}")
+    lines = log_path.read_text(errors="replace").splitlines()
+    restoring = next((stamp(x) for x in lines if "Restoring state from changelog" in x), None)
+    restored = next((stamp(x) for x in lines if "Done reading from changelog topics" in x), None)
+    ready = stamp(rebuilt)
+    assert ready is not None
+    return worker, {
+        "start_to_ready_s": round(ready - started, 2),
+        "changelog_read_s": round(restored - restoring, 2) if restoring and restored else 0.0,
+        "index_rebuild": rebuilt.split("] ")[-1].strip(),
+    }
+
+
+def stamp(line: str) -> float | None:
+    m = STAMP.match(line)
+    return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() if m else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.recovery")
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--dir", default="bench/results/recovery-work")
+    parser.add_argument("--json", default="bench/results/recovery.json")
+    parser.add_argument("--store", choices=["memory", "rocksdb"], default="memory",
+                        help="rocksdb: also restart once more, from the local databases plus the changelog tail")
+    args = parser.parse_args(argv)
+    work = Path(args.dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    bootstrap = localkafka.start(work / "kafka")
+    app_id = f"rec{int(time.time())}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VITALS_")}
+    env.update(VITALS_KAFKA_BOOTSTRAP=bootstrap, VITALS_APP_ID=app_id, VITALS_EVENTS_TOPIC=f"{app_id}.events",
+               VITALS_ALERTS_TOPIC=f"{app_id}.alerts", VITALS_DLQ_TOPIC=f"{app_id}.dlq",
+               VITALS_DATA_DIR=str(work / app_id), VITALS_METRICS_PORT="0")
+    if args.store == "rocksdb":
+        config = work / f"{app_id}.toml"
+        config.write_text('[processing]\nstore = "rocksdb"\n')
+        env["VITALS_CONFIG"] = str(config)
+    settings = load_settings(env=env)
+    worker = None
+    try:
+        from streams.cli import _prestart
+        from streams.generator import GenConfig, History, Message
+        from streams.produce import produce_history
+
+        asyncio.run(_prestart(settings))
+        t = time.perf_counter()
+        records = build_states(args.users, args.partitions)
+        print(f"built {len(records):,} user states in {time.perf_counter() - t:.1f}s "
+              f"({sum(len(v) for _, _, v in records) / len(records):.0f} B each)", file=sys.stderr)
+        t = time.perf_counter()
+        asyncio.run(write_changelog(settings, records))
+        print(f"wrote the changelog in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+
+        result: dict[str, object] = {"users": args.users, "partitions": args.partitions, "store": args.store}
+        for run in ("first start", "restart")[: 2 if args.store == "rocksdb" else 1]:
+            probes = [Message(p, b"probe", orjson.dumps({"event_id": f"{run}{p}", "user_id": "probe", "type": "view",
+                                                          "ts": 1_767_312_000_000}), 0) for p in range(args.partitions)]
+            asyncio.run(produce_history(settings, History(GenConfig(partitions=args.partitions), probes, {})))
+            worker, phases = start_and_time(env, work / f"{app_id}-{run.replace(' ', '-')}.log", args.users)
+            worker.terminate()
+            worker.wait(120)
+            worker = None
+            result[run] = phases
+        print(json.dumps(result, indent=2))
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.terminate()
+            worker.wait(60)
+        localkafka.stop(work / "kafka")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
