@@ -8,7 +8,7 @@ COPY streams ./streams
 COPY sinks ./sinks
 COPY schemas ./schemas
 COPY deploy ./deploy
-RUN pip install --no-cache-dir . && chown -R vitals /var/lib/vitals
+RUN pip install --no-cache-dir '.[rocksdb]' && chown -R vitals /var/lib/vitals
 USER vitals
 EXPOSE 9464
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
