@@ -22,15 +22,13 @@ from streams import rules as R
 from streams.closes import WatermarkActions
 from streams.index import NEVER, DeadlineIndex, LastActiveIndex
 from streams.state import (
-    AMOUNT_MICROS,
     COMPLAINTS,
     DAY_MS,
     DEVICE_LATE_DAYS,
-    EVENTS,
     HOUR_MS,
     LOGINS,
     MINUTE_MS,
-    N_COUNTERS,
+    NO_COUNTS,
     NONE,
     OPEN_DROP,
     OPEN_HOLLOW,
@@ -251,16 +249,23 @@ class UserPartition(WatermarkActions):
                 ids[h] = hour
             state.offsets[src] = position
             # ---- counters, episodes, deadlines, burst minute, device observation
-            counters = state.days.get(day)
-            if counters is None:
-                counters = state.days[day] = [0] * N_COUNTERS
-            counters[EVENTS] += 1
+            # a day's counters are a tuple (replaced, not mutated): the collector stops tracking it
+            n, logins, payments, amount, posts, social, complaints = state.days.get(day, NO_COUNTS)
             etype = event.type
             slot = TYPE_COUNTER.get(etype)
             if slot is not None:
-                counters[slot] += 1
-                if slot == PAYMENTS:
-                    counters[AMOUNT_MICROS] += to_micros(event.amount)
+                if slot == LOGINS:
+                    logins += 1
+                elif slot == PAYMENTS:
+                    payments += 1
+                    amount += to_micros(event.amount)
+                elif slot == POSTS:
+                    posts += 1
+                elif slot == SOCIAL:
+                    social += 1
+                else:
+                    complaints += 1
+            state.days[day] = (n + 1, logins, payments, amount, posts, social, complaints)
             first_moved = new_user
             if ts < state.first_ts:
                 state.first_ts = ts

@@ -20,6 +20,8 @@ DEVICE_LATE_DAYS = 2  # device observations older than this (vs the watermark) a
 # indexes into a day's counter list
 EVENTS, LOGINS, PAYMENTS, AMOUNT_MICROS, POSTS, SOCIAL, COMPLAINTS = range(7)
 N_COUNTERS = 7
+Counts = tuple[int, int, int, int, int, int, int]  # a day's counters, in the order above
+NO_COUNTS: Counts = (0, 0, 0, 0, 0, 0, 0)
 
 # indexes into UserState.open (episode start or -1)
 OPEN_NO_LOGIN_SHORT, OPEN_DROP, OPEN_NO_INTERACTION, OPEN_NO_LOGIN_LONG, OPEN_HOLLOW = range(5)
@@ -53,7 +55,9 @@ class UserState(msgspec.Struct, array_like=True, gc=False):
     first_ts: int
     last_login: int = NONE
     last_engage: int = NONE
-    days: dict[int, list[int]] = {}  # day number -> counters
+    # day number -> counters: tuples, replaced on change (the garbage collector stops tracking
+    # tuples of ints, so a million users' days cost it nothing; the encoding is an array either way)
+    days: dict[int, Counts] = {}
     # event-id hash -> the hour its keep-until time falls in, minus ``ids_base`` (small numbers
     # encode in one byte): one lookup per event instead of a scan of hour buckets
     ids: dict[int, int] = {}
@@ -94,11 +98,8 @@ class UserState(msgspec.Struct, array_like=True, gc=False):
         return out
 
     # ---- windows ---------------------------------------------------------------------------
-    def day(self, day: int) -> list[int]:
-        counters = self.days.get(day)
-        if counters is None:
-            counters = self.days[day] = [0] * N_COUNTERS
-        return counters
+    def day(self, day: int) -> Counts:
+        return self.days.get(day, NO_COUNTS)
 
     def total(self, index: int, first_day: int, last_day: int) -> int:
         return sum(c[index] for d, c in self.days.items() if first_day <= d <= last_day)
@@ -166,7 +167,7 @@ class _UserStateV1(msgspec.Struct, array_like=True, gc=False):
     first_ts: int
     last_login: int = NONE
     last_engage: int = NONE
-    days: dict[int, list[int]] = {}
+    days: dict[int, Counts] = {}
     dedup: dict[int, list[int]] = {}
     minutes: dict[int, int] = {}
     burst_days: list[int] = []
