@@ -93,6 +93,7 @@ class WatermarkActions:
             drop, hollow, later = R.day_scan(state, day, rules)
             if drop != (open_[OPEN_DROP] != NONE) or hollow != (open_[OPEN_HOLLOW] != NONE):
                 self._decide_day(key, state, day, wm, rules, out)
+                open_ = state.open  # replaced (a tuple) by the decisions
             if later or open_[OPEN_DROP] != NONE or open_[OPEN_HOLLOW] != NONE:
                 watch.add(key)
             else:

@@ -230,7 +230,7 @@ class UserPartition(WatermarkActions):
                 duplicates += 1
                 # decided: a replay must skip it by position, not re-decide it against a watermark
                 # that has moved on (the first copy may be past the dedup horizon by then)
-                state.offsets[src] = position
+                state.offsets = (position, state.offsets[1]) if src == 0 else (state.offsets[0], position)
                 dirty[key] = state
                 if day != row_day or key is not row_key:
                     dirty_rows.add((key, day))  # re-write the row: a replay may follow a lost insert
@@ -247,7 +247,7 @@ class UserPartition(WatermarkActions):
             hour -= state.ids_base
             if kept is None or kept < hour:
                 ids[h] = hour
-            state.offsets[src] = position
+            state.offsets = (position, state.offsets[1]) if src == 0 else (state.offsets[0], position)
             # ---- counters, episodes, deadlines, burst minute, device observation
             # a day's counters are a tuple (replaced, not mutated): the collector stops tracking it
             n, logins, payments, amount, posts, social, complaints = state.days.get(day, NO_COUNTS)
@@ -288,6 +288,7 @@ class UserPartition(WatermarkActions):
                 elif ts > state.last_engage:
                     state.last_engage = ts
                     inter_moved = True
+            open_ = state.open  # replaced (a tuple) if an episode was resolved above
             # deadlines move only with their inputs (last login/engagement, first event, episodes);
             # R.absence_deadline, inlined (after a login, last_login is set)
             if login_moved:

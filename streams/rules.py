@@ -77,7 +77,7 @@ def fire_absence(state: UserState, rule: str, slot: int, watermark: int, rules: 
     deadline = absence_deadline(state, rule, slot, rules)
     if deadline == NONE or watermark < deadline:
         return None
-    state.open[slot] = deadline
+    state.set_open(slot, deadline)
     since_field = "last_engagement_ts" if rule == A.NO_INTERACTION else "last_login_ts"
     since = deadline - absence_period_ms(rule, rules)
     return Decision(
@@ -107,14 +107,14 @@ def on_activity(state: UserState, ts: int, is_login: bool, is_engagement: bool) 
         for rule, slot in ((A.NO_LOGIN_SHORT, OPEN_NO_LOGIN_SHORT), (A.NO_LOGIN_LONG, OPEN_NO_LOGIN_LONG)):
             start = state.open[slot]
             if start != NONE and ts >= start:
-                state.open[slot] = NONE
+                state.set_open(slot, NONE)
                 decisions.append(Decision("resolved", rule, start, {"login_ts": ts}))
     if is_engagement:
         if ts > state.last_engage:
             state.last_engage = ts
         start = state.open[OPEN_NO_INTERACTION]
         if start != NONE and ts >= start:
-            state.open[OPEN_NO_INTERACTION] = NONE
+            state.set_open(OPEN_NO_INTERACTION, NONE)
             decisions.append(Decision("resolved", A.NO_INTERACTION, start, {"engagement_ts": ts}))
     return decisions
 
@@ -218,10 +218,10 @@ def close_day(state: UserState, day: int, rules: RuleSettings) -> list[Decision]
         holds, evidence = check(state, day, rules)
         opened = state.open[slot]
         if holds and opened == NONE:
-            state.open[slot] = start_of_day
+            state.set_open(slot, start_of_day)
             decisions.append(Decision("open", rule, start_of_day, evidence | {"day": day}))
         elif not holds and opened != NONE:
-            state.open[slot] = NONE
+            state.set_open(slot, NONE)
             decisions.append(Decision("resolved", rule, opened, evidence | {"day": day}))
     return decisions
 
@@ -253,7 +253,7 @@ def burst_reached(state: UserState, ts: int, count: int, rules: RuleSettings) ->
     day = ts // DAY_MS
     if day in state.burst_days:
         return None
-    state.burst_days.append(day)
+    state.burst_days = (*state.burst_days, day)
     minute = ts // 60_000
     return Decision(
         "open",

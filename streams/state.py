@@ -62,16 +62,23 @@ class UserState(msgspec.Struct, array_like=True, gc=False):
     # encode in one byte): one lookup per event instead of a scan of hour buckets
     ids: dict[int, int] = {}
     minutes: dict[int, int] = {}  # minute number -> events (burst rule)
-    burst_days: list[int] = []  # days with a burst alert already emitted
-    open: list[int] = msgspec.field(default_factory=lambda: [NONE] * 5)
+    burst_days: tuple[int, ...] = ()  # days with a burst alert already emitted
+    open: tuple[int, int, int, int, int] = (NONE, NONE, NONE, NONE, NONE)
     last_active_day: int = NONE
     # last source offset applied to this user, per source (0: events topic, 1: reroute topic):
     # a replay after a crash skips what the state already holds, whatever its event time
-    offsets: list[int] = msgspec.field(default_factory=lambda: [NONE, NONE])
+    offsets: tuple[int, int] = (NONE, NONE)
     # the partition's position (events topic) when this record was written: a replay that has not
     # reached it yet must not re-evaluate this user (it already holds those decisions)
     persisted_at: int = NONE
     ids_base: int = 0  # hour that ``ids`` values count from
+
+    def set_open(self, slot: int, start: int) -> None:
+        """Open (episode start) or close (NONE) the episode of ``slot``. ``open``, ``offsets`` and
+        ``burst_days`` are tuples, replaced on change: the garbage collector stops tracking them."""
+        opened = list(self.open)
+        opened[slot] = start
+        self.open = tuple(opened)  # type: ignore[assignment]
 
     # ---- dedup ---------------------------------------------------------------------------
     def seen(self, h: int, horizon_start: int) -> bool:
@@ -129,7 +136,7 @@ class UserState(msgspec.Struct, array_like=True, gc=False):
             if min(minutes) < oldest_minute:
                 self.minutes = {m: n for m, n in minutes.items() if m >= oldest_minute}
         if self.burst_days and min(self.burst_days) < watermark // DAY_MS - 2:
-            self.burst_days = [d for d in self.burst_days if d >= watermark // DAY_MS - 2]
+            self.burst_days = tuple(d for d in self.burst_days if d >= watermark // DAY_MS - 2)
 
 
 class DeviceState(msgspec.Struct, array_like=True, gc=False):
@@ -170,10 +177,10 @@ class _UserStateV1(msgspec.Struct, array_like=True, gc=False):
     days: dict[int, Counts] = {}
     dedup: dict[int, list[int]] = {}
     minutes: dict[int, int] = {}
-    burst_days: list[int] = []
-    open: list[int] = msgspec.field(default_factory=lambda: [NONE] * 5)
+    burst_days: tuple[int, ...] = ()
+    open: tuple[int, int, int, int, int] = (NONE, NONE, NONE, NONE, NONE)
     last_active_day: int = NONE
-    offsets: list[int] = msgspec.field(default_factory=lambda: [NONE, NONE])
+    offsets: tuple[int, int] = (NONE, NONE)
     persisted_at: int = NONE
 
 

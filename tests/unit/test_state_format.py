@@ -9,11 +9,11 @@ from streams.state import HOUR_MS, UserState, _UserStateV1, decode_user, encode,
 def test_previous_layout_converts() -> None:
     h1, h2, h3 = event_hash("a"), event_hash("b"), event_hash("c")
     old = _UserStateV1(first_ts=5, last_login=7, days={20454: (3, 1, 0, 0, 0, 1, 0)},
-                       dedup={490_000: [h1, h2], 490_005: [h3, h1]}, minutes={29_000_000: 2}, offsets=[9, -1],
+                       dedup={490_000: [h1, h2], 490_005: [h3, h1]}, minutes={29_000_000: 2}, offsets=(9, -1),
                        persisted_at=11)
     state = decode_user(encode(old))
     assert (state.first_ts, state.last_login, state.days, state.offsets, state.persisted_at) == (
-        5, 7, {20454: (3, 1, 0, 0, 0, 1, 0)}, [9, -1], 11)
+        5, 7, {20454: (3, 1, 0, 0, 0, 1, 0)}, (9, -1), 11)
     assert state.dedup == {490_000: [h2], 490_005: [h1, h3]} or state.dedup == {490_000: [h2], 490_005: [h3, h1]}
     for h, last_hour in ((h1, 490_005), (h2, 490_000), (h3, 490_005)):
         assert state.seen(h, last_hour * HOUR_MS)
