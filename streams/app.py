@@ -26,6 +26,7 @@ from streams.faults import Faults
 from streams.kafka_io import device_topic, new_producer, reroute_topic, ssl_context
 from streams.localstate import close_on_revoke
 from streams.metrics import Metrics
+from streams.ordering import InOrder
 from streams.pipeline import Pipeline
 from streams.settings import Settings
 from streams.watchdog import EXIT_STALLED, Watchdog
@@ -112,6 +113,18 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         return bool(await app.consumer._commit({TP(topic, p): o for (topic, p), o in offsets.items()}))
 
     pipeline.commit_offsets = commit
+
+    async def start_offset(tp: tuple[str, int]) -> int:
+        """Where a partition starts once a rebalance settled: the committed offset Faust sought to."""
+        committed = app.consumer._committed_offset.get(TP(*tp))
+        if committed is not None:
+            return int(committed)
+        earliest = await app.consumer.earliest_offsets(TP(*tp))  # nothing committed yet (or 0)
+        return int(earliest.get(TP(*tp), 0) or 0)
+
+    pipeline.order = InOrder(start_offset)
+    pipeline.accepting = lambda: not app.rebalancing
+    pipeline.reseek = lambda: app.consumer.perform_seek()
     pipeline.faults = faults = Faults.from_env(os.environ)
     if faults.path is not None:  # crash points of the fault tests, also while tables recover
         for table in (users, devices):

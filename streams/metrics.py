@@ -80,6 +80,11 @@ class Metrics:
         self.deadlines = Gauge("vitals_state_deadlines", "Entries in the absence-deadline index", registry=r)
         self.devices = Gauge("vitals_state_device_keys", "Device keys held in state on this worker", registry=r)
         self.rebalances = Counter("vitals_rebalances_total", "Partition assignments received", registry=r)
+        self.stale_dropped = Counter(
+            "vitals_out_of_order_messages_total",
+            "Messages left for redelivery: fetched before a rebalance's seek, seen already, or after a gap",
+            registry=r,
+        )
         self.recovery = Histogram(
             "vitals_recovery_seconds",
             "Time to rebuild indexes from recovered state",

@@ -38,6 +38,7 @@ from streams.faults import Faults
 from streams.kafka_io import PartitionCache, device_topic, home_partition, reroute_topic
 from streams.localstate import is_rocksdb, partition_data, partition_keys, record_persisted
 from streams.metrics import Metrics
+from streams.ordering import InOrder
 from streams.settings import Settings
 from streams.state import SEP, split_key
 
@@ -105,6 +106,10 @@ class Pipeline:
         self.faults = Faults()  # crash points of the fault-injection tests; inert by default
         self.commit_offsets: Callable[[dict[tuple[str, int], int]], Awaitable[bool]] | None = None
         self.commits = 0
+        # set by the app: messages are taken per partition in offset order, once per generation
+        self.order: InOrder | None = None
+        self.accepting: Callable[[], bool] = lambda: True  # False while a rebalance settles
+        self.reseek: Callable[[], Awaitable[None]] | None = None  # seek the consumer to the committed offsets
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def producer(self) -> AIOKafkaProducer:
@@ -162,6 +167,8 @@ class Pipeline:
             del self.devices[p]
         self.assigned = set(partitions)
         self.metrics.assigned.set(len(self.assigned))
+        if self.order is not None:
+            self.order.new_generation()
 
     def _build_partitions(self) -> None:
         """Rebuild the indexes of every assigned partition from the recovered table, in one pass."""
@@ -204,7 +211,44 @@ class Pipeline:
         return dp
 
     # ---- batches ------------------------------------------------------------------------
+    async def _in_order(self, events: Sequence[SourceEvent]) -> tuple[Sequence[SourceEvent], bool]:
+        """The messages to process now (see :mod:`streams.ordering`) and whether to seek afterwards."""
+        if self.order is None:
+            return events, False
+        if not self.accepting():  # fetched before the rebalance's seek: they come again after it
+            self.metrics.stale_dropped.inc(len(events))
+            return [], False
+        before = self.order.dropped
+        keep, seek = await self.order.select(events)
+        self.metrics.stale_dropped.inc(self.order.dropped - before)
+        return keep, seek
+
+    async def _seek_back(self) -> None:
+        """Make everything processed durable and committed, then have the consumer fetch again
+        from the committed offsets (after a gap: the missing range comes again, in order)."""
+        await self.flush()
+        log.info("a gap in a partition's offsets: seeking back to the committed offsets (%d messages left)",
+                 self.order.dropped if self.order else 0)
+        if self.reseek is not None:
+            await self.reseek()
+        if self.order is not None:
+            self.order.seeked()
+
     async def on_user_batch(self, events: Sequence[SourceEvent]) -> None:
+        events, seek = await self._in_order(events)
+        if events:
+            await self._user_batch(events)
+        if seek:
+            await self._seek_back()
+
+    async def on_device_batch(self, events: Sequence[SourceEvent]) -> None:
+        events, seek = await self._in_order(events)
+        if events:
+            await self._device_batch(events)
+        if seek:
+            await self._seek_back()
+
+    async def _user_batch(self, events: Sequence[SourceEvent]) -> None:
         async with self.lock:
             started = self.clock()
             now_ms = int(started * 1000)
@@ -243,7 +287,7 @@ class Pipeline:
                 await self._send_alerts(out.alerts[n_alerts:], started)
         await self.maybe_flush()
 
-    async def on_device_batch(self, events: Sequence[SourceEvent]) -> None:
+    async def _device_batch(self, events: Sequence[SourceEvent]) -> None:
         async with self.lock:
             started = self.clock()
             alerts: list[Alert] = []

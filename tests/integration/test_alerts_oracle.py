@@ -96,11 +96,6 @@ def test_generated_history_alerts_equal_oracle(deployment) -> None:  # type: ign
     assert stored == {(a[0], a[1]) for a in expected}
 
 
-@pytest.mark.xfail(
-    raises=TimeoutError, strict=False,
-    reason="known open bug: after SIGKILL restarts the device-obs consumer sometimes stops committing "
-           "(lag stuck, events topic fully processed); alert mismatches still fail this test",
-)
 def test_sigkill_restarts_lose_no_alert_and_keep_ids(deployment) -> None:  # type: ignore[no-untyped-def]
     partitions = asyncio.run(_prestart(deployment.settings))
     cfg = GenConfig(users=1500, days=14, events=60_000, seed=5, batch=1, partitions=partitions, unkeyed_rate=0.0)
