@@ -78,8 +78,8 @@ class WatermarkActions:
             if state is None:
                 watch.discard(key)
                 continue
-            if state.persisted_at > self.position:
-                again.add(key)  # replaying after a crash: this user's record already holds this day's decisions
+            if state.persisted_at > self.position:  # written after the event that closes the day:
+                again.add(key)  # replaying after a crash, this user's record already holds this day's decisions
                 continue
             if prefix is None or not key.startswith(prefix):
                 app = key[: key.find(b"\x1f")]

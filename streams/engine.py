@@ -86,8 +86,15 @@ class UserPartition(WatermarkActions):
         self.position = NONE  # events-topic position (offset * MAX_BATCH + index) processed last
 
     # ---- recovery ------------------------------------------------------------------------
-    def load(self, keys: Iterable[bytes]) -> int:
-        """Rebuild the indexes from recovered state (keys of this partition)."""
+    def load(self, keys: Iterable[bytes], resume_offset: int | None) -> int:
+        """Rebuild the indexes from recovered state (keys of this partition), before processing
+        resumes at events-topic offset ``resume_offset`` (None: from the start).
+
+        Everything below that offset counts as processed: a day close fired by the first event
+        must evaluate the users whose records were written before it, and skip only those written
+        after it (a replay after a crash: they already hold that close's decisions)."""
+        if resume_offset is not None:
+            self.position = resume_offset * MAX_BATCH - 1
         raw_meta = self.store.data.get(meta_key(self.partition))
         if raw_meta is not None:
             self.meta = decode_meta(raw_meta)

@@ -170,12 +170,18 @@ class Pipeline:
         if self.order is not None:
             self.order.new_generation()
 
-    def _build_partitions(self) -> None:
-        """Rebuild the indexes of every assigned partition from the recovered table, in one pass."""
-        started = time.perf_counter()
-        keys: dict[int, list[bytes]] = {p: [] for p in self.assigned if p not in self.users}
-        if not keys:
+    async def _build_partitions(self, events: Sequence[SourceEvent]) -> None:
+        """Rebuild the indexes of every assigned partition (and of any this batch is from) not
+        built yet from the recovered table, in one pass, each knowing the events-topic offset it
+        resumes from (see :meth:`UserPartition.load`)."""
+        todo = {p for p in self.assigned if p not in self.users}
+        todo.update(ev.message.partition for ev in events if ev.message.partition not in self.users)
+        if not todo:
             return
+        started = time.perf_counter()
+        resume = await self._resume_offsets(todo, events)
+        self.assigned |= todo
+        keys: dict[int, list[bytes]] = {p: [] for p in todo}
         if is_rocksdb(self.users_data):
             keys = {p: partition_keys(self.users_data, p, self.home) for p in keys}
         else:  # one dict holds every partition: one pass
@@ -189,19 +195,30 @@ class Pipeline:
         for p, part_keys in keys.items():
             store = StateStore(partition_data(self.users_data, p))
             up = self.users[p] = UserPartition(p, store, self.rules, reroute_topic(self.settings))
-            total += up.load(part_keys)
+            total += up.load(part_keys, resume[p])
         self.metrics.recovery.observe(time.perf_counter() - started)
         log.info(
             "rebuilt indexes of %d partitions (%d users) in %.2fs", len(keys), total, time.perf_counter() - started
         )
 
-    def user_partition(self, p: int) -> UserPartition:
-        up = self.users.get(p)
-        if up is None:
-            self.assigned.add(p)
-            self._build_partitions()
-            up = self.users[p]
-        return up
+    async def _resume_offsets(self, partitions: set[int], events: Sequence[SourceEvent]) -> dict[int, int | None]:
+        """Per partition, the first events-topic offset not processed yet: the lowest in this
+        batch, else the next one expected in this generation (None: unknown, from the start)."""
+        topic = self.settings.events_topic
+        resume: dict[int, int | None] = {}
+        for ev in events:
+            msg = ev.message
+            if msg.topic == topic and msg.partition in partitions:
+                first = resume.get(msg.partition)
+                resume[msg.partition] = msg.offset if first is None else min(first, msg.offset)
+        for p in partitions - resume.keys():
+            offset = None
+            if self.order is not None:
+                offset = self.order.next_offset.get((topic, p))
+                if offset is None:
+                    offset = await self.order.start_offset((topic, p))
+            resume[p] = offset
+        return resume
 
     def device_partition(self, p: int) -> DevicePartition:
         dp = self.devices.get(p)
@@ -250,6 +267,7 @@ class Pipeline:
 
     async def _user_batch(self, events: Sequence[SourceEvent]) -> None:
         async with self.lock:
+            await self._build_partitions(events)
             started = self.clock()
             now_ms = int(started * 1000)
             out = self.out
@@ -274,7 +292,7 @@ class Pipeline:
                         out.outcomes["rerouted"] += 1
             for p, items in per_partition.items():
                 if items:
-                    up = self.user_partition(p)
+                    up = self.users[p]
                     before = len(out.alerts)
                     up.apply(items, out)
                     up.count_episodes(out.alerts[before:])

@@ -43,7 +43,4 @@ def test_three_workers_twelve_partitions_join_and_leave(deployment: Deployment, 
     got = merged_final(deployment, dirs)
     check_aggregates(got, history)  # exact, always
     check_accounting(deployment, history, sum(row[0] for row in got.values()))
-    try:
-        check_alerts(deployment, history, partitions)
-    except AssertionError as exc:  # known open bug, see the closing note of session 2
-        pytest.xfail(f"known open bug: day-rule alerts can differ after rebalances among 3 workers: {exc}")
+    check_alerts(deployment, history, partitions)

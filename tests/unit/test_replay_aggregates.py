@@ -47,7 +47,7 @@ def run(events: list[Event], chunk: int, crash_after: int | None = None) -> dict
     committed = flushes(part, 0, crash_after)
     if crash_after is not None:
         part = UserPartition(0, StateStore(data), rules)
-        part.load([k for k in data if k[:1] != b"\x00"])
+        part.load([k for k in data if k[:1] != b"\x00"], committed)
         flushes(part, committed)
     return counters(data)
 
