@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
-from datetime import date
-from decimal import Decimal
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
 from schemas.alerts import Alert
+from sinks import native
 from sinks.base import BatchingSink, SinkBackpressure, SinkInvalid
 from streams.settings import redact_dsn
 
@@ -96,8 +95,6 @@ ALERT_COLUMNS = [
 # (app_id, user_id, day number, events, logins, payments, amount_micros, posts, social, complaints)
 ActivityRow = tuple[str, str, int, int, int, int, int, int, int, int]
 
-_ZERO = Decimal(0)
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def client_kwargs(dsn: str, *, ca_cert: str | None = None, verify: bool = True) -> dict[str, Any]:
@@ -183,18 +180,26 @@ class ClickHouse:
         self._schema_ready = True
 
     def insert(self, table: str, columns: list[str], data: list[list[Any]], token: str) -> None:
+        """Insert column-oriented Python values (clickhouse-connect serializes them)."""
+        self._insert(table, token, lambda client: client.insert(
+            f"{DATABASE}.{table}", data, column_names=columns, column_oriented=True,
+            settings={"insert_deduplication_token": token},
+        ))
+
+    def insert_native(self, table: str, columns: list[str], block: bytes, token: str) -> None:
+        """Insert a block already in ClickHouse's Native format (see :mod:`sinks.native`)."""
+        self._insert(table, token, lambda client: client.raw_insert(
+            f"{DATABASE}.{table}", columns, insert_block=block, fmt="Native",
+            settings={"insert_deduplication_token": token},
+        ))
+
+    def _insert(self, table: str, token: str, send: Callable[[Any], object]) -> None:
         from clickhouse_connect.driver.exceptions import DataError, OperationalError, ProgrammingError
 
         with self._lock:
             self._ensure_schema_locked()
             try:
-                self.client().insert(
-                    f"{DATABASE}.{table}",
-                    data,
-                    column_names=columns,
-                    column_oriented=True,
-                    settings={"insert_deduplication_token": token},
-                )
+                send(self.client())
             except (DataError, ProgrammingError) as exc:
                 raise SinkInvalid(f"{table}: {type(exc).__name__}") from exc
             except OperationalError as exc:  # network, timeout, server unavailable
@@ -229,10 +234,20 @@ class ActivitySink(BatchingSink[ActivityRow]):
         self.ch = ch
 
     def write(self, batch: Sequence[ActivityRow]) -> None:
-        cols: list[list[Any]] = [list(c) for c in zip(*batch, strict=True)]
-        amounts = [_ZERO if m == 0 else Decimal(m).scaleb(-6) for m in cols[6]]
-        data = [*cols[:6], amounts, *cols[7:], cols[3]]  # version = events
-        self.ch.insert("user_activity_daily", ACTIVITY_COLUMNS, data, _token("activity", data))
+        apps, users, days, events, logins, payments, amounts, posts, social, complaints = zip(*batch, strict=True)
+        columns = [
+            ("app_id", "String", native.strings(apps)),
+            ("user_id", "String", native.strings(users)),
+            ("day", "Date", native.date(days)),
+            *((name, "UInt64", native.uint64(values)) for name, values in (
+                ("events", events), ("logins", logins), ("payments", payments))),
+            ("payment_amount", "Decimal(38, 6)", native.decimal128(amounts)),
+            *((name, "UInt64", native.uint64(values)) for name, values in (
+                ("content_posts", posts), ("social", social), ("complaints", complaints), ("version", events))),
+        ]
+        data = native.block(len(batch), columns)
+        token = hashlib.blake2b(data, digest_size=16, person=b"activity").hexdigest()
+        self.ch.insert_native("user_activity_daily", [name for name, _, _ in columns], data, token)
 
 
 class AlertSink(BatchingSink[Alert]):

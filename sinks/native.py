@@ -1,0 +1,84 @@
+"""ClickHouse's Native format, written directly for the hot insert (per-user daily rows).
+
+clickhouse-connect serializes column by column in Python; for the activity rows most of its
+time went to ``Decimal128`` (a ``Decimal(str(x))`` per value) and to building LowCardinality
+dictionaries. Here each column is one C-level conversion (``array``) or one join, and the
+server converts types where they differ (``input_format_native_allow_types_conversion``, on by
+default): a ``String`` block column into a ``LowCardinality(String)`` table column.
+
+A block: column count and row count (LEB128), then per column its name, its type and its
+values: fixed-width little-endian numbers, or length-prefixed strings.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Sequence
+from itertools import chain
+
+Column = tuple[str, str, bytes]  # name, ClickHouse type, encoded values
+
+_LITTLE = sys.byteorder == "little"
+
+
+def leb128(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _fixed(code: str, values: Sequence[int]) -> bytes:
+    arr = array(code, values)  # OverflowError if a value does not fit the type
+    if not _LITTLE:
+        arr.byteswap()
+    return arr.tobytes()
+
+
+def uint64(values: Sequence[int]) -> bytes:
+    return _fixed("Q", values)
+
+
+def date(days: Sequence[int]) -> bytes:
+    """``Date``: days since 1970-01-01 as UInt16."""
+    return _fixed("H", days)
+
+
+def decimal128(units: Sequence[int]) -> bytes:
+    """``Decimal(38, S)`` from integers already scaled by 10^S (micros for S = 6), as Int128:
+    the low 64 bits, then the sign extension (values fit an Int64)."""
+    words = array("q", bytes(16 * len(units)))
+    words[0::2] = array("q", units)
+    words[1::2] = array("q", [-1 if u < 0 else 0 for u in units])
+    if not _LITTLE:
+        words.byteswap()
+    return words.tobytes()
+
+
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
+
+
+def strings(values: Sequence[str]) -> bytes:
+    encoded = [v.encode() for v in values]
+    if not encoded:
+        return b""
+    if max(map(len, encoded)) < 0x80:  # one-byte lengths, the usual case: no Python-level loop
+        prefixes = map(_ONE_BYTE.__getitem__, map(len, encoded))
+    else:
+        prefixes = map(leb128, map(len, encoded))
+    return b"".join(chain.from_iterable(zip(prefixes, encoded, strict=True)))
+
+
+def block(rows: int, columns: Sequence[Column]) -> bytes:
+    parts = [leb128(len(columns)), leb128(rows)]
+    for name, type_name, values in columns:
+        for text in (name.encode(), type_name.encode()):
+            parts += (leb128(len(text)), text)
+        parts.append(values)
+    return b"".join(parts)

@@ -1,0 +1,60 @@
+"""The activity sink's Native-format insert, read back from the real ClickHouse engine (chdb)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from sinks.clickhouse import ActivitySink, ClickHouse
+from sinks.native import leb128
+
+ROWS = [
+    # app, user, day, events, logins, payments, amount micros, posts, social, complaints
+    ("default", "u1", 20_454, 3, 1, 1, 12_500_000, 0, 2, 0),
+    ("shop", "ü-ß-用户", 0, 1, 0, 0, 0, 0, 0, 1),  # non-ASCII, the epoch
+    ("default", "x" * 300, 49_000, 2**40, 7, 2, 1, 3, 4, 5),  # a two-byte length, one micro
+    ("default", "big", 20_000, 9, 0, 9, (2**63 - 1), 0, 0, 0),  # the largest amount an Int64 holds
+    ("default", "refund", 20_000, 1, 0, 1, -2_000_001, 0, 0, 0),
+]
+
+
+@pytest.fixture
+def ch(tmp_path: Path) -> ClickHouse:
+    ch = ClickHouse(f"chdb://{tmp_path / 'ch'}")
+    ch.ensure_schema()
+    return ch
+
+
+def read(ch: ClickHouse) -> list[tuple[object, ...]]:
+    return ch.query(
+        "SELECT app_id, user_id, toUInt32(day), events, logins, payments, payment_amount, content_posts, social,"
+        " complaints, version FROM vitals.user_activity_daily FINAL ORDER BY user_id"
+    )
+
+
+def test_rows_read_back_exactly(ch: ClickHouse) -> None:
+    sink = ActivitySink(ch, 100)
+    sink.write(ROWS)
+    expected = sorted(
+        (a, u, d, e, lo, p, Decimal(m).scaleb(-6), po, s, c, e) for a, u, d, e, lo, p, m, po, s, c in ROWS
+    )
+    assert sorted(read(ch), key=lambda r: r[1]) == sorted(expected, key=lambda r: r[1])
+
+
+def test_rewrites_keep_one_row_with_the_highest_version(ch: ClickHouse) -> None:
+    sink = ActivitySink(ch, 100)
+    sink.write(ROWS[:1])
+    sink.write(ROWS[:1])  # a retried insert: deduplicated by its token
+    assert ch.query("SELECT count() FROM vitals.user_activity_daily")[0][0] == 1
+    later = (*ROWS[0][:3], 5, *ROWS[0][4:])
+    sink.write([later])
+    sink.write(ROWS[:1])  # a stale re-write after a replay loses to the later version
+    assert [r[3] for r in read(ch)] == [5]
+
+
+def test_leb128() -> None:
+    assert [leb128(n) for n in (0, 1, 127, 128, 300, 2**21)] == [
+        b"\x00", b"\x01", b"\x7f", b"\x80\x01", b"\xac\x02", b"\x80\x80\x80\x01"
+    ]
