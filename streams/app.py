@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
 from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse
+from streams import gauges
 from streams.faults import Faults
 from streams.kafka_io import device_topic, new_producer, reroute_topic, ssl_context
 from streams.localstate import close_on_revoke
@@ -112,7 +114,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         """Commit exactly these offsets (the pipeline's flushed positions), bypassing Faust's acks."""
         return bool(await app.consumer._commit({TP(topic, p): o for (topic, p), o in offsets.items()}))
 
-    pipeline.commit_offsets = commit
+    pipeline.flusher.commit_offsets = commit
 
     async def start_offset(tp: tuple[str, int]) -> int:
         """Where a partition starts once a rebalance settled: the committed offset Faust sought to."""
@@ -125,7 +127,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
     pipeline.order = InOrder(start_offset)
     pipeline.accepting = lambda: not app.rebalancing
     pipeline.reseek = lambda: app.consumer.perform_seek()
-    pipeline.faults = faults = Faults.from_env(os.environ)
+    pipeline.faults = pipeline.flusher.faults = faults = Faults.from_env(os.environ)
     if faults.path is not None:  # crash points of the fault tests, also while tables recover
         for table in (users, devices):
             apply_batch = table.apply_changelog_batch
@@ -151,7 +153,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         await pipeline.maybe_flush()
 
     @app.timer(interval=2.0)
-    async def gauges() -> None:
+    async def state_gauges() -> None:
         pipeline.snapshot_gauges()
 
     watchdog = Watchdog(proc.lag_watchdog_s)
@@ -159,15 +161,17 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
     @app.timer(interval=10.0)
     async def slow_gauges() -> None:
         try:
-            committed, ends = await pipeline.source_offsets()
-            await pipeline.refresh_lag(committed, ends)
+            committed, ends = await gauges.source_offsets(settings)
+            gauges.refresh_lag(metrics, settings.events_topic, pipeline.assigned, committed, ends)
         except Exception as exc:  # metrics must never stop the worker; say why, once per round
             log.warning("lag refresh failed: %s", type(exc).__name__)
             watchdog.excuse()  # cannot see the broker: not a stall of this worker
         else:
             check_stalls(committed, ends)
         try:
-            await pipeline.refresh_product_gauges()
+            await asyncio.get_running_loop().run_in_executor(
+                pipeline.flusher.executor, gauges.product_gauges, ch, metrics
+            )
         except Exception as exc:
             log.warning("gauge refresh failed: %s", type(exc).__name__)
 

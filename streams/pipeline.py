@@ -1,16 +1,9 @@
 """Batch orchestration between the Faust agents, the engine and the sinks.
 
 Agents hand over batches of Faust events (raw bytes). The pipeline decodes them, runs the
-engine per partition and, on flush (size or time bounded), makes the outputs durable in this
-order before acknowledging the source messages:
-
-1. alerts, dead letters, rerouted events and device observations delivered to Kafka;
-2. aggregate rows and alerts written to ClickHouse (off the event loop, retried with backoff);
-3. changed state written to the tables' changelogs (one record per changed key) and delivered;
-4. source messages acknowledged, so Faust may commit their offsets.
-
-A crash anywhere before 4 replays the batch: outputs are idempotent (cumulative rows, stable
-alert ids, dedup of replayed events by the state), so nothing is lost and counts stay exact.
+engine per partition and, when a flush is due (size or time bounded), takes a snapshot of the
+outputs — a :class:`streams.flush.FlushJob` — that the flusher makes durable and commits (see
+:mod:`streams.flush` for the order and the guarantees) before the next batch is processed.
 """
 
 from __future__ import annotations
@@ -20,23 +13,21 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from schemas.alerts import Alert, encode_alert
 from schemas.events import decode_message
-from sinks.base import RetryPolicy, flush_with_retry
-from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse
+from sinks.base import RetryPolicy
+from sinks.clickhouse import ActivitySink, AlertSink
 from sinks.kafka import dead_letter_key, dead_letter_record
-from streams.delivery import InFlight, OutRecord, deliver, retriable, send_records
+from streams.delivery import InFlight, OutRecord
 from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder
 from streams.engine import EPISODE_RULES, DeadLetter, Outputs, RulesByApp, StateStore, UserPartition, event_json
-from streams.faults import Faults
+from streams.flush import Flusher, FlushJob
 from streams.kafka_io import PartitionCache, device_topic, home_partition, reroute_topic
-from streams.localstate import is_rocksdb, partition_data, partition_keys, record_persisted
+from streams.localstate import is_rocksdb, partition_data, partition_keys
 from streams.metrics import Metrics
 from streams.ordering import InOrder
 from streams.settings import Settings
@@ -92,64 +83,30 @@ class Pipeline:
         self.beacons: dict[int, int] = {}  # source partition -> watermark last reported to devices
         self.pending: list[SourceEvent] = []
         self.alerts_inflight = InFlight()
-        self.alert_started: list[tuple[float, int]] = []  # batch start, alerts sent from it
+        self.alert_started: list[tuple[float, int]] = []
         self.batch_started: list[float] = []
         self.last_flush = clock()
         self.lock = asyncio.Lock()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitals-sink")
-        self._producer_factory = producer_factory
-        self._producer: AIOKafkaProducer | None = None
-        self.retry = RetryPolicy(settings.processing.sink_retry_initial_s, settings.processing.sink_retry_max_s)
-        self.stopping = False
-        self.flushes = 0
-        self.flush_started: float | None = None  # set while a flush is in progress (maybe retrying)
-        self.faults = Faults()  # crash points of the fault-injection tests; inert by default
-        self.commit_offsets: Callable[[dict[tuple[str, int], int]], Awaitable[bool]] | None = None
-        self.commits = 0
+        self.flusher = Flusher(
+            metrics, activity, alert_sink, producer_factory,
+            ((users_data, self.user_changelog), (devices_data, self.device_changelog)),
+            RetryPolicy(settings.processing.sink_retry_initial_s, settings.processing.sink_retry_max_s),
+            self._record, clock,
+        )
+        self.faults = self.flusher.faults  # crash points of the fault-injection tests; inert by default
         # set by the app: messages are taken per partition in offset order, once per generation
         self.order: InOrder | None = None
         self.accepting: Callable[[], bool] = lambda: True  # False while a rebalance settles
         self.reseek: Callable[[], Awaitable[None]] | None = None  # seek the consumer to the committed offsets
 
     # ---- lifecycle ------------------------------------------------------------------------
-    async def producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            producer = self._producer_factory()
-            try:
-                await producer.start()
-            except BaseException:
-                await producer.stop()
-                raise
-            self._producer = producer
-        return self._producer
-
-    async def _send(self, records: Sequence[OutRecord]) -> InFlight:
-        """Hand records to Kafka; if the broker is unreachable they wait in flight for :meth:`_deliver`."""
-        if not records:
-            return InFlight()
-        try:
-            return await send_records(await self.producer(), records)
-        except KafkaError as exc:
-            if not retriable(exc):
-                raise
-            return InFlight([(list(records), None)], exc)
-
-    async def _deliver(self, inflight: InFlight) -> dict[tuple[str, int], int]:
-        def on_retry(attempt: int, exc: BaseException) -> None:
-            self.metrics.sink_failures.labels("kafka").inc()
-            self.metrics.sink_retries.labels("kafka").inc()
-            log.warning("Kafka delivery failed (attempt %d, %d records): %s; retrying", attempt + 1,
-                        len(inflight), type(exc).__name__)
-
-        return await deliver(self.producer, inflight, self.retry, should_stop=lambda: self.stopping,
-                             on_retry=on_retry)
+    @property
+    def flush_started(self) -> float | None:
+        """When the running flush job started (None: none running)."""
+        return self.flusher.started
 
     async def stop(self) -> None:
-        self.stopping = True
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        await self.flusher.stop()
 
     async def on_revoked(self) -> None:
         """Before partitions move: make everything processed so far durable and acknowledged,
@@ -321,7 +278,8 @@ class Pipeline:
     async def _send_alerts(self, alerts: Sequence[Alert], started: float) -> None:
         """Alerts leave at once (latency); the flush waits for their acknowledgement before acking."""
         topic = self.settings.alerts_topic
-        self.alerts_inflight.extend(await self._send([(topic, None, a.kafka_key, encode_alert(a)) for a in alerts]))
+        records = [(topic, None, a.kafka_key, encode_alert(a)) for a in alerts]
+        self.alerts_inflight.extend(await self.flusher.send(records))
         self.alert_started.append((started, len(alerts)))
 
     # ---- flush ----------------------------------------------------------------------------
@@ -338,19 +296,23 @@ class Pipeline:
             await self.flush()
 
     async def flush(self) -> None:
+        """Make everything processed so far durable and committed. Nothing is processed meanwhile:
+        overlapping the flush with processing measured no faster (Faust's per-message delivery
+        bounds the worker, not the flush) and would let one flush hold a whole backlog."""
         async with self.lock:
-            if not self.pending:
-                self.last_flush = self.clock()
-                return
-            self.flush_started = self.clock()
-            try:
-                await self._flush_locked()
-            finally:
-                self.flush_started = None
+            await self.flusher.wait()
+            job = self._take_job()
+            if job is not None:
+                self.flusher.start(job)
+                await self.flusher.wait()
 
-    async def _flush_locked(self) -> None:
-        out, metrics, settings = self.out, self.metrics, self.settings
-        # 1. Kafka outputs
+    def _take_job(self) -> FlushJob | None:
+        """Everything produced since the last job, in its final form; the pipeline starts afresh."""
+        self.last_flush = self.clock()
+        if not self.pending:
+            return None
+        out, settings = self.out, self.settings
+        # Kafka outputs
         records: list[OutRecord] = []
         dlq, reroute, devices = settings.dlq_topic, reroute_topic(settings), device_topic(settings)
         records += [(dlq, dl.partition, dead_letter_key(dl.key), dead_letter_record(dl)) for dl in out.dead_letters]
@@ -367,17 +329,7 @@ class Pipeline:
                 self.beacons[source] = up.flushed_watermark
                 beacon = obs_encoder.encode(DeviceObservations("", "", [], source, up.flushed_watermark))
                 records += [(devices, p, None, beacon) for p in range(self.partitions)]
-        inflight = await self._send(records)
-        inflight.extend(self.alerts_inflight)
-        self.alerts_inflight = InFlight()
-        await self._deliver(inflight)
-        self.faults.hit("kafka")
-        now = self.clock()
-        for started, n in self.alert_started:
-            for _ in range(n):
-                metrics.alert_latency.observe(now - started)
-        self.alert_started.clear()
-        # 2. ClickHouse
+        # ClickHouse rows: the changed (user, day) counters as the state holds them now
         rows = []
         for key, day in out.dirty_rows:
             up = self.users.get(self.home(split_key(key)[1]))
@@ -386,88 +338,29 @@ class Pipeline:
             if counters is not None:
                 app_id, user_id = split_key(key)
                 rows.append((app_id, user_id, day, *counters))
-        self.activity.extend(rows)
-        self.alert_sink.extend(out.alerts)
-        loop = asyncio.get_running_loop()
-        for sink in (self.activity, self.alert_sink):
-            n = sink.buffered
-            if not n:
-                continue
-            t0 = time.perf_counter()
-            await loop.run_in_executor(self.executor, self._flush_sink, sink)
-            metrics.flush_latency.labels(sink.name).observe(time.perf_counter() - t0)
-            metrics.sink_rows.labels(sink.name).inc(n)
-            metrics.sink_batches.labels(sink.name).inc()
-            metrics.sink_batch_rows.labels(sink.name).observe(n)
-        self.faults.hit("inserted")
-        # 3. changelogs
-        changelog: list[tuple[int, bytes, bytes]] = []
-        device_changelog: list[tuple[int, bytes, bytes]] = []
+        # changelogs
+        changelog: list[OutRecord] = []
+        users_cl, devices_cl = self.user_changelog, self.device_changelog
         for p, up in self.users.items():
-            changelog += [(p, k, v) for k, v in up.drain()]
+            changelog += [(users_cl, p, k, v) for k, v in up.drain()]
             meta = up.drain_meta()
             if meta is not None:
-                changelog.append((p, *meta))
+                changelog.append((users_cl, p, *meta))
             up.flushed_watermark = up.watermark
         for p, dp in self.devices.items():
-            device_changelog += [(p, k, v) for k, v in dp.drain()]
-        users_cl, devices_cl = self.user_changelog, self.device_changelog
-        written = await self._deliver(await self._send(
-            [(users_cl, p, k, v) for p, k, v in changelog] + [(devices_cl, p, k, v) for p, k, v in device_changelog]
-        ))
-        for data, topic in ((self.users_data, users_cl), (self.devices_data, devices_cl)):
-            record_persisted(data, topic, {p: off for (t, p), off in written.items() if t == topic})
-        self.faults.hit("changelog")
-        # 4. commit the source offsets: everything up to here is durable
-        await self._commit_pending()
-        self._record(out)
-        now = self.clock()
-        for started in self.batch_started:
-            metrics.end_to_end.observe(now - started)
-        self.batch_started.clear()
-        self.pending.clear()
-        out.clear()
-        self.last_flush = now
-        self.flushes += 1
-
-    async def _commit_pending(self) -> None:
-        """Commit, per source partition, the offset after the last message flushed.
-
-        Messages of a partition reach the pipeline in offset order and all of them are made
-        durable by the flush, so "last flushed + 1" never skips an unprocessed message; a
-        message seen twice (Faust re-delivers what it fetched before seeking to the committed
-        offset after a rebalance) is a replay the state skips. The pipeline commits itself
-        rather than acking each message to Faust: Faust's per-message ack bookkeeping loses
-        acks of messages delivered while a rebalance's seek is in flight and then never commits
-        that partition again (see README, "What vitals promises").
-        """
-        if self.commit_offsets is None:  # no consumer (tests of the pipeline alone): ack instead
-            for ev in self.pending:
-                ev.ack()
-            return
+            changelog += [(devices_cl, p, k, v) for k, v in dp.drain()]
+        # the source offsets to commit: after the last message taken, per partition
         offsets: dict[tuple[str, int], int] = {}
         for ev in self.pending:
             msg = ev.message
             tp = (msg.topic, msg.partition)
             if msg.offset >= offsets.get(tp, -1):
                 offsets[tp] = msg.offset + 1
-        if offsets:
-            await self.commit_offsets(offsets)
-            self.commits += 1
-
-    def _flush_sink(self, sink: Any) -> int:
-        def on_retry(attempt: int, exc: BaseException) -> None:
-            self.metrics.sink_failures.labels(sink.name).inc()
-            self.metrics.sink_retries.labels(sink.name).inc()
-            log.warning(
-                "sink %s write failed (attempt %d): %s; retrying",
-                sink.name,
-                attempt + 1,
-                type(getattr(exc, "cause", None) or exc).__name__,
-            )
-
-        self.faults.hit("clickhouse")
-        return flush_with_retry(sink, self.retry, should_stop=lambda: self.stopping, on_retry=on_retry)
+        job = FlushJob(records, self.alerts_inflight, self.alert_started, rows, list(out.alerts), changelog,
+                       offsets, self.pending, out, self.batch_started)
+        self.out, self.alerts_inflight, self.alert_started = Outputs(), InFlight(), []
+        self.pending, self.batch_started = [], []
+        return job
 
     def _record(self, out: Outputs) -> None:
         m = self.metrics
@@ -490,30 +383,6 @@ class Pipeline:
         """Metric label for an app: configured apps by name, any other as 'other' (bounded cardinality)."""
         return app_id if app_id == "default" or app_id in self.settings.apps else "other"
 
-    async def refresh_product_gauges(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self.executor, product_gauges, self.activity.ch, self.metrics)
-
-    async def source_offsets(self) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
-        """Committed and end offsets of every partition of the source topics (events, reroute, device obs)."""
-        from streams.kafka_io import committed_offsets, end_offsets
-
-        kafka, group = self.settings.kafka, self.settings.app_id
-        committed: dict[tuple[str, int], int] = {}
-        ends: dict[tuple[str, int], int] = {}
-        for topic in (self.settings.events_topic, reroute_topic(self.settings), device_topic(self.settings)):
-            ends.update({(topic, p): end for p, end in (await end_offsets(kafka, topic)).items()})
-            committed.update({(topic, p): c for p, c in (await committed_offsets(kafka, group, topic)).items()})
-        return committed, ends
-
-    async def refresh_lag(
-        self, committed: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]
-    ) -> None:
-        """Consumer lag per assigned partition of the events topic (end offset - committed)."""
-        topic = self.settings.events_topic
-        for p in self.assigned:
-            lag = ends.get((topic, p), 0) - committed.get((topic, p), 0)
-            self.metrics.consumer_lag.labels(str(p)).set(max(0, lag))
-
     def snapshot_gauges(self) -> None:
         now = self.clock()
         users = deadlines = 0
@@ -534,30 +403,3 @@ class Pipeline:
         self.metrics.users.set(users)
         self.metrics.deadlines.set(deadlines)
         self.metrics.buffered_rows.set(len(self.out.dirty_rows) + len(self.out.alerts))
-
-
-
-
-PRODUCT_SQL = """
-SELECT app_id, countIf(has_d) AS dau, countIf(has_d AND complained) AS complainers,
-       countIf(first_day = d - 1) AS cohort, countIf(first_day = d - 1 AND has_d) AS retained
-FROM (
-    SELECT u.app_id AS app_id, u.user_id AS user_id, min(u.day) AS first_day, max(u.day = l.d) AS has_d,
-           max(u.day = l.d AND u.complaints > 0) AS complained, any(l.d) AS d
-    FROM vitals.user_activity_daily AS u FINAL
-    INNER JOIN (SELECT app_id, max(day) - 1 AS d FROM vitals.user_activity_daily GROUP BY app_id) AS l
-        ON u.app_id = l.app_id
-    WHERE u.day <= l.d
-    GROUP BY u.app_id, u.user_id
-)
-GROUP BY app_id
-"""
-
-
-def product_gauges(ch: ClickHouse, metrics: Metrics) -> None:
-    """DAU, next-day retention and complaint rate of the last closed day, per app (from ClickHouse)."""
-    for app_id, dau, complainers, cohort, retained in ch.query(PRODUCT_SQL):
-        metrics.dau.labels(app_id).set(dau)
-        metrics.complaint_rate.labels(app_id).set(complainers / dau if dau else 0.0)
-        if cohort:
-            metrics.retention.labels(app_id).set(retained / cohort)

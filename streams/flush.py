@@ -1,0 +1,227 @@
+"""The flush stage: makes what processing produced durable, in order, then commits the source
+offsets.
+
+The pipeline takes a :class:`FlushJob` under its lock: a snapshot of everything produced since
+the last one, already in its final form (Kafka records, ClickHouse rows built from the state as
+it stood, changelog entries encoded, the offsets to commit). The :class:`Flusher` runs one job
+at a time (as a task, so a job could overlap processing; the pipeline waits for it today):
+
+1. alerts, dead letters, rerouted events and device observations delivered to Kafka;
+2. aggregate rows and alerts written to ClickHouse (off the event loop, retried with backoff);
+3. changed state written to the tables' changelogs and delivered;
+4. the source offsets committed: everything up to them is durable.
+
+A crash anywhere before 4 replays the job's messages: outputs are idempotent (cumulative rows,
+stable alert ids, replays recognised by position), so nothing is lost and counts stay exact.
+Jobs never overlap each other: records of one job reach each topic partition before the next
+job's (changelog order), and offsets are committed in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from schemas.alerts import Alert
+from sinks.base import RetryPolicy, flush_with_retry
+from sinks.clickhouse import ActivityRow, ActivitySink, AlertSink
+from streams.delivery import InFlight, OutRecord, deliver, retriable, send_records
+from streams.faults import Faults
+from streams.localstate import record_persisted
+from streams.metrics import Metrics
+from streams.store import Outputs
+
+log = logging.getLogger("vitals.flush")
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass
+class FlushJob:
+    """What one flush makes durable, taken from the pipeline at one instant."""
+
+    records: list[OutRecord]  # dead letters, reroutes, device observations and watermark beacons
+    alerts_inflight: InFlight  # alerts sent as they fired, acknowledgements pending
+    alert_started: list[tuple[float, int]]  # (batch start, alerts it sent), for the latency metric
+    rows: list[ActivityRow]
+    alerts: list[Alert]
+    changelog: list[OutRecord]  # (changelog topic, partition, key, encoded state)
+    offsets: dict[TopicPartition, int]  # the source offsets to commit (last flushed + 1)
+    acks: list[Any]  # the source events, acknowledged to Faust when no consumer commits (tests)
+    out: Outputs  # outcome counters and alerts, recorded in the metrics once durable
+    batch_started: list[float] = field(default_factory=list)
+
+
+class Flusher:
+    """Runs flush jobs one at a time on the worker's producer and sinks."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        activity: ActivitySink,
+        alert_sink: AlertSink,
+        producer_factory: Callable[[], AIOKafkaProducer],
+        tables: Sequence[tuple[MutableMapping[bytes, bytes], str]],  # (table data, its changelog topic)
+        retry: RetryPolicy,
+        record: Callable[[Outputs], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.metrics = metrics
+        self.activity = activity
+        self.alert_sink = alert_sink
+        self.tables = tables
+        self.retry = retry
+        self.record = record
+        self.clock = clock
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitals-sink")
+        self._producer_factory = producer_factory
+        self._producer: AIOKafkaProducer | None = None
+        self.stopping = False
+        self.faults = Faults()  # crash points of the fault-injection tests; inert by default
+        self.commit_offsets: Callable[[dict[TopicPartition, int]], Awaitable[bool]] | None = None
+        self.task: asyncio.Future[None] | None = None
+        self.started: float | None = None  # set while a job runs (maybe retrying)
+        self.flushes = 0
+        self.commits = 0
+
+    # ---- Kafka ----------------------------------------------------------------------------
+    async def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = self._producer_factory()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def send(self, records: Sequence[OutRecord]) -> InFlight:
+        """Hand records to Kafka; if the broker is unreachable they wait in flight for :meth:`deliver`."""
+        if not records:
+            return InFlight()
+        try:
+            return await send_records(await self.producer(), records)
+        except KafkaError as exc:
+            if not retriable(exc):
+                raise
+            return InFlight([(list(records), None)], exc)
+
+    async def deliver(self, inflight: InFlight) -> dict[TopicPartition, int]:
+        def on_retry(attempt: int, exc: BaseException) -> None:
+            self.metrics.sink_failures.labels("kafka").inc()
+            self.metrics.sink_retries.labels("kafka").inc()
+            log.warning("Kafka delivery failed (attempt %d, %d records): %s; retrying", attempt + 1,
+                        len(inflight), type(exc).__name__)
+
+        return await deliver(self.producer, inflight, self.retry, should_stop=lambda: self.stopping,
+                             on_retry=on_retry)
+
+    # ---- jobs -----------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def start(self, job: FlushJob) -> None:
+        assert not self.busy, "one flush job at a time"
+        self.task = asyncio.ensure_future(self._run(job))
+
+    async def wait(self) -> None:
+        """Wait for the running job; raises what it raised."""
+        task, self.task = self.task, None
+        if task is not None:
+            await task
+
+    async def stop(self) -> None:
+        self.stopping = True
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, job: FlushJob) -> None:
+        self.started = self.clock()
+        try:
+            await self._durable(job)
+        finally:
+            self.started = None
+
+    async def _durable(self, job: FlushJob) -> None:
+        metrics = self.metrics
+        # 1. Kafka outputs
+        inflight = await self.send(job.records)
+        inflight.extend(job.alerts_inflight)
+        await self.deliver(inflight)
+        self.faults.hit("kafka")
+        now = self.clock()
+        for started, n in job.alert_started:
+            for _ in range(n):
+                metrics.alert_latency.observe(now - started)
+        # 2. ClickHouse
+        self.activity.extend(job.rows)
+        self.alert_sink.extend(job.alerts)
+        loop = asyncio.get_running_loop()
+        for sink in (self.activity, self.alert_sink):
+            n = sink.buffered
+            if not n:
+                continue
+            t0 = time.perf_counter()
+            await loop.run_in_executor(self.executor, self._flush_sink, sink)
+            metrics.flush_latency.labels(sink.name).observe(time.perf_counter() - t0)
+            metrics.sink_rows.labels(sink.name).inc(n)
+            metrics.sink_batches.labels(sink.name).inc()
+            metrics.sink_batch_rows.labels(sink.name).observe(n)
+        self.faults.hit("inserted")
+        # 3. changelogs
+        written = await self.deliver(await self.send(job.changelog))
+        for data, topic in self.tables:
+            record_persisted(data, topic, {p: off for (t, p), off in written.items() if t == topic})
+        self.faults.hit("changelog")
+        # 4. commit the source offsets: everything up to them is durable
+        await self._commit(job)
+        self.record(job.out)
+        now = self.clock()
+        for started in job.batch_started:
+            metrics.end_to_end.observe(now - started)
+        self.flushes += 1
+
+    async def _commit(self, job: FlushJob) -> None:
+        """Commit, per source partition, the offset after the last message flushed.
+
+        Messages of a partition reach the pipeline in offset order and all of them are made
+        durable by the flush, so "last flushed + 1" never skips an unprocessed message; a
+        message seen twice (Faust re-delivers what it fetched before seeking to the committed
+        offset after a rebalance) is a replay the state skips. The pipeline commits itself
+        rather than acking each message to Faust: Faust's per-message ack bookkeeping loses
+        acks of messages delivered while a rebalance's seek is in flight and then never commits
+        that partition again (see README, "What vitals promises").
+        """
+        if self.commit_offsets is None:  # no consumer (tests of the pipeline alone): ack instead
+            for ev in job.acks:
+                ev.ack()
+            return
+        if job.offsets:
+            await self.commit_offsets(job.offsets)
+            self.commits += 1
+
+    def _flush_sink(self, sink: Any) -> int:
+        def on_retry(attempt: int, exc: BaseException) -> None:
+            self.metrics.sink_failures.labels(sink.name).inc()
+            self.metrics.sink_retries.labels(sink.name).inc()
+            log.warning(
+                "sink %s write failed (attempt %d): %s; retrying",
+                sink.name,
+                attempt + 1,
+                type(getattr(exc, "cause", None) or exc).__name__,
+            )
+
+        self.faults.hit("clickhouse")
+        return flush_with_retry(sink, self.retry, should_stop=lambda: self.stopping, on_retry=on_retry)

@@ -1,0 +1,54 @@
+"""Gauges read from outside the worker's state: consumer lag from the broker, product figures
+(DAU, next-day retention, complaint rate) from ClickHouse."""
+
+from __future__ import annotations
+
+from sinks.clickhouse import ClickHouse
+from streams.kafka_io import committed_offsets, device_topic, end_offsets, reroute_topic
+from streams.metrics import Metrics
+from streams.settings import Settings
+
+Offsets = dict[tuple[str, int], int]
+
+
+async def source_offsets(settings: Settings) -> tuple[Offsets, Offsets]:
+    """Committed and end offsets of every partition of the source topics (events, reroute, device obs)."""
+    kafka, group = settings.kafka, settings.app_id
+    committed: Offsets = {}
+    ends: Offsets = {}
+    for topic in (settings.events_topic, reroute_topic(settings), device_topic(settings)):
+        ends.update({(topic, p): end for p, end in (await end_offsets(kafka, topic)).items()})
+        committed.update({(topic, p): c for p, c in (await committed_offsets(kafka, group, topic)).items()})
+    return committed, ends
+
+
+def refresh_lag(metrics: Metrics, topic: str, assigned: set[int], committed: Offsets, ends: Offsets) -> None:
+    """Consumer lag per assigned partition of the events topic (end offset - committed)."""
+    for p in assigned:
+        lag = ends.get((topic, p), 0) - committed.get((topic, p), 0)
+        metrics.consumer_lag.labels(str(p)).set(max(0, lag))
+
+
+PRODUCT_SQL = """
+SELECT app_id, countIf(has_d) AS dau, countIf(has_d AND complained) AS complainers,
+       countIf(first_day = d - 1) AS cohort, countIf(first_day = d - 1 AND has_d) AS retained
+FROM (
+    SELECT u.app_id AS app_id, u.user_id AS user_id, min(u.day) AS first_day, max(u.day = l.d) AS has_d,
+           max(u.day = l.d AND u.complaints > 0) AS complained, any(l.d) AS d
+    FROM vitals.user_activity_daily AS u FINAL
+    INNER JOIN (SELECT app_id, max(day) - 1 AS d FROM vitals.user_activity_daily GROUP BY app_id) AS l
+        ON u.app_id = l.app_id
+    WHERE u.day <= l.d
+    GROUP BY u.app_id, u.user_id
+)
+GROUP BY app_id
+"""
+
+
+def product_gauges(ch: ClickHouse, metrics: Metrics) -> None:
+    """DAU, next-day retention and complaint rate of the last closed day, per app (from ClickHouse)."""
+    for app_id, dau, complainers, cohort, retained in ch.query(PRODUCT_SQL):
+        metrics.dau.labels(app_id).set(dau)
+        metrics.complaint_rate.labels(app_id).set(complainers / dau if dau else 0.0)
+        if cohort:
+            metrics.retention.labels(app_id).set(retained / cohort)
