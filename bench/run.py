@@ -1,9 +1,11 @@
-"""vitals benchmark: ceiling, floor, naive, peer (Quix Streams) and vitals on the same generated
-history, on the local real Kafka, in two input shapes (batch: 100 events of one user per message;
-single), then the event-to-alert latency of vitals at half its measured throughput.
+"""vitals benchmark: ceiling, floor, naive, peer (Quix Streams), vitals and two vitals workers in one
+consumer group on the same generated history, on the local real Kafka, in two input shapes (batch:
+100 events of one user per message; single), then the event-to-alert latency of vitals at half its
+measured throughput.
 
     python -m bench.run [--events 2000000 --users 200000 --partitions 8] [--shapes batch,single]
-                        [--naive-events 100000] [--latency-seconds 30] [--json bench/results/latest.json]
+                        [--naive-events 100000] [--latency-seconds 30] [--no-workers-line]
+                        [--json bench/results/latest.json]
 
 Prints a table and writes the figures as JSON. Every figure is measured in this run.
 """
@@ -15,10 +17,12 @@ import asyncio
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import orjson
@@ -73,18 +77,20 @@ async def ceiling(bootstrap: str, topic: str, partitions: int, n_messages: int) 
 
 
 class PeakRss:
-    """Peak resident memory of each process of a tree (the started process and its children),
-    sampled by polling: a supervisor and its worker are two processes, not their sum."""
+    """Peak resident memory of each process of the trees started (each started process and its
+    children), sampled by polling: a supervisor and its worker are two processes, not their sum."""
 
-    def __init__(self, pid: int) -> None:
-        self.root = psutil.Process(pid)
+    def __init__(self, *pids: int) -> None:
+        self.roots = [psutil.Process(pid) for pid in pids]
         self.peak: dict[int, tuple[str, int]] = {}  # pid -> (command, peak bytes)
 
     def sample(self) -> None:
-        try:
-            procs = [self.root, *self.root.children(recursive=True)]
-        except psutil.Error:
-            return
+        procs: list[psutil.Process] = []
+        for root in self.roots:
+            try:
+                procs += [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
         for proc in procs:
             try:
                 rss = proc.memory_info().rss
@@ -99,50 +105,97 @@ class PeakRss:
         return {"peak_rss_mb": max(by_process.values(), default=0.0), "peak_rss_mb_by_process": by_process}
 
 
-def _until_lag_zero(settings, proc, topics_done, timeout_s: float = 7200, sampler: PeakRss | None = None  # type: ignore[no-untyped-def]
+def _until_lag_zero(settings, procs, topics_done, timeout_s: float = 7200, sampler: PeakRss | None = None  # type: ignore[no-untyped-def]
                     ) -> tuple[float, float]:
-    """(time of first progress, time lag reached 0)."""
-    first = None
+    """(time of first progress, time lag reached 0) of the group of ``settings.app_id``, whose
+    processes are ``procs``. Lag 0 counts when seen twice in a row: a flush delivers to the
+    internal topics before it commits, but one pass reads each topic's end offsets before its
+    committed offsets, so it can miss records another worker's flush is just delivering."""
+    first = zero = None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if sampler is not None:
             sampler.sample()
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}")
+        for proc in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"process {proc.pid} exited with {proc.returncode}")
         try:
             lags = asyncio.run(lag_by_partition(settings))
         except Exception:  # coordinator not ready yet
             time.sleep(0.5)
             continue
+        now = time.monotonic()
         events_lag = {k: v for k, v in lags.items() if k[0] in topics_done}
         total = sum(events_lag.values())
         if first is None and total < topics_done[settings.events_topic]:
-            first = time.monotonic()
-        if not lags and first is not None:
-            return first, time.monotonic()
+            first = now
+        if lags or first is None:
+            zero = None
+        elif zero is None:
+            zero = now
+        else:
+            return first, zero
         time.sleep(0.25)
-    raise TimeoutError("lag did not reach 0")
+    raise TimeoutError(f"lag did not reach 0 within {timeout_s:.0f}s")
 
 
-def run_process(args: list[str], env: dict[str, str], n_messages: int, settings) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def start(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """A process in its own process group (a supervised worker's child is in it too)."""
+    return subprocess.Popen(args, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def stop(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = 120) -> None:
+    """SIGTERM each started process (a supervisor forwards it to its worker), wait, then make sure
+    nothing of their process groups is left: SIGKILL the stragglers."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"process {proc.pid} did not stop within {timeout_s:.0f}s: killed", file=sys.stderr)
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # its group: the process itself and any child left
+        except ProcessLookupError:
+            continue
+        proc.wait()
+
+
+def run_process(args: list[str], envs: Sequence[Mapping[str, str]], n_messages: int, settings  # type: ignore[no-untyped-def]
+                ) -> dict[str, float]:
+    """Run ``args`` once per environment (processes of one consumer group) until the group's lag
+    is 0; time from first progress, CPU of all of them, peak RSS per process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    rss = PeakRss(proc.pid)
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        first, done = _until_lag_zero(settings, proc, {settings.events_topic: n_messages}, sampler=rss)
+        procs += [start(args, env) for env in envs]
+        rss = PeakRss(*(p.pid for p in procs))
+        first, done = _until_lag_zero(settings, procs, {settings.events_topic: n_messages}, sampler=rss)
     finally:
-        proc.terminate()
-        proc.wait(120)
+        stop(procs)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     # small runs can finish before the first offset commit: then time from process start
     seconds = done - first if done - first > 5 else done - started
     return {"seconds": seconds, "startup_s": first - started, "cpu_s": (after.ru_utime + after.ru_stime) -
-            (before.ru_utime + before.ru_stime), **rss.figures()}
+            (before.ru_utime + before.ru_stime), "processes": len(procs), **rss.figures()}
+
+
+def vitals_line(envs: Sequence[Mapping[str, str]], settings, n_msgs: int, n_events: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """vitals workers (one per environment) in the group of ``settings``, to lag 0."""
+    r = run_process([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"], envs, n_msgs, settings)
+    r["events"] = n_events
+    r["events_per_s"] = n_events / r["seconds"]
+    r["cpu_s_per_million"] = r["cpu_s"] / n_events * 1e6
+    return r
 
 
 def measure_shape(shape: str, history: History, bootstrap: str, partitions: int, naive_events: int,
-                  work: Path) -> dict[str, dict[str, float]]:
+                  work: Path, workers_line: bool = True) -> dict[str, dict[str, float]]:
     tag = uuid.uuid4().hex[:6]
     topic = f"bench-{shape}-{tag}"
     env = _env(bootstrap, f"bench-{shape}-{tag}", topic, work)
@@ -156,7 +209,7 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
     print(f"[{shape}] peer (Quix Streams)...", file=sys.stderr)
     app_id = f"peer-{tag}"
     r = run_process([sys.executable, str(ROOT / "bench" / "peer_app.py"), app_id, bootstrap, topic,
-                     str(work / app_id)], env, n_msgs, load_settings(env=dict(env, VITALS_APP_ID=app_id)))
+                     str(work / app_id)], [env], n_msgs, load_settings(env=dict(env, VITALS_APP_ID=app_id)))
     r["events"] = n_events
     r["events_per_s"] = n_events / r["seconds"]
     out["peer"] = r
@@ -183,24 +236,31 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
             app_id = f"{mode}-{tag}"
             sub_settings = load_settings(env=dict(sub_env, VITALS_APP_ID=app_id))
             r = run_process([sys.executable, str(ROOT / "bench" / "floor_app.py"), mode, app_id, bootstrap, sub_topic,
-                             str(partitions)], env, len(sub.messages), sub_settings)
+                             str(partitions)], [env], len(sub.messages), sub_settings)
             r["events"] = count
         else:
             app_id = f"{mode}-{tag}"
             s2 = load_settings(env=dict(env, VITALS_APP_ID=app_id))
             r = run_process([sys.executable, str(ROOT / "bench" / "floor_app.py"), mode, app_id, bootstrap, topic,
-                             str(partitions)], env, n_msgs, s2)
+                             str(partitions)], [env], n_msgs, s2)
             r["events"] = n_events
         r["events_per_s"] = r["events"] / r["seconds"]
         out[mode] = r
     print(f"[{shape}] vitals...", file=sys.stderr)
-    r = run_process([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"], env, n_msgs, settings)
-    r["events"] = n_events
-    r["events_per_s"] = n_events / r["seconds"]
-    r["cpu_s_per_million"] = r["cpu_s"] / n_events * 1e6
-    out["vitals"] = r
+    out["vitals"] = r = vitals_line([env], settings, n_msgs, n_events)
     for name in ("ceiling", "floor", "naive", "peer"):
-        out["vitals"][f"ratio_to_{name}"] = r["events_per_s"] / out[name]["events_per_s"]
+        r[f"ratio_to_{name}"] = r["events_per_s"] / out[name]["events_per_s"]
+    if workers_line:
+        # two workers in a new group on the same topic, each with its own data dir: the embedded
+        # ClickHouse (and Faust's store) is one process per directory
+        print(f"[{shape}] vitals, two workers in one group...", file=sys.stderr)
+        app_id = f"bench-{shape}-{tag}-x2"
+        x2_env = _env(bootstrap, app_id, topic, work)
+        x2_settings = load_settings(env=x2_env)
+        asyncio.run(_prestart(x2_settings))
+        envs = [dict(x2_env, VITALS_DATA_DIR=str(work / app_id / f"w{i}")) for i in range(2)]
+        out["vitals x2"] = r2 = vitals_line(envs, x2_settings, n_msgs, n_events)
+        r2["ratio_to_vitals"] = r2["events_per_s"] / r["events_per_s"]
     return out
 
 
@@ -212,13 +272,11 @@ def measure_latency(shape: str, bootstrap: str, partitions: int, rate: float, se
     env = _env(bootstrap, app_id, f"{app_id}.events", work)
     settings = load_settings(env=env)
     asyncio.run(_prestart(settings))
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"], env)
     try:
         return asyncio.run(latency_phase(settings, shape, partitions, rate, seconds))
     finally:
-        proc.terminate()
-        proc.wait(120)
+        stop([proc])
 
 
 def state_bytes_per_user(users: int) -> dict[str, float]:
@@ -257,6 +315,8 @@ def main() -> int:
     parser.add_argument("--naive-events", type=int, default=100_000)
     parser.add_argument("--state-users", type=int, default=1_000_000)
     parser.add_argument("--latency-seconds", type=float, default=30, help="0 skips the latency phase")
+    parser.add_argument("--workers-line", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure two vitals workers in one consumer group (row 'vitals x2')")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"))
     parser.add_argument("--dir", default=str(ROOT / ".vitals" / "bench"))
     args = parser.parse_args()
@@ -272,7 +332,8 @@ def main() -> int:
                             batch_window_ms=1 << 62)
             history = generate(cfg)
             print(f"[{shape}] {history.n_events:,} events in {len(history.messages):,} messages", file=sys.stderr)
-            results[shape] = measure_shape(shape, history, bootstrap, args.partitions, args.naive_events, work)
+            results[shape] = measure_shape(shape, history, bootstrap, args.partitions, args.naive_events, work,
+                                           args.workers_line)
             if args.latency_seconds > 0:
                 rate = results[shape]["vitals"]["events_per_s"] / 2  # type: ignore[index]
                 print(f"[{shape}] latency at {rate:,.0f} events/s...", file=sys.stderr)
@@ -290,8 +351,9 @@ def main() -> int:
                 continue
             ratio = results[shape]["vitals"]["events_per_s"] / r["events_per_s"]  # type: ignore[index]
             cpu = r["cpu_s"] / r["events"] * 1e6 if r.get("events") else float("nan")
+            x1 = f"  {r['ratio_to_vitals']:.2f}x one worker" if "ratio_to_vitals" in r else ""
             print(f"{shape:<8}{name:<10}{r['events_per_s']:>12,.0f}{cpu:>12.1f}{r.get('peak_rss_mb', 0):>10.0f}"
-                  f"{ratio:>10.2f}")
+                  f"{ratio:>10.2f}{x1}")
     for shape in args.shapes.split(","):
         lat = results[shape].get("latency")  # type: ignore[union-attr]
         if lat:

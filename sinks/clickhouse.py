@@ -13,7 +13,9 @@ once with exact counts. Retried inserts also carry a deterministic
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,7 +26,7 @@ import orjson
 from schemas.alerts import Alert
 from sinks import native
 from sinks.base import BatchingSink, SinkBackpressure, SinkInvalid
-from streams.settings import redact_dsn
+from streams.settings import ConfigError, redact_dsn
 
 DATABASE = "vitals"
 
@@ -132,6 +134,32 @@ def client_kwargs(dsn: str, *, ca_cert: str | None = None, verify: bool = True) 
     return kwargs
 
 
+def embedded_dir_in_use(dsn: str) -> str | None:
+    """The directory of a ``chdb:///dir`` DSN if another process holds its engine, else None.
+
+    ClickHouse takes an exclusive ``flock`` on ``<dir>/status`` for as long as an engine has the
+    directory open; chdb only reports "Error initializing EmbeddedServer". Asked after a failed
+    open: a lock we cannot take means a second process on the same directory, which retrying
+    never fixes (two workers sharing one data dir kept their partitions without ever committing).
+    """
+    parts = urlsplit(dsn)
+    if parts.scheme != "chdb" or parts.netloc or not parts.path:
+        return None
+    try:
+        fd = os.open(os.path.join(parts.path, "status"), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return parts.path
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # releases the lock if we took it
+    return None
+
+
 class ClickHouse:
     """A lazily opened clickhouse-connect client; all calls from one worker thread."""
 
@@ -156,6 +184,13 @@ class ClickHouse:
             try:
                 self._client = clickhouse_connect.get_client(**kwargs)
             except ClickHouseError as exc:
+                in_use = embedded_dir_in_use(self.dsn)
+                if in_use is not None:
+                    raise ConfigError(
+                        f"the embedded ClickHouse directory {in_use} is in use by another process; give each "
+                        "worker its own VITALS_DATA_DIR (several workers need a ClickHouse server DSN to share "
+                        "one database)"
+                    ) from None
                 raise SinkBackpressure(1.0, exc) from None
         return self._client
 

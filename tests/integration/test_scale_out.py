@@ -4,6 +4,7 @@ one leaving early; partitions and their state move, and the results equal a sing
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,35 @@ def test_three_workers_twelve_partitions_join_and_leave(deployment: Deployment, 
     check_aggregates(got, history)  # exact, always
     check_accounting(deployment, history, sum(row[0] for row in got.values()))
     check_alerts(deployment, history, partitions)
+
+
+def test_second_worker_on_the_same_data_dir_stops_with_a_configuration_error(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """The embedded ClickHouse is one process per directory. A second worker started on a data dir
+    whose engine the first worker holds used to take its share of the partitions and retry its
+    ClickHouse writes for ever (the watchdog excuses a blocked flush), so the group never reached
+    lag 0. It must stop at startup with exit code 2, not restarted, and the first worker carry on."""
+    history, _ = prepare(deployment, tmp_path, seed=32, events=4000)
+    first = deployment.worker("first")
+    second = None
+    try:
+        poll(lambda: "metrics on http" in (tmp_path / "first.log").read_text(errors="replace"), 120,
+             "the first worker's ClickHouse open")
+        second = deployment.worker("second")  # same VITALS_DATA_DIR
+        try:
+            code = second.wait(120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the second worker kept running on a data dir whose engine another process holds")
+        assert code == 2
+        log = (tmp_path / "second.log").read_text(errors="replace")
+        assert "is in use by another process" in log and "VITALS_DATA_DIR" in log
+        assert "worker exited with code" not in log, "a configuration error is not restarted"
+        assert first.poll() is None
+    except BaseException:
+        stop_worker(first)
+        raise
+    finally:
+        if second is not None:
+            stop_worker(second)
+    finish(deployment, history, first)

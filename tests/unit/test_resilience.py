@@ -188,3 +188,25 @@ def test_in_order_takes_each_offset_once_in_order_and_seeks_back_over_a_gap() ->
     assert offsets([30, 31]) == ([30, 31], False)  # still there after the seek settled: a real gap in the log
     order.new_generation()
     assert offsets([32]) == ([], True)  # a new generation starts again from the committed offset
+
+
+def test_embedded_clickhouse_dir_in_use_only_while_another_engine_holds_its_lock(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    from sinks.clickhouse import embedded_dir_in_use
+
+    directory = tmp_path / "clickhouse"
+    directory.mkdir()
+    dsn = f"chdb://{directory}"
+    assert embedded_dir_in_use(dsn) is None  # never opened
+    (directory / "status").write_text("PID: 1\n")
+    assert embedded_dir_in_use(dsn) is None  # left by an engine that is gone: free
+    fd = os.open(directory / "status", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a running engine holds
+        assert embedded_dir_in_use(dsn) == str(directory)
+    finally:
+        os.close(fd)
+    assert embedded_dir_in_use(dsn) is None
+    assert embedded_dir_in_use("http://localhost:8123/vitals") is None
