@@ -54,7 +54,7 @@ class Run:
     # results kept as str/bytes only, so that they do not add to the garbage collector's work
     alerts: list[str] = field(default_factory=list)
     rows: dict[bytes, bytes] = field(default_factory=dict)  # app, user, day -> counters (last written)
-    outcomes: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     changelog_records: int = 0
     changelog_bytes: int = 0
     flushes: int = 0
@@ -121,7 +121,7 @@ def run_engine(messages: list[Msg], partitions: int, now_ms: int, batch_messages
             t_decode += clock() - td
             for inv in invalid:
                 out.dead_letters.append(DeadLetter(inv, msg.topic, msg.partition, msg.offset, msg.key))
-                out.outcomes["invalid:" + inv.reason] += 1
+                out.outcomes[("", "invalid:" + inv.reason)] += 1
             items = per_partition.get(msg.partition)
             if items is None:
                 items = per_partition[msg.partition] = []
@@ -132,7 +132,7 @@ def run_engine(messages: list[Msg], partitions: int, now_ms: int, batch_messages
                     items.append((event, msg.topic, msg.partition, msg.offset, msg.key, index))
                 else:
                     out.reroutes.append((p, event.user_id.encode(), event_json(event)))
-                    out.outcomes["rerouted"] += 1
+                    out.outcomes[(event.app_id, "rerouted")] += 1
         t2 = clock()
         for p, items in per_partition.items():
             if items:
@@ -208,7 +208,7 @@ def measure(shape: str, args: argparse.Namespace, profile: Callable[[Callable[[]
         "changelog_records": best.changelog_records,
         "changelog_bytes_per_record": best.changelog_bytes / max(1, best.changelog_records),
         "flushes": best.flushes,
-        "outcomes": dict(best.outcomes),
+        "outcomes": {f"{app}:{name}": n for (app, name), n in best.outcomes.items()},
         "digest": digest(best),
         "all_totals_s": [sum(r.seconds.values()) for r in runs],
     }

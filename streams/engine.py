@@ -192,6 +192,9 @@ class UserPartition(WatermarkActions):
                     touched_key = b""  # a day close started a new set of changed users
             a = event.app_id
             if a != rules_app:
+                if rules_app is not None:  # outcomes are counted per app
+                    self._count(out, rules_app, accepted, late_events, duplicates, replayed)
+                    accepted = late_events = duplicates = replayed = 0
                 rules_app, rules = a, rules_for(a)
                 retention = rules.retention_days_needed
                 horizon_ms = rules.dedup_horizon_s * 1000
@@ -208,7 +211,7 @@ class UserPartition(WatermarkActions):
                     None,
                 )
                 out.dead_letters.append(DeadLetter(inv, topic, part, offset, msg_key))
-                out.outcomes["invalid:" + Reason.BEYOND_RETENTION] += 1
+                out.outcomes[(a, "invalid:" + Reason.BEYOND_RETENTION)] += 1
                 continue
             u = event.user_id
             new_user = False
@@ -333,11 +336,15 @@ class UserPartition(WatermarkActions):
             if day != row_day or key is not row_key:
                 dirty_rows.add((key, day))
                 row_key, row_day = key, day
+        if rules_app is not None:
+            self._count(out, rules_app, accepted, late_events, duplicates, replayed)
+
+    @staticmethod
+    def _count(out: Outputs, app_id: str, accepted: int, late: int, duplicates: int, replayed: int) -> None:
         outcomes = out.outcomes
-        for name, n in (("accepted", accepted), ("late", late_events), ("duplicate", duplicates),
-                        ("replayed", replayed)):
+        for name, n in (("accepted", accepted), ("late", late), ("duplicate", duplicates), ("replayed", replayed)):
             if n:
-                outcomes[name] += n
+                outcomes[(app_id, name)] += n
 
     def _next_deadline(self) -> int:
         return min(ix.next_at for ix in self.deadlines.values())

@@ -16,8 +16,8 @@ class Metrics:
         )
         self.events = Counter(
             "vitals_events_total",
-            "Events by outcome (accepted, duplicate, late, invalid)",
-            ["outcome", "reason"],
+            "Events by app and outcome (accepted, duplicate, late, invalid)",
+            ["app", "outcome", "reason"],
             registry=r,
         )
         self.dlq = Counter(
@@ -117,8 +117,8 @@ class Metrics:
             for rule in rules:
                 for status in ("open", "resolved"):
                     self.alerts.labels(app, rule, status)
-        for outcome in ("accepted", "duplicate", "late"):
-            self.events.labels(outcome, "")
+            for outcome in ("accepted", "duplicate", "late"):
+                self.events.labels(app, outcome, "")
 
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)

@@ -236,7 +236,7 @@ class Pipeline:
                 decoded, invalid = decode_message(ev.value, now_ms)
                 for inv in invalid:
                     out.dead_letters.append(DeadLetter(inv, msg.topic, msg.partition, msg.offset, msg.key))
-                    out.outcomes["invalid:" + inv.reason] += 1
+                    out.outcomes[("", "invalid:" + inv.reason)] += 1
                 items = per_partition.get(msg.partition)
                 if items is None:
                     items = per_partition[msg.partition] = []
@@ -246,7 +246,7 @@ class Pipeline:
                         items.append((event, msg.topic, msg.partition, msg.offset, msg.key, index))
                     else:
                         out.reroutes.append((p, event.user_id.encode(), event_json(event)))
-                        out.outcomes["rerouted"] += 1
+                        out.outcomes[(event.app_id, "rerouted")] += 1
             for p, items in per_partition.items():
                 if items:
                     up = self.users[p]
@@ -364,23 +364,25 @@ class Pipeline:
 
     def _record(self, out: Outputs) -> None:
         m = self.metrics
-        for outcome, n in out.outcomes.items():
+        for (app_id, outcome), n in out.outcomes.items():
+            app = self.app_label(app_id)
             if outcome.startswith("invalid:"):
                 reason = outcome.split(":", 1)[1]
-                m.events.labels("invalid", reason).inc(n)
+                m.events.labels(app, "invalid", reason).inc(n)
                 m.dlq.labels(reason).inc(n)
             elif outcome == "rerouted":
                 m.rerouted.inc(n)
             elif outcome == "replayed":
-                m.events.labels("duplicate", "replay").inc(n)
+                m.events.labels(app, "duplicate", "replay").inc(n)
             else:
-                m.events.labels(outcome, "").inc(n)
+                m.events.labels(app, outcome, "").inc(n)
         for alert in out.alerts:
             m.alerts.labels(self.app_label(alert.app_id), alert.rule, alert.status).inc()
         m.messages.labels(self.settings.events_topic).inc(out.messages)
 
     def app_label(self, app_id: str) -> str:
-        """Metric label for an app: configured apps by name, any other as 'other' (bounded cardinality)."""
+        """Metric label for an app: configured apps by name, any other (or none readable, for invalid
+        events) as 'other' (bounded cardinality)."""
         return app_id if app_id == "default" or app_id in self.settings.apps else "other"
 
     def snapshot_gauges(self) -> None:

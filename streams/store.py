@@ -34,8 +34,13 @@ class Outputs:
     reroutes: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, value)
     device_obs: dict[tuple[str, str, int], list[tuple[int, str, int]]] = field(default_factory=dict)
     dirty_rows: set[tuple[bytes, int]] = field(default_factory=set)
-    outcomes: Counter[str] = field(default_factory=Counter)  # accepted/duplicate/late/invalid:<reason>
+    # (app_id, outcome): accepted/duplicate/late/replayed/rerouted/invalid:<reason>; app "" when unreadable
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     messages: int = 0
+
+    def outcome(self, name: str) -> int:
+        """One outcome's count over every app."""
+        return sum(n for (_, outcome), n in self.outcomes.items() if outcome == name)
 
     def clear(self) -> None:
         self.alerts.clear()

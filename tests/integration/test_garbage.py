@@ -133,8 +133,11 @@ def test_worker_accounts_for_every_garbage_record(deployment: Deployment) -> Non
     accepted = total(samples, "vitals_events_total", outcome="accepted")
     late = total(samples, "vitals_events_total", outcome="late")
     duplicate = total(samples, "vitals_events_total", outcome="duplicate")
-    dead = {ls[1][1]: v for (n, ls), v in samples.items() if n == "vitals_events_total" and ("outcome", "invalid") in ls
-            and v}
+    dead: Counter[str] = Counter()
+    for (n, ls), v in samples.items():
+        labels = dict(ls)
+        if n == "vitals_events_total" and labels["outcome"] == "invalid" and v:
+            dead[labels["reason"]] += v
     beyond = dead.pop(str(Reason.BEYOND_RETENTION), 0)
     assert dead == dict(invalid), (dead, invalid)
     assert accepted + late + duplicate + beyond == valid

@@ -62,7 +62,7 @@ def test_late_login_cannot_retract_an_open_episode() -> None:
     assert h.rules("churn.no_login_72h") == [("open", T0 + 72 * H)]
     h.send(T0 + 71 * H, "login")  # too late and before the deadline: no resolution
     assert h.rules("churn.no_login_72h") == [("open", T0 + 72 * H)]
-    assert h.out.outcomes["late"] == 1
+    assert h.out.outcome("late") == 1
 
 
 def test_login_rules_need_a_login_and_interaction_rule_uses_first_event() -> None:
@@ -148,13 +148,13 @@ def test_duplicates_counted_once_within_horizon() -> None:
     h.send(T0, "view", event_id="same")
     state = h.part.store.get(b"default\x1fu")
     assert state is not None and state.days[T0 // D][0] == 1
-    assert h.out.outcomes["duplicate"] == 1
-    before = h.out.outcomes["replayed"]
+    assert h.out.outcome("duplicate") == 1
+    before = h.out.outcome("replayed")
     h.part.apply([(Event("other", "u", "view", T0), "t", 0, 5, None, 0)], h.out)  # an offset already applied
-    assert h.out.outcomes["replayed"] == before + 1
+    assert h.out.outcome("replayed") == before + 1
     h.tick(T0 + 27 * H)  # horizon (24 h, kept to the hour) passed
     h.send(T0, "view", event_id="same")
-    assert h.out.outcomes["duplicate"] == 1
+    assert h.out.outcome("duplicate") == 1
 
 
 def test_per_app_threshold_override() -> None:

@@ -22,3 +22,19 @@ def test_unknown_store_fails_at_startup() -> None:
     with pytest.raises(ConfigError, match="memory or rocksdb"):
         load_settings(env={}, processing={"store": "leveldb"})
     assert load_settings(env={}, processing={"store": "rocksdb"}).processing.store == "rocksdb"
+
+
+def test_outcomes_are_counted_per_app() -> None:
+    from schemas.events import Event
+    from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
+
+    t0 = 1_767_225_600_000
+    events = [Event("e1", "u1", "view", t0, app_id="shop"), Event("e1", "u1", "view", t0, app_id="shop"),
+              Event("e2", "u1", "view", t0 + 1000), Event("e3", "u2", "view", t0 + 2000, app_id="shop"),
+              Event("e4", "u3", "view", t0 - 10 * 3_600_000)]  # late, default app
+    part = UserPartition(0, StateStore({}), RulesByApp(load_settings(env={})))
+    out = Outputs()
+    part.apply([(e, "t", 0, i, None, 0) for i, e in enumerate(events)], out)
+    assert dict(out.outcomes) == {("shop", "accepted"): 2, ("shop", "duplicate"): 1, ("default", "accepted"): 1,
+                                  ("default", "late"): 1}
+    assert out.outcome("accepted") == 3
