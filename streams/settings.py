@@ -111,12 +111,17 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
     restart_backoff_max_s: float = 30.0  # the supervisor's longest wait between restarts of a dying worker
     session_timeout_s: float = 15.0  # a dead worker's partitions move after this
     store: str = "memory"  # memory | rocksdb (local state survives restarts; needs the rocksdict package)
+    # allocations between young-generation collections (Python's default is 700; 0 keeps it): the
+    # engine allocates short-lived tuples by the million and the collector was its largest cost
+    gc_gen0_threshold: int = 50_000
 
     def __post_init__(self) -> None:
         if self.batch_max_messages < 1 or self.flush_max_rows < 1:
             raise ConfigError("processing: batch sizes must be >= 1")
         if self.sink_buffer_cap_rows < self.flush_max_rows:
             raise ConfigError("processing.sink_buffer_cap_rows must be >= flush_max_rows")
+        if self.gc_gen0_threshold < 0:
+            raise ConfigError("processing.gc_gen0_threshold must be >= 0")
         if self.store not in ("memory", "rocksdb"):
             raise ConfigError(f"processing.store must be memory or rocksdb, got {self.store!r}")
         if self.store == "rocksdb":
