@@ -3,8 +3,8 @@ offsets.
 
 The pipeline takes a :class:`FlushJob` under its lock: a snapshot of everything produced since
 the last one, already in its final form (Kafka records, ClickHouse rows built from the state as
-it stood, changelog entries encoded, the offsets to commit). The :class:`Flusher` runs one job
-at a time (as a task, so a job could overlap processing; the pipeline waits for it today):
+it stood, changelog entries encoded, the offsets to commit). The :class:`Flusher` runs it,
+the pipeline waiting (one job at a time, in the order they were taken):
 
 1. alerts, dead letters, rerouted events and device observations delivered to Kafka;
 2. aggregate rows and alerts written to ClickHouse (off the event loop, retried with backoff);
@@ -87,7 +87,6 @@ class Flusher:
         self.stopping = False
         self.faults = Faults()  # crash points of the fault-injection tests; inert by default
         self.commit_offsets: Callable[[dict[TopicPartition, int]], Awaitable[bool]] | None = None
-        self.task: asyncio.Future[None] | None = None
         self.started: float | None = None  # set while a job runs (maybe retrying)
         self.flushes = 0
         self.commits = 0
@@ -126,20 +125,6 @@ class Flusher:
                              on_retry=on_retry)
 
     # ---- jobs -----------------------------------------------------------------------------
-    @property
-    def busy(self) -> bool:
-        return self.task is not None and not self.task.done()
-
-    def start(self, job: FlushJob) -> None:
-        assert not self.busy, "one flush job at a time"
-        self.task = asyncio.ensure_future(self._run(job))
-
-    async def wait(self) -> None:
-        """Wait for the running job; raises what it raised."""
-        task, self.task = self.task, None
-        if task is not None:
-            await task
-
     async def stop(self) -> None:
         self.stopping = True
         if self._producer is not None:
@@ -147,7 +132,8 @@ class Flusher:
             self._producer = None
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _run(self, job: FlushJob) -> None:
+    async def run(self, job: FlushJob) -> None:
+        """Make the job durable, then commit its offsets."""
         self.started = self.clock()
         try:
             await self._durable(job)

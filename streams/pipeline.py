@@ -83,7 +83,7 @@ class Pipeline:
         self.beacons: dict[int, int] = {}  # source partition -> watermark last reported to devices
         self.pending: list[SourceEvent] = []
         self.alerts_inflight = InFlight()
-        self.alert_started: list[tuple[float, int]] = []
+        self.alert_started: list[tuple[float, int]] = []  # batch start, alerts sent from it
         self.batch_started: list[float] = []
         self.last_flush = clock()
         self.lock = asyncio.Lock()
@@ -300,11 +300,9 @@ class Pipeline:
         overlapping the flush with processing measured no faster (Faust's per-message delivery
         bounds the worker, not the flush) and would let one flush hold a whole backlog."""
         async with self.lock:
-            await self.flusher.wait()
             job = self._take_job()
             if job is not None:
-                self.flusher.start(job)
-                await self.flusher.wait()
+                await self.flusher.run(job)
 
     def _take_job(self) -> FlushJob | None:
         """Everything produced since the last job, in its final form; the pipeline starts afresh."""
