@@ -9,8 +9,9 @@ from datetime import timedelta
 import faust
 import orjson
 
-mode, app_id, bootstrap, topic, partitions = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
+mode, app_id, bootstrap, topic, partitions, datadir = (sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4],
+                                                      int(sys.argv[5]), sys.argv[6])
+app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False, datadir=datadir,
                 topic_partitions=partitions, consumer_auto_offset_reset="earliest", table_standby_replicas=0)
 source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 

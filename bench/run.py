@@ -236,13 +236,13 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
             app_id = f"{mode}-{tag}"
             sub_settings = load_settings(env=dict(sub_env, VITALS_APP_ID=app_id))
             r = run_process([sys.executable, str(ROOT / "bench" / "floor_app.py"), mode, app_id, bootstrap, sub_topic,
-                             str(partitions)], [env], len(sub.messages), sub_settings)
+                             str(partitions), str(work / app_id)], [env], len(sub.messages), sub_settings)
             r["events"] = count
         else:
             app_id = f"{mode}-{tag}"
             s2 = load_settings(env=dict(env, VITALS_APP_ID=app_id))
             r = run_process([sys.executable, str(ROOT / "bench" / "floor_app.py"), mode, app_id, bootstrap, topic,
-                             str(partitions)], [env], n_msgs, s2)
+                             str(partitions), str(work / app_id)], [env], n_msgs, s2)
             r["events"] = n_events
         r["events_per_s"] = r["events"] / r["seconds"]
         out[mode] = r

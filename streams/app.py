@@ -24,6 +24,7 @@ from faust.types import TP
 
 from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse
 from streams import gauges
+from streams.consumer import Fetched, LeanTransport
 from streams.faults import Faults
 from streams.kafka_io import device_topic, new_producer, reroute_topic, ssl_context
 from streams.localstate import close_on_revoke
@@ -34,6 +35,16 @@ from streams.settings import Settings
 from streams.watchdog import EXIT_STALLED, Watchdog
 
 log = logging.getLogger("vitals.app")
+
+
+class FaustApp(faust.App):
+    """Faust's app on :class:`streams.consumer.LeanTransport`: the topics in ``lean_routes`` reach
+    their agents a fetch at a time (see :mod:`streams.consumer`)."""
+
+    lean_routes: dict[str, faust.ChannelT]
+
+    def _new_transport(self) -> Any:
+        return LeanTransport(self.conf.broker_consumer, self)
 
 
 @dataclass
@@ -64,7 +75,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
     data_dir = Path(settings.data_dir)
     proc = settings.processing
     store = "memory://" if proc.store == "memory" else "rocksdb://"  # a database per table partition in datadir
-    app = faust.App(
+    app = FaustApp(
         settings.app_id,
         broker=[f"kafka://{hp.strip()}" for hp in settings.kafka.bootstrap.split(",")],
         broker_credentials=_credentials(settings),
@@ -76,6 +87,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=0.5,
         stream_buffer_maxsize=proc.batch_max_messages * 2,
+        broker_max_poll_records=proc.batch_max_messages,
         producer_linger_ms=5,
         producer_max_batch_size=1 << 20,
         producer_max_request_size=8 << 20,
@@ -92,6 +104,11 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         close_on_revoke(table.data)
     source = app.topic(settings.events_topic, reroute_topic(settings), partitions=partitions, **raw)
     device_obs = app.topic(device_topic(settings), partitions=partitions, **raw)
+    # the consumer subscribes to these topics and hands their records over a fetch at a time
+    user_fetches, device_fetches = app.channel(maxsize=2), app.channel(maxsize=2)
+    app.lean_routes = {t: user_fetches for t in source.topics} | {t: device_fetches for t in device_obs.topics}
+    for topic in (source, device_obs):
+        app.topics.add(topic)
 
     ch = ClickHouse(
         settings.effective_clickhouse_dsn, ca_cert=settings.clickhouse_ca, verify=settings.clickhouse_verify
@@ -125,7 +142,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         return int(earliest.get(TP(*tp), 0) or 0)
 
     pipeline.order = InOrder(start_offset)
-    pipeline.accepting = lambda: not app.rebalancing
+    pipeline.accepting = lambda: app.flow_control.is_active()  # suspended from a rebalance's start to its end
     pipeline.reseek = lambda: app.consumer.perform_seek()
     pipeline.faults = pipeline.flusher.faults = faults = Faults.from_env(os.environ)
     if faults.path is not None:  # crash points of the fault tests, also while tables recover
@@ -138,15 +155,24 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
 
             table.apply_changelog_batch = recovering  # type: ignore[method-assign]
 
-    @app.agent(source)
-    async def ingest(stream: faust.StreamT) -> None:
-        async for batch in stream.noack_take(proc.batch_max_messages, within=proc.batch_within_s):
-            await pipeline.on_user_batch(batch)  # type: ignore[arg-type]
+    def current(fetched: Fetched) -> bool:
+        """A fetch queued before a rebalance: the consumer fetches that range again after its seek."""
+        if fetched.generation == app.consumer_generation_id:
+            return True
+        metrics.stale_dropped.inc(len(fetched.records))
+        return False
 
-    @app.agent(device_obs)
-    async def device_farm(stream: faust.StreamT) -> None:
-        async for batch in stream.noack_take(proc.batch_max_messages, within=proc.batch_within_s):
-            await pipeline.on_device_batch(batch)  # type: ignore[arg-type]
+    @app.agent(user_fetches)
+    async def ingest(stream: faust.StreamT[Fetched]) -> None:
+        async for fetched in stream:
+            if current(fetched):
+                await pipeline.on_user_batch(fetched.records)
+
+    @app.agent(device_fetches)
+    async def device_farm(stream: faust.StreamT[Fetched]) -> None:
+        async for fetched in stream:
+            if current(fetched):
+                await pipeline.on_device_batch(fetched.records)
 
     @app.timer(interval=max(0.05, proc.flush_interval_s / 4))
     async def flush_timer() -> None:

@@ -55,7 +55,6 @@ class FlushJob:
     alerts: list[Alert]
     changelog: list[OutRecord]  # (changelog topic, partition, key, encoded state)
     offsets: dict[TopicPartition, int]  # the source offsets to commit (last flushed + 1)
-    acks: list[Any]  # the source events, acknowledged to Faust when no consumer commits (tests)
     out: Outputs  # outcome counters and alerts, recorded in the metrics once durable
     batch_started: list[float] = field(default_factory=list)
 
@@ -190,11 +189,9 @@ class Flusher:
         acks of messages delivered while a rebalance's seek is in flight and then never commits
         that partition again (see README, "What vitals promises").
         """
-        if self.commit_offsets is None:  # no consumer (tests of the pipeline alone): ack instead
-            for ev in job.acks:
-                ev.ack()
-            return
         if job.offsets:
+            if self.commit_offsets is None:
+                raise RuntimeError("the flusher has no consumer to commit source offsets to")
             await self.commit_offsets(job.offsets)
             self.commits += 1
 

@@ -51,12 +51,12 @@ class InOrder:
             self.seeked_at[tp] = now
         self.asked.clear()
 
-    async def select(self, events: Sequence[Any]) -> tuple[list[Any], bool]:
-        """The events to process, in order, and whether a seek back to the committed offsets is needed."""
+    async def select(self, messages: Sequence[Any]) -> tuple[list[Any], bool]:
+        """The messages (``topic``, ``partition``, ``offset``) to process, in order, and whether a
+        seek back to the committed offsets is needed."""
         keep: list[Any] = []
         seek = False
-        for ev in events:
-            msg = ev.message
+        for msg in messages:
             tp = (msg.topic, msg.partition)
             expected = self.next_offset.get(tp)
             if expected is None:
@@ -64,7 +64,7 @@ class InOrder:
             if msg.offset == expected or (
                 msg.offset > expected and tp in self.seeked_at and self.clock() - self.seeked_at[tp] >= self.settle_s
             ):  # in order, or a gap that a seek did not fill: the log has no records there
-                keep.append(ev)
+                keep.append(msg)
                 self.next_offset[tp] = msg.offset + 1
                 self.seeked_at.pop(tp, None)
             elif msg.offset < expected:

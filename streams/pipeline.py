@@ -44,13 +44,6 @@ class Message(Protocol):
     value: bytes | None
 
 
-class SourceEvent(Protocol):
-    message: Message
-    value: Any
-
-    def ack(self) -> bool: ...
-
-
 class Pipeline:
     def __init__(
         self,
@@ -81,7 +74,7 @@ class Pipeline:
         self.assigned: set[int] = set()
         self.out = Outputs()
         self.beacons: dict[int, int] = {}  # source partition -> watermark last reported to devices
-        self.pending: list[SourceEvent] = []
+        self.pending: list[Message] = []
         self.alerts_inflight = InFlight()
         self.alert_started: list[tuple[float, int]] = []  # batch start, alerts sent from it
         self.batch_started: list[float] = []
@@ -127,12 +120,12 @@ class Pipeline:
         if self.order is not None:
             self.order.new_generation()
 
-    async def _build_partitions(self, events: Sequence[SourceEvent]) -> None:
+    async def _build_partitions(self, events: Sequence[Message]) -> None:
         """Rebuild the indexes of every assigned partition (and of any this batch is from) not
         built yet from the recovered table, in one pass, each knowing the events-topic offset it
         resumes from (see :meth:`UserPartition.load`)."""
         todo = {p for p in self.assigned if p not in self.users}
-        todo.update(ev.message.partition for ev in events if ev.message.partition not in self.users)
+        todo.update(msg.partition for msg in events if msg.partition not in self.users)
         if not todo:
             return
         started = time.perf_counter()
@@ -158,13 +151,12 @@ class Pipeline:
             "rebuilt indexes of %d partitions (%d users) in %.2fs", len(keys), total, time.perf_counter() - started
         )
 
-    async def _resume_offsets(self, partitions: set[int], events: Sequence[SourceEvent]) -> dict[int, int | None]:
+    async def _resume_offsets(self, partitions: set[int], events: Sequence[Message]) -> dict[int, int | None]:
         """Per partition, the first events-topic offset not processed yet: the lowest in this
         batch, else the next one expected in this generation (None: unknown, from the start)."""
         topic = self.settings.events_topic
         resume: dict[int, int | None] = {}
-        for ev in events:
-            msg = ev.message
+        for msg in events:
             if msg.topic == topic and msg.partition in partitions:
                 first = resume.get(msg.partition)
                 resume[msg.partition] = msg.offset if first is None else min(first, msg.offset)
@@ -185,7 +177,7 @@ class Pipeline:
         return dp
 
     # ---- batches ------------------------------------------------------------------------
-    async def _in_order(self, events: Sequence[SourceEvent]) -> tuple[Sequence[SourceEvent], bool]:
+    async def _in_order(self, events: Sequence[Message]) -> tuple[Sequence[Message], bool]:
         """The messages to process now (see :mod:`streams.ordering`) and whether to seek afterwards."""
         if self.order is None:
             return events, False
@@ -208,21 +200,21 @@ class Pipeline:
         if self.order is not None:
             self.order.seeked()
 
-    async def on_user_batch(self, events: Sequence[SourceEvent]) -> None:
+    async def on_user_batch(self, events: Sequence[Message]) -> None:
         events, seek = await self._in_order(events)
         if events:
             await self._user_batch(events)
         if seek:
             await self._seek_back()
 
-    async def on_device_batch(self, events: Sequence[SourceEvent]) -> None:
+    async def on_device_batch(self, events: Sequence[Message]) -> None:
         events, seek = await self._in_order(events)
         if events:
             await self._device_batch(events)
         if seek:
             await self._seek_back()
 
-    async def _user_batch(self, events: Sequence[SourceEvent]) -> None:
+    async def _user_batch(self, events: Sequence[Message]) -> None:
         async with self.lock:
             await self._build_partitions(events)
             started = self.clock()
@@ -231,9 +223,8 @@ class Pipeline:
             per_partition: dict[int, list[Any]] = {}
             home = self.home
             n_alerts = len(out.alerts)
-            for ev in events:
-                msg = ev.message
-                decoded, invalid = decode_message(ev.value, now_ms)
+            for msg in events:
+                decoded, invalid = decode_message(msg.value, now_ms)
                 for inv in invalid:
                     out.dead_letters.append(DeadLetter(inv, msg.topic, msg.partition, msg.offset, msg.key))
                     out.outcomes[("", "invalid:" + inv.reason)] += 1
@@ -262,13 +253,13 @@ class Pipeline:
                 await self._send_alerts(out.alerts[n_alerts:], started)
         await self.maybe_flush()
 
-    async def _device_batch(self, events: Sequence[SourceEvent]) -> None:
+    async def _device_batch(self, events: Sequence[Message]) -> None:
         async with self.lock:
             started = self.clock()
             alerts: list[Alert] = []
-            for ev in events:
-                batch = obs_decoder.decode(ev.value)
-                self.device_partition(ev.message.partition).apply(batch, alerts)
+            for msg in events:
+                batch = obs_decoder.decode(msg.value)  # type: ignore[arg-type]
+                self.device_partition(msg.partition).apply(batch, alerts)
             self.pending.extend(events)
             if alerts:
                 self.out.alerts.extend(alerts)
@@ -349,13 +340,12 @@ class Pipeline:
             changelog += [(devices_cl, p, k, v) for k, v in dp.drain()]
         # the source offsets to commit: after the last message taken, per partition
         offsets: dict[tuple[str, int], int] = {}
-        for ev in self.pending:
-            msg = ev.message
+        for msg in self.pending:
             tp = (msg.topic, msg.partition)
             if msg.offset >= offsets.get(tp, -1):
                 offsets[tp] = msg.offset + 1
         job = FlushJob(records, self.alerts_inflight, self.alert_started, rows, list(out.alerts), changelog,
-                       offsets, self.pending, out, self.batch_started)
+                       offsets, out, self.batch_started)
         self.out, self.alerts_inflight, self.alert_started = Outputs(), InFlight(), []
         self.pending, self.batch_started = [], []
         return job

@@ -100,8 +100,7 @@ class KafkaSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    batch_max_messages: int = 5000
-    batch_within_s: float = 0.05
+    batch_max_messages: int = 5000  # most messages one fetch hands over (Kafka max.poll.records)
     flush_interval_s: float = 1.0
     flush_max_rows: int = 100_000
     sink_buffer_cap_rows: int = 500_000

@@ -77,7 +77,8 @@ def finish(deployment: Deployment, history: History, *workers) -> None:  # type:
 def test_crashes_at_every_stage_and_sigkills_lose_nothing(deployment: Deployment, tmp_path: Path) -> None:
     """A planned crash at each stage of a flush and during recovery, then SIGKILLs at random points;
     the supervisor restarts the worker every time."""
-    history, partitions = prepare(deployment, tmp_path, seed=21)
+    # small fetches and flushes: many passes through every crash point before the backlog is done
+    history, partitions = prepare(deployment, tmp_path, seed=21, batch_max_messages=500, flush_max_rows=2000)
     plan = tmp_path / "faults.json"
     plan.write_text(json.dumps([["batch", 4], ["kafka", 3], ["clickhouse", 2], ["inserted", 3], ["changelog", 2],
                                 ["recovery", 1]]))

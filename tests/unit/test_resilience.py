@@ -158,11 +158,6 @@ class Msg:
         self.topic, self.partition, self.offset = topic, partition, offset
 
 
-class Ev:
-    def __init__(self, offset: int, partition: int = 0) -> None:
-        self.message = Msg("t", partition, offset)
-
-
 def test_in_order_takes_each_offset_once_in_order_and_seeks_back_over_a_gap() -> None:
     from streams.ordering import InOrder
 
@@ -174,8 +169,8 @@ def test_in_order_takes_each_offset_once_in_order_and_seeks_back_over_a_gap() ->
     order = InOrder(start, clock=clock, settle_s=5)
 
     def offsets(batch: list[int]) -> tuple[list[int], bool]:
-        keep, seek = asyncio.run(order.select([Ev(o) for o in batch]))
-        return [e.message.offset for e in keep], seek
+        keep, seek = asyncio.run(order.select([Msg("t", 0, o) for o in batch]))
+        return [m.offset for m in keep], seek
 
     assert offsets([10, 11, 11, 12]) == ([10, 11, 12], False)  # a repeat is dropped
     assert offsets([20, 21]) == ([], True)  # a gap: nothing taken, one seek asked

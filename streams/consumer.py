@@ -1,0 +1,157 @@
+"""A leaner consumption path: the pipeline's topics reach their agents one fetch at a time.
+
+Faust pays a fixed cost for every Kafka message whatever the agent does (see ../shared/NOTES.md):
+its consumer loop wraps each record in a message, awaits ``wait_first(callback(message), ...)``
+(four tasks), decodes it into an event and queues it for the stream. For single-event messages
+that cost alone is below what the rules, the state and the sinks need per event.
+
+:class:`LeanConsumer` is Faust's aiokafka consumer with one change to its fetch loop
+(``_drain_messages``): records of the topics in ``app.lean_routes`` are handed over as one
+:class:`Fetched` value per fetch — the aiokafka records of every partition in the fetch, in
+offset order per partition — put on the channel the route names, which a Faust agent iterates.
+Every other topic (the tables' changelogs during recovery, anything else subscribed) takes
+Faust's own per-message path, unchanged. What stays Faust's:
+
+* the group membership, assignment, pausing during table recovery and the seeks;
+* the same filters per record as Faust's loop: only active (or buffered) partitions, nothing
+  below the partition's read offset, nothing from an older consumer generation, nothing while
+  the flow is suspended (a rebalance); and, as Faust's conductor, nothing reaches an agent
+  while the app's flow control is suspended (tables recovering): resuming it clears the agents'
+  queues, so a fetch handed over before would be lost;
+* the agents (supervised, restarted, stopped with the app) and the channel queue's
+  backpressure: the fetch loop waits while the agent is busy with earlier fetches;
+* at-least-once: nothing here acks or commits; the pipeline commits the offsets it made durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, AppT, ChannelT
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One fetch's records of the routed topics (aiokafka ``ConsumerRecord``s: topic, partition,
+    offset, key, value), in offset order per partition, from consumer generation ``generation``."""
+
+    generation: int
+    records: Sequence[Any]
+
+
+def lean_routes(app: AppT) -> Mapping[str, ChannelT]:
+    """The topics read a fetch at a time, and the channel each one's fetches go to."""
+    return cast(Mapping[str, ChannelT], getattr(app, "lean_routes", {}))
+
+
+class LeanConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer whose fetch loop hands the routed topics over per fetch."""
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs in every worker test
+        routes = lean_routes(self.app)
+        if not routes:
+            await super()._drain_messages(fetcher)
+            return
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(faust_consumer.CONSUMER_FETCHING)
+                records, active = await self._wait_next_records(1.0)
+                await self.sleep(0)  # as Faust's loop: a fetch can return at once, over and over
+                if records and not self.should_stop:
+                    if self.flow_active:
+                        await self._deliver(records, active, routes)
+                    else:  # as Faust's getmany: fetched while the flow stopped, seek back
+                        await self._seek_back()
+                unset_flag(faust_consumer.CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(faust_consumer.CONSUMER_FETCHING)
+
+    async def _seek_back(self) -> None:
+        try:
+            await self.perform_seek()
+        except Exception as exc:
+            self.log.warning("exception performing seek when flow not active %r", exc)
+
+    def _live(self, generation: int) -> bool:
+        return self.flow_active and not self.should_stop and self.app.consumer_generation_id == generation
+
+    async def _deliver(self, records: Mapping[TP, list[Any]], active: set[TP] | None,
+                       routes: Mapping[str, ChannelT]) -> None:
+        generation = self.app.consumer_generation_id
+        read_offset = self._read_offset
+        fetched: dict[ChannelT, list[Any]] = {}
+        others: dict[TP, list[Any]] = {}
+        for tp, tp_records in records.items():
+            if not (active is None or tp in active or tp in self._buffered_partitions):
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            channel = routes.get(tp.topic)
+            if channel is None:
+                others[tp] = tp_records
+                continue
+            r_offset = read_offset[tp]
+            if r_offset is not None and tp_records and tp_records[0].offset < r_offset:
+                tp_records = [r for r in tp_records if r.offset >= r_offset]  # as Faust: not below it
+            if tp_records:
+                fetched.setdefault(channel, []).extend(tp_records)
+                read_offset[tp] = tp_records[-1].offset
+        if others:
+            await self._deliver_messages(others, generation)
+        flow_control = self.app.flow_control
+        for channel, batch in fetched.items():
+            if not flow_control.is_active():  # tables recovering: Faust's conductor waits here too
+                await self.wait_first(flow_control.acquire(), self.suspend_flow.wait())
+            if not (self._live(generation) and flow_control.is_active()):
+                return  # a rebalance began: it seeks to the committed offsets, these come again
+            await self.wait_first(channel.put(Fetched(generation, batch)), self.suspend_flow.wait())  # type: ignore[arg-type]
+
+    async def _deliver_messages(self, records: Mapping[TP, list[Any]], generation: int) -> None:
+        """Faust's own per-message path (its ``getmany`` and ``_drain_messages`` bodies)."""
+        callback = self.callback
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        since_yield = 0
+        for tp, record in self.scheduler.iterate(records):
+            if not self._live(generation):
+                return
+            since_yield += 1
+            if since_yield > 100:
+                await asyncio.sleep(0)
+                since_yield = 0
+            message = self._to_message(tp, record)
+            r_offset = read_offset[tp]
+            if r_offset is not None and message.offset < r_offset:
+                continue
+            if r_offset and message.offset - r_offset > 1 and acks_enabled_for(message.topic):
+                await self._add_gap(tp, r_offset + 1, message.offset)
+            commit_every = self._commit_every
+            if commit_every is not None and self._n_acked >= commit_every:
+                self._n_acked = 0
+                await self.commit()
+            await self.wait_first(callback(message), self.suspend_flow.wait())
+            read_offset[tp] = message.offset
+
+
+class LeanTransport(faust_aiokafka.Transport):
+    Consumer = LeanConsumer
