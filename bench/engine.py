@@ -32,7 +32,6 @@ from streams.engine import DeadLetter, Outputs, RulesByApp, StateStore, UserPart
 from streams.generator import DAY_MS, GenConfig, History, generate
 from streams.kafka_io import PartitionCache
 from streams.settings import load_settings
-from streams.state import split_key
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("decode", "route", "apply", "drain", "rows")
@@ -85,12 +84,11 @@ def run_engine(messages: list[Msg], partitions: int, now_ms: int, batch_messages
     def flush() -> None:  # in Pipeline._flush_locked's order: ClickHouse rows (2.), then changelogs (3.)
         t0 = clock()
         rows = []
-        for key, day in out.dirty_rows:
-            up = users.get(home(split_key(key)[1]))
+        for key, day, app_id, user_id, p in out.dirty_rows:  # as Pipeline._take_job
+            up = users.get(p)
             state = up.store.get(key) if up is not None else None
             counters = state.days.get(day) if state is not None else None
             if counters is not None:
-                app_id, user_id = split_key(key)
                 rows.append((app_id, user_id, day, *counters))
         t1 = clock()
         for up in users.values():

@@ -34,6 +34,8 @@ from streams.pipeline import Pipeline
 from streams.settings import Settings
 from streams.watchdog import EXIT_STALLED, Watchdog
 
+EXIT_FAILED = 70  # EX_SOFTWARE: processing or a flush job failed; the supervisor starts a fresh worker
+
 log = logging.getLogger("vitals.app")
 
 
@@ -42,9 +44,38 @@ class FaustApp(faust.App):
     their agents a fetch at a time (see :mod:`streams.consumer`)."""
 
     lean_routes: dict[str, faust.ChannelT]
+    _settled: asyncio.Event | None = None
 
     def _new_transport(self) -> Any:
         return LeanTransport(self.conf.broker_consumer, self)
+
+    @property
+    def settled(self) -> asyncio.Event:
+        """Set while no rebalance is in progress (created on first use, not at import)."""
+        if self._settled is None:
+            self._settled = asyncio.Event()
+            if not self.rebalancing:
+                self._settled.set()
+        return self._settled
+
+    def on_rebalance_start(self) -> None:
+        super().on_rebalance_start()
+        self.settled.clear()
+
+    def on_rebalance_end(self) -> None:
+        super().on_rebalance_end()
+        self.settled.set()
+
+    async def wait_settled(self, generation: int) -> bool:
+        """Wait for the rebalance in progress, if any, to end (tables recovered, partitions sought to
+        their committed offsets); False when the consumer generation moved on from ``generation``.
+
+        Faust resumes the flow before it ends the rebalance, so a fetch can reach an agent while
+        the app still says it is rebalancing: dropping it would leave it unprocessed with nothing
+        left to fetch (the read position is past it), so the agent waits for the end instead."""
+        while self.rebalancing and self.consumer_generation_id == generation:
+            await self.settled.wait()
+        return self.consumer_generation_id == generation
 
 
 @dataclass
@@ -88,6 +119,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         broker_commit_interval=0.5,
         stream_buffer_maxsize=proc.batch_max_messages * 2,
         broker_max_poll_records=proc.batch_max_messages,
+        consumer_max_fetch_size=8 << 20,  # per partition: keep whole fetches buffered ahead of processing
         producer_linger_ms=5,
         producer_max_batch_size=1 << 20,
         producer_max_request_size=8 << 20,
@@ -142,7 +174,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         return int(earliest.get(TP(*tp), 0) or 0)
 
     pipeline.order = InOrder(start_offset)
-    pipeline.accepting = lambda: app.flow_control.is_active()  # suspended from a rebalance's start to its end
+    pipeline.accepting = lambda: not app.rebalancing
     pipeline.reseek = lambda: app.consumer.perform_seek()
     pipeline.faults = pipeline.flusher.faults = faults = Faults.from_env(os.environ)
     if faults.path is not None:  # crash points of the fault tests, also while tables recover
@@ -155,28 +187,50 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
 
             table.apply_changelog_batch = recovering  # type: ignore[method-assign]
 
-    def current(fetched: Fetched) -> bool:
-        """A fetch queued before a rebalance: the consumer fetches that range again after its seek."""
-        if fetched.generation == app.consumer_generation_id:
+    async def current(fetched: Fetched) -> bool:
+        """Whether a fetch is of the current consumer generation, once a rebalance in progress has
+        ended. One from an earlier generation comes again: each assignment seeks to the committed
+        offsets."""
+        if await app.wait_settled(fetched.generation):
             return True
         metrics.stale_dropped.inc(len(fetched.records))
         return False
 
+    def die(exc: BaseException) -> None:
+        """Crash-only: a failure inside processing or a flush job (not an outage: those are
+        retried) may have lost outputs of processed messages. Faust would restart the agent and
+        let later flushes commit past them; exiting makes the next worker process them again from
+        the committed offsets (the supervisor restarts it)."""
+        log.critical("processing failed, exiting for a fresh worker: %r", exc, exc_info=exc)
+        logging.shutdown()
+        os._exit(EXIT_FAILED)
+
+    pipeline.on_failed_job = die
+
     @app.agent(user_fetches)
     async def ingest(stream: faust.StreamT[Fetched]) -> None:
         async for fetched in stream:
-            if current(fetched):
-                await pipeline.on_user_batch(fetched.records)
+            if await current(fetched):
+                try:
+                    await pipeline.on_user_batch(fetched.records)
+                except Exception as exc:
+                    die(exc)
 
     @app.agent(device_fetches)
     async def device_farm(stream: faust.StreamT[Fetched]) -> None:
         async for fetched in stream:
-            if current(fetched):
-                await pipeline.on_device_batch(fetched.records)
+            if await current(fetched):
+                try:
+                    await pipeline.on_device_batch(fetched.records)
+                except Exception as exc:
+                    die(exc)
 
     @app.timer(interval=max(0.05, proc.flush_interval_s / 4))
     async def flush_timer() -> None:
-        await pipeline.maybe_flush()
+        try:
+            await pipeline.maybe_flush()
+        except Exception as exc:
+            die(exc)
 
     @app.timer(interval=2.0)
     async def state_gauges() -> None:
@@ -228,7 +282,10 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         log.info("partitions revoked: %d; flushing", len(revoked))
-        await pipeline.on_revoked()
+        try:
+            await pipeline.on_revoked()
+        except Exception as exc:
+            die(exc)
 
     @app.task
     async def install_task_dump() -> None:

@@ -26,7 +26,7 @@ Faust's own per-message path, unchanged. What stays Faust's:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -47,6 +47,35 @@ class Fetched:
 def lean_routes(app: AppT) -> Mapping[str, ChannelT]:
     """The topics read a fetch at a time, and the channel each one's fetches go to."""
     return cast(Mapping[str, ChannelT], getattr(app, "lean_routes", {}))
+
+
+def split_fetch(
+    records: Mapping[TP, list[Any]],
+    active: set[TP] | None,
+    buffered: set[TP],
+    routes: Mapping[str, Any],
+    read_offset: MutableMapping[TP, int | None],
+) -> tuple[dict[Any, list[Any]], dict[TP, list[Any]]]:
+    """One fetch split into the records each route's channel gets (in offset order per partition)
+    and the partitions left to Faust's per-message path, with Faust's filters: only active or
+    buffered partitions (a paused one may still have records buffered), nothing below the
+    partition's read offset. Advances ``read_offset`` past what is routed."""
+    fetched: dict[Any, list[Any]] = {}
+    others: dict[TP, list[Any]] = {}
+    for tp, tp_records in records.items():
+        if not (active is None or tp in active or tp in buffered):
+            continue
+        channel = routes.get(tp.topic)
+        if channel is None:
+            others[tp] = tp_records
+            continue
+        r_offset = read_offset.get(tp)
+        if r_offset is not None and tp_records and tp_records[0].offset < r_offset:
+            tp_records = [r for r in tp_records if r.offset >= r_offset]
+        if tp_records:
+            fetched.setdefault(channel, []).extend(tp_records)
+            read_offset[tp] = tp_records[-1].offset
+    return fetched, others
 
 
 class LeanConsumer(faust_aiokafka.Consumer):
@@ -99,23 +128,9 @@ class LeanConsumer(faust_aiokafka.Consumer):
     async def _deliver(self, records: Mapping[TP, list[Any]], active: set[TP] | None,
                        routes: Mapping[str, ChannelT]) -> None:
         generation = self.app.consumer_generation_id
-        read_offset = self._read_offset
-        fetched: dict[ChannelT, list[Any]] = {}
-        others: dict[TP, list[Any]] = {}
-        for tp, tp_records in records.items():
-            if not (active is None or tp in active or tp in self._buffered_partitions):
-                continue
+        for tp in records:
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-            channel = routes.get(tp.topic)
-            if channel is None:
-                others[tp] = tp_records
-                continue
-            r_offset = read_offset[tp]
-            if r_offset is not None and tp_records and tp_records[0].offset < r_offset:
-                tp_records = [r for r in tp_records if r.offset >= r_offset]  # as Faust: not below it
-            if tp_records:
-                fetched.setdefault(channel, []).extend(tp_records)
-                read_offset[tp] = tp_records[-1].offset
+        fetched, others = split_fetch(records, active, self._buffered_partitions, routes, self._read_offset)
         if others:
             await self._deliver_messages(others, generation)
         flow_control = self.app.flow_control

@@ -230,7 +230,7 @@ class UserPartition(WatermarkActions):
             if position <= state.offsets[src]:  # replayed after a restart: already in the state
                 replayed += 1
                 if day != row_day or key is not row_key:
-                    dirty_rows.add((key, day))  # re-write the row: the insert may have been lost
+                    dirty_rows.add((key, day, a, u, partition))  # re-write the row: the insert may have been lost
                     row_key, row_day = key, day
                 continue
             h = event_hash(event.event_id)
@@ -243,7 +243,7 @@ class UserPartition(WatermarkActions):
                 state.offsets = (position, state.offsets[1]) if src == 0 else (state.offsets[0], position)
                 dirty[key] = state
                 if day != row_day or key is not row_key:
-                    dirty_rows.add((key, day))  # re-write the row: a replay may follow a lost insert
+                    dirty_rows.add((key, day, a, u, partition))  # re-write the row: a replay may follow a lost insert
                     row_key, row_day = key, day
                 continue
             late = prev_wm != NONE and ts < prev_wm
@@ -334,7 +334,7 @@ class UserPartition(WatermarkActions):
                 self.touched.add(key)
                 touched_key = key
             if day != row_day or key is not row_key:
-                dirty_rows.add((key, day))
+                dirty_rows.add((key, day, a, u, partition))
                 row_key, row_day = key, day
         if rules_app is not None:
             self._count(out, rules_app, accepted, late_events, duplicates, replayed)

@@ -3,8 +3,9 @@ offsets.
 
 The pipeline takes a :class:`FlushJob` under its lock: a snapshot of everything produced since
 the last one, already in its final form (Kafka records, ClickHouse rows built from the state as
-it stood, changelog entries encoded, the offsets to commit). The :class:`Flusher` runs it,
-the pipeline waiting (one job at a time, in the order they were taken):
+it stood, changelog entries encoded, the offsets to commit). The :class:`Flusher` runs it in the
+background while the pipeline goes on processing (one job at a time, in the order they were
+taken):
 
 1. alerts, dead letters, rerouted events and device observations delivered to Kafka;
 2. aggregate rows and alerts written to ClickHouse (off the event loop, retried with backoff);

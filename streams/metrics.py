@@ -85,6 +85,11 @@ class Metrics:
             "Messages left for redelivery: fetched before a rebalance's seek, seen already, or after a gap",
             registry=r,
         )
+        self.flush_waits = Counter(
+            "vitals_flush_waits_total",
+            "Times processing waited for the running flush job (flush_max_rows outputs buffered)",
+            registry=r,
+        )
         self.recovery = Histogram(
             "vitals_recovery_seconds",
             "Time to rebuild indexes from recovered state",

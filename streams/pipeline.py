@@ -2,8 +2,10 @@
 
 Agents hand over batches of Faust events (raw bytes). The pipeline decodes them, runs the
 engine per partition and, when a flush is due (size or time bounded), takes a snapshot of the
-outputs — a :class:`streams.flush.FlushJob` — that the flusher makes durable and commits (see
-:mod:`streams.flush` for the order and the guarantees) before the next batch is processed.
+outputs — a :class:`streams.flush.FlushJob` — that the flusher makes durable and commits in the
+background (see :mod:`streams.flush` for the order and the guarantees) while the next batches
+are processed; one job runs at a time, and past ``flush_max_rows`` buffered outputs processing
+waits for it.
 """
 
 from __future__ import annotations
@@ -80,6 +82,11 @@ class Pipeline:
         self.batch_started: list[float] = []
         self.last_flush = clock()
         self.lock = asyncio.Lock()
+        self.job: asyncio.Future[None] | None = None  # the flush job running in the background
+        # a job that failed (not a retriable outage: those are retried inside it) lost outputs of
+        # processed messages; the app exits the worker so they are processed again from the
+        # committed offsets. Without an app, the failure is raised by the next flush.
+        self.on_failed_job: Callable[[BaseException], None] = lambda exc: None
         self.flusher = Flusher(
             metrics, activity, alert_sink, producer_factory,
             ((users_data, self.user_changelog), (devices_data, self.device_changelog)),
@@ -99,6 +106,11 @@ class Pipeline:
         return self.flusher.started
 
     async def stop(self) -> None:
+        self.flusher.stopping = True  # a job retrying an outage gives up
+        try:
+            await self._wait_job()
+        except Exception as exc:  # stopping anyway; the next worker replays from the committed offsets
+            log.warning("flush job failed while stopping: %s", type(exc).__name__)
         await self.flusher.stop()
 
     async def on_revoked(self) -> None:
@@ -274,26 +286,52 @@ class Pipeline:
         self.alert_started.append((started, len(alerts)))
 
     # ---- flush ----------------------------------------------------------------------------
-    def flush_due(self) -> bool:
+    def buffered(self) -> int:
+        """Outputs waiting for the next flush job (rows, alerts, dead letters, reroutes)."""
         out = self.out
+        return len(out.dirty_rows) + len(out.alerts) + len(out.dead_letters) + len(out.reroutes)
+
+    def flush_due(self) -> bool:
         if not self.pending:
             return False
-        if len(out.dirty_rows) + len(out.alerts) >= self.settings.processing.flush_max_rows:
+        if self.buffered() >= self.settings.processing.flush_max_rows:
             return True
         return self.clock() - self.last_flush >= self.settings.processing.flush_interval_s
 
     async def maybe_flush(self) -> None:
-        if self.flush_due():
-            await self.flush()
+        """Start a flush job when one is due. Jobs run one at a time in the background while
+        batches go on being processed; past ``flush_max_rows`` buffered outputs processing waits
+        for the running job (backpressure: a ClickHouse or Kafka outage holds the batch)."""
+        async with self.lock:
+            if self.job is not None and not self.job.done():
+                if self.buffered() < self.settings.processing.flush_max_rows:
+                    return
+                self.metrics.flush_waits.inc()
+            await self._wait_job()
+            if self.flush_due():
+                job = self._take_job()
+                if job is not None:
+                    self.job = asyncio.ensure_future(self.flusher.run(job))
+                    self.job.add_done_callback(self._job_done)
 
     async def flush(self) -> None:
-        """Make everything processed so far durable and committed. Nothing is processed meanwhile:
-        overlapping the flush with processing measured no faster (Faust's per-message delivery
-        bounds the worker, not the flush) and would let one flush hold a whole backlog."""
+        """Make everything processed so far durable and committed, and wait for it (a revoke, a
+        seek back, shutdown)."""
         async with self.lock:
+            await self._wait_job()
             job = self._take_job()
             if job is not None:
                 await self.flusher.run(job)
+
+    async def _wait_job(self) -> None:
+        job, self.job = self.job, None
+        if job is not None:
+            await job  # a failed job raises here
+
+    def _job_done(self, job: asyncio.Future[None]) -> None:
+        if job.cancelled() or job.exception() is None or self.flusher.stopping:
+            return
+        self.on_failed_job(job.exception())  # type: ignore[arg-type]
 
     def _take_job(self) -> FlushJob | None:
         """Everything produced since the last job, in its final form; the pipeline starts afresh."""
@@ -320,12 +358,12 @@ class Pipeline:
                 records += [(devices, p, None, beacon) for p in range(self.partitions)]
         # ClickHouse rows: the changed (user, day) counters as the state holds them now
         rows = []
-        for key, day in out.dirty_rows:
-            up = self.users.get(self.home(split_key(key)[1]))
+        users = self.users
+        for key, day, app_id, user_id, p in out.dirty_rows:
+            up = users.get(p)
             state = up.store.get(key) if up is not None else None
             counters = state.days.get(day) if state is not None else None
             if counters is not None:
-                app_id, user_id = split_key(key)
                 rows.append((app_id, user_id, day, *counters))
         # changelogs
         changelog: list[OutRecord] = []

@@ -33,7 +33,8 @@ class Outputs:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     reroutes: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, value)
     device_obs: dict[tuple[str, str, int], list[tuple[int, str, int]]] = field(default_factory=dict)
-    dirty_rows: set[tuple[bytes, int]] = field(default_factory=set)
+    # changed (user key, day) rows, with the key's app id, user id and partition for the sink
+    dirty_rows: set[tuple[bytes, int, str, str, int]] = field(default_factory=set)
     # (app_id, outcome): accepted/duplicate/late/replayed/rerouted/invalid:<reason>; app "" when unreadable
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     messages: int = 0
