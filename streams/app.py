@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,23 +208,21 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
 
     pipeline.on_failed_job = die
 
-    @app.agent(user_fetches)
-    async def ingest(stream: faust.StreamT[Fetched]) -> None:
-        async for fetched in stream:
-            if await current(fetched):
-                try:
-                    await pipeline.on_user_batch(fetched.records)
-                except Exception as exc:
-                    die(exc)
+    def fetch_agent(handle: Callable[[Sequence[Any]], Awaitable[None]]) -> Callable[[faust.StreamT[Fetched]], Any]:
+        """A thin agent: each current fetch's records to ``handle``; any failure is fatal."""
 
-    @app.agent(device_fetches)
-    async def device_farm(stream: faust.StreamT[Fetched]) -> None:
-        async for fetched in stream:
-            if await current(fetched):
-                try:
-                    await pipeline.on_device_batch(fetched.records)
-                except Exception as exc:
-                    die(exc)
+        async def agent(stream: faust.StreamT[Fetched]) -> None:
+            async for fetched in stream:
+                if await current(fetched):
+                    try:
+                        await handle(fetched.records)
+                    except Exception as exc:
+                        die(exc)
+
+        return agent
+
+    app.agent(user_fetches, name="ingest")(fetch_agent(pipeline.on_user_batch))
+    app.agent(device_fetches, name="device_farm")(fetch_agent(pipeline.on_device_batch))
 
     @app.timer(interval=max(0.05, proc.flush_interval_s / 4))
     async def flush_timer() -> None:

@@ -139,7 +139,24 @@ class LeanConsumer(faust_aiokafka.Consumer):
                 await self.wait_first(flow_control.acquire(), self.suspend_flow.wait())
             if not (self._live(generation) and flow_control.is_active()):
                 return  # a rebalance began: it seeks to the committed offsets, these come again
-            await self.wait_first(channel.put(Fetched(generation, batch)), self.suspend_flow.wait())  # type: ignore[arg-type]
+            await self._put(channel, Fetched(generation, batch))
+
+    async def _put(self, channel: ChannelT, fetched: Fetched) -> None:
+        """Queue a fetch for the channel's agent, waiting while its queue is full, unless a rebalance
+        begins or the consumer stops. A rebalance's flow-control clear empties the agents' queues
+        and cancels a waiting put: the fetch is dropped with them (the new assignment seeks back
+        to the committed offsets). Unlike ``wait_first``, a cancelled put is not raised here: it
+        would end the fetch loop, and the worker would fetch nothing more."""
+        put = asyncio.ensure_future(channel.put(fetched))  # type: ignore[arg-type]
+        waits = [asyncio.ensure_future(self.suspend_flow.wait()), asyncio.ensure_future(self._stopped.wait())]
+        try:
+            await asyncio.wait([put, *waits], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in (put, *waits):
+                if not future.done():
+                    future.cancel()
+        if put.done() and not put.cancelled() and put.exception() is not None:
+            raise put.exception()  # type: ignore[misc]
 
     async def _deliver_messages(self, records: Mapping[TP, list[Any]], generation: int) -> None:
         """Faust's own per-message path (its ``getmany`` and ``_drain_messages`` bodies)."""
