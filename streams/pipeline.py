@@ -1,6 +1,6 @@
 """Batch orchestration between the Faust agents, the engine and the sinks.
 
-Agents hand over batches of Faust events (raw bytes). The pipeline decodes them, runs the
+Agents hand over the Kafka records of one fetch (raw bytes). The pipeline decodes them, runs the
 engine per partition and, when a flush is due (size or time bounded), takes a snapshot of the
 outputs — a :class:`streams.flush.FlushJob` — that the flusher makes durable and commits in the
 background (see :mod:`streams.flush` for the order and the guarantees) while the next batches
