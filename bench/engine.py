@@ -4,7 +4,7 @@
 
 Generates a history with ``streams/generator.py`` and feeds its messages' bytes, in batches of
 ``--batch-messages`` messages, through what ``Pipeline.on_user_batch`` and its flush do with
-them: decode + validate (``decode_message``), routing to the home partition (mis-keyed events
+them: decode, validate and route to the home partition (``streams.routing``; mis-keyed events
 are re-encoded for the reroute topic), ``UserPartition.apply``, and per flush the state drain
 (encode) and the building of the ClickHouse rows. Prints µs per event for each stage, events/s,
 and a digest of the outputs (alerts, rows, outcomes) so two versions of the engine can be
@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schemas.events import decode_message
-from streams.engine import DeadLetter, Outputs, RulesByApp, StateStore, UserPartition, event_json
+from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
 from streams.generator import DAY_MS, GenConfig, History, generate
 from streams.kafka_io import PartitionCache
+from streams.routing import route
 from streams.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("decode", "route", "apply", "drain", "rows")
+STAGES = ("route", "apply", "drain", "rows")  # route: decode, validate and route (streams.routing)
 TOPIC = "vitals.events"
 
 
@@ -110,39 +110,18 @@ def run_engine(messages: list[Msg], partitions: int, now_ms: int, batch_messages
     for start in range(0, len(messages), batch_messages):
         chunk = messages[start : start + batch_messages]
         t0 = clock()
-        t_decode = 0.0
-        per_partition: dict[int, list[Any]] = {}
-        n_events = 0
-        for msg in chunk:  # as Pipeline.on_user_batch: decode a message, then route its events
-            td = clock()
-            decoded, invalid = decode_message(msg.value, now_ms)
-            t_decode += clock() - td
-            for inv in invalid:
-                out.dead_letters.append(DeadLetter(inv, msg.topic, msg.partition, msg.offset, msg.key))
-                out.outcomes[("", "invalid:" + inv.reason)] += 1
-            items = per_partition.get(msg.partition)
-            if items is None:
-                items = per_partition[msg.partition] = []
-            n_events += len(decoded)
-            for index, event in enumerate(decoded):
-                p = home(event.user_id)
-                if p == msg.partition:
-                    items.append((event, msg.topic, msg.partition, msg.offset, msg.key, index))
-                else:
-                    out.reroutes.append((p, event.user_id.encode(), event_json(event)))
-                    out.outcomes[(event.app_id, "rerouted")] += 1
+        per_partition = route(chunk, now_ms, home, out)
         t2 = clock()
-        for p, items in per_partition.items():
-            if items:
-                up = users.get(p)
-                if up is None:
-                    up = users[p] = UserPartition(p, StateStore(data), rules, "vitals-reroute")
-                before = len(out.alerts)
-                up.apply(items, out)
-                up.count_episodes(out.alerts[before:])
+        n_events = sum(len(events) for batch in per_partition.values() for _t, _o, _k, events in batch)
+        for p, batch in per_partition.items():
+            up = users.get(p)
+            if up is None:
+                up = users[p] = UserPartition(p, StateStore(data), rules, "vitals-reroute")
+            before = len(out.alerts)
+            up.apply(batch, out)
+            up.count_episodes(out.alerts[before:])
         t3 = clock()
-        sec["decode"] += t_decode
-        sec["route"] += t2 - t0 - t_decode
+        sec["route"] += t2 - t0  # decode included
         sec["apply"] += t3 - t2
         since_flush += n_events
         if since_flush >= flush_events:

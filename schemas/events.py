@@ -151,7 +151,7 @@ def validate(obj: object, now_ms: int) -> Event:
     elif etype == "payment":
         raise _Bad(Reason.MISSING_AMOUNT, "a payment needs 'amount'")
     props = obj.get("props")
-    if props is not None and type(props) is not dict:
+    if (props is not None or "props" in obj) and type(props) is not dict:  # an explicit null too
         raise _Bad(Reason.BAD_TYPE, "'props' must be an object")
     return Event(obj["event_id"], obj["user_id"], etype, ts, app_id, device_id, amount, props)
 

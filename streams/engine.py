@@ -49,8 +49,8 @@ from streams.state import (
 )
 from streams.store import DeadLetter, Outputs, RulesByApp, StateStore, event_json, meta_key
 
-__all__ = ["EPISODE_RULES", "MAX_BATCH", "DeadLetter", "Outputs", "RulesByApp", "StateStore", "UserPartition",
-           "event_json", "meta_key"]
+__all__ = ["EPISODE_RULES", "MAX_BATCH", "DeadLetter", "MessageEvents", "Outputs", "RulesByApp", "StateStore",
+           "UserPartition", "event_json", "meta_key"]
 
 # counter index of each event type beyond EVENTS (payments also add their amount)
 TYPE_COUNTER = {"login": LOGINS, "payment": PAYMENTS, "content_post": POSTS, "complaint": COMPLAINTS,
@@ -61,6 +61,12 @@ EPISODE_SLOTS = ((A.NO_LOGIN_SHORT, 0), (A.ACTIVITY_DROP, 1), (A.NO_INTERACTION,
                  (A.HOLLOW, 4))
 EPISODE_RULES = frozenset(rule for rule, _ in EPISODE_SLOTS)
 MAX_BATCH = 1024  # > the events one message may hold; position = offset * MAX_BATCH + index
+# what a run of one user's events moved (see UserPartition.apply)
+RUN_CHANGED, RUN_APPLIED, RUN_LOGIN, RUN_ENGAGE, RUN_FIRST, RUN_ACTIVE = 1, 2, 4, 8, 16, 32
+RUN_DEADLINES = RUN_LOGIN | RUN_ENGAGE | RUN_FIRST  # the inputs of the absence deadlines
+_NO_STATE = UserState(first_ts=NONE)
+# one message's events for UserPartition.apply: source topic, offset, key, events (None: sent elsewhere)
+MessageEvents = tuple[str, int, bytes | None, list[Event | None]]
 
 
 class UserPartition(WatermarkActions):
@@ -141,33 +147,39 @@ class UserPartition(WatermarkActions):
         return len(self.last_active), sum(len(ix) for ix in self.deadlines.values())
 
     # ---- processing ----------------------------------------------------------------------
-    def apply(self, events: list[tuple[Event, str, int, int, bytes | None, int]], out: Outputs) -> None:
-        """Apply events in order, each with its source topic, partition, offset, message key (for
-        dead letters) and index within its message.
+    def apply(self, messages: list[MessageEvents], out: Outputs) -> None:
+        """Apply the events of ``messages`` in order: per message its source topic, offset, key
+        (for dead letters) and decoded events (None in place of an event sent to another
+        partition: the others keep their index within the message).
 
-        One loop, written for speed: the user, key, state and rules of the previous event are
-        reused (a batch message holds one user's events), deadlines are re-indexed only when
-        their inputs moved, and outcomes are counted in locals."""
+        One loop, written for speed. Consecutive events of one user (a batch message holds one
+        user's events) form a *run*: its user, key, state and rules are looked up once, and what
+        only the run's end matters for (the state's offsets and dirty mark, the deadline and
+        last-active indexes, the changed-users set) is written once, by :meth:`_end_run` — at a
+        user change, before the watermark fires anything, and at the end. Outcomes are counted
+        in locals."""
         lateness = self.rules.lateness_ms
         rules_for = self.rules
         meta, store = self.meta, self.store
-        dirty = store.dirty
         reroute = self.reroute_topic
         dirty_rows, alerts, device_obs = out.dirty_rows, out.alerts, out.device_obs
         ix_short = self.deadlines[A.NO_LOGIN_SHORT]
         ix_inter = self.deadlines[A.NO_INTERACTION]
         ix_long = self.deadlines[A.NO_LOGIN_LONG]
-        touch = self.last_active.touch
-        touched_key = b""  # the last key marked as changed since the last day close
+        end_run = self._end_run
         partition = self.partition
+        position_max = self.position
         accepted = late_events = duplicates = replayed = 0
         rules_app: str | None = None
         rules = self.rules("")
         retention = horizon_ms = burst = short_ms = long_ms = inter_ms = 0
-        app_id: str | None = None  # the previous event's user, key and state
+        # the run: its user, key and state, what moved (RUN_* bits) and its offsets per source
+        app_id: str | None = None
         user_id: str | None = None
         key = b""
-        state = UserState(first_ts=NONE)
+        state = _NO_STATE
+        moved = 0
+        off_events = off_reroute = NONE
         row_key, row_day = b"", NONE  # the last row marked dirty
         obs_app: str | None = None  # the last device observation
         obs_device: str | None = None
@@ -175,169 +187,212 @@ class UserPartition(WatermarkActions):
         obs_day = NONE
         st = meta.stream_time
         wm = NONE if st == NONE else st - lateness
-        for event, topic, part, offset, msg_key, index in events:
-            ts = event.ts
-            prev_wm = wm
-            if ts > st:
-                if st == NONE:
-                    meta.closed_day = (ts - lateness) // DAY_MS - 1
-                    self._set_next_day_end()
-                meta.stream_time = st = ts
-                self.meta_dirty = True
-                wm = ts - lateness
-                if (wm >= self.next_day_end or wm >= ix_short.next_at or wm >= ix_inter.next_at
-                        or wm >= ix_long.next_at):
-                    self.advance(wm, out)
-                    user_id = None  # states may have been read again: look the user up afresh
-                    touched_key = b""  # a day close started a new set of changed users
-            a = event.app_id
-            if a != rules_app:
-                if rules_app is not None:  # outcomes are counted per app
-                    self._count(out, rules_app, accepted, late_events, duplicates, replayed)
-                    accepted = late_events = duplicates = replayed = 0
-                rules_app, rules = a, rules_for(a)
-                retention = rules.retention_days_needed
-                horizon_ms = rules.dedup_horizon_s * 1000
-                burst = rules.burst_events_per_minute
-                short_ms = R.absence_period_ms(A.NO_LOGIN_SHORT, rules)
-                long_ms = R.absence_period_ms(A.NO_LOGIN_LONG, rules)
-                inter_ms = R.absence_period_ms(A.NO_INTERACTION, rules)
-            day = ts // DAY_MS
-            if day < wm // DAY_MS - retention:
-                inv = Invalid(
-                    Reason.BEYOND_RETENTION,
-                    f"event older than the state retention of {retention} days",
-                    event_json(event),
-                    None,
-                )
-                out.dead_letters.append(DeadLetter(inv, topic, part, offset, msg_key))
-                out.outcomes[(a, "invalid:" + Reason.BEYOND_RETENTION)] += 1
-                continue
-            u = event.user_id
-            new_user = False
-            if u != user_id or a != app_id:
-                app_id, user_id = a, u
-                key = user_key(a, u)
-                found = store.get(key)
-                if found is None:
-                    state, new_user = UserState(first_ts=ts), True
-                else:
-                    state = found
+        for topic, offset, msg_key, events in messages:
             src = 1 if topic == reroute else 0
-            position = offset * MAX_BATCH + index
-            if src == 0 and position > self.position:
-                self.position = position
-            if position <= state.offsets[src]:  # replayed after a restart: already in the state
-                replayed += 1
-                if day != row_day or key is not row_key:
-                    dirty_rows.add((key, day, a, u, partition))  # re-write the row: the insert may have been lost
-                    row_key, row_day = key, day
-                continue
-            h = event_hash(event.event_id)
-            ids = state.ids
-            kept = ids.get(h)  # UserState.seen, inlined
-            if kept is not None and kept + state.ids_base >= (wm - horizon_ms) // HOUR_MS:
-                duplicates += 1
-                # decided: a replay must skip it by position, not re-decide it against a watermark
-                # that has moved on (the first copy may be past the dedup horizon by then)
-                state.offsets = (position, state.offsets[1]) if src == 0 else (state.offsets[0], position)
-                dirty[key] = state
-                if day != row_day or key is not row_key:
-                    dirty_rows.add((key, day, a, u, partition))  # re-write the row: a replay may follow a lost insert
-                    row_key, row_day = key, day
-                continue
-            late = prev_wm != NONE and ts < prev_wm
-            if late:
-                late_events += 1
-            else:
-                accepted += 1
-            hour = (ts if ts > wm else wm) // HOUR_MS  # UserState.remember, inlined
-            if not ids:
-                state.ids_base = hour
-            hour -= state.ids_base
-            if kept is None or kept < hour:
-                ids[h] = hour
-            state.offsets = (position, state.offsets[1]) if src == 0 else (state.offsets[0], position)
-            # ---- counters, episodes, deadlines, burst minute, device observation
-            # a day's counters are a tuple (replaced, not mutated): the collector stops tracking it
-            n, logins, payments, amount, posts, social, complaints = state.days.get(day, NO_COUNTS)
-            etype = event.type
-            slot = TYPE_COUNTER.get(etype)
-            if slot is not None:
-                if slot == LOGINS:
-                    logins += 1
-                elif slot == PAYMENTS:
-                    payments += 1
-                    amount += to_micros(event.amount)
-                elif slot == POSTS:
-                    posts += 1
-                elif slot == SOCIAL:
-                    social += 1
+            base = offset * MAX_BATCH
+            for index, event in enumerate(events):
+                if event is None:
+                    continue
+                ts = event.ts
+                prev_wm = wm
+                if ts > st:
+                    if st == NONE:
+                        meta.closed_day = (ts - lateness) // DAY_MS - 1
+                        self._set_next_day_end()
+                    meta.stream_time = st = ts
+                    self.meta_dirty = True
+                    wm = ts - lateness
+                    if (wm >= self.next_day_end or wm >= ix_short.next_at or wm >= ix_inter.next_at
+                            or wm >= ix_long.next_at):
+                        if moved:
+                            end_run(key, app_id, state, moved, off_events, off_reroute)
+                            moved = 0
+                        self.position = position_max
+                        self.advance(wm, out)
+                        user_id = None  # states may have been read again: look the user up afresh
+                a = event.app_id
+                if a != rules_app:
+                    if rules_app is not None:  # outcomes are counted per app
+                        self._count(out, rules_app, accepted, late_events, duplicates, replayed)
+                        accepted = late_events = duplicates = replayed = 0
+                    rules_app, rules = a, rules_for(a)
+                    retention = rules.retention_days_needed
+                    horizon_ms = rules.dedup_horizon_s * 1000
+                    burst = rules.burst_events_per_minute
+                    short_ms = R.absence_period_ms(A.NO_LOGIN_SHORT, rules)
+                    long_ms = R.absence_period_ms(A.NO_LOGIN_LONG, rules)
+                    inter_ms = R.absence_period_ms(A.NO_INTERACTION, rules)
+                day = ts // DAY_MS
+                if day < wm // DAY_MS - retention:
+                    inv = Invalid(
+                        Reason.BEYOND_RETENTION,
+                        f"event older than the state retention of {retention} days",
+                        event_json(event),
+                        None,
+                    )
+                    out.dead_letters.append(DeadLetter(inv, topic, partition, offset, msg_key))
+                    out.outcomes[(a, "invalid:" + Reason.BEYOND_RETENTION)] += 1
+                    continue
+                u = event.user_id
+                if u != user_id or a != app_id:
+                    if moved:
+                        end_run(key, app_id, state, moved, off_events, off_reroute)
+                        moved = 0
+                    app_id, user_id = a, u
+                    key = user_key(a, u)
+                    found = store.get(key)
+                    if found is None:
+                        state = UserState(first_ts=ts)
+                        moved = RUN_FIRST
+                    else:
+                        state = found
+                    off_events, off_reroute = state.offsets
+                position = base + index
+                if src == 0 and position > position_max:
+                    position_max = position
+                if position <= (off_reroute if src else off_events):  # replayed after a restart: in the state
+                    replayed += 1
+                    if day != row_day or key is not row_key:  # re-write the row: the insert may have been lost
+                        dirty_rows.add((key, day, a, u, partition))
+                        row_key, row_day = key, day
+                    continue
+                if src:
+                    off_reroute = position
                 else:
-                    complaints += 1
-            state.days[day] = (n + 1, logins, payments, amount, posts, social, complaints)
-            first_moved = new_user
-            if ts < state.first_ts:
-                state.first_ts = ts
-                first_moved = True
-            login_moved = inter_moved = False
-            open_ = state.open
-            if etype == "login":
-                if open_[OPEN_NO_LOGIN_SHORT] != NONE or open_[OPEN_NO_LOGIN_LONG] != NONE:
-                    for d in R.on_activity(state, ts, True, False):
-                        alerts.append(make_alert(d.status, d.rule, a, u, d.episode_start, wm, d.evidence))
-                    login_moved = True
-                elif ts > state.last_login:
-                    state.last_login = ts
-                    login_moved = True
-            elif etype not in ENGAGEMENT_EXCLUDED:
-                if open_[OPEN_NO_INTERACTION] != NONE:
-                    for d in R.on_activity(state, ts, False, True):
-                        alerts.append(make_alert(d.status, d.rule, a, u, d.episode_start, wm, d.evidence))
-                    inter_moved = True
-                elif ts > state.last_engage:
-                    state.last_engage = ts
-                    inter_moved = True
-            open_ = state.open  # replaced (a tuple) if an episode was resolved above
-            # deadlines move only with their inputs (last login/engagement, first event, episodes);
-            # R.absence_deadline, inlined (after a login, last_login is set)
-            if login_moved:
-                ix_short.set(key, NONE if open_[OPEN_NO_LOGIN_SHORT] != NONE else state.last_login + short_ms)
-                ix_long.set(key, NONE if open_[OPEN_NO_LOGIN_LONG] != NONE else state.last_login + long_ms)
-            last_engage = state.last_engage
-            if inter_moved or (first_moved and last_engage == NONE):
-                since = state.first_ts if last_engage == NONE else last_engage
-                ix_inter.set(key, NONE if open_[OPEN_NO_INTERACTION] != NONE else since + inter_ms)
-            if not late:
-                minutes = state.minutes
-                minute = ts // MINUTE_MS
-                count = minutes.get(minute, 0) + 1
-                minutes[minute] = count
-                if count >= burst:
-                    d = R.burst_reached(state, ts, count, rules)
-                    if d is not None:
-                        alerts.append(make_alert("open", d.rule, a, u, d.episode_start, wm, d.evidence))
-            if day > state.last_active_day:
-                state.last_active_day = day
-                touch(key, day)
-            device = event.device_id
-            if device is not None and day >= wm // DAY_MS - DEVICE_LATE_DAYS and not (
-                day == obs_day and device == obs_device and u == obs_user and a == obs_app
-            ):  # the device stage counts distinct users: a repeat of the last observation adds nothing
-                obs = device_obs.get((a, device, partition))
-                if obs is None:
-                    obs = device_obs[(a, device, partition)] = []
-                obs.append((day, u, ts))
-                obs_app, obs_device, obs_user, obs_day = a, device, u, day
-            dirty[key] = state
-            if key is not touched_key:
-                self.touched.add(key)
-                touched_key = key
-            if day != row_day or key is not row_key:
-                dirty_rows.add((key, day, a, u, partition))
-                row_key, row_day = key, day
+                    off_events = position
+                h = event_hash(event.event_id)
+                ids = state.ids
+                kept = ids.get(h)  # UserState.seen, inlined
+                if kept is not None and kept + state.ids_base >= (wm - horizon_ms) // HOUR_MS:
+                    # decided: a replay skips it by position (the offsets above), not re-deciding it
+                    # against a watermark that has moved on (the first copy may be past the horizon)
+                    duplicates += 1
+                    moved |= RUN_CHANGED
+                    if day != row_day or key is not row_key:
+                        dirty_rows.add((key, day, a, u, partition))  # re-written: a replay may follow a lost insert
+                        row_key, row_day = key, day
+                    continue
+                moved |= RUN_APPLIED
+                late = prev_wm != NONE and ts < prev_wm
+                if late:
+                    late_events += 1
+                else:
+                    accepted += 1
+                hour = (ts if ts > wm else wm) // HOUR_MS  # UserState.remember, inlined
+                if not ids:
+                    state.ids_base = hour
+                hour -= state.ids_base
+                if kept is None or kept < hour:
+                    ids[h] = hour
+                # ---- counters, episodes, burst minute, device observation
+                # a day's counters are a tuple (replaced, not mutated): the collector stops tracking it
+                n, logins, payments, amount, posts, social, complaints = state.days.get(day, NO_COUNTS)
+                etype = event.type
+                slot = TYPE_COUNTER.get(etype)
+                if slot is not None:
+                    if slot == LOGINS:
+                        logins += 1
+                    elif slot == PAYMENTS:
+                        payments += 1
+                        amount += to_micros(event.amount)
+                    elif slot == POSTS:
+                        posts += 1
+                    elif slot == SOCIAL:
+                        social += 1
+                    else:
+                        complaints += 1
+                state.days[day] = (n + 1, logins, payments, amount, posts, social, complaints)
+                if ts < state.first_ts:
+                    state.first_ts = ts
+                    moved |= RUN_FIRST
+                if etype == "login":
+                    open_ = state.open
+                    if open_[OPEN_NO_LOGIN_SHORT] != NONE or open_[OPEN_NO_LOGIN_LONG] != NONE:
+                        for d in R.on_activity(state, ts, True, False):
+                            alerts.append(make_alert(d.status, d.rule, a, u, d.episode_start, wm, d.evidence))
+                        moved |= RUN_LOGIN
+                    elif ts > state.last_login:
+                        state.last_login = ts
+                        moved |= RUN_LOGIN
+                elif etype not in ENGAGEMENT_EXCLUDED:
+                    if state.open[OPEN_NO_INTERACTION] != NONE:
+                        for d in R.on_activity(state, ts, False, True):
+                            alerts.append(make_alert(d.status, d.rule, a, u, d.episode_start, wm, d.evidence))
+                        moved |= RUN_ENGAGE
+                    elif ts > state.last_engage:
+                        state.last_engage = ts
+                        moved |= RUN_ENGAGE
+                # a deadline index is written at the run's end, unless the deadline would come
+                # before the earliest one indexed: the next stream-time step must see it
+                if moved & RUN_DEADLINES and (
+                    state.last_login + short_ms < ix_short.next_at or state.last_login + long_ms < ix_long.next_at
+                    or (state.first_ts if state.last_engage == NONE else state.last_engage) + inter_ms
+                    < ix_inter.next_at
+                ):
+                    self._set_deadlines(key, state, moved, short_ms, long_ms, inter_ms)
+                if not late:
+                    minutes = state.minutes
+                    minute = ts // MINUTE_MS
+                    count = minutes.get(minute, 0) + 1
+                    minutes[minute] = count
+                    if count >= burst:
+                        d = R.burst_reached(state, ts, count, rules)
+                        if d is not None:
+                            alerts.append(make_alert("open", d.rule, a, u, d.episode_start, wm, d.evidence))
+                if day > state.last_active_day:
+                    state.last_active_day = day
+                    moved |= RUN_ACTIVE
+                device = event.device_id
+                if device is not None and day >= wm // DAY_MS - DEVICE_LATE_DAYS and not (
+                    day == obs_day and device == obs_device and u == obs_user and a == obs_app
+                ):  # the device stage counts distinct users: a repeat of the last observation adds nothing
+                    obs = device_obs.get((a, device, partition))
+                    if obs is None:
+                        obs = device_obs[(a, device, partition)] = []
+                    obs.append((day, u, ts))
+                    obs_app, obs_device, obs_user, obs_day = a, device, u, day
+                if day != row_day or key is not row_key:
+                    dirty_rows.add((key, day, a, u, partition))
+                    row_key, row_day = key, day
+        if moved:
+            end_run(key, app_id, state, moved, off_events, off_reroute)
+        self.position = position_max
         if rules_app is not None:
             self._count(out, rules_app, accepted, late_events, duplicates, replayed)
+
+    def _end_run(
+        self, key: bytes, app_id: str | None, state: UserState, moved: int, off_events: int, off_reroute: int
+    ) -> None:
+        """Write what a run of one user's events changed beyond its state's fields (``moved``,
+        RUN_* bits): offsets, the dirty mark, the indexes whose inputs moved (deadlines:
+        R.absence_deadline, inlined), the changed-users set of the next day close."""
+        if moved & (RUN_CHANGED | RUN_APPLIED):
+            state.offsets = (off_events, off_reroute)
+            self.store.dirty[key] = state
+        if not moved & RUN_APPLIED:
+            return
+        self.touched.add(key)
+        if moved & RUN_DEADLINES:
+            rules = self.rules(app_id or "")
+            self._set_deadlines(key, state, moved, R.absence_period_ms(A.NO_LOGIN_SHORT, rules),
+                                R.absence_period_ms(A.NO_LOGIN_LONG, rules),
+                                R.absence_period_ms(A.NO_INTERACTION, rules))
+        if moved & RUN_ACTIVE:
+            self.last_active.touch(key, state.last_active_day)
+
+    def _set_deadlines(self, key: bytes, state: UserState, moved: int, short_ms: int, long_ms: int, inter_ms: int
+                       ) -> None:
+        """Index the absence deadlines whose inputs ``moved`` (R.absence_deadline, inlined)."""
+        open_ = state.open
+        if moved & RUN_LOGIN:
+            self.deadlines[A.NO_LOGIN_SHORT].set(
+                key, NONE if open_[OPEN_NO_LOGIN_SHORT] != NONE else state.last_login + short_ms)
+            self.deadlines[A.NO_LOGIN_LONG].set(
+                key, NONE if open_[OPEN_NO_LOGIN_LONG] != NONE else state.last_login + long_ms)
+        last_engage = state.last_engage
+        if moved & RUN_ENGAGE or (moved & RUN_FIRST and last_engage == NONE):
+            since = state.first_ts if last_engage == NONE else last_engage
+            self.deadlines[A.NO_INTERACTION].set(key, NONE if open_[OPEN_NO_INTERACTION] != NONE else since + inter_ms)
 
     @staticmethod
     def _count(out: Outputs, app_id: str, accepted: int, late: int, duplicates: int, replayed: int) -> None:

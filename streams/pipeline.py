@@ -15,23 +15,23 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
 from schemas.alerts import Alert, encode_alert
-from schemas.events import decode_message
 from sinks.base import RetryPolicy
 from sinks.clickhouse import ActivitySink, AlertSink
 from sinks.kafka import dead_letter_key, dead_letter_record
 from streams.delivery import InFlight, OutRecord
 from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder
-from streams.engine import EPISODE_RULES, DeadLetter, Outputs, RulesByApp, StateStore, UserPartition, event_json
+from streams.engine import EPISODE_RULES, Outputs, RulesByApp, StateStore, UserPartition
 from streams.flush import Flusher, FlushJob
 from streams.kafka_io import PartitionCache, device_topic, home_partition, reroute_topic
 from streams.localstate import is_rocksdb, partition_data, partition_keys
 from streams.metrics import Metrics
 from streams.ordering import InOrder
+from streams.routing import route
 from streams.settings import Settings
 from streams.state import SEP, split_key
 
@@ -232,30 +232,12 @@ class Pipeline:
             started = self.clock()
             now_ms = int(started * 1000)
             out = self.out
-            per_partition: dict[int, list[Any]] = {}
-            home = self.home
             n_alerts = len(out.alerts)
-            for msg in events:
-                decoded, invalid = decode_message(msg.value, now_ms)
-                for inv in invalid:
-                    out.dead_letters.append(DeadLetter(inv, msg.topic, msg.partition, msg.offset, msg.key))
-                    out.outcomes[("", "invalid:" + inv.reason)] += 1
-                items = per_partition.get(msg.partition)
-                if items is None:
-                    items = per_partition[msg.partition] = []
-                for index, event in enumerate(decoded):
-                    p = home(event.user_id)
-                    if p == msg.partition:
-                        items.append((event, msg.topic, msg.partition, msg.offset, msg.key, index))
-                    else:
-                        out.reroutes.append((p, event.user_id.encode(), event_json(event)))
-                        out.outcomes[(event.app_id, "rerouted")] += 1
-            for p, items in per_partition.items():
-                if items:
-                    up = self.users[p]
-                    before = len(out.alerts)
-                    up.apply(items, out)
-                    up.count_episodes(out.alerts[before:])
+            for p, messages in route(events, now_ms, self.home, out).items():
+                up = self.users[p]
+                before = len(out.alerts)
+                up.apply(messages, out)
+                up.count_episodes(out.alerts[before:])
             out.messages += len(events)
             self.pending.extend(events)
             self.faults.hit("batch")

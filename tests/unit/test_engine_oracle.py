@@ -7,11 +7,25 @@ from hypothesis import strategies as st
 
 from schemas.events import Event
 from streams.devices import DeviceObservations, DevicePartition
-from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
+from streams.engine import MessageEvents, Outputs, RulesByApp, StateStore, UserPartition
 from streams.settings import load_settings
 from streams.state import encode
 from tests.histories import T0, D, H, histories
 from tests.oracle_rules import Cfg, device_alerts, partition_alerts
+
+
+def user_messages(events: list[Event], first_offset: int, most: int = 3) -> list[MessageEvents]:
+    """Consecutive events of one user as batch messages of up to ``most`` events (offsets from
+    ``first_offset``), as an SDK sends them."""
+    messages: list[MessageEvents] = []
+    for event in events:
+        last = messages[-1][3] if messages else None
+        if last and len(last) < most and last[0] and last[0].user_id == event.user_id \
+                and last[0].app_id == event.app_id:
+            last.append(event)
+        else:
+            messages.append(("t", first_offset + len(messages), None, [event]))
+    return messages
 
 
 def engine_alerts(events: list[Event], chunk: int = 7) -> set[tuple[str, str, str, str, int]]:
@@ -22,7 +36,7 @@ def engine_alerts(events: list[Event], chunk: int = 7) -> set[tuple[str, str, st
     out = Outputs()
     device_alerts_: list = []
     for start in range(0, len(events), chunk):  # batches, with a state round-trip between them
-        part.apply([(e, "t", 0, start + i, None, 0) for i, e in enumerate(events[start : start + chunk])], out)
+        part.apply(user_messages(events[start : start + chunk], start), out)
         part.store.drain()
         for (app, dev, source), obs in out.device_obs.items():
             devices.apply(DeviceObservations(app, dev, obs, source, part.flushed_watermark), device_alerts_)
@@ -54,7 +68,7 @@ def engine_alerts_with_crash(events: list[Event], crash_at: int, committed: int,
     flushed = 0
     for start in range(0, crash_at, chunk):
         window = events[start : min(start + chunk, crash_at)]
-        part.apply([(e, "t", 0, start + i, None, 0) for i, e in enumerate(window)], out)
+        part.apply([("t", start + i, None, [e]) for i, e in enumerate(window)], out)
         if start + chunk <= crash_at:
             part.drain()
             part.drain_meta()
@@ -70,7 +84,7 @@ def engine_alerts_with_crash(events: list[Event], crash_at: int, committed: int,
     part.load([k for k in data if k[:1] != b"\x00"], replay_from)
     out = Outputs()
     for start in range(replay_from, len(events), chunk):
-        part.apply([(e, "t", 0, start + i, None, 0) for i, e in enumerate(events[start : start + chunk])], out)
+        part.apply([("t", start + i, None, [e]) for i, e in enumerate(events[start : start + chunk])], out)
         part.drain()
         part.drain_meta()
     return {(a.alert_id, a.status, a.rule, a.user_id, a.episode_start) for a in alerts + out.alerts}

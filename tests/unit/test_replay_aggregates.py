@@ -32,8 +32,7 @@ def run(events: list[Event], chunk: int, crash_after: int | None = None) -> dict
         """Apply in chunks, persisting state after each; return the offset committed last."""
         committed = start
         for n, first in enumerate(range(start, len(events), chunk), 1):
-            part.apply([(e, "t", 0, first + i, None, 0) for i, e in enumerate(events[first : first + chunk])],
-                       Outputs())
+            part.apply([("t", first + i, None, [e]) for i, e in enumerate(events[first : first + chunk])], Outputs())
             data.update(part.drain())
             meta = part.drain_meta()
             if meta is not None:

@@ -24,7 +24,7 @@ class Harness:
         before = len(self.out.alerts)
         eid = str(kw.pop("event_id", f"e{next(_seq)}"))
         event = Event(eid, user, type_, ts, **kw)  # type: ignore[arg-type]
-        self.part.apply([(event, "t", 0, next(_seq), None, 0)], self.out)
+        self.part.apply([("t", next(_seq), None, [event])], self.out)
         return self.out.alerts[before:]
 
     def tick(self, ts: int) -> list:
@@ -150,7 +150,7 @@ def test_duplicates_counted_once_within_horizon() -> None:
     assert state is not None and state.days[T0 // D][0] == 1
     assert h.out.outcome("duplicate") == 1
     before = h.out.outcome("replayed")
-    h.part.apply([(Event("other", "u", "view", T0), "t", 0, 5, None, 0)], h.out)  # an offset already applied
+    h.part.apply([("t", 5, None, [Event("other", "u", "view", T0)])], h.out)  # an offset already applied
     assert h.out.outcome("replayed") == before + 1
     h.tick(T0 + 27 * H)  # horizon (24 h, kept to the hour) passed
     h.send(T0, "view", event_id="same")
@@ -162,7 +162,7 @@ def test_per_app_threshold_override() -> None:
     part = UserPartition(0, StateStore({}), RulesByApp(settings))
     out = Outputs()
     for i in range(3):
-        part.apply([(Event(f"s{i}", "u", "view", T0 + i, app_id="strict"), "t", 0, i, None, 0)], out)
+        part.apply([("t", i, None, [Event(f"s{i}", "u", "view", T0 + i, app_id="strict")])], out)
     assert [a.rule for a in out.alerts] == ["fake.burst"]
 
 
