@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
+from streams.engine import Outputs, RulesByApp, StateStore, UserPartition, activity_rows
 from streams.generator import DAY_MS, GenConfig, History, generate
 from streams.kafka_io import PartitionCache
 from streams.routing import route
@@ -83,13 +83,7 @@ def run_engine(messages: list[Msg], partitions: int, now_ms: int, batch_messages
 
     def flush() -> None:  # in Pipeline._flush_locked's order: ClickHouse rows (2.), then changelogs (3.)
         t0 = clock()
-        rows = []
-        for key, day, app_id, user_id, p in out.dirty_rows:  # as Pipeline._take_job
-            up = users.get(p)
-            state = up.store.get(key) if up is not None else None
-            counters = state.days.get(day) if state is not None else None
-            if counters is not None:
-                rows.append((app_id, user_id, day, *counters))
+        rows = activity_rows(out.dirty_rows, {p: up.store for p, up in users.items()})  # as Pipeline._take_job
         t1 = clock()
         for up in users.values():
             for _key, raw in up.drain():

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from xxhash import xxh3_64_intdigest
+
 from schemas import alerts as A
 from schemas.alerts import Alert, make_alert
 from schemas.events import ENGAGEMENT_EXCLUDED, SOCIAL_TYPES, Event, Invalid, Reason
@@ -42,15 +44,14 @@ from streams.state import (
     UserState,
     decode_meta,
     encode,
-    event_hash,
     split_key,
     to_micros,
     user_key,
 )
-from streams.store import DeadLetter, Outputs, RulesByApp, StateStore, event_json, meta_key
+from streams.store import DeadLetter, Outputs, RulesByApp, StateStore, activity_rows, event_json, meta_key
 
 __all__ = ["EPISODE_RULES", "MAX_BATCH", "DeadLetter", "MessageEvents", "Outputs", "RulesByApp", "StateStore",
-           "UserPartition", "event_json", "meta_key"]
+           "UserPartition", "activity_rows", "event_json", "meta_key"]
 
 # counter index of each event type beyond EVENTS (payments also add their amount)
 TYPE_COUNTER = {"login": LOGINS, "payment": PAYMENTS, "content_post": POSTS, "complaint": COMPLAINTS,
@@ -244,6 +245,8 @@ class UserPartition(WatermarkActions):
                     if found is None:
                         state = UserState(first_ts=ts)
                         moved = RUN_FIRST
+                        if ts + inter_ms < ix_inter.next_at:  # see ``early`` below
+                            self._set_deadlines(key, state, moved, short_ms, long_ms, inter_ms)
                     else:
                         state = found
                     off_events, off_reroute = state.offsets
@@ -260,7 +263,7 @@ class UserPartition(WatermarkActions):
                     off_reroute = position
                 else:
                     off_events = position
-                h = event_hash(event.event_id)
+                h = xxh3_64_intdigest(event.event_id.encode())  # event_hash, inlined
                 ids = state.ids
                 kept = ids.get(h)  # UserState.seen, inlined
                 if kept is not None and kept + state.ids_base >= (wm - horizon_ms) // HOUR_MS:
@@ -302,33 +305,37 @@ class UserPartition(WatermarkActions):
                     else:
                         complaints += 1
                 state.days[day] = (n + 1, logins, payments, amount, posts, social, complaints)
+                # a deadline index is written at the run's end, unless the deadline would come before
+                # the earliest one indexed (``early``): the next stream-time step must see it
+                early = False
                 if ts < state.first_ts:
                     state.first_ts = ts
                     moved |= RUN_FIRST
+                    early = state.last_engage == NONE and ts + inter_ms < ix_inter.next_at
                 if etype == "login":
                     open_ = state.open
                     if open_[OPEN_NO_LOGIN_SHORT] != NONE or open_[OPEN_NO_LOGIN_LONG] != NONE:
                         for d in R.on_activity(state, ts, True, False):
                             alerts.append(make_alert(d.status, d.rule, a, u, d.episode_start, wm, d.evidence))
                         moved |= RUN_LOGIN
+                        early = True
                     elif ts > state.last_login:
                         state.last_login = ts
                         moved |= RUN_LOGIN
+                        if ts + short_ms < ix_short.next_at or ts + long_ms < ix_long.next_at:
+                            early = True
                 elif etype not in ENGAGEMENT_EXCLUDED:
                     if state.open[OPEN_NO_INTERACTION] != NONE:
                         for d in R.on_activity(state, ts, False, True):
                             alerts.append(make_alert(d.status, d.rule, a, u, d.episode_start, wm, d.evidence))
                         moved |= RUN_ENGAGE
+                        early = True
                     elif ts > state.last_engage:
                         state.last_engage = ts
                         moved |= RUN_ENGAGE
-                # a deadline index is written at the run's end, unless the deadline would come
-                # before the earliest one indexed: the next stream-time step must see it
-                if moved & RUN_DEADLINES and (
-                    state.last_login + short_ms < ix_short.next_at or state.last_login + long_ms < ix_long.next_at
-                    or (state.first_ts if state.last_engage == NONE else state.last_engage) + inter_ms
-                    < ix_inter.next_at
-                ):
+                        if ts + inter_ms < ix_inter.next_at:
+                            early = True
+                if early:
                     self._set_deadlines(key, state, moved, short_ms, long_ms, inter_ms)
                 if not late:
                     minutes = state.minutes

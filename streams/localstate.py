@@ -57,8 +57,13 @@ class RocksPartition(MutableMapping[bytes, bytes]):
 
 
 def partition_data(store: Any, partition: int) -> MutableMapping[bytes, bytes]:
-    """The mapping holding ``partition``'s state (for the memory store: the shared dict)."""
-    return RocksPartition(store, partition) if is_rocksdb(store) else store
+    """The mapping holding ``partition``'s state. For Faust's memory store: the dict it keeps every
+    partition in, directly (its mapping interface adds a Python-level call per read, and a raised
+    KeyError per key it does not hold; it has no hooks on writes)."""
+    if is_rocksdb(store):
+        return RocksPartition(store, partition)
+    data = getattr(store, "data", None)
+    return data if type(data) is dict else store
 
 
 def partition_keys(store: Any, partition: int, home: Any) -> list[bytes]:

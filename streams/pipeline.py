@@ -25,13 +25,13 @@ from sinks.clickhouse import ActivitySink, AlertSink
 from sinks.kafka import dead_letter_key, dead_letter_record
 from streams.delivery import InFlight, OutRecord
 from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder
-from streams.engine import EPISODE_RULES, Outputs, RulesByApp, StateStore, UserPartition
+from streams.engine import EPISODE_RULES, Outputs, RulesByApp, StateStore, UserPartition, activity_rows
 from streams.flush import Flusher, FlushJob
-from streams.kafka_io import PartitionCache, device_topic, home_partition, reroute_topic
+from streams.kafka_io import PartitionCache, device_topic, reroute_topic
 from streams.localstate import is_rocksdb, partition_data, partition_keys
 from streams.metrics import Metrics
 from streams.ordering import InOrder
-from streams.routing import route
+from streams.routing import SLICE_BYTES, route, slices
 from streams.settings import Settings
 from streams.state import SEP, split_key
 
@@ -70,7 +70,8 @@ class Pipeline:
         self.metrics = metrics
         self.clock = clock
         self.rules = RulesByApp(settings)
-        self.home = PartitionCache(partitions)
+        self.home = PartitionCache(partitions)  # user id -> partition
+        self.device_home = PartitionCache(partitions)  # device key (app id, SEP, device id) -> partition
         self.users: dict[int, UserPartition] = {}
         self.devices: dict[int, DevicePartition] = {}
         self.assigned: set[int] = set()
@@ -229,23 +230,30 @@ class Pipeline:
     async def _user_batch(self, events: Sequence[Message]) -> None:
         async with self.lock:
             await self._build_partitions(events)
-            started = self.clock()
-            now_ms = int(started * 1000)
-            out = self.out
-            n_alerts = len(out.alerts)
-            for p, messages in route(events, now_ms, self.home, out).items():
-                up = self.users[p]
-                before = len(out.alerts)
-                up.apply(messages, out)
-                up.count_episodes(out.alerts[before:])
-            out.messages += len(events)
-            self.pending.extend(events)
-            self.faults.hit("batch")
-            self.batch_started.append(started)
-            self.metrics.processing.observe(self.clock() - started)
-            if len(out.alerts) > n_alerts:
-                await self._send_alerts(out.alerts[n_alerts:], started)
-        await self.maybe_flush()
+            for chunk in slices(events, SLICE_BYTES):
+                await self._user_slice(chunk)
+                # let the running flush job (and the consumer's commits) go on between slices: a
+                # fetch can hold a second of work, and a job needs several turns of the loop
+                await asyncio.sleep(0)
+                await self._maybe_flush_locked()
+
+    async def _user_slice(self, events: Sequence[Message]) -> None:
+        started = self.clock()
+        now_ms = int(started * 1000)
+        out = self.out
+        n_alerts = len(out.alerts)
+        for p, messages in route(events, now_ms, self.home, out).items():
+            up = self.users[p]
+            before = len(out.alerts)
+            up.apply(messages, out)
+            up.count_episodes(out.alerts[before:])
+        out.messages += len(events)
+        self.pending.extend(events)
+        self.faults.hit("batch")
+        self.batch_started.append(started)
+        self.metrics.processing.observe(self.clock() - started)
+        if len(out.alerts) > n_alerts:
+            await self._send_alerts(out.alerts[n_alerts:], started)
 
     async def _device_batch(self, events: Sequence[Message]) -> None:
         async with self.lock:
@@ -285,16 +293,19 @@ class Pipeline:
         batches go on being processed; past ``flush_max_rows`` buffered outputs processing waits
         for the running job (backpressure: a ClickHouse or Kafka outage holds the batch)."""
         async with self.lock:
-            if self.job is not None and not self.job.done():
-                if self.buffered() < self.settings.processing.flush_max_rows:
-                    return
-                self.metrics.flush_waits.inc()
-            await self._wait_job()
-            if self.flush_due():
-                job = self._take_job()
-                if job is not None:
-                    self.job = asyncio.ensure_future(self.flusher.run(job))
-                    self.job.add_done_callback(self._job_done)
+            await self._maybe_flush_locked()
+
+    async def _maybe_flush_locked(self) -> None:
+        if self.job is not None and not self.job.done():
+            if self.buffered() < self.settings.processing.flush_max_rows:
+                return
+            self.metrics.flush_waits.inc()
+        await self._wait_job()
+        if self.flush_due():
+            job = self._take_job()
+            if job is not None:
+                self.job = asyncio.ensure_future(self.flusher.run(job))
+                self.job.add_done_callback(self._job_done)
 
     async def flush(self) -> None:
         """Make everything processed so far durable and committed, and wait for it (a revoke, a
@@ -327,10 +338,10 @@ class Pipeline:
         records += [(dlq, dl.partition, dead_letter_key(dl.key), dead_letter_record(dl)) for dl in out.dead_letters]
         records += [(reroute, p, key, value) for p, key, value in out.reroutes]
         for (app_id, device_id, source), obs in out.device_obs.items():
-            key = f"{app_id}{SEP}{device_id}".encode()
+            device_key = f"{app_id}{SEP}{device_id}"
             wm = self.users[source].flushed_watermark if source in self.users else -1
             value = obs_encoder.encode(DeviceObservations(app_id, device_id, obs, source, wm))
-            records.append((devices, home_partition(key, self.partitions), key, value))
+            records.append((devices, self.device_home(device_key), device_key.encode(), value))
         # every user partition reports its watermark to every device partition, so the device
         # watermark (their minimum) advances even where a source had no device events
         for source, up in self.users.items():
@@ -339,14 +350,7 @@ class Pipeline:
                 beacon = obs_encoder.encode(DeviceObservations("", "", [], source, up.flushed_watermark))
                 records += [(devices, p, None, beacon) for p in range(self.partitions)]
         # ClickHouse rows: the changed (user, day) counters as the state holds them now
-        rows = []
-        users = self.users
-        for key, day, app_id, user_id, p in out.dirty_rows:
-            up = users.get(p)
-            state = up.store.get(key) if up is not None else None
-            counters = state.days.get(day) if state is not None else None
-            if counters is not None:
-                rows.append((app_id, user_id, day, *counters))
+        rows = activity_rows(out.dirty_rows, {p: up.store for p, up in self.users.items()})
         # changelogs
         changelog: list[OutRecord] = []
         users_cl, devices_cl = self.user_changelog, self.device_changelog

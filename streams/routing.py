@@ -9,7 +9,7 @@ that keyed it wrongly) is sent there through the reroute topic; its place in its
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from schemas.events import Event, decode_message
 from streams.engine import DeadLetter, MessageEvents, Outputs, event_json
@@ -21,6 +21,9 @@ class Record(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+R = TypeVar("R", bound=Record)
 
 
 def route(records: Sequence[Record], now_ms: int, home: Callable[[str], int], out: Outputs
@@ -52,3 +55,21 @@ def route(records: Sequence[Record], now_ms: int, home: Callable[[str], int], ou
             messages = per_partition[partition] = []
         messages.append((msg.topic, msg.offset, msg.key, kept))
     return per_partition
+
+
+SLICE_BYTES = 1 << 19  # a fetch is processed in slices of about this many bytes of messages
+
+
+def slices(messages: Sequence[R], limit: int) -> list[Sequence[R]]:
+    """``messages`` in consecutive slices, each ending with the message whose value brings it to
+    ``limit`` bytes (the last one may hold less)."""
+    out: list[Sequence[R]] = []
+    start = size = 0
+    for i, msg in enumerate(messages):
+        size += len(msg.value or b"")
+        if size >= limit:
+            out.append(messages[start : i + 1])
+            start, size = i + 1, 0
+    if start < len(messages):
+        out.append(messages[start:])
+    return out

@@ -113,6 +113,9 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
     # allocations between young-generation collections (Python's default is 700; 0 keeps it): the
     # engine allocates short-lived tuples by the million and the collector was its largest cost
     gc_gen0_threshold: int = 50_000
+    # how long a thread holds the GIL while another waits for it (Python's default is 5 ms): the
+    # consumer and the ClickHouse threads each wait that long per turn behind a busy engine
+    gil_switch_interval_ms: float = 1.0
 
     def __post_init__(self) -> None:
         if self.batch_max_messages < 1 or self.flush_max_rows < 1:
@@ -121,6 +124,8 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
             raise ConfigError("processing.sink_buffer_cap_rows must be >= flush_max_rows")
         if self.gc_gen0_threshold < 0:
             raise ConfigError("processing.gc_gen0_threshold must be >= 0")
+        if not 0 < self.gil_switch_interval_ms <= 100:
+            raise ConfigError("processing.gil_switch_interval_ms must be in (0, 100]")
         if self.store not in ("memory", "rocksdb"):
             raise ConfigError(f"processing.store must be memory or rocksdb, got {self.store!r}")
         if self.store == "rocksdb":

@@ -4,8 +4,9 @@ states encoded once per flush), the outputs collected between flushes, per-app r
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -88,6 +89,28 @@ class StateStore:
             out.append((key, raw))
         self.dirty.clear()
         return out
+
+
+def activity_rows(dirty_rows: Iterable[tuple[bytes, int, str, str, int]], stores: dict[int, StateStore]
+                  ) -> list[tuple[Any, ...]]:
+    """The ClickHouse rows of changed (user, day) counters, as the states hold them now:
+    (app id, user id, day, *counters)."""
+    states: dict[bytes, UserState] = {}
+    for store in stores.values():  # the changed states of every partition, in one map
+        states.update(store.dirty)
+    rows = []
+    append = rows.append
+    for key, day, app_id, user_id, p in dirty_rows:
+        state = states.get(key)
+        if state is None:  # unchanged (a replayed event re-writes its row): read it
+            store = stores.get(p)
+            state = store.get(key) if store is not None else None
+            if state is None:
+                continue
+        counters = state.days.get(day)
+        if counters is not None:
+            append((app_id, user_id, day, *counters))
+    return rows
 
 
 def meta_key(partition: int) -> bytes:

@@ -1,0 +1,69 @@
+"""A fetch's records decoded and routed to the partitions of their users (streams/routing.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from streams.engine import Outputs
+from streams.kafka_io import PartitionCache
+from streams.routing import route, slices
+
+NOW = 1_790_000_000_000
+PARTITIONS = 8
+home = PartitionCache(PARTITIONS)
+
+
+@dataclass
+class Rec:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def event(event_id: str, user: str) -> dict[str, object]:
+    return {"event_id": event_id, "user_id": user, "type": "view", "ts": NOW - 1000}
+
+
+def users_on(partition: int, n: int) -> list[str]:
+    found = [u for u in (f"user-{i}" for i in range(1000)) if home(u) == partition]
+    return found[:n]
+
+
+def test_a_batch_message_keeps_its_events_in_place_and_sends_a_mis_keyed_one_to_its_partition() -> None:
+    (mine,) = users_on(3, 1)
+    (other,) = users_on(5, 1)
+    value = orjson.dumps([event("a", mine), event("b", other), event("c", mine)])
+    out = Outputs()
+    routed = route([Rec("ev", 3, 7, mine.encode(), value)], NOW, home, out)
+    assert list(routed) == [3]
+    [(topic, offset, key, events)] = routed[3]
+    assert (topic, offset, key) == ("ev", 7, mine.encode())
+    # the event that left keeps its index: "c" is still the third event (its replay position)
+    assert [e.event_id if e is not None else None for e in events] == ["a", None, "c"]
+    [(partition, reroute_key, reroute_value)] = out.reroutes
+    assert (partition, reroute_key) == (5, other.encode())
+    assert orjson.loads(reroute_value)["event_id"] == "b"
+    assert out.outcomes[("default", "rerouted")] == 1
+
+
+def test_invalid_events_become_dead_letters_with_their_source_position() -> None:
+    (mine,) = users_on(1, 1)
+    out = Outputs()
+    routed = route([Rec("ev", 1, 4, None, b"{not json"), Rec("ev", 1, 5, None, orjson.dumps(event("x", mine)))],
+                   NOW, home, out)
+    assert [(o, [e.event_id for e in evs if e]) for _t, o, _k, evs in routed[1]] == [(4, []), (5, ["x"])]
+    [dead] = out.dead_letters
+    assert (dead.topic, dead.partition, dead.offset, dead.invalid.reason) == ("ev", 1, 4, "not_json")
+    assert out.outcomes[("", "invalid:not_json")] == 1
+
+
+def test_slices_cover_every_message_once_in_order() -> None:
+    recs = [Rec("ev", 0, i, None, b"x" * size) for i, size in enumerate([3, 3, 3, 10, 1, 0, 2])]
+    parts = slices(recs, 6)
+    assert [[r.offset for r in part] for part in parts] == [[0, 1], [2, 3], [4, 5, 6]]
+    assert slices([], 6) == []
+    assert [len(p) for p in slices(recs, 1 << 20)] == [7]
