@@ -188,6 +188,10 @@ class UserPartition(WatermarkActions):
         obs_day = NONE
         st = meta.stream_time
         wm = NONE if st == NONE else st - lateness
+        wm_day = wm // DAY_MS
+        # the run's counters of one day, in locals (day NONE: none held), written back when the day
+        # or the user changes and before the watermark fires anything
+        cday = n = logins = payments = amount = posts = social = complaints = NONE
         for topic, offset, msg_key, events in messages:
             src = 1 if topic == reroute else 0
             base = offset * MAX_BATCH
@@ -203,8 +207,12 @@ class UserPartition(WatermarkActions):
                     meta.stream_time = st = ts
                     self.meta_dirty = True
                     wm = ts - lateness
+                    wm_day = wm // DAY_MS
                     if (wm >= self.next_day_end or wm >= ix_short.next_at or wm >= ix_inter.next_at
                             or wm >= ix_long.next_at):
+                        if cday != NONE:
+                            state.days[cday] = (n, logins, payments, amount, posts, social, complaints)
+                            cday = NONE
                         if moved:
                             end_run(key, app_id, state, moved, off_events, off_reroute)
                             moved = 0
@@ -224,7 +232,7 @@ class UserPartition(WatermarkActions):
                     long_ms = R.absence_period_ms(A.NO_LOGIN_LONG, rules)
                     inter_ms = R.absence_period_ms(A.NO_INTERACTION, rules)
                 day = ts // DAY_MS
-                if day < wm // DAY_MS - retention:
+                if day < wm_day - retention:
                     inv = Invalid(
                         Reason.BEYOND_RETENTION,
                         f"event older than the state retention of {retention} days",
@@ -236,6 +244,9 @@ class UserPartition(WatermarkActions):
                     continue
                 u = event.user_id
                 if u != user_id or a != app_id:
+                    if cday != NONE:
+                        state.days[cday] = (n, logins, payments, amount, posts, social, complaints)
+                        cday = NONE
                     if moved:
                         end_run(key, app_id, state, moved, off_events, off_reroute)
                         moved = 0
@@ -276,7 +287,7 @@ class UserPartition(WatermarkActions):
                         row_key, row_day = key, day
                     continue
                 moved |= RUN_APPLIED
-                late = prev_wm != NONE and ts < prev_wm
+                late = ts < prev_wm  # never before the first watermark (NONE < any valid ts)
                 if late:
                     late_events += 1
                 else:
@@ -289,7 +300,12 @@ class UserPartition(WatermarkActions):
                     ids[h] = hour
                 # ---- counters, episodes, burst minute, device observation
                 # a day's counters are a tuple (replaced, not mutated): the collector stops tracking it
-                n, logins, payments, amount, posts, social, complaints = state.days.get(day, NO_COUNTS)
+                if day != cday:
+                    if cday != NONE:
+                        state.days[cday] = (n, logins, payments, amount, posts, social, complaints)
+                    cday = day
+                    n, logins, payments, amount, posts, social, complaints = state.days.get(day, NO_COUNTS)
+                n += 1
                 etype = event.type
                 slot = TYPE_COUNTER.get(etype)
                 if slot is not None:
@@ -304,7 +320,6 @@ class UserPartition(WatermarkActions):
                         social += 1
                     else:
                         complaints += 1
-                state.days[day] = (n + 1, logins, payments, amount, posts, social, complaints)
                 # a deadline index is written at the run's end, unless the deadline would come before
                 # the earliest one indexed (``early``): the next stream-time step must see it
                 early = False
@@ -350,7 +365,7 @@ class UserPartition(WatermarkActions):
                     state.last_active_day = day
                     moved |= RUN_ACTIVE
                 device = event.device_id
-                if device is not None and day >= wm // DAY_MS - DEVICE_LATE_DAYS and not (
+                if device is not None and day >= wm_day - DEVICE_LATE_DAYS and not (
                     day == obs_day and device == obs_device and u == obs_user and a == obs_app
                 ):  # the device stage counts distinct users: a repeat of the last observation adds nothing
                     obs = device_obs.get((a, device, partition))
@@ -361,6 +376,8 @@ class UserPartition(WatermarkActions):
                 if day != row_day or key is not row_key:
                     dirty_rows.add((key, day, a, u, partition))
                     row_key, row_day = key, day
+        if cday != NONE:
+            state.days[cday] = (n, logins, payments, amount, posts, social, complaints)
         if moved:
             end_run(key, app_id, state, moved, off_events, off_reroute)
         self.position = position_max

@@ -102,7 +102,7 @@ class KafkaSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     batch_max_messages: int = 5000  # most messages one fetch hands over (Kafka max.poll.records)
     flush_interval_s: float = 1.0
-    flush_max_rows: int = 100_000
+    flush_max_rows: int = 250_000
     sink_buffer_cap_rows: int = 500_000
     sink_retry_initial_s: float = 0.2
     sink_retry_max_s: float = 10.0

@@ -169,7 +169,7 @@ def scrape(deployment: Deployment, port: int) -> str:
 
 def test_clickhouse_unavailable_pauses_commits_nothing_then_exactly_once(deployment: Deployment,
                                                                           tmp_path: Path) -> None:
-    cap = 200_000
+    cap = 300_000  # >= flush_max_rows (250k by default)
     history, partitions = prepare(deployment, tmp_path, seed=23, events=30_000, sink_buffer_cap_rows=cap)
     topic = deployment.settings.events_topic
 
