@@ -35,23 +35,9 @@ STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
 
 
 def build_states(users: int, partitions: int) -> list[tuple[int, bytes, bytes]]:
-    from schemas.events import Event
-    from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
+    from bench.states import day_of_activity
 
-    data: dict[bytes, bytes] = {}
-    part = UserPartition(0, StateStore(data), RulesByApp(load_settings(env={})))
-    t0 = 1_767_225_600_000
-    batch = []
-    for i in range(users):
-        uid = f"user-{i:08d}"
-        for j, etype in enumerate(("login", "view", "like", "view", "comment")):
-            batch.append((Event(f"{uid}-{j}", uid, etype, t0 + i % 86_400_000 + j * 1000), "t", 0, i * 8 + j, None, 0))
-        if len(batch) >= 50_000:
-            part.apply(batch, Outputs())
-            part.drain()
-            batch = []
-    part.apply(batch, Outputs())
-    part.drain()
+    data = day_of_activity(users)
     home = PartitionCache(partitions)
     return [(home(split_key(k)[1]), k, v) for k, v in data.items() if k[:1] != b"\x00"]
 

@@ -281,25 +281,9 @@ def measure_latency(shape: str, bootstrap: str, partitions: int, rate: float, se
 
 def state_bytes_per_user(users: int) -> dict[str, float]:
     """Encoded state bytes per tracked user after a realistic day of activity, at ``users`` users."""
-    from schemas.events import Event
-    from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
+    from bench.states import day_of_activity
 
-    data: dict[bytes, bytes] = {}
-    part = UserPartition(0, StateStore(data), RulesByApp(load_settings(env={})))
-    out = Outputs()
-    t0 = 1_767_225_600_000
-    batch = []
-    for i in range(users):
-        uid = f"user-{i:08d}"
-        for j, etype in enumerate(("login", "view", "like", "view", "comment")):
-            batch.append((Event(f"{uid}-{j}", uid, etype, t0 + i % 86_400_000 + j * 1000), "t", 0, i * 8 + j, None, 0))
-        if len(batch) >= 50_000:
-            part.apply(batch, out)
-            part.drain()
-            out.clear()
-            batch = []
-    part.apply(batch, out)
-    part.drain()
+    data = day_of_activity(users)
     encoded = sum(len(v) for k, v in data.items() if k[:1] != b"\x00")
     keys = sum(len(k) for k in data if k[:1] != b"\x00")
     return {"users": users, "state_bytes_per_user": encoded / users, "key_bytes_per_user": keys / users}
