@@ -15,7 +15,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
@@ -32,18 +31,11 @@ from streams.localstate import is_rocksdb, partition_data, partition_keys
 from streams.metrics import Metrics
 from streams.ordering import InOrder
 from streams.routing import SLICE_BYTES, route, slices
+from streams.routing import Record as Message
 from streams.settings import Settings
 from streams.state import SEP, split_key
 
 log = logging.getLogger("vitals.pipeline")
-
-
-class Message(Protocol):
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 class Pipeline:
