@@ -133,17 +133,22 @@ def digest(run: Run) -> str:
     return h.hexdigest()[:16]
 
 
-def history_for(shape: str, events: int, users: int, days: int, partitions: int, seed: int) -> History:
+def history_for(shape: str, events: int, users: int, days: int, partitions: int, seed: int,
+                window_min: float = 0) -> History:
+    """As ``bench.run``'s: the batch shape holds up to 100 events of a user per message, until full
+    (``window_min`` 0) or that many minutes old."""
+    window = 1 << 62 if window_min <= 0 else int(window_min * 60_000)
     cfg = GenConfig(users=users, days=days, events=events, seed=seed, batch=100 if shape == "batch" else 1,
-                    partitions=partitions, invalid_rate=0.0005, batch_window_ms=1 << 62)
+                    partitions=partitions, invalid_rate=0.0005, batch_window_ms=window)
     return generate(cfg)
 
 
 def measure(shape: str, args: argparse.Namespace, profile: Callable[[Callable[[], Run]], Run] | None = None
             ) -> dict[str, Any]:
-    history = history_for(shape, args.events, args.users, args.days, args.partitions, args.seed)
+    history = history_for(shape, args.events, args.users, args.days, args.partitions, args.seed, args.batch_window_min)
     messages = kafka_messages(history)
     n_events = history.n_events
+    behind = history.behind_watermark(load_settings(env={}).rules.allowed_lateness_s * 1000)
     cfg = history.config
     del history
     default_thresholds = gc.get_threshold()
@@ -170,6 +175,7 @@ def measure(shape: str, args: argparse.Namespace, profile: Callable[[Callable[[]
         "shape": shape,
         "messages": len(messages),
         "events": n_events,
+        "behind_watermark": behind,
         "users": users_tracked,
         "us_per_event": {k: v / n_events * 1e6 for k, v in best.seconds.items()},
         "us_per_event_total": total / n_events * 1e6,
@@ -193,6 +199,8 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--shapes", default="batch,single")
+    parser.add_argument("--batch-window-min", type=float, default=0,
+                        help="batch shape: a user's batch is sent when full or this many minutes old (0: when full)")
     parser.add_argument("--batch-messages", type=int, default=5000, help="messages per on_user_batch call")
     parser.add_argument("--flush-events", type=int, default=100_000, help="events between flushes (~1 s at target)")
     parser.add_argument("--repeat", type=int, default=3, help="passes per shape (fresh state each); best reported")
@@ -218,6 +226,8 @@ def main() -> int:
         r = results[shape]
         print(f"{shape:<8}{r['events']:>10,}{r['users']:>8,}" + "".join(f"{r['us_per_event'][s]:>9.2f}" for s in STAGES)
               + f"{r['us_per_event_total']:>10.2f}{r['events_per_s']:>11,.0f}  {r['digest']}")
+        print(f"        {r['events'] / r['messages']:.1f} events per message, {100 * r['behind_watermark']:.1f}% "
+              "behind the watermark")
         print(f"        alerts {r['alerts']:,}, rows {r['rows']:,}, changelog {r['changelog_records']:,} records "
               f"({r['changelog_bytes_per_record']:.0f} B avg), {r['flushes']} flushes, outcomes {r['outcomes']}")
     if args.json:

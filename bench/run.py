@@ -1,10 +1,10 @@
 """vitals benchmark: ceiling, floor, naive, peer (Quix Streams), vitals and two vitals workers in one
 consumer group on the same generated history, on the local real Kafka, in two input shapes (batch:
-100 events of one user per message; single), then the event-to-alert latency of vitals at half its
+up to 100 events of one user per message; single), then the event-to-alert latency of vitals at half its
 measured throughput.
 
     python -m bench.run [--events 2000000 --users 200000 --partitions 8] [--shapes batch,single]
-                        [--naive-events 100000] [--latency-seconds 30] [--no-workers-line]
+                        [--batch-window-min 0] [--naive-events 100000] [--latency-seconds 30] [--no-workers-line]
                         [--json bench/results/latest.json]
 
 Prints a table and writes the figures as JSON. Every figure is measured in this run.
@@ -35,9 +35,10 @@ from streams.cli import _prestart
 from streams.generator import GenConfig, History, generate
 from streams.produce import produce_history
 from streams.runner import lag_by_partition
-from streams.settings import load_settings
+from streams.settings import RuleSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
+LATENESS_MS = RuleSettings().allowed_lateness_s * 1000  # the workers' (default) watermark lag
 
 
 def _env(bootstrap: str, app_id: str, topic: str, data: Path) -> dict[str, str]:
@@ -296,6 +297,9 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--shapes", default="batch,single")
+    parser.add_argument("--batch-window-min", type=float, default=0,
+                        help="batch shape: the SDK sends a user's batch when full or this many minutes old "
+                             "(default 0: when full, or at the history's end)")
     parser.add_argument("--naive-events", type=int, default=100_000)
     parser.add_argument("--state-users", type=int, default=1_000_000)
     parser.add_argument("--latency-seconds", type=float, default=30, help="0 skips the latency phase")
@@ -310,12 +314,19 @@ def main() -> int:
     results: dict[str, object] = {"config": vars(args)}
     try:
         for shape in args.shapes.split(","):
-            # batch shape: exactly 100 events of one user per message (the user's next 100 events)
+            # batch shape: up to 100 events of one user per message, held until full (an unbounded
+            # SDK window, the default) or for --batch-window-min: with ~10-20 events per user in
+            # the history, an unbounded window holds a user's days, most of them behind the watermark
+            window = 1 << 62 if args.batch_window_min <= 0 else int(args.batch_window_min * 60_000)
             cfg = GenConfig(users=args.users, days=args.days, events=args.events, seed=42,
                             batch=100 if shape == "batch" else 1, partitions=args.partitions, invalid_rate=0.0005,
-                            batch_window_ms=1 << 62)
+                            batch_window_ms=window)
             history = generate(cfg)
-            print(f"[{shape}] {history.n_events:,} events in {len(history.messages):,} messages", file=sys.stderr)
+            behind = history.behind_watermark(LATENESS_MS)
+            print(f"[{shape}] {history.n_events:,} events in {len(history.messages):,} messages, "
+                  f"{100 * behind:.1f}% behind the watermark", file=sys.stderr)
+            results[f"{shape}_history"] = {"events": history.n_events, "messages": len(history.messages),
+                                           "behind_watermark": behind}
             results[shape] = measure_shape(shape, history, bootstrap, args.partitions, args.naive_events, work,
                                            args.workers_line)
             if args.latency_seconds > 0:
@@ -328,6 +339,10 @@ def main() -> int:
         localkafka.stop(work / "kafka")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
+    for shape in args.shapes.split(","):
+        h = results[f"{shape}_history"]
+        print(f"{shape}: {h['events']:,} events in {h['messages']:,} messages ({h['events'] / h['messages']:.1f} per "  # type: ignore[index]
+              f"message), {100 * h['behind_watermark']:.1f}% of them behind the watermark")  # type: ignore[index]
     print(f"\n{'shape':<8}{'run':<10}{'events/s':>12}{'cpu s/M ev':>12}{'peak MB':>10}{'vitals x':>10}")
     for shape in args.shapes.split(","):
         for name, r in results[shape].items():  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ unkeyed or mis-keyed messages, and invalid payloads with known reasons.
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -65,6 +66,24 @@ class History:
     @property
     def n_events(self) -> int:
         return sum(1 for m in self.messages for _ in _events_of(m.value))
+
+    def behind_watermark(self, lateness_ms: int) -> float:
+        """The share of events that arrive below their partition's watermark (stream time, the
+        largest ``ts`` delivered before on the message's partition, minus ``lateness_ms``)."""
+        stream_time: dict[int, int] = {}
+        behind = total = 0
+        for m in self.messages:
+            st = stream_time.get(m.partition, -1)
+            for ev in _events_of(m.value):
+                ts = ev.get("ts") if isinstance(ev, dict) else None
+                if not isinstance(ts, int):
+                    continue
+                total += 1
+                if st >= 0 and ts < st - lateness_ms:
+                    behind += 1
+                st = max(st, ts)
+            stream_time[m.partition] = st
+        return behind / total if total else 0.0
 
 
 def _events_of(value: bytes) -> list[object]:
@@ -197,18 +216,29 @@ def _deliver(events: list[dict[str, object]], cfg: GenConfig, rng: random.Random
         for sort_ts, _, ev in keyed:
             msgs.append(_message([ev], sort_ts, cfg, rng))
     else:
-        open_batches: dict[str, tuple[int, list[dict[str, object]]]] = {}
-        for sort_ts, _, ev in keyed:
+        # an SDK sends a user's batch when it is full or when its first event is batch_window_ms old
+        window = cfg.batch_window_ms
+        open_batches: dict[str, tuple[int, int, list[dict[str, object]]]] = {}  # user: (first, id, events)
+        expiring: list[tuple[int, int, str]] = []  # (send time, id, user) of the open batches
+        end = keyed[-1][0] if keyed else 0
+        for n, (sort_ts, _, ev) in enumerate(keyed):
+            while expiring and expiring[0][0] < sort_ts:
+                due, batch_id, user = heapq.heappop(expiring)
+                opened = open_batches.get(user)
+                if opened is not None and opened[1] == batch_id:  # not sent since (full)
+                    msgs.append(_message(opened[2], due, cfg, rng))
+                    del open_batches[user]
             user = str(ev["user_id"])
-            first, batch = open_batches.get(user, (sort_ts, []))
-            batch.append(ev)
-            if len(batch) >= cfg.batch or sort_ts - first > cfg.batch_window_ms:
-                msgs.append(_message(batch, sort_ts, cfg, rng))
-                open_batches.pop(user, None)
-            else:
-                open_batches[user] = (first, batch)
-        for first, batch in open_batches.values():
-            msgs.append(_message(batch, first, cfg, rng))
+            opened = open_batches.get(user)
+            if opened is None:
+                opened = open_batches[user] = (sort_ts, n, [])
+                heapq.heappush(expiring, (min(sort_ts + window, end), n, user))
+            opened[2].append(ev)
+            if len(opened[2]) >= cfg.batch:
+                msgs.append(_message(opened[2], sort_ts, cfg, rng))
+                del open_batches[user]
+        for first, _, batch in open_batches.values():  # sent at the window's end, or the history's
+            msgs.append(_message(batch, min(first + window, end), cfg, rng))
         msgs.sort(key=lambda m: m.sort_ts)
     out: list[Message] = []
     for m in msgs:
