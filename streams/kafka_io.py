@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import struct
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -20,16 +21,41 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
     UnsupportedSaslMechanismError,
 )
-from aiokafka.partitioner import murmur2
 
 from streams.settings import ConfigError, KafkaSettings, Settings
 
 Record = tuple[int, bytes | None, bytes]  # (partition, key, value)
 
 
+_WORDS = [struct.Struct(f"<{n}I").unpack_from for n in range(64)]
+
+
+def murmur2_32(data: bytes) -> int:
+    """Kafka's murmur2 (unsigned), as ``aiokafka.partitioner.murmur2`` computes it, about twice as
+    fast: the 4-byte words unpacked at once, fewer masks."""
+    length = len(data)
+    m = 0x5BD1E995
+    h = 0x9747B28C ^ length
+    words = length >> 2
+    for k in _WORDS[words](data) if words < 64 else struct.unpack_from(f"<{words}I", data):
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ (((k ^ (k >> 24)) * m) & 0xFFFFFFFF)
+    extra = length & 3
+    if extra:
+        tail = length - extra
+        if extra == 3:
+            h ^= data[tail + 2] << 16
+        if extra >= 2:
+            h ^= data[tail + 1] << 8
+        h = ((h ^ data[tail]) * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
 def home_partition(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2, as the Java client and aiokafka)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return (murmur2_32(key) & 0x7FFFFFFF) % partitions
 
 
 class PartitionCache:
