@@ -39,7 +39,7 @@ class Traffic:
     """Message values for one shape: background and probes, event times at the wall clock."""
 
     def __init__(self, shape: str, partitions: int) -> None:
-        self.batch = shape == "batch"
+        self.batch = shape != "single"
         self.partitions = partitions
         self.seq = itertools.count()
         self.users = itertools.cycle(range(POOL))

@@ -1,10 +1,11 @@
 """vitals benchmark: ceiling, floor, naive, peer (Quix Streams), vitals and two vitals workers in one
-consumer group on the same generated history, on the local real Kafka, in two input shapes (batch:
-up to 100 events of one user per message; single), then the event-to-alert latency of vitals at half its
+consumer group on the same generated history, on the local real Kafka, in input shapes (batch: up
+to 100 events of one user per message, held until full; single; optional sdk: batches sent when full
+or 30 minutes old, see ``bench.engine.SHAPES``), then the event-to-alert latency of vitals at half its
 measured throughput.
 
-    python -m bench.run [--events 2000000 --users 200000 --partitions 8] [--shapes batch,single]
-                        [--batch-window-min 0] [--naive-events 100000] [--latency-seconds 30] [--no-workers-line]
+    python -m bench.run [--events 2000000 --users 200000 --partitions 8] [--shapes batch,single,sdk]
+                        [--naive-events 100000] [--latency-seconds 30] [--no-workers-line]
                         [--json bench/results/latest.json]
 
 Prints a table and writes the figures as JSON. Every figure is measured in this run.
@@ -29,10 +30,11 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.engine import SHAPES, history_for
 from bench.latency import latency_phase
 from streams import localkafka
 from streams.cli import _prestart
-from streams.generator import GenConfig, History, generate
+from streams.generator import History
 from streams.produce import produce_history
 from streams.runner import lag_by_partition
 from streams.settings import RuleSettings, load_settings
@@ -296,10 +298,8 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--partitions", type=int, default=8)
-    parser.add_argument("--shapes", default="batch,single")
-    parser.add_argument("--batch-window-min", type=float, default=0,
-                        help="batch shape: the SDK sends a user's batch when full or this many minutes old "
-                             "(default 0: when full, or at the history's end)")
+    parser.add_argument("--shapes", default="batch,single",
+                        help=f"of {','.join(SHAPES)} (sdk: up to 100 events per message, sent when full or 30 min old)")
     parser.add_argument("--naive-events", type=int, default=100_000)
     parser.add_argument("--state-users", type=int, default=1_000_000)
     parser.add_argument("--latency-seconds", type=float, default=30, help="0 skips the latency phase")
@@ -314,14 +314,7 @@ def main() -> int:
     results: dict[str, object] = {"config": vars(args)}
     try:
         for shape in args.shapes.split(","):
-            # batch shape: up to 100 events of one user per message, held until full (an unbounded
-            # SDK window, the default) or for --batch-window-min: with ~10-20 events per user in
-            # the history, an unbounded window holds a user's days, most of them behind the watermark
-            window = 1 << 62 if args.batch_window_min <= 0 else int(args.batch_window_min * 60_000)
-            cfg = GenConfig(users=args.users, days=args.days, events=args.events, seed=42,
-                            batch=100 if shape == "batch" else 1, partitions=args.partitions, invalid_rate=0.0005,
-                            batch_window_ms=window)
-            history = generate(cfg)
+            history = history_for(shape, args.events, args.users, args.days, args.partitions, 42)
             behind = history.behind_watermark(LATENESS_MS)
             print(f"[{shape}] {history.n_events:,} events in {len(history.messages):,} messages, "
                   f"{100 * behind:.1f}% behind the watermark", file=sys.stderr)
