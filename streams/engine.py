@@ -228,9 +228,7 @@ class UserPartition(WatermarkActions):
                     retention = rules.retention_days_needed
                     horizon_ms = rules.dedup_horizon_s * 1000
                     burst = rules.burst_events_per_minute
-                    short_ms = R.absence_period_ms(A.NO_LOGIN_SHORT, rules)
-                    long_ms = R.absence_period_ms(A.NO_LOGIN_LONG, rules)
-                    inter_ms = R.absence_period_ms(A.NO_INTERACTION, rules)
+                    short_ms, long_ms, inter_ms = rules_for.periods(a)
                 day = ts // DAY_MS
                 if day < wm_day - retention:
                     inv = Invalid(
@@ -397,10 +395,7 @@ class UserPartition(WatermarkActions):
             return
         self.touched.add(key)
         if moved & RUN_DEADLINES:
-            rules = self.rules(app_id or "")
-            self._set_deadlines(key, state, moved, R.absence_period_ms(A.NO_LOGIN_SHORT, rules),
-                                R.absence_period_ms(A.NO_LOGIN_LONG, rules),
-                                R.absence_period_ms(A.NO_INTERACTION, rules))
+            self._set_deadlines(key, state, moved, *self.rules.periods(app_id or ""))
         if moved & RUN_ACTIVE:
             self.last_active.touch(key, state.last_active_day)
 

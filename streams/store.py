@@ -10,8 +10,10 @@ from typing import Any
 
 import orjson
 
+from schemas import alerts as A
 from schemas.alerts import Alert
 from schemas.events import Event, Invalid
+from streams import rules as R
 from streams.deepjson import dumps_deep
 from streams.settings import RuleSettings, Settings
 from streams.state import NONE, UserState, decode_user, encode
@@ -141,6 +143,7 @@ class RulesByApp:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._cache: dict[str, RuleSettings] = {}
+        self._periods: dict[str, tuple[int, int, int]] = {}
         self.lateness_ms = settings.rules.allowed_lateness_s * 1000
 
     def __call__(self, app_id: str) -> RuleSettings:
@@ -148,6 +151,18 @@ class RulesByApp:
         if rules is None:
             rules = self._cache[app_id] = self._settings.rules_for(app_id)
         return rules
+
+    def periods(self, app_id: str) -> tuple[int, int, int]:
+        """The app's absence periods in ms: no login (short), no login (long), no interaction."""
+        periods = self._periods.get(app_id)
+        if periods is None:
+            rules = self(app_id)
+            periods = self._periods[app_id] = (
+                R.absence_period_ms(A.NO_LOGIN_SHORT, rules),
+                R.absence_period_ms(A.NO_LOGIN_LONG, rules),
+                R.absence_period_ms(A.NO_INTERACTION, rules),
+            )
+        return periods
 
     @property
     def max_dedup_ms(self) -> int:
