@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from sinks.base import RetryPolicy
+from streams.kafka_io import home_partition
 
 # topic, partition (None: the producer's partitioner on the key), key, value
 OutRecord = tuple[str, int | None, bytes | None, bytes]
@@ -55,15 +56,24 @@ class InFlight:
 
 async def send_records(producer: AIOKafkaProducer, records: Sequence[OutRecord]) -> InFlight:
     """Hand records to the producer in per-partition batches; a send that raises a retriable
-    error leaves its records in the result without a future, to be re-sent by :func:`deliver`."""
+    error leaves its records in the result without a future, to be re-sent by :func:`deliver`.
+    A keyed record without a partition goes where the producer's default partitioner would put
+    it (murmur2 of the key over the topic's partitions), in a batch: ``producer.send`` costs
+    several times more per record (alerts are sent this way, one to a few per user run)."""
     inflight = InFlight()
     grouped: dict[tuple[str, int], list[OutRecord]] = defaultdict(list)
+    counts: dict[str, int] = {}  # partitions per topic, from the producer's metadata
     for record in records:
-        topic, partition = record[0], record[1]
+        topic, partition, key = record[0], record[1], record[2]
         if partition is None:
-            await _send_one(producer, record, inflight)
-        else:
-            grouped[(topic, partition)].append(record)
+            n = counts.get(topic, 0) if key is not None else 0
+            if not n and key is not None:
+                n = counts[topic] = await _partition_count(producer, topic)
+            if not n:  # unkeyed, or no metadata (the send fails and is retried by ``deliver``)
+                await _send_one(producer, record, inflight)
+                continue
+            partition = home_partition(key, n)  # type: ignore[arg-type]
+        grouped[(topic, partition)].append(record)
     for (topic, partition), group in grouped.items():
         batch = producer.create_batch()
         in_batch: list[OutRecord] = []
@@ -79,6 +89,16 @@ async def send_records(producer: AIOKafkaProducer, records: Sequence[OutRecord])
         if in_batch:
             await _send_batch(producer, batch, topic, partition, in_batch, inflight)
     return inflight
+
+
+async def _partition_count(producer: AIOKafkaProducer, topic: str) -> int:
+    """The topic's partition count as the producer knows it (0 if it cannot learn it now)."""
+    try:
+        return len(await producer.partitions_for(topic))
+    except KafkaError as exc:
+        if not retriable(exc):
+            raise
+        return 0
 
 
 async def _send_batch(

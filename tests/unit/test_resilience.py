@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, NodeNotReadyError
+from aiokafka.partitioner import murmur2
 
 from sinks.base import RetryPolicy
 from streams.delivery import InFlight, OutRecord, deliver, retriable
@@ -65,12 +66,17 @@ def test_retriable_by_type() -> None:
 class FlakyProducer:
     """A producer whose first ``fail`` sends are refused by a (pretend-)absent broker."""
 
-    def __init__(self, fail: int) -> None:
+    def __init__(self, fail: int, partitions: int = 3) -> None:
         self.fail = fail
+        self.partitions = partitions
         self.delivered: list[bytes] = []
+        self.placed: dict[bytes, int] = {}  # value -> partition, of what was delivered
 
     def create_batch(self) -> Any:
         return Batch()
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
 
     async def send_batch(self, batch: Batch, topic: str, partition: int) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -79,6 +85,7 @@ class FlakyProducer:
             fut.set_exception(NodeNotReadyError())
         else:
             self.delivered += batch.values
+            self.placed.update(dict.fromkeys(batch.values, partition))
             fut.set_result(None)
         return fut
 
@@ -103,6 +110,8 @@ class Batch:
 def test_deliver_resends_failed_batches_until_acknowledged() -> None:
     from streams.delivery import send_records
 
+    placed: dict[bytes, int] = {}
+
     async def run() -> tuple[list[bytes], list[int]]:
         producer = FlakyProducer(fail=3)
         records: list[OutRecord] = [("t", i % 2, None, b"%d" % i) for i in range(6)] + [("a", None, b"k", b"alert")]
@@ -113,11 +122,15 @@ def test_deliver_resends_failed_batches_until_acknowledged() -> None:
             return producer
 
         await deliver(get, inflight, RetryPolicy(0.001, 0.002), on_retry=lambda a, e: retries.append(a))
+        placed.update(producer.placed)
         return producer.delivered, retries
 
     delivered, retries = asyncio.run(run())
     assert sorted(delivered) == sorted([b"%d" % i for i in range(6)] + [b"alert"])  # each once
     assert retries and retries[0] == 0
+    # a keyed record without a partition goes where Kafka's default partitioner puts its key
+    assert placed[b"alert"] == (murmur2(b"k") & 0x7FFFFFFF) % 3
+    assert placed[b"3"] == 1
 
 
 def test_deliver_raises_when_stopping_with_undelivered_records() -> None:
