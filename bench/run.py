@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -322,6 +323,10 @@ def main() -> int:
                                            "behind_watermark": behind}
             results[shape] = measure_shape(shape, history, bootstrap, args.partitions, args.naive_events, work,
                                            args.workers_line)
+            # a 4M-message history holds ~20 GB at its peak: free it before the latency worker and
+            # the next shape's history (a run of three shapes was killed by the OOM killer)
+            del history
+            gc.collect()
             if args.latency_seconds > 0:
                 rate = results[shape]["vitals"]["events_per_s"] / 2  # type: ignore[index]
                 print(f"[{shape}] latency at {rate:,.0f} events/s...", file=sys.stderr)
