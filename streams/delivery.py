@@ -65,14 +65,14 @@ async def send_records(producer: AIOKafkaProducer, records: Sequence[OutRecord])
     counts: dict[str, int] = {}  # partitions per topic, from the producer's metadata
     for record in records:
         topic, partition, key = record[0], record[1], record[2]
-        if partition is None:
-            n = counts.get(topic, 0) if key is not None else 0
-            if not n and key is not None:
-                n = counts[topic] = await _partition_count(producer, topic)
-            if not n:  # unkeyed, or no metadata (the send fails and is retried by ``deliver``)
-                await _send_one(producer, record, inflight)
-                continue
-            partition = home_partition(key, n)  # type: ignore[arg-type]
+        if partition is None and key is not None:
+            if topic not in counts:  # asked once per topic and call, also when it fails
+                counts[topic] = await _partition_count(producer, topic)
+            if counts[topic]:
+                partition = home_partition(key, counts[topic])
+        if partition is None:  # unkeyed, or no metadata (the send fails and is retried by ``deliver``)
+            await _send_one(producer, record, inflight)
+            continue
         grouped[(topic, partition)].append(record)
     for (topic, partition), group in grouped.items():
         batch = producer.create_batch()
