@@ -112,27 +112,39 @@ class UserState(msgspec.Struct, array_like=True, gc=False):
 
     def prune(self, watermark: int, keep_days: int, dedup_horizon_ms: int, lateness_ms: int) -> None:
         """Drop what no rule or dedup check can need any more (deterministic in the watermark)."""
-        oldest_day = watermark // DAY_MS - keep_days
+        self.prune_below(*prune_cutoffs(watermark, keep_days, dedup_horizon_ms, lateness_ms))
+
+    def prune_below(self, day: int, hour: int, minute: int, burst_day: int) -> None:
+        """:meth:`prune` with its cutoffs computed once for many states (``prune_cutoffs``):
+        counters of days before ``day``, event ids kept until before ``hour``, burst minutes before
+        ``minute``, burst days before ``burst_day``."""
         days = self.days
-        if days and min(days) < oldest_day:
-            self.days = {d: c for d, c in days.items() if d >= oldest_day}
+        if days and min(days) < day:
+            self.days = {d: c for d, c in days.items() if d >= day}
         ids = self.ids
         if ids:
-            oldest = (watermark - dedup_horizon_ms) // HOUR_MS - self.ids_base
+            oldest = hour - self.ids_base
             if min(ids.values()) < oldest:
-                kept = {h: hour for h, hour in ids.items() if hour >= oldest}
+                kept = {h: until for h, until in ids.items() if until >= oldest}
                 shift = min(kept.values()) if kept else 0
                 if shift >= 64:  # rebase now and then: the numbers stay small (one byte up to 127)
-                    kept = {h: hour - shift for h, hour in kept.items()}
+                    kept = {h: until - shift for h, until in kept.items()}
                     self.ids_base += shift
                 self.ids = kept
         minutes = self.minutes
-        if minutes:
-            oldest_minute = (watermark - lateness_ms) // MINUTE_MS - 1
-            if min(minutes) < oldest_minute:
-                self.minutes = {m: n for m, n in minutes.items() if m >= oldest_minute}
-        if self.burst_days and min(self.burst_days) < watermark // DAY_MS - 2:
-            self.burst_days = tuple(d for d in self.burst_days if d >= watermark // DAY_MS - 2)
+        if minutes and min(minutes) < minute:
+            self.minutes = {m: n for m, n in minutes.items() if m >= minute}
+        burst_days = self.burst_days
+        if burst_days and min(burst_days) < burst_day:
+            self.burst_days = tuple(d for d in burst_days if d >= burst_day)
+
+
+def prune_cutoffs(watermark: int, keep_days: int, dedup_horizon_ms: int, lateness_ms: int
+                  ) -> tuple[int, int, int, int]:
+    """What :meth:`UserState.prune` keeps at ``watermark``: days from, event-id hours from, burst
+    minutes from, burst days from."""
+    return (watermark // DAY_MS - keep_days, (watermark - dedup_horizon_ms) // HOUR_MS,
+            (watermark - lateness_ms) // MINUTE_MS - 1, watermark // DAY_MS - 2)
 
 
 class DeviceState(msgspec.Struct, array_like=True, gc=False):

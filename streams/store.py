@@ -16,7 +16,7 @@ from schemas.events import Event, Invalid
 from streams import rules as R
 from streams.deepjson import dumps_deep
 from streams.settings import RuleSettings, Settings
-from streams.state import NONE, UserState, decode_user, encode
+from streams.state import NONE, UserState, decode_user, encode, prune_cutoffs
 
 
 @dataclass(slots=True)
@@ -79,17 +79,19 @@ class StateStore:
     def drain(self, position: int = NONE, prune: tuple[int, int, int, int] | None = None) -> list[tuple[bytes, bytes]]:
         """Encode every changed state, store it and return it for the changelog. ``prune``
         (watermark, keep days, dedup horizon ms, lateness ms) drops what no rule can need."""
-        prune_ = prune is not None and prune[0] >= 0
+        cutoffs = prune_cutoffs(*prune) if prune is not None and prune[0] >= 0 else None
         data = self.data
         out = []
-        for key, state in self.dirty.items():
+        append = out.append
+        dirty = self.dirty
+        for key, state in dirty.items():
             state.persisted_at = position
-            if prune_:
-                state.prune(*prune)  # type: ignore[misc]
+            if cutoffs is not None:
+                state.prune_below(*cutoffs)
             raw = encode(state)
             data[key] = raw
-            out.append((key, raw))
-        self.dirty.clear()
+            append((key, raw))
+        dirty.clear()
         return out
 
 
