@@ -24,6 +24,7 @@ from pathlib import Path
 
 import orjson
 
+from bench.workdir import fresh_run_dir, remove_run_dir
 from streams import localkafka
 from streams.delivery import InFlight, deliver, send_records
 from streams.kafka_io import PartitionCache, new_producer
@@ -102,13 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.recovery")
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=8)
-    parser.add_argument("--dir", default="bench/results/recovery-work")
+    parser.add_argument("--dir", default=".vitals/bench-recovery", help="runs work in DIR/run-<pid>")
+    parser.add_argument("--keep-data", action="store_true", help="keep the run's broker and worker data")
     parser.add_argument("--json", default="bench/results/recovery.json")
     parser.add_argument("--store", choices=["memory", "rocksdb"], default="memory",
                         help="rocksdb: also restart once more, from the local databases plus the changelog tail")
     args = parser.parse_args(argv)
-    work = Path(args.dir).resolve()
-    work.mkdir(parents=True, exist_ok=True)
+    work = fresh_run_dir(Path(args.dir))
     bootstrap = localkafka.start(work / "kafka")
     app_id = f"rec{int(time.time())}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VITALS_")}
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             worker.terminate()
             worker.wait(60)
         localkafka.stop(work / "kafka")
+        remove_run_dir(work, args.keep_data)
     return 0
 
 

@@ -6,7 +6,7 @@ measured throughput.
 
     python -m bench.run [--events 2000000 --users 200000 --partitions 8] [--shapes batch,single,sdk]
                         [--naive-events 100000] [--latency-seconds 30] [--no-workers-line]
-                        [--json bench/results/latest.json]
+                        [--json bench/results/latest.json] [--dir .vitals/bench] [--keep-data]
 
 Prints a table and writes the figures as JSON. Every figure is measured in this run.
 """
@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.engine import SHAPES, history_for
 from bench.latency import latency_phase
+from bench.workdir import fresh_run_dir, remove_run_dir
 from streams import localkafka
 from streams.cli import _prestart
 from streams.generator import History
@@ -307,10 +308,10 @@ def main() -> int:
     parser.add_argument("--workers-line", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure two vitals workers in one consumer group (row 'vitals x2')")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"))
-    parser.add_argument("--dir", default=str(ROOT / ".vitals" / "bench"))
+    parser.add_argument("--dir", default=str(ROOT / ".vitals" / "bench"), help="runs work in DIR/run-<pid>")
+    parser.add_argument("--keep-data", action="store_true", help="keep the run's broker and worker data")
     args = parser.parse_args()
-    work = Path(args.dir)
-    work.mkdir(parents=True, exist_ok=True)
+    work = fresh_run_dir(Path(args.dir))
     bootstrap = localkafka.start(work / "kafka")
     results: dict[str, object] = {"config": vars(args)}
     try:
@@ -335,6 +336,7 @@ def main() -> int:
         results["state"] = state_bytes_per_user(args.state_users)
     finally:
         localkafka.stop(work / "kafka")
+        remove_run_dir(work, args.keep_data)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
     for shape in args.shapes.split(","):
