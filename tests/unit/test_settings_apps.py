@@ -22,6 +22,9 @@ def test_unknown_store_fails_at_startup() -> None:
     with pytest.raises(ConfigError, match="memory or rocksdb"):
         load_settings(env={}, processing={"store": "leveldb"})
     assert load_settings(env={}, processing={"store": "rocksdb"}).processing.store == "rocksdb"
+    assert load_settings(env={"VITALS_STORE": "rocksdb"}).processing.store == "rocksdb"
+    with pytest.raises(ConfigError, match="memory or rocksdb"):
+        load_settings(env={"VITALS_STORE": "disk"})
 
 
 def test_outcomes_are_counted_per_app() -> None:
