@@ -31,23 +31,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # PyPI downloads are large (chdb's engine is ~180 MB) and the link to the registry can drop
-# mid-download: pip resumes a broken download itself, and the whole install is retried a few
-# times (finished downloads come from pip's cache), before setup fails loudly.
-pip_install() {
-  local attempt
-  for attempt in 1 2 3 4 5; do
-    if .venv/bin/python -m pip install -q --timeout 60 "$@"; then
-      return 0
-    fi
-    echo "setup: pip install $* failed (attempt $attempt of 5)" >&2
-    sleep $((attempt * 5))
-  done
-  echo "setup: pip install $* failed 5 times; giving up" >&2
-  return 1
-}
-
+# mid-download: pip resumes a broken download itself, and the whole install is retried (finished
+# downloads come from pip's cache)
+. deploy/retry.sh
 python3 -m venv .venv
-pip_install --upgrade pip
-pip_install --resume-retries 20 -e '.[test]'
+retry 5 .venv/bin/python -m pip install -q --timeout 60 --upgrade pip
+retry 5 .venv/bin/python -m pip install -q --timeout 60 --resume-retries 20 -e '.[test]'
 bash deploy/kafka/kafka.sh jars >/dev/null
 echo "setup: ready (.venv, Kafka jars in ~/.cache/vitals)" >&2

@@ -19,24 +19,16 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")"
 libs="${VITALS_KAFKA_LIBS:-$HOME/.cache/vitals/kafka-$version}"
+# shellcheck source=../retry.sh
+. "$here/../retry.sh"
 
 resolve_jars() {
   if [ ! -f "$libs/.complete" ]; then
     mkdir -p "$libs"
-    # Maven Central can drop a download mid-way: retry the resolution (finished jars stay in ~/.m2)
-    local attempt
-    for attempt in 1 2 3 4; do
-      if mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
-          -Dmaven.wagon.http.retryHandler.count=5 \
-          -DoutputDirectory="$libs" -DincludeScope=runtime >&2; then
-        touch "$libs/.complete"
-        return 0
-      fi
-      echo "kafka.sh: resolving the broker jars failed (attempt $attempt of 4)" >&2
-      sleep $((attempt * 5))
-    done
-    echo "kafka.sh: could not resolve the broker jars from Maven Central" >&2
-    return 1
+    # Maven Central can drop a download mid-way (finished jars stay in ~/.m2)
+    retry 4 mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
+      -Dmaven.wagon.http.retryHandler.count=5 -DoutputDirectory="$libs" -DincludeScope=runtime >&2
+    touch "$libs/.complete"
   fi
 }
 
