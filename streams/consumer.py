@@ -9,8 +9,9 @@ that cost alone is below what the rules, the state and the sinks need per event.
 (``_drain_messages``): records of the topics in ``app.lean_routes`` are handed over as one
 :class:`Fetched` value per fetch — the aiokafka records of every partition in the fetch, in
 offset order per partition — put on the channel the route names, which a Faust agent iterates.
-Every other topic (the tables' changelogs during recovery, anything else subscribed) takes
-Faust's own per-message path, unchanged. What stays Faust's:
+The changelog records of a table partition being recovered go to the table a fetch at a time
+(:mod:`streams.restore`). Every other topic takes Faust's own per-message path, unchanged. What
+stays Faust's:
 
 * the group membership, assignment, pausing during table recovery and the seeks;
 * the same filters per record as Faust's loop: only active (or buffered) partitions, nothing
@@ -33,6 +34,8 @@ from typing import Any, cast
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AppT, ChannelT
+
+from streams.restore import restore_fetch
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,8 @@ class LeanConsumer(faust_aiokafka.Consumer):
         for tp in records:
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
         fetched, others = split_fetch(records, active, self._buffered_partitions, routes, self._read_offset)
+        if others and self._live(generation):  # (restore_fetch does not yield to the loop)
+            others = await restore_fetch(self.app, others, self._read_offset, self._to_message)
         if others:
             await self._deliver_messages(others, generation)
         flow_control = self.app.flow_control
