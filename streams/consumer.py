@@ -35,7 +35,7 @@ from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AppT, ChannelT
 
-from streams.restore import restore_fetch
+from streams.restore import BulkRestore
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,10 @@ def split_fetch(
 
 class LeanConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer whose fetch loop hands the routed topics over per fetch."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._restore = BulkRestore()  # recovering tables' changelogs, a fetch at a time
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs in every worker test
         routes = lean_routes(self.app)
@@ -135,7 +139,7 @@ class LeanConsumer(faust_aiokafka.Consumer):
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
         fetched, others = split_fetch(records, active, self._buffered_partitions, routes, self._read_offset)
         if others and self._live(generation):  # (restore_fetch does not yield to the loop)
-            others = await restore_fetch(self.app, others, self._read_offset, self._to_message)
+            others = await self._restore.fetch(self.app, others, self._read_offset, self._to_message)
         if others:
             await self._deliver_messages(others, generation)
         flow_control = self.app.flow_control

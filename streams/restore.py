@@ -6,7 +6,7 @@ record), queueing it, and taking it off the queue in ``Recovery._slurp_changelog
 ``asyncio.wait_for`` and a count of what every partition has left, per record: about 15 000
 records/s, so a million users' state took ~70 s to come back (``bench.recovery``).
 
-:func:`restore_fetch` does what that loop does for a record, once per fetch and partition: the
+``BulkRestore.fetch`` does what that loop does for a record, once per fetch and partition: the
 same decoding (the changelog topic's own), the same offset bookkeeping (``active_offsets``,
 which ``Recovery.need_recovery`` compares with the highwaters), the same
 ``table.apply_changelog_batch`` (so the stores, memory or RocksDB, and their persisted offsets
@@ -23,43 +23,60 @@ after a later one.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from faust.types import TP
 
+log = logging.getLogger(__name__)
 
-async def restore_fetch(
-    app: Any,
-    records: Mapping[TP, list[Any]],
-    read_offset: MutableMapping[TP, int | None],
-    to_message: Callable[[TP, Any], Any],
-) -> dict[TP, list[Any]]:
-    """Apply the records of the partitions being restored to their tables; return the others
-    (for Faust's per-record path)."""
-    recovery = app.tables.recovery
-    if not recovery.in_recovery:
-        return dict(records)
-    rest: dict[TP, list[Any]] = {}
-    restored = False
-    for tp, batch in records.items():
-        table = recovery.tp_to_table.get(tp)
-        if tp not in recovery.active_tps or table is None or table._on_changelog_event is not None:
-            rest[tp] = batch
-            continue
-        await _restore_partition(recovery, table, tp, batch, read_offset, to_message)
-        restored = True
-    if restored and recovery.in_recovery and not recovery.need_recovery():
-        # Recovery._slurp_changelogs' _maybe_signal_recovery_end
-        recovery.flush_buffers()
-        recovery._set_recovery_ended()
-        recovery.signal_recovery_end.set()
-    return rest
+
+class BulkRestore:
+    """What the consumer restored in bulk since the current recovery began (for its log line)."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.started: float | None = None
+
+    async def fetch(
+        self,
+        app: Any,
+        records: Mapping[TP, list[Any]],
+        read_offset: MutableMapping[TP, int | None],
+        to_message: Callable[[TP, Any], Any],
+    ) -> dict[TP, list[Any]]:
+        """Apply the records of the partitions being restored to their tables; return the
+        others (for Faust's per-record path)."""
+        recovery = app.tables.recovery
+        if not recovery.in_recovery:
+            return dict(records)
+        rest: dict[TP, list[Any]] = {}
+        restored = False
+        for tp, batch in records.items():
+            table = recovery.tp_to_table.get(tp)
+            if tp not in recovery.active_tps or table is None or table._on_changelog_event is not None:
+                rest[tp] = batch
+                continue
+            if self.started is None:
+                self.started = time.monotonic()
+            self.records += await _restore_partition(recovery, table, tp, batch, read_offset, to_message)
+            restored = True
+        if restored and recovery.in_recovery and not recovery.need_recovery():
+            # Recovery._slurp_changelogs' _maybe_signal_recovery_end
+            recovery.flush_buffers()
+            recovery._set_recovery_ended()
+            recovery.signal_recovery_end.set()
+            log.info("restored %d changelog records a fetch at a time in %.2fs", self.records,
+                     time.monotonic() - (self.started or time.monotonic()))
+            self.records, self.started = 0, None
+        return rest
 
 
 async def _restore_partition(recovery: Any, table: Any, tp: TP, batch: list[Any],
                              read_offset: MutableMapping[TP, int | None], to_message: Callable[[TP, Any], Any]
-                             ) -> None:
+                             ) -> int:
     decode = table.changelog_topic.decode
     seen = recovery.active_offsets.get(tp)
     events = []
@@ -74,3 +91,4 @@ async def _restore_partition(recovery: Any, table: Any, tp: TP, batch: list[Any]
     if events:
         table.apply_changelog_batch(events)
         recovery.active_offsets[tp] = seen
+    return len(events)

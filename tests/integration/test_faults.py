@@ -99,6 +99,7 @@ def test_crashes_at_every_stage_and_sigkills_lose_nothing(deployment: Deployment
     log = (tmp_path / "crashy.log").read_text(errors="replace")
     assert log.count("fault injection: dying at") == 6, "every planned crash happened"
     assert log.count("worker exited with code") >= 8, "the supervisor restarted the worker after each death"
+    assert "changelog records a fetch at a time" in log, "restarts restored the tables in bulk (streams/restore.py)"
     check_all(deployment, history, partitions, [Path(deployment.env["VITALS_DATA_DIR"])])
 
 
