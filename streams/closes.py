@@ -25,13 +25,9 @@ class WatermarkActions:
     watch: set[bytes]  # users whose day rules may change with the state they have
     next_day_end: int
     position: int
+    watermark: int  # PartitionIndexes.watermark
     _next_deadline: Callable[[], int]
     _set_next_day_end: Callable[[], None]
-
-    @property
-    def watermark(self) -> int:
-        st = self.meta.stream_time
-        return NONE if st == NONE else st - self.rules.lateness_ms
 
     def advance(self, wm: int, out: Outputs) -> None:
         """Fire what the watermark ``wm`` has passed: deadlines and day closes, in time order."""

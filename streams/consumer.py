@@ -138,7 +138,7 @@ class LeanConsumer(faust_aiokafka.Consumer):
         for tp in records:
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
         fetched, others = split_fetch(records, active, self._buffered_partitions, routes, self._read_offset)
-        if others and self._live(generation):  # (restore_fetch does not yield to the loop)
+        if others and self._live(generation):  # (BulkRestore.fetch does not yield to the loop)
             others = await self._restore.fetch(self.app, others, self._read_offset, self._to_message)
         if others:
             await self._deliver_messages(others, generation)

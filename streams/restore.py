@@ -63,13 +63,13 @@ class BulkRestore:
                 self.started = time.monotonic()
             self.records += await _restore_partition(recovery, table, tp, batch, read_offset, to_message)
             restored = True
-        if restored and recovery.in_recovery and not recovery.need_recovery():
+        if restored and not recovery.need_recovery():  # (in_recovery: nothing above yields)
             # Recovery._slurp_changelogs' _maybe_signal_recovery_end
             recovery.flush_buffers()
             recovery._set_recovery_ended()
             recovery.signal_recovery_end.set()
             log.info("restored %d changelog records a fetch at a time in %.2fs", self.records,
-                     time.monotonic() - (self.started or time.monotonic()))
+                     time.monotonic() - self.started)
             self.records, self.started = 0, None
         return rest
 

@@ -110,14 +110,10 @@ class UserState(msgspec.Struct, array_like=True, gc=False):
     def active_days(self, first_day: int, last_day: int) -> int:
         return sum(1 for d, c in self.days.items() if first_day <= d <= last_day and c[EVENTS] > 0)
 
-    def prune(self, watermark: int, keep_days: int, dedup_horizon_ms: int, lateness_ms: int) -> None:
-        """Drop what no rule or dedup check can need any more (deterministic in the watermark)."""
-        self.prune_below(*prune_cutoffs(watermark, keep_days, dedup_horizon_ms, lateness_ms))
-
     def prune_below(self, day: int, hour: int, minute: int, burst_day: int) -> None:
-        """:meth:`prune` with its cutoffs computed once for many states (``prune_cutoffs``):
-        counters of days before ``day``, event ids kept until before ``hour``, burst minutes before
-        ``minute``, burst days before ``burst_day``."""
+        """Drop what no rule or dedup check can need any more, at cutoffs computed once per flush
+        from the watermark (``prune_cutoffs``): counters of days before ``day``, event ids kept
+        until before ``hour``, burst minutes before ``minute``, burst days before ``burst_day``."""
         days = self.days
         if days and min(days) < day:
             self.days = {d: c for d, c in days.items() if d >= day}
@@ -141,8 +137,8 @@ class UserState(msgspec.Struct, array_like=True, gc=False):
 
 def prune_cutoffs(watermark: int, keep_days: int, dedup_horizon_ms: int, lateness_ms: int
                   ) -> tuple[int, int, int, int]:
-    """What :meth:`UserState.prune` keeps at ``watermark``: days from, event-id hours from, burst
-    minutes from, burst days from."""
+    """What :meth:`UserState.prune_below` keeps at ``watermark``: days from, event-id hours from,
+    burst minutes from, burst days from."""
     return (watermark // DAY_MS - keep_days, (watermark - dedup_horizon_ms) // HOUR_MS,
             (watermark - lateness_ms) // MINUTE_MS - 1, watermark // DAY_MS - 2)
 
