@@ -16,8 +16,9 @@ original bytes.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any
 
 import msgspec
@@ -89,21 +90,45 @@ _STR_LIMITS = {"event_id": 128, "user_id": 128, "type": 64}
 _OPT_LIMITS = {"app_id": 64, "device_id": 128}
 
 
+# RFC 3339 section 5.6 date-time (its "T" and "Z" in either case); second 60 for a leap second
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:[Zz]|([+-])(\d{2}):(\d{2}))", re.ASCII
+)
+_NOT_RFC3339 = "ts string is not an RFC 3339 date-time"
+
+
 def parse_ts(value: object) -> int:
-    """Event time as epoch ms from an integer or an RFC 3339 string with offset."""
+    """Event time as epoch ms from an integer (a JSON number with no fraction, as JSON Schema's
+    ``integer``) or an RFC 3339 date-time string with offset. Fractions of a millisecond are
+    truncated; a leap second (``23:59:60`` in UTC) is the millisecond after ``23:59:59.999``."""
     if type(value) is int:
         return value
-    if isinstance(value, str):
-        if len(value) > 64 or "T" not in value.upper():
-            raise _Bad(Reason.BAD_TS, "ts string is not an RFC 3339 date-time")
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise _Bad(Reason.BAD_TS, "ts string is not an RFC 3339 date-time") from None
-        if parsed.tzinfo is None:
-            raise _Bad(Reason.BAD_TS, "ts string has no UTC offset")
-        return (parsed - _EPOCH) // _MS
-    raise _Bad(Reason.BAD_TYPE, "ts must be integer epoch milliseconds or an RFC 3339 string")
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if not isinstance(value, str):
+        raise _Bad(Reason.BAD_TYPE, "ts must be integer epoch milliseconds or an RFC 3339 string")
+    match = _RFC3339.fullmatch(value) if len(value) <= 64 else None
+    if match is None:
+        raise _Bad(Reason.BAD_TS, _NOT_RFC3339)
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    leap = second == "60"
+    try:
+        offset = UTC
+        if sign is not None:
+            if int(off_h) > 23 or int(off_m) > 59:
+                raise ValueError(value)
+            shift = timedelta(hours=int(off_h), minutes=int(off_m))
+            offset = timezone(-shift if sign == "-" else shift)
+        parsed = datetime(int(year), int(month), int(day), int(hour), int(minute), 59 if leap else int(second),
+                          tzinfo=offset)
+    except ValueError:
+        raise _Bad(Reason.BAD_TS, _NOT_RFC3339) from None
+    ms = (parsed - _EPOCH) // _MS + int((fraction or "")[:3].ljust(3, "0"))
+    if leap:
+        if (ms // 1000 + 1) % 86_400 != 0:  # only the last second of a UTC day can be a leap second
+            raise _Bad(Reason.BAD_TS, "ts has second 60 outside a leap second (23:59:60 UTC)")
+        ms += 1000
+    return ms
 
 
 def validate(obj: object, now_ms: int) -> Event:

@@ -26,6 +26,9 @@ class DeviceObservations(msgspec.Struct, array_like=True):
     # the source's watermark when its previous flush completed: every observation in this
     # message was made at a watermark >= this, so pruning by the minimum never loses one in flight
     source_watermark: int = NONE
+    # the source's watermark when this message was taken for a flush (>= the watermark at each
+    # observation): the ``triggered_at`` of the alerts the message decides
+    watermark: int = NONE
 
 
 class DeviceMeta(msgspec.Struct, array_like=True):
@@ -81,7 +84,8 @@ class DevicePartition:
         rules = self.rules(batch.app_id)
         changed = False
         wm = self.watermark
-        for day, user_id, _ts in batch.obs:
+        decided = max(wm, batch.watermark)  # NONE only from a sender older than the field
+        for day, user_id, ts in batch.obs:
             decision = R.add_device_user(state, day, user_id, rules)
             changed = True
             if decision is not None:
@@ -92,7 +96,7 @@ class DevicePartition:
                         batch.app_id,
                         batch.device_id,
                         decision.episode_start,
-                        wm,
+                        decided if decided != NONE else ts - self.rules.lateness_ms,
                         decision.evidence,
                         user_ids=decision.evidence["user_ids"],
                     )

@@ -331,8 +331,9 @@ class Pipeline:
         records += [(reroute, p, key, value) for p, key, value in out.reroutes]
         for (app_id, device_id, source), obs in out.device_obs.items():
             device_key = f"{app_id}{SEP}{device_id}"
-            wm = self.users[source].flushed_watermark if source in self.users else -1
-            value = obs_encoder.encode(DeviceObservations(app_id, device_id, obs, source, wm))
+            up = self.users[source]
+            value = obs_encoder.encode(DeviceObservations(app_id, device_id, obs, source, up.flushed_watermark,
+                                                          up.watermark))
             records.append((devices, self.device_home(device_key), device_key.encode(), value))
         # every user partition reports its watermark to every device partition, so the device
         # watermark (their minimum) advances even where a source had no device events

@@ -10,6 +10,8 @@ recomputes the counts independently.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
 from typing import Any, Literal
 
 from schemas import alerts as A
@@ -122,11 +124,24 @@ def on_activity(state: UserState, ts: int, is_login: bool, is_engagement: bool) 
 # ---- day rules (evaluated when day D closes) -----------------------------------------------------
 
 
+@lru_cache(maxsize=64)
+def _ratio(ratio: float) -> tuple[int, int]:
+    """A configured ratio as the exact fraction its decimal text means (0.7 -> 7/10)."""
+    exact = Fraction(repr(ratio))
+    return exact.numerator, exact.denominator
+
+
+def at_most_ratio(recent: int, base: int, ratio: float) -> bool:
+    """``recent <= ratio * base``, exactly (in floats 0.7 * 90 is 62.99999999999999 < 63)."""
+    num, den = _ratio(ratio)
+    return recent * den <= num * base
+
+
 def activity_drop_holds(state: UserState, day: int, rules: RuleSettings) -> tuple[bool, dict[str, Any]]:
     w = rules.activity_drop_window_d
     recent = state.total(EVENTS, day - w + 1, day)
     base = state.total(EVENTS, day - 2 * w + 1, day - w)
-    holds = base >= rules.activity_drop_min_base and recent <= rules.activity_drop_ratio * base
+    holds = base >= rules.activity_drop_min_base and at_most_ratio(recent, base, rules.activity_drop_ratio)
     return holds, {
         "recent_events": recent,
         "base_events": base,
@@ -183,7 +198,7 @@ def day_scan(state: UserState, day: int, rules: RuleSettings) -> tuple[bool, boo
             if d >= later_drop:
                 later_events += n
     min_base = rules.activity_drop_min_base
-    drop = base >= min_base and recent <= rules.activity_drop_ratio * base
+    drop = base >= min_base and at_most_ratio(recent, base, rules.activity_drop_ratio)
     min_active = rules.hollow_min_active_days
     if len(days) < min_active:  # every day held has events: too few for the hollow rule, now or later
         return drop, False, later_events >= min_base

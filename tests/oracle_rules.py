@@ -69,7 +69,7 @@ def _day_rules(u: U, day: int) -> dict[str, bool]:
     active = sum(1 for d, c in u.days.items() if day - 29 <= d <= day and c[0] > 0)
     hollow = (active >= 10 and _span(u, 1, day - 29, day) <= 100 + 1e-9 and _span(u, 2, day - 6, day) < 3
               and _span(u, 3, day - 29, day) < 10)
-    return {"churn.activity_drop": b >= 10 and a <= 0.7 * b, "fake.hollow_activity": hollow}
+    return {"churn.activity_drop": b >= 10 and 10 * a <= 7 * b, "fake.hollow_activity": hollow}
 
 
 def partition_alerts(events: list[Event], cfg: Cfg, device_obs: list[Event] | None = None) -> list[Alert]:

@@ -15,11 +15,13 @@ import random
 import signal
 import time
 
+import jsonschema
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas import SCHEMA_DIR
 from schemas.events import Event, _Bad, validate
 from streams.cli import _prestart
 from streams.generator import GenConfig, History, Message, generate
@@ -49,8 +51,17 @@ def delivered(history: History) -> list[tuple[int, Event]]:
     return out
 
 
+ALERT_SCHEMA = jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / "alert.schema.json").read_text()))
+
+
 def read_alerts(deployment) -> tuple[set[Alert], int]:  # type: ignore[no-untyped-def]
-    records = [orjson.loads(r.value) for r in deployment.read(deployment.settings.alerts_topic)]
+    """The alerts on the topic, each checked against SPEC section 4 (schemas/alert.schema.json,
+    keyed by its user, or its device for fake.device_farm)."""
+    raw = deployment.read(deployment.settings.alerts_topic)
+    records = [orjson.loads(r.value) for r in raw]
+    for record, a in zip(raw, records, strict=True):
+        ALERT_SCHEMA.validate(a)
+        assert record.key == (a["user_id"] or a["device_id"]).encode(), (record.key, a)
     got = {(a["alert_id"], a["status"], a["rule"], a["user_id"] or a["device_id"], a["episode_start"])
            for a in records}
     return got, len(records) - len(got)

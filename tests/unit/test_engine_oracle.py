@@ -39,7 +39,8 @@ def engine_alerts(events: list[Event], chunk: int = 7) -> set[tuple[str, str, st
         part.apply(user_messages(events[start : start + chunk], start), out)
         part.store.drain()
         for (app, dev, source), obs in out.device_obs.items():
-            devices.apply(DeviceObservations(app, dev, obs, source, part.flushed_watermark), device_alerts_)
+            devices.apply(DeviceObservations(app, dev, obs, source, part.flushed_watermark, part.watermark),
+                          device_alerts_)
         devices.apply(DeviceObservations("", "", [], 0, part.flushed_watermark), device_alerts_)
         part.flushed_watermark = part.watermark
         out.device_obs.clear()

@@ -7,6 +7,7 @@ from schemas.events import Event
 from streams.devices import DeviceObservations, DevicePartition
 from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
 from streams.settings import load_settings
+from streams.state import NONE
 
 H = 3_600_000
 D = 86_400_000
@@ -92,7 +93,9 @@ def _two_weeks(h: Harness, base: int, recent: int) -> None:
 
 
 def test_activity_drop_threshold_edges() -> None:
-    for base, recent, fires in [(10, 7, True), (10, 8, False), (9, 0, False), (20, 14, True), (20, 15, False)]:
+    # 0.7 x 90 and 0.7 x 170 are just below 63 and 119 in floats: the comparison is exact
+    for base, recent, fires in [(10, 7, True), (10, 8, False), (9, 0, False), (20, 14, True), (20, 15, False),
+                                (90, 63, True), (90, 64, False), (170, 119, True)]:
         h = Harness()
         _two_weeks(h, base, recent)
         assert bool(h.rules("churn.activity_drop")) == fires, (base, recent)
@@ -177,3 +180,21 @@ def test_device_farm_fifth_distinct_user() -> None:
     (alert,) = alerts
     assert (alert.device_id, alert.user_id, alert.user_ids, alert.episode_start) == (
         "dev", None, ["u0", "u1", "u2", "u3", "u4"], T0)
+
+
+def test_device_farm_triggered_at_is_the_deciding_watermark() -> None:
+    """Before every source partition has reported, the device stage has no watermark of its own:
+    the alert carries the watermark of the source whose observations decided it, never -1."""
+    settings = load_settings(env={})
+    part = DevicePartition(0, {}, RulesByApp(settings), n_sources=8)
+    alerts: list = []
+    day = T0 // D
+    wm = T0 + 5 * H
+    part.apply(DeviceObservations("default", "dev", [(day, f"u{i}", T0 + i) for i in range(5)], 3, NONE, wm),
+               alerts)
+    (alert,) = alerts
+    assert part.watermark == NONE
+    assert alert.triggered_at == wm
+    # a message from a sender that did not set the field: the observation's time less the lateness
+    part.apply(DeviceObservations("default", "dev2", [(day, f"u{i}", T0 + i) for i in range(5)], 3), alerts)
+    assert alerts[-1].triggered_at == T0 + 4 - settings.rules.allowed_lateness_s * 1000
