@@ -160,8 +160,8 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                     inv = Invalid(
                         Reason.BEYOND_RETENTION,
                         f"event older than the state retention of {retention} days",
-                        event_json(event),
-                        None,
+                        event_json(event),  # the pipeline puts the original bytes in
+                        index,
                     )
                     out.dead_letters.append(DeadLetter(inv, topic, partition, offset, msg_key))
                     out.outcomes[(a, "invalid:" + Reason.BEYOND_RETENTION)] += 1

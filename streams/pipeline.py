@@ -30,7 +30,7 @@ from streams.kafka_io import PartitionCache, device_topic, reroute_topic
 from streams.localstate import is_rocksdb, partition_data, partition_keys
 from streams.metrics import Metrics
 from streams.ordering import InOrder
-from streams.routing import SLICE_BYTES, route, slices
+from streams.routing import SLICE_BYTES, restore_originals, route, slices
 from streams.routing import Record as Message
 from streams.settings import Settings
 from streams.state import SEP, split_key
@@ -234,11 +234,15 @@ class Pipeline:
         now_ms = int(started * 1000)
         out = self.out
         n_alerts = len(out.alerts)
-        for p, messages in route(events, now_ms, self.home, out).items():
+        routed = route(events, now_ms, self.home, out)
+        n_dead = len(out.dead_letters)
+        for p, messages in routed.items():
             up = self.users[p]
             before = len(out.alerts)
             up.apply(messages, out)
             up.count_episodes(out.alerts[before:])
+        if len(out.dead_letters) > n_dead:  # events beyond the retention: their original bytes
+            restore_originals(out.dead_letters[n_dead:], events)
         out.messages += len(events)
         self.pending.extend(events)
         self.faults.hit("batch")

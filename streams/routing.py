@@ -2,8 +2,9 @@
 users each event belongs to (pure: no Kafka, no state).
 
 Invalid events become dead letters. An event whose user lives on another partition (a producer
-that keyed it wrongly) is sent there through the reroute topic; its place in its message is kept
-(None), so the events that stay keep their index, which their replay position is built from.
+that keyed it wrongly) is sent there through the reroute topic. Either way its place in its
+message is kept (None), so the events that stay keep their index in the batch, which their
+replay position and their dead letters' index are built from.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
-from schemas.events import Event, decode_message
+from schemas.events import Event, Invalid, Reason, decode_message, event_original
 from streams.engine import DeadLetter, MessageEvents, Outputs, event_json
 
 
@@ -33,14 +34,19 @@ def route(records: Sequence[Record], now_ms: int, home: Callable[[str], int], ou
     per_partition: dict[int, list[MessageEvents]] = {}
     for msg in records:
         decoded, invalid = decode_message(msg.value, now_ms)
-        for inv in invalid:
-            out.dead_letters.append(DeadLetter(inv, msg.topic, msg.partition, msg.offset, msg.key))
-            out.outcomes[("", "invalid:" + inv.reason)] += 1
-        partition = msg.partition
         kept: list[Event | None] = decoded  # type: ignore[assignment]
+        if invalid:
+            for inv in invalid:
+                out.dead_letters.append(DeadLetter(inv, msg.topic, msg.partition, msg.offset, msg.key))
+                out.outcomes[("", "invalid:" + inv.reason)] += 1
+            if decoded:
+                kept = _at_batch_index(decoded, invalid)
+        partition = msg.partition
         user: str | None = None
         p = partition
-        for index, event in enumerate(decoded):
+        for index, event in enumerate(kept):
+            if event is None:
+                continue
             if event.user_id != user:
                 user = event.user_id
                 p = home(user)
@@ -55,6 +61,28 @@ def route(records: Sequence[Record], now_ms: int, home: Callable[[str], int], ou
             messages = per_partition[partition] = []
         messages.append((msg.topic, msg.offset, msg.key, kept))
     return per_partition
+
+
+def _at_batch_index(events: list[Event], invalid: list[Invalid]) -> list[Event | None]:
+    """The valid events of a batch at their index in it, None where it held an invalid one."""
+    bad = {inv.index for inv in invalid}
+    valid = iter(events)
+    return [None if i in bad else next(valid) for i in range(len(events) + len(bad))]
+
+
+def restore_originals(dead_letters: Sequence[DeadLetter], records: Sequence[Record]) -> None:
+    """The engine's dead letters (events beyond the state retention) hold a re-encoded event and
+    its index in its message; give them what the decoder's own dead letters hold: the event's
+    original bytes from its message, and its index only if the message is a batch."""
+    by_position = {(r.topic, r.partition, r.offset): r.value for r in records}
+    for dl in dead_letters:
+        inv = dl.invalid
+        value = by_position.get((dl.topic, dl.partition, dl.offset))
+        if inv.reason is not Reason.BEYOND_RETENTION or value is None or inv.index is None:
+            continue
+        found = event_original(value, inv.index)
+        if found is not None:
+            inv.original, inv.index = found
 
 
 SLICE_BYTES = 1 << 19  # a fetch is processed in slices of about this many bytes of messages
