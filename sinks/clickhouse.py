@@ -64,6 +64,20 @@ DDL = (
     ) ENGINE = ReplacingMergeTree
     ORDER BY (app_id, rule, alert_id, status)
     SETTINGS non_replicated_deduplication_window = 1000""",
+    # raw storage (SPEC section 1: props and late events are carried to it): every message of the
+    # events topic as it arrived, once per (topic, partition, offset) after FINAL; the
+    # ``raw_events`` view (sinks/views.py) reads its events
+    f"""CREATE TABLE IF NOT EXISTS {DATABASE}.raw_messages (
+        topic LowCardinality(String),
+        partition UInt32,
+        offset UInt64,
+        timestamp DateTime64(3, 'UTC'),
+        key String,
+        value String
+    ) ENGINE = ReplacingMergeTree
+    PARTITION BY toYYYYMM(timestamp)
+    ORDER BY (topic, partition, offset)
+    SETTINGS non_replicated_deduplication_window = 1000""",
 )
 
 ACTIVITY_COLUMNS = [
@@ -96,6 +110,8 @@ ALERT_COLUMNS = [
 
 # (app_id, user_id, day number, events, logins, payments, amount_micros, posts, social, complaints)
 ActivityRow = tuple[str, str, int, int, int, int, int, int, int, int]
+# (topic, partition, offset, Kafka timestamp in ms, key, value): a message of the events topic
+RawMessage = tuple[str, int, int, int, bytes | None, bytes | None]
 
 
 
@@ -283,6 +299,30 @@ class ActivitySink(BatchingSink[ActivityRow]):
         data = native.block(len(batch), columns)
         token = hashlib.blake2b(data, digest_size=16, person=b"activity").hexdigest()
         self.ch.insert_native("user_activity_daily", [name for name, _, _ in columns], data, token)
+
+
+class RawSink(BatchingSink[RawMessage]):
+    """The events topic's messages, bytes as they arrived (``raw_messages``)."""
+
+    name = "raw_messages"
+
+    def __init__(self, ch: ClickHouse, cap_rows: int) -> None:
+        super().__init__(cap_rows)
+        self.ch = ch
+
+    def write(self, batch: Sequence[RawMessage]) -> None:
+        topics, partitions, offsets, timestamps, keys, values = zip(*batch, strict=True)
+        columns = [
+            ("topic", "String", native.strings(topics)),
+            ("partition", "UInt32", native.uint32(partitions)),
+            ("offset", "UInt64", native.uint64(offsets)),
+            ("timestamp", "DateTime64(3, 'UTC')", native.int64([max(ts, 0) for ts in timestamps])),
+            ("key", "String", native.byte_strings([k or b"" for k in keys])),
+            ("value", "String", native.byte_strings([v or b"" for v in values])),
+        ]
+        data = native.block(len(batch), columns)
+        token = hashlib.blake2b(data, digest_size=16, person=b"raw").hexdigest()
+        self.ch.insert_native("raw_messages", [name for name, _, _ in columns], data, token)
 
 
 class AlertSink(BatchingSink[Alert]):

@@ -75,6 +75,26 @@ def strings(values: Sequence[str]) -> bytes:
     return b"".join(chain.from_iterable(zip(prefixes, encoded, strict=True)))
 
 
+# LEB128 lengths below 2^14 (one or two bytes), looked up instead of computed per value
+_LENGTHS = _ONE_BYTE + [bytes((n & 0x7F | 0x80, n >> 7)) for n in range(0x80, 0x4000)]
+
+
+def byte_strings(values: Sequence[bytes]) -> bytes:
+    """``String`` from bytes as they are (message values: any length, any bytes)."""
+    lengths = _LENGTHS
+    prefixes = [lengths[n] if n < 0x4000 else leb128(n) for n in map(len, values)]
+    return b"".join(chain.from_iterable(zip(prefixes, values, strict=True)))
+
+
+def uint32(values: Sequence[int]) -> bytes:
+    return _fixed("I", values)
+
+
+def int64(values: Sequence[int]) -> bytes:
+    """``Int64``, and ``DateTime64(3)`` (epoch milliseconds)."""
+    return _fixed("q", values)
+
+
 def block(rows: int, columns: Sequence[Column]) -> bytes:
     parts = [leb128(len(columns)), leb128(rows)]
     for name, type_name, values in columns:

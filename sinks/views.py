@@ -1,7 +1,8 @@
-"""ClickHouse views for analysts, over ``user_activity_daily`` and ``alerts`` (see sinks/clickhouse.py).
+"""ClickHouse views for analysts, over ``user_activity_daily``, ``alerts`` and ``raw_messages``
+(see sinks/clickhouse.py).
 
 Created by the worker at startup and by ``vitals report`` / ``vitals views`` (``CREATE OR REPLACE``,
-so an upgrade replaces the definitions). Every view is plain SQL on the two tables; the
+so an upgrade replaces the definitions). Every view is plain SQL on the tables; the
 definitions, in words:
 
 * ``active_users_daily`` (app_id, day, dau, wau, mau, stickiness): distinct users active on the
@@ -23,6 +24,12 @@ definitions, in words:
 * ``fake_flags_daily`` (app_id, day, rule, flags, flagged_users): fake-activity alerts opened with
   an episode starting on the day, and the distinct users they name (``fake.device_farm``: the
   users seen on the device).
+* ``raw_events`` (topic, partition, offset, timestamp, batch, index, event, event_id, user_id,
+  type, ts_ms, app_id, device_id, amount, props): every event of every message in
+  ``raw_messages`` as it arrived, one row per element of a batch (``index`` in it, from 0) or per
+  single-event message; ``event`` and ``props`` are the original JSON text, ``ts_ms`` the
+  event time (an RFC 3339 ``ts`` parsed), the other fields extracted from ``event``. Invalid
+  events are here too (and in the dead-letter topic); a message that is not JSON is one row.
 * ``fake_activity_share`` (app_id, day, active_users, flagged_users, share): distinct users named
   by any fake-activity alert of the day, as a share of the day's active users.
 """
@@ -123,6 +130,24 @@ VIEWS: dict[str, str] = {
             GROUP BY app_id, day
         ) AS f ON a.app_id = f.app_id AND a.day = f.day
         SETTINGS join_use_nulls = 0""",
+    "raw_events": f"""
+        SELECT topic, partition, offset, timestamp, batch, n - 1 AS index, event,
+               JSONExtractString(event, 'event_id') AS event_id,
+               JSONExtractString(event, 'user_id') AS user_id,
+               JSONExtractString(event, 'type') AS type,
+               if(JSONType(event, 'ts') = 'String',
+                  toUnixTimestamp64Milli(parseDateTime64BestEffortOrNull(JSONExtractString(event, 'ts'), 3, 'UTC')),
+                  JSONExtract(event, 'ts', 'Nullable(Int64)')) AS ts_ms,
+               if(JSONHas(event, 'app_id'), JSONExtractString(event, 'app_id'), 'default') AS app_id,
+               if(JSONHas(event, 'device_id'), JSONExtractString(event, 'device_id'), NULL) AS device_id,
+               JSONExtract(event, 'amount', 'Nullable(Float64)') AS amount,
+               JSONExtractRaw(event, 'props') AS props
+        FROM (
+            SELECT topic, partition, offset, timestamp, startsWith(trimLeft(value), '[') AS batch,
+                   if(batch, JSONExtractArrayRaw(value), [value]) AS events
+            FROM {_DB}.raw_messages FINAL
+        )
+        ARRAY JOIN events AS event, arrayEnumerate(events) AS n""",
 }
 
 

@@ -23,7 +23,7 @@ import faust
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
-from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse
+from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse, RawSink
 from streams import gauges
 from streams.consumer import Fetched, LeanTransport
 from streams.faults import Faults
@@ -158,6 +158,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         AlertSink(ch, cap),
         metrics,
         lambda: new_producer(settings.kafka),
+        raw_sink=RawSink(ch, cap) if settings.clickhouse_raw_messages else None,
     )
 
     async def commit(offsets: dict[tuple[str, int], int]) -> bool:

@@ -8,7 +8,8 @@ background while the pipeline goes on processing (one job at a time, in the orde
 taken):
 
 1. alerts, dead letters, rerouted events and device observations delivered to Kafka;
-2. aggregate rows and alerts written to ClickHouse (off the event loop, retried with backoff);
+2. aggregate rows, alerts and raw messages written to ClickHouse (off the event loop, retried
+   with backoff);
 3. changed state written to the tables' changelogs and delivered;
 4. the source offsets committed: everything up to them is durable.
 
@@ -33,7 +34,7 @@ from aiokafka.errors import KafkaError
 
 from schemas.alerts import Alert
 from sinks.base import RetryPolicy, flush_with_retry
-from sinks.clickhouse import ActivityRow, ActivitySink, AlertSink
+from sinks.clickhouse import ActivityRow, ActivitySink, AlertSink, RawMessage, RawSink
 from streams.delivery import InFlight, OutRecord, deliver, retriable, send_records
 from streams.faults import Faults
 from streams.localstate import record_persisted
@@ -58,6 +59,7 @@ class FlushJob:
     offsets: dict[TopicPartition, int]  # the source offsets to commit (last flushed + 1)
     out: Outputs  # outcome counters and alerts, recorded in the metrics once durable
     batch_started: list[float] = field(default_factory=list)
+    raw: list[RawMessage] = field(default_factory=list)  # the events topic's messages (raw storage)
 
 
 class Flusher:
@@ -68,6 +70,7 @@ class Flusher:
         metrics: Metrics,
         activity: ActivitySink,
         alert_sink: AlertSink,
+        raw_sink: RawSink | None,
         producer_factory: Callable[[], AIOKafkaProducer],
         tables: Sequence[tuple[MutableMapping[bytes, bytes], str]],  # (table data, its changelog topic)
         retry: RetryPolicy,
@@ -77,6 +80,9 @@ class Flusher:
         self.metrics = metrics
         self.activity = activity
         self.alert_sink = alert_sink
+        self.raw_sink = raw_sink
+        self.sinks: tuple[ActivitySink | AlertSink | RawSink, ...] = (
+            activity, alert_sink, *((raw_sink,) if raw_sink is not None else ()))
         self.tables = tables
         self.retry = retry
         self.record = record
@@ -154,8 +160,10 @@ class Flusher:
         # 2. ClickHouse
         self.activity.extend(job.rows)
         self.alert_sink.extend(job.alerts)
+        if self.raw_sink is not None:
+            self.raw_sink.extend(job.raw)
         loop = asyncio.get_running_loop()
-        for sink in (self.activity, self.alert_sink):
+        for sink in self.sinks:
             n = sink.buffered
             if not n:
                 continue

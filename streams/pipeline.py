@@ -15,12 +15,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
 from schemas.alerts import Alert, encode_alert
 from sinks.base import RetryPolicy
-from sinks.clickhouse import ActivitySink, AlertSink
+from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
 from sinks.kafka import dead_letter_key, dead_letter_record
 from streams.delivery import InFlight, OutRecord
 from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder
@@ -30,12 +31,15 @@ from streams.kafka_io import PartitionCache, device_topic, reroute_topic
 from streams.localstate import is_rocksdb, partition_data, partition_keys
 from streams.metrics import Metrics
 from streams.ordering import InOrder
-from streams.routing import SLICE_BYTES, restore_originals, route, slices
-from streams.routing import Record as Message
+from streams.routing import SLICE_BYTES, Record, restore_originals, route, slices
 from streams.settings import Settings
 from streams.state import SEP, split_key
 
 log = logging.getLogger("vitals.pipeline")
+
+
+class Message(Record, Protocol):
+    timestamp: int  # Kafka's, epoch ms
 
 
 class Pipeline:
@@ -51,6 +55,7 @@ class Pipeline:
         metrics: Metrics,
         producer_factory: Callable[[], AIOKafkaProducer],
         clock: Callable[[], float] = time.time,
+        raw_sink: RawSink | None = None,
     ) -> None:
         self.settings = settings
         self.partitions = partitions
@@ -81,7 +86,7 @@ class Pipeline:
         # committed offsets. Without an app, the failure is raised by the next flush.
         self.on_failed_job: Callable[[BaseException], None] = lambda exc: None
         self.flusher = Flusher(
-            metrics, activity, alert_sink, producer_factory,
+            metrics, activity, alert_sink, raw_sink, producer_factory,
             ((users_data, self.user_changelog), (devices_data, self.device_changelog)),
             RetryPolicy(settings.processing.sink_retry_initial_s, settings.processing.sink_retry_max_s),
             self._record, clock,
@@ -273,9 +278,10 @@ class Pipeline:
 
     # ---- flush ----------------------------------------------------------------------------
     def buffered(self) -> int:
-        """Outputs waiting for the next flush job (rows, alerts, dead letters, reroutes)."""
+        """Outputs waiting for the next flush job (rows, alerts, dead letters, reroutes, raw messages)."""
         out = self.out
-        return len(out.dirty_rows) + len(out.alerts) + len(out.dead_letters) + len(out.reroutes)
+        raw = len(self.pending) if self.flusher.raw_sink is not None else 0  # raw storage's rows
+        return len(out.dirty_rows) + len(out.alerts) + len(out.dead_letters) + len(out.reroutes) + raw
 
     def flush_due(self) -> bool:
         if not self.pending:
@@ -365,8 +371,13 @@ class Pipeline:
             tp = (msg.topic, msg.partition)
             if msg.offset >= offsets.get(tp, -1):
                 offsets[tp] = msg.offset + 1
+        raw: list[RawMessage] = []
+        if self.flusher.raw_sink is not None:  # raw storage: the events topic's messages as they came
+            events_topic = settings.events_topic
+            raw = [(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value) for m in self.pending
+                   if m.topic == events_topic]
         job = FlushJob(records, self.alerts_inflight, self.alert_started, rows, list(out.alerts), changelog,
-                       offsets, out, self.batch_started)
+                       offsets, out, self.batch_started, raw)
         self.out, self.alerts_inflight, self.alert_started = Outputs(), InFlight(), []
         self.pending, self.batch_started = [], []
         return job

@@ -152,6 +152,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     clickhouse_password: str | None = None  # override the DSN's password (http(s) only)
     clickhouse_ca: str | None = None
     clickhouse_verify: bool = True
+    # raw storage: every message of the events topic, as it arrived, in ``raw_messages``
+    clickhouse_raw_messages: bool = True
     metrics_port: int = 9464
     metrics_host: str = "127.0.0.1"
     data_dir: str = "./.vitals"

@@ -5,7 +5,8 @@
   none unexpected, ids stable (re-emissions after a crash carry the same id);
 * every input event is accounted for: consumed = accepted + duplicates + dead-lettered, with the
   dead letters read back from the DLQ topic (distinct by source position, as a re-sent dead
-  letter is the same record).
+  letter is the same record);
+* raw storage (``raw_messages FINAL``) holds every message of the events topic, none twice.
 
 With several workers on the embedded engine each worker has its own ClickHouse; their rows are
 merged as ``ReplacingMergeTree(version)`` does (the highest version of a key wins), which is what
@@ -99,3 +100,20 @@ def check_all(deployment: Deployment, history: History, partitions: int, data_di
     check_aggregates(got, history)
     check_alerts(deployment, history, partitions)
     check_accounting(deployment, history, sum(row[0] for row in got.values()))
+    check_raw(deployment, data_dirs)
+
+
+def check_raw(deployment: Deployment, data_dirs: list[Path]) -> None:
+    """Several workers on the embedded engine each have a database; a message both processed is in
+    both (one shared server would hold it once), so the union is compared."""
+    stored: set[tuple[int, int, int]] = set()
+    for data_dir in data_dirs:
+        if (data_dir / "clickhouse").exists():
+            rows = Counter(tuple(r) for r in query_dir(
+                deployment, data_dir, "SELECT partition, offset, length(value) FROM vitals.raw_messages FINAL"))
+            assert not [r for r, n in rows.items() if n > 1], "FINAL returned a message twice"
+            stored |= rows.keys()  # type: ignore[arg-type]
+    produced = {(m.partition, m.offset, len(m.value or b""))  # type: ignore[attr-defined]
+                for m in deployment.read(deployment.settings.events_topic)}
+    assert stored == produced, (len(stored), len(produced), sorted(produced - stored)[:3],
+                                sorted(stored - produced)[:3])

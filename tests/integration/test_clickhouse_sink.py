@@ -1,4 +1,4 @@
-"""The activity sink's Native-format insert, read back from the real ClickHouse engine (chdb)."""
+"""The activity and raw sinks' Native-format inserts, read back from the real ClickHouse engine (chdb)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sinks.clickhouse import ActivitySink, ClickHouse
-from sinks.native import leb128
+from sinks.clickhouse import ActivitySink, ClickHouse, RawSink
+from sinks.native import byte_strings, leb128
 
 ROWS = [
     # app, user, day, events, logins, payments, amount micros, posts, social, complaints
@@ -58,3 +58,27 @@ def test_leb128() -> None:
     assert [leb128(n) for n in (0, 1, 127, 128, 300, 2**21)] == [
         b"\x00", b"\x01", b"\x7f", b"\x80\x01", b"\xac\x02", b"\x80\x80\x80\x01"
     ]
+
+
+def test_byte_strings_lengths() -> None:
+    values = [b"", b"a", b"x" * 127, b"y" * 128, b"z" * 16_383, b"w" * 16_384, bytes(range(256)) * 300]
+    assert byte_strings(values) == b"".join(leb128(len(v)) + v for v in values)
+
+
+def test_raw_messages_read_back_byte_for_byte_once(ch: ClickHouse) -> None:
+    """Any bytes (not UTF-8, NUL, long), keys or none; a retried insert and a replayed message
+    leave one row per (topic, partition, offset) under FINAL."""
+    batch = [
+        ("vitals.events", 0, 7, 1_767_225_600_123, b"u1", b'[{"event_id":"a"}]'),
+        ("vitals.events", 3, 2**40, 0, None, b"\xff\xfe not utf-8 \x00"),
+        ("vitals.events", 1, 0, 1_767_225_600_000, b"k" * 300, b"v" * 70_000),
+        ("vitals.events", 2, 5, 1_767_225_600_000, b"u2", None),
+    ]
+    sink = RawSink(ch, 100)
+    sink.write(batch)
+    sink.write(batch)  # a retried insert: deduplicated by its token
+    sink.write(batch[:1] + batch[2:])  # a replay after a crash: collapsed by FINAL
+    got = ch.query("SELECT topic, partition, offset, toUnixTimestamp64Milli(timestamp), hex(key), hex(value) "
+                   "FROM vitals.raw_messages FINAL ORDER BY partition")
+    assert got == sorted(((t, p, o, ts, (k or b"").hex().upper(), (v or b"").hex().upper())
+                          for t, p, o, ts, k, v in batch), key=lambda r: r[1])
