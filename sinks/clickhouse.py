@@ -313,7 +313,7 @@ class RawSink(BatchingSink[RawMessage]):
     def write(self, batch: Sequence[RawMessage]) -> None:
         topics, partitions, offsets, timestamps, keys, values = zip(*batch, strict=True)
         columns = [
-            ("topic", "String", native.strings(topics)),
+            ("topic", "String", native.same_strings(topics)),
             ("partition", "UInt32", native.uint32(partitions)),
             ("offset", "UInt64", native.uint64(offsets)),
             ("timestamp", "DateTime64(3, 'UTC')", native.int64([max(ts, 0) for ts in timestamps])),

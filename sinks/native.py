@@ -86,6 +86,12 @@ def byte_strings(values: Sequence[bytes]) -> bytes:
     return b"".join(chain.from_iterable(zip(prefixes, values, strict=True)))
 
 
+def same_strings(values: Sequence[str]) -> bytes:
+    """``String`` for a column that mostly repeats one value (a topic): encoded once per value."""
+    encoded = {v: leb128(len(b := v.encode())) + b for v in set(values)}
+    return b"".join(map(encoded.__getitem__, values))
+
+
 def uint32(values: Sequence[int]) -> bytes:
     return _fixed("I", values)
 

@@ -151,10 +151,13 @@ def activity_drop_holds(state: UserState, day: int, rules: RuleSettings) -> tupl
     }
 
 
-def hollow_holds(state: UserState, day: int, rules: RuleSettings) -> tuple[bool, dict[str, Any]]:
+def hollow_holds(state: UserState, day: int, rules: RuleSettings, evidence: bool = False
+                 ) -> tuple[bool, dict[str, Any]]:
+    """Whether the hollow activity holds at the close of ``day``, and its evidence (computed
+    whenever it holds, or when ``evidence`` asks for it: an episode that resolves)."""
     first = day - rules.hollow_window_d + 1
     active = state.active_days(first, day)
-    if active < rules.hollow_min_active_days:  # cheap exit: most users are not daily actives
+    if active < rules.hollow_min_active_days and not evidence:  # cheap exit: most users are not daily actives
         return False, {}
     amount = state.total(AMOUNT_MICROS, first, day) / 1_000_000
     posts = state.total(POSTS, day - rules.hollow_post_window_d + 1, day)
@@ -237,6 +240,8 @@ def close_day(state: UserState, day: int, rules: RuleSettings) -> list[Decision]
             decisions.append(Decision("open", rule, start_of_day, evidence | {"day": day}))
         elif not holds and opened != NONE:
             state.set_open(slot, NONE)
+            if not evidence:  # the cheap exit above: the numbers that ended the episode
+                evidence = hollow_holds(state, day, rules, evidence=True)[1]
             decisions.append(Decision("resolved", rule, opened, evidence | {"day": day}))
     return decisions
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sinks.clickhouse import ActivitySink, ClickHouse, RawSink
-from sinks.native import byte_strings, leb128
+from sinks.native import byte_strings, leb128, same_strings, strings
 
 ROWS = [
     # app, user, day, events, logins, payments, amount micros, posts, social, complaints
@@ -63,6 +63,8 @@ def test_leb128() -> None:
 def test_byte_strings_lengths() -> None:
     values = [b"", b"a", b"x" * 127, b"y" * 128, b"z" * 16_383, b"w" * 16_384, bytes(range(256)) * 300]
     assert byte_strings(values) == b"".join(leb128(len(v)) + v for v in values)
+    topics = ["vitals.events", "t" * 200, "vitals.events", "ü"]
+    assert same_strings(topics) == strings(topics)
 
 
 def test_raw_messages_read_back_byte_for_byte_once(ch: ClickHouse) -> None:

@@ -130,6 +130,18 @@ def test_hollow_activity_edges() -> None:
         assert bool(h.rules("fake.hollow_activity")) == fires, kwargs
 
 
+def test_hollow_activity_resolution_carries_its_numbers() -> None:
+    """The episode ends when the active days in the window fall below 10: the resolved alert
+    says so with the numbers and thresholds, as the open one did."""
+    h = Harness()
+    _hollow(h)
+    h.tick(T0 + 40 * D)  # the ten active days leave the 30-day window
+    opened, resolved = [a for a in h.out.alerts if a.rule == "fake.hollow_activity"]
+    assert (opened.status, resolved.status, resolved.alert_id) == ("open", "resolved", opened.alert_id)
+    assert resolved.evidence["active_days"] < resolved.evidence["min_active_days"] == 10
+    assert opened.evidence.keys() == resolved.evidence.keys()
+
+
 def test_burst_threshold_once_per_day() -> None:
     h = Harness()
     for i in range(99):
