@@ -11,6 +11,8 @@ import asyncio
 import base64
 import hashlib
 import json
+import subprocess
+import sys
 import urllib.request
 from collections import Counter
 from decimal import Decimal
@@ -18,6 +20,7 @@ from decimal import Decimal
 import jsonschema
 import orjson
 import pytest
+from aiokafka.admin import NewTopic
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -26,9 +29,10 @@ from schemas import SCHEMA_DIR
 from schemas.events import Reason, decode_message
 from streams.cli import _prestart
 from streams.generator import DAY_MS, GenConfig, generate
-from streams.kafka_io import home_partition, new_producer, send_many
+from streams.kafka_io import home_partition, new_producer, send_many, start_admin
 from streams.produce import produce_history
 from streams.runner import stop_worker, wait_for_lag_zero
+from streams.settings import ConfigError
 from tests.conftest import Deployment
 from tests.garbage import garbage_values
 from tests.oracle import expected_daily
@@ -213,3 +217,25 @@ def test_invalid_message_near_the_size_limit_is_dead_lettered(deployment: Deploy
     assert (source["topic"], source["partition"], source["index"]) == (settings_.events_topic, 0, None)
     assert [r.value for r in deployment.read(settings_.events_topic)
             if (r.partition, r.offset) == (0, source["offset"])] == [big]
+
+
+def test_a_dlq_topic_with_fewer_partitions_than_the_events_topic_stops_the_worker_at_startup(
+        deployment: Deployment) -> None:
+    """Dead letters go to the DLQ partition of their source partition: an operator-made DLQ topic
+    with fewer partitions would fail every flush holding one (the worker restarting forever), so
+    the worker refuses to start and names the topic, with the configuration-error exit code."""
+    settings_ = deployment.settings
+
+    async def create_small_dlq() -> None:
+        admin = await start_admin(settings_.kafka)
+        try:
+            await admin.create_topics([NewTopic(settings_.dlq_topic, 2, 1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(create_small_dlq())
+    with pytest.raises(ConfigError, match=f"topic {settings_.dlq_topic} has 2 partitions"):
+        asyncio.run(_prestart(settings_))
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "worker", "--no-supervise"], env=deployment.env,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 2 and b"fewer than the" in done.stderr, done.stderr[-2000:]
