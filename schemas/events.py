@@ -16,10 +16,11 @@ original bytes.
 from __future__ import annotations
 
 import enum
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import msgspec
 import orjson
@@ -288,6 +289,51 @@ def decode_message(value: bytes | None, now_ms: int) -> tuple[list[Event], list[
     return decode_message_reference(value, now_ms)
 
 
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _int_as_orjson(text: str) -> int | float:
+    number = int(text)
+    return number if -(2**63) <= number < 2**64 else float(number)  # as orjson reads it
+
+
+def _parse(value: bytes) -> tuple[Any, bool]:
+    """The JSON document in ``value`` and whether orjson read it. JSON that orjson refuses though
+    it is JSON — numbers beyond the double range, lone surrogate escapes — is read by the
+    standard library instead (False), so that only the events holding such values are invalid,
+    not their whole batch. ValueError: not UTF-8 JSON (nor nested deeper than either reads)."""
+    try:
+        return orjson.loads(value), True
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        text = value.decode()
+        return json.loads(text, parse_constant=_no_constant, parse_int=_int_as_orjson), False
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise ValueError("not UTF-8 JSON") from None
+
+
+def _validate_unicode(obj: object, now_ms: int) -> Event:
+    """``validate``, for an event the standard library read: its text must be Unicode (a lone
+    surrogate escape reads as a str that no UTF-8 encoder takes)."""
+    stack = [obj]
+    while stack:  # no recursion: the event may nest as deep as the parser went
+        item = stack.pop()
+        if type(item) is str:
+            if not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    raise _Bad(Reason.NOT_JSON, "event holds a lone surrogate escape (not Unicode text)") from None
+        elif type(item) is dict:
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+    return validate(obj, now_ms)
+
+
 def decode_message_reference(value: bytes | None, now_ms: int) -> tuple[list[Event], list[Invalid]]:
     """The reference decoder (orjson + ``validate``): reasons and original bytes come from here."""
     if value is None or len(value) == 0:
@@ -295,14 +341,15 @@ def decode_message_reference(value: bytes | None, now_ms: int) -> tuple[list[Eve
     if len(value) > MAX_BATCH_BYTES:
         return [], [Invalid(Reason.BATCH_TOO_LARGE, "message larger than 1 MiB", value, None)]
     try:
-        doc = orjson.loads(value)
-    except orjson.JSONDecodeError:
+        doc, exact = _parse(value)
+    except ValueError:
         return [], [Invalid(Reason.NOT_JSON, "message value is not UTF-8 JSON", value, None)]
+    check = validate if exact else _validate_unicode
     if type(doc) is dict:
         if len(value) > MAX_EVENT_BYTES:
             return [], [Invalid(Reason.EVENT_TOO_LARGE, "event larger than 64 KiB", value, None)]
         try:
-            return [validate(doc, now_ms)], []
+            return [check(doc, now_ms)], []
         except _Bad as bad:
             return [], [Invalid(bad.reason, bad.message, value, None)]
     if type(doc) is not list:
@@ -316,7 +363,7 @@ def decode_message_reference(value: bytes | None, now_ms: int) -> tuple[list[Eve
     slices: list[bytes] | None = None
     for index, obj in enumerate(doc):
         try:
-            events.append(validate(obj, now_ms))
+            events.append(check(obj, now_ms))
             continue
         except _Bad as bad:
             reason, message = bad.reason, bad.message

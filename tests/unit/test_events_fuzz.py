@@ -20,6 +20,7 @@ from schemas.events import (
     MIN_TS_MS,
     Event,
     Reason,
+    _parse,
     decode_message,
 )
 from streams.store import event_json
@@ -60,14 +61,14 @@ def check_accounting(value: bytes) -> tuple[list[Event], list]:
     if whole:  # the whole message is dead-lettered, with its exact bytes
         assert len(invalid) == 1 and not events and invalid[0].original == value
         return events, invalid
-    doc = orjson.loads(value)
+    doc = _parse(value)[0]  # orjson's reading, or the standard library's where orjson refuses
     items = doc if isinstance(doc, list) else [doc]
     if isinstance(doc, list):
         assert 1 <= len(doc) <= MAX_BATCH_EVENTS and len(value) <= MAX_BATCH_BYTES
         indexes = [i.index for i in invalid]
         assert len(set(indexes)) == len(indexes) and all(0 <= i < len(doc) for i in indexes)
         for inv in invalid:  # the exact original bytes of that element (compared as bytes: nesting may be deep)
-            assert inv.original in value and type(orjson.loads(inv.original)) is type(doc[inv.index])
+            assert inv.original in value and type(_parse(inv.original)[0]) is type(doc[inv.index])
     assert len(events) + len(invalid) == len(items)
     return events, invalid
 
@@ -120,8 +121,9 @@ def test_deep_nesting(depth: int, shape: str) -> None:
         (b'{"event_id":"e","user_id":"u","type":"payment","ts":1767225500000,"amount":NaN}', Reason.NOT_JSON),
         (b'{"event_id":"e","user_id":"u","type":"payment","ts":1767225500000,"amount":Infinity}', Reason.NOT_JSON),
         (b'{"event_id":"e","user_id":"u","type":"payment","ts":1767225500000,"amount":-Infinity}', Reason.NOT_JSON),
-        (b'{"event_id":"e","user_id":"u","type":"payment","ts":1767225500000,"amount":1e400}', Reason.NOT_JSON),
-        (b'{"event_id":"e","user_id":"u","type":"view","ts":1e400}', Reason.NOT_JSON),
+        # JSON that orjson refuses: read by the standard library, the event judged on its values
+        (b'{"event_id":"e","user_id":"u","type":"payment","ts":1767225500000,"amount":1e400}', Reason.BAD_AMOUNT),
+        (b'{"event_id":"e","user_id":"u","type":"view","ts":1e400}', Reason.BAD_TYPE),
         (b'{"event_id":"e","user_id":"u","type":"payment","ts":1767225500000,"amount":1e308}', Reason.BAD_AMOUNT),
         # beyond 64 bits orjson reads a float; with no fraction it is still an integer (JSON Schema)
         (b'{"event_id":"e","user_id":"u","type":"view","ts":18446744073709551616}', Reason.TS_OUT_OF_RANGE),
@@ -208,3 +210,15 @@ def test_accepted_events_can_be_rerouted() -> None:
     (deepest,), _ = decode_message(good[:-1] + b',"props":{"x":' + deep_text(1021) + b"}}", NOW_MS)
     (again,), invalid = decode_message(event_json(deepest), NOW_MS)
     assert not invalid and event_json(again) == event_json(deepest)  # (== on the props would recurse too deep)
+
+
+def test_json_orjson_refuses_dead_letters_only_the_events_holding_it() -> None:
+    """SPEC section 1: in a batch only the invalid events are dead-lettered; a message is
+    dead-lettered whole only if it is not JSON at all. A number beyond the double range or a lone
+    surrogate escape is JSON, which orjson refuses: the standard library reads the message."""
+    good = b'{"event_id":"a","user_id":"u","type":"view","ts":1767225500000}'
+    surrogate = b'{"event_id":"b","user_id":"u","type":"view","ts":1767225500000,"props":{"k":"\\udc00"}}'
+    huge = b'{"event_id":"c","user_id":"u","type":"view","ts":1767225500000,"props":{"k":1e400}}'
+    events, invalid = check_accounting(b"[" + good + b", " + surrogate + b"," + huge + b"]")
+    assert [e.event_id for e in events] == ["a", "c"]
+    assert [(i.index, i.reason, i.original) for i in invalid] == [(1, Reason.NOT_JSON, surrogate)]
