@@ -25,7 +25,7 @@ import orjson
 
 from schemas.alerts import Alert
 from sinks import native
-from sinks.base import BatchingSink, SinkBackpressure, SinkInvalid
+from sinks.base import BatchingSink, Row, SinkBackpressure, SinkInvalid
 from streams.settings import ConfigError, redact_dsn
 
 DATABASE = "vitals"
@@ -277,16 +277,27 @@ def _token(table: str, data: list[list[Any]]) -> str:
     return digest.hexdigest()
 
 
-class ActivitySink(BatchingSink[ActivityRow]):
-    name = "user_activity_daily"
+class NativeSink(BatchingSink[Row]):
+    """A sink whose batches go to one table as a Native-format block (:mod:`sinks.native`)."""
+
+    name: str  # the table
 
     def __init__(self, ch: ClickHouse, cap_rows: int) -> None:
         super().__init__(cap_rows)
         self.ch = ch
 
+    def _insert(self, rows: int, columns: list[native.Column]) -> None:
+        data = native.block(rows, columns)
+        token = hashlib.blake2b(data, digest_size=16, person=self.name.encode()[:16]).hexdigest()
+        self.ch.insert_native(self.name, [name for name, _, _ in columns], data, token)
+
+
+class ActivitySink(NativeSink[ActivityRow]):
+    name = "user_activity_daily"
+
     def write(self, batch: Sequence[ActivityRow]) -> None:
         apps, users, days, events, logins, payments, amounts, posts, social, complaints = zip(*batch, strict=True)
-        columns = [
+        self._insert(len(batch), [
             ("app_id", "String", native.strings(apps)),
             ("user_id", "String", native.strings(users)),
             ("day", "Date", native.date(days)),
@@ -295,34 +306,24 @@ class ActivitySink(BatchingSink[ActivityRow]):
             ("payment_amount", "Decimal(38, 6)", native.decimal128(amounts)),
             *((name, "UInt64", native.uint64(values)) for name, values in (
                 ("content_posts", posts), ("social", social), ("complaints", complaints), ("version", events))),
-        ]
-        data = native.block(len(batch), columns)
-        token = hashlib.blake2b(data, digest_size=16, person=b"activity").hexdigest()
-        self.ch.insert_native("user_activity_daily", [name for name, _, _ in columns], data, token)
+        ])
 
 
-class RawSink(BatchingSink[RawMessage]):
+class RawSink(NativeSink[RawMessage]):
     """The events topic's messages, bytes as they arrived (``raw_messages``)."""
 
     name = "raw_messages"
 
-    def __init__(self, ch: ClickHouse, cap_rows: int) -> None:
-        super().__init__(cap_rows)
-        self.ch = ch
-
     def write(self, batch: Sequence[RawMessage]) -> None:
         topics, partitions, offsets, timestamps, keys, values = zip(*batch, strict=True)
-        columns = [
+        self._insert(len(batch), [
             ("topic", "String", native.same_strings(topics)),
             ("partition", "UInt32", native.uint32(partitions)),
             ("offset", "UInt64", native.uint64(offsets)),
             ("timestamp", "DateTime64(3, 'UTC')", native.int64([max(ts, 0) for ts in timestamps])),
             ("key", "String", native.byte_strings([k or b"" for k in keys])),
             ("value", "String", native.byte_strings([v or b"" for v in values])),
-        ]
-        data = native.block(len(batch), columns)
-        token = hashlib.blake2b(data, digest_size=16, person=b"raw").hexdigest()
-        self.ch.insert_native("raw_messages", [name for name, _, _ in columns], data, token)
+        ])
 
 
 class AlertSink(BatchingSink[Alert]):
