@@ -250,7 +250,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
             check_stalls(committed, ends)
         try:
             await asyncio.get_running_loop().run_in_executor(
-                pipeline.flusher.executor, gauges.product_gauges, ch, metrics
+                pipeline.flusher.executor, gauges.product_gauges, ch, metrics, settings.rules_for
             )
         except Exception as exc:
             log.warning("gauge refresh failed: %s", type(exc).__name__)

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sinks.clickhouse import ClickHouse
 from streams.kafka_io import committed_offsets, device_topic, end_offsets, reroute_topic
 from streams.metrics import Metrics
-from streams.settings import Settings
+from streams.settings import RuleSettings, Settings
 
 Offsets = dict[tuple[str, int], int]
 
@@ -45,9 +47,13 @@ GROUP BY app_id
 """
 
 
-def product_gauges(ch: ClickHouse, metrics: Metrics) -> None:
-    """DAU, next-day retention and complaint rate of the last closed day, per app (from ClickHouse)."""
+def product_gauges(ch: ClickHouse, metrics: Metrics, rules_for: Callable[[str], RuleSettings]) -> None:
+    """DAU, next-day retention and complaint rate of the last closed day, per app (from ClickHouse),
+    and the app's alert thresholds for the last two."""
     for app_id, dau, complainers, cohort, retained in ch.query(PRODUCT_SQL):
+        rules = rules_for(app_id)
+        metrics.retention_threshold.labels(app_id).set(rules.retention_alert_below)
+        metrics.complaint_threshold.labels(app_id).set(rules.complaint_rate_alert_above)
         metrics.dau.labels(app_id).set(dau)
         metrics.complaint_rate.labels(app_id).set(complainers / dau if dau else 0.0)
         if cohort:

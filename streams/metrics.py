@@ -110,6 +110,20 @@ class Metrics:
             ["app_id"],
             registry=r,
         )
+        # the configured product thresholds (rules.retention_alert_below, complaint_rate_alert_above,
+        # per app): the shipped alerting rules compare the figures above with them
+        self.retention_threshold = Gauge(
+            "vitals_product_next_day_retention_alert_below",
+            "Next-day retention below this share alerts (rules.retention_alert_below)",
+            ["app_id"],
+            registry=r,
+        )
+        self.complaint_threshold = Gauge(
+            "vitals_product_complaint_rate_alert_above",
+            "Complaint rate above this share alerts (rules.complaint_rate_alert_above)",
+            ["app_id"],
+            registry=r,
+        )
         self.watchdog = Counter("vitals_watchdog_restarts_total", "Consumer restarts by the lag watchdog", registry=r)
         self.up = Gauge("vitals_worker_up", "1 while the worker is running", registry=r)
 

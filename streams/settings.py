@@ -8,6 +8,7 @@ them per tenant.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -20,6 +21,11 @@ import msgspec
 
 class ConfigError(ValueError):
     """Bad configuration: raised at startup, never later."""
+
+
+# windows and counts a rule cannot work with at 0
+AT_LEAST_ONE = frozenset({"no_login_short_h", "no_login_long_d", "no_interaction_d", "activity_drop_window_d",
+                          "hollow_window_d", "hollow_post_window_d", "burst_events_per_minute", "device_farm_users"})
 
 
 class RuleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -47,8 +53,13 @@ class RuleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
             value = getattr(self, name)
-            if value < 0:
-                raise ConfigError(f"rules.{name} must be >= 0, got {value}")
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"rules.{name} must be a number >= 0, got {value}")
+            if name in AT_LEAST_ONE and value < 1:
+                raise ConfigError(f"rules.{name} must be >= 1, got {value}")
+        for name in ("retention_alert_below", "complaint_rate_alert_above"):
+            if getattr(self, name) > 1:
+                raise ConfigError(f"rules.{name} is a share of users: 0..1, got {getattr(self, name)}")
         if self.hollow_window_d < self.hollow_post_window_d:
             raise ConfigError("rules.hollow_post_window_d must not exceed rules.hollow_window_d")
         if self.retention_days_needed > 400:
@@ -169,8 +180,17 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             if not getattr(self, name):
                 raise ConfigError(f"{name} must not be empty")
         dsn = self.clickhouse_dsn
-        if dsn and urlsplit(dsn).scheme not in ("chdb", "http", "https"):
-            raise ConfigError("clickhouse_dsn must be chdb:///dir or http(s)://user:pass@host:port/db")
+        if dsn:
+            parts = urlsplit(dsn)
+            if parts.scheme not in ("chdb", "http", "https"):
+                raise ConfigError("clickhouse_dsn must be chdb:///dir or http(s)://user:pass@host:port/db")
+            try:  # the DSN itself stays out of the message: it may hold a password
+                port_ok = parts.scheme == "chdb" or parts.port is not None or parts.hostname is not None
+            except ValueError:
+                port_ok = False
+            if not port_ok or (parts.scheme != "chdb" and not parts.hostname):
+                raise ConfigError("clickhouse_dsn: no valid host:port; percent-encode special characters "
+                                  "(@ : / ? #) in its user and password")
         for app, override in self.apps.items():
             # time is per partition, shared by every app on it: these cannot differ per app
             shared = sorted(PARTITION_WIDE & override.rules.keys())
@@ -329,6 +349,10 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
     for key, value in overrides.items():
         _set_path(tree, tuple(key.split("__")), value)
     try:
-        return msgspec.convert(tree, Settings)
+        settings = msgspec.convert(tree, Settings)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid configuration: {exc}") from exc
+    for name, path in (("kafka.ssl_cafile", settings.kafka.ssl_cafile), ("clickhouse_ca", settings.clickhouse_ca)):
+        if path is not None and not os.access(path, os.R_OK):
+            raise ConfigError(f"{name}: cannot read {path}")
+    return settings

@@ -128,3 +128,20 @@ def test_redact_dsn_with_unencoded_password() -> None:
     dsn = "https://vitals:s3cr:t/p@ss?w#rd@ch.example:9440/vitals?password=x&token=y"
     redacted = redact_dsn(dsn)
     assert redacted == "https://vitals:***@ch.example:9440/vitals?password=***&token=***"
+
+
+@pytest.mark.parametrize("dsn", ["http://vitals:Secr3t#x@ch:8123/vitals", "http://vitals:Secr3t/x@ch:8123/db",
+                                 "https://vitals:Secr3t?x@ch/db", "http:///db"])
+def test_a_dsn_with_an_unencoded_password_fails_at_startup_without_showing_it(dsn: str) -> None:
+    """urlsplit reads such a password as the port: clickhouse-connect's error then quoted it."""
+    with pytest.raises(ConfigError, match="percent-encode") as raised:
+        load_settings(env={"VITALS_CLICKHOUSE_DSN": dsn})
+    assert "Secr3t" not in str(raised.value)
+    assert load_settings(env={"VITALS_CLICKHOUSE_DSN": "http://vitals:Secr3t%23x@ch:8123/vitals"})
+
+
+def test_unreadable_ca_files_fail_at_startup_naming_the_setting(tmp_path: Path) -> None:
+    for env, name in (({"VITALS_KAFKA_SSL_CAFILE": str(tmp_path / "no.pem")}, "kafka.ssl_cafile"),
+                      ({"VITALS_CLICKHOUSE_CA": str(tmp_path / "no.pem")}, "clickhouse_ca")):
+        with pytest.raises(ConfigError, match=f"{name}: cannot read"):
+            load_settings(env=env)

@@ -41,3 +41,16 @@ def test_outcomes_are_counted_per_app() -> None:
     assert dict(out.outcomes) == {("shop", "accepted"): 2, ("shop", "duplicate"): 1, ("default", "accepted"): 1,
                                   ("default", "late"): 1}
     assert out.outcome("accepted") == 3
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("activity_drop_ratio", float("nan")), ("hollow_max_payment", float("inf")), ("retention_alert_below", 2.0),
+    ("complaint_rate_alert_above", 1.5), ("burst_events_per_minute", 0), ("device_farm_users", 0),
+    ("activity_drop_window_d", 0), ("dedup_horizon_s", -1),
+])
+def test_thresholds_no_rule_can_work_with_fail_at_startup(key: str, value: float) -> None:
+    """nan passed a ``< 0`` check and then broke (ratio) or silently disabled (payment) a rule."""
+    with pytest.raises(ConfigError, match=f"rules.{key}"):
+        load_settings(env={}, **{f"rules__{key}": value})
+    with pytest.raises(ConfigError, match=f"rules.{key}"):  # per app as well
+        load_settings(env={}, apps={"shop": {"rules": {key: value}}}).rules_for("shop")
