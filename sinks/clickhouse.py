@@ -146,7 +146,11 @@ def client_kwargs(dsn: str, *, ca_cert: str | None = None, verify: bool = True) 
         if ca_cert and verify:
             kwargs["ca_cert"] = ca_cert
     for key, value in parse_qsl(parts.query):  # extra client options or settings in the DSN
-        kwargs.setdefault(key, value)
+        key = "username" if key == "user" else key
+        if key in ("username", "password", "database") and not kwargs[key]:
+            kwargs[key] = value  # credentials given as parameters rather than in the userinfo
+        else:
+            kwargs.setdefault(key, value)
     return kwargs
 
 

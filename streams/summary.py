@@ -19,7 +19,8 @@ async def dlq_reasons(settings: Settings) -> Counter[str]:
 
 
 def print_summary(settings: Settings, history: History | None = None) -> None:
-    ch = ClickHouse(settings.effective_clickhouse_dsn, ca_cert=settings.clickhouse_ca)
+    ch = ClickHouse(settings.effective_clickhouse_dsn, ca_cert=settings.clickhouse_ca,
+                    verify=settings.clickhouse_verify)
     q = ch.query
     events, users, days = q(
         "SELECT sum(events), uniqExact(app_id, user_id), uniqExact(day) FROM vitals.user_activity_daily FINAL"

@@ -115,6 +115,11 @@ def test_clickhouse_client_kwargs_tls() -> None:
     assert plain["interface"] == "http" and plain["secure"] is False and "verify" not in plain
     assert plain["compress"] == "lz4"
     assert client_kwargs("chdb:///tmp/x") == {"dsn": "chdb:///tmp/x"}
+    # credentials as query parameters, where the userinfo has none (it wins where it has them)
+    query = client_kwargs("http://ch.example:8123/?user=u&password=s3cret&database=vitals")
+    assert (query["username"], query["password"], query["database"]) == ("u", "s3cret", "vitals")
+    both = client_kwargs("http://u:pw@ch.example:8123/db?password=other&user=x")
+    assert (both["username"], both["password"], both["database"]) == ("u", "pw", "db")
     with pytest.raises(ValueError, match="scheme"):
         client_kwargs("ftp://u:pw@host/x")
 
