@@ -158,7 +158,9 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         AlertSink(ch, cap),
         metrics,
         lambda: new_producer(settings.kafka),
-        raw_sink=RawSink(ch, cap) if settings.clickhouse_raw_messages else None,
+        # a job's raw messages: below flush_max_rows (<= cap) when a flush is due, plus the fetch
+        # that got them there
+        raw_sink=RawSink(ch, cap + proc.batch_max_messages) if settings.clickhouse_raw_messages else None,
     )
 
     async def commit(offsets: dict[tuple[str, int], int]) -> bool:
