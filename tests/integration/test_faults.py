@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -43,14 +44,19 @@ def poll(condition, timeout_s: float, what: str, every_s: float = 0.5) -> None: 
 
 
 def prepare(deployment: Deployment, tmp_path: Path, seed: int, events: int = 40_000, partitions: int = 8,
-            **processing: float | str) -> tuple[History, int]:
+            first: int | None = None, **processing: float | str) -> tuple[History, int]:
+    """Generate a history and produce it (only its ``first`` messages when given: see ``produce_rest``)."""
     deployment.env["VITALS_CONFIG"] = str(write_config(tmp_path / "vitals.toml", partitions, **processing))
     n = asyncio.run(_prestart(deployment.settings))
     cfg = GenConfig(users=1200, days=14, events=events, seed=seed, batch=1, partitions=n, unkeyed_rate=0.0,
                     dup_rate=0.02, invalid_rate=0.005)
     history = generate(cfg)
-    asyncio.run(produce_history(deployment.settings, history))
+    asyncio.run(produce_history(deployment.settings, replace(history, messages=history.messages[:first])))
     return history, n
+
+
+def produce_rest(deployment: Deployment, history: History, first: int) -> None:
+    asyncio.run(produce_history(deployment.settings, replace(history, messages=history.messages[first:])))
 
 
 def progressed(deployment: Deployment, total: int, at_least: int) -> bool:

@@ -13,7 +13,7 @@ from streams.kafka_io import end_offsets
 from streams.runner import stop_worker
 from tests.conftest import Deployment
 from tests.faultcheck import check_all
-from tests.integration.test_faults import finish, poll, prepare, progressed
+from tests.integration.test_faults import finish, poll, prepare, produce_rest, progressed
 
 pytestmark = pytest.mark.integration
 
@@ -36,13 +36,16 @@ def persisted_offsets(data_dir: Path, table: str) -> dict[int, int]:
 
 
 def test_restart_recovers_from_local_rocksdb_and_changelog_tail(deployment: Deployment, tmp_path: Path) -> None:
-    history, partitions = prepare(deployment, tmp_path, seed=41, store="rocksdb")
-    total = len(history.messages)
+    # the rest of the history comes after the kill, so the second worker has partitions to load
+    # even when the first one had caught up with the first part before the kill
+    first = 25_000
+    history, partitions = prepare(deployment, tmp_path, seed=41, store="rocksdb", first=first)
     worker = deployment.worker("first")
     try:
-        poll(lambda: progressed(deployment, total, 10_000), 180, "progress")
+        poll(lambda: progressed(deployment, first, 10_000), 180, "progress")
         worker.send_signal(signal.SIGKILL)  # the supervisor and its worker: no flush, no cleanup
         worker.wait()
+        produce_rest(deployment, history, first)
         worker = deployment.worker("second")
     except BaseException:
         stop_worker(worker)
