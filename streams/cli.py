@@ -19,7 +19,7 @@ def _setup_logging(level: str = "INFO") -> None:
 
 
 async def _prestart(settings: Settings) -> int:
-    from streams.kafka_io import device_topic, ensure_topics, reroute_topic, topic_partitions
+    from streams.kafka_io import device_topic, ensure_topics, partition_counts, reroute_topic, topic_partitions
 
     try:
         existing = await asyncio.wait_for(topic_partitions(settings.kafka, settings.events_topic), 60)
@@ -29,9 +29,9 @@ async def _prestart(settings: Settings) -> int:
     await ensure_topics(settings, partitions)
     # records go to these topics' partitions by source partition: fewer partitions than the
     # events topic would fail every flush that reaches past them
-    for topic in (settings.dlq_topic, reroute_topic(settings), device_topic(settings)):
-        found = await topic_partitions(settings.kafka, topic)
-        if found is not None and found < partitions:
+    outputs = [settings.dlq_topic, reroute_topic(settings), device_topic(settings)]
+    for topic, found in (await partition_counts(settings.kafka, outputs)).items():
+        if found < partitions:
             raise ConfigError(f"topic {topic} has {found} partitions, fewer than the {partitions} of "
                               f"{settings.events_topic}: add partitions to it (kafka-topics --alter)")
     return partitions

@@ -178,17 +178,22 @@ async def send_many(producer: AIOKafkaProducer, topic: str, records: Iterable[Re
 
 
 async def topic_partitions(kafka: KafkaSettings, topic: str) -> int | None:
+    return (await partition_counts(kafka, [topic])).get(topic)
+
+
+async def partition_counts(kafka: KafkaSettings, topics: list[str]) -> dict[str, int]:
+    """Partitions of each of ``topics`` that exists (one admin client for all)."""
     admin = await start_admin(kafka)
     try:
         # describing a missing topic is a metadata request, which auto-creates it with the
         # broker's default partition count where auto-creation is on: look it up first
-        if topic not in set(await admin.list_topics()):
-            return None
-        described = await admin.describe_topics([topic])
-        for entry in described:
+        existing = set(await admin.list_topics())
+        wanted = [t for t in topics if t in existing]
+        counts: dict[str, int] = {}
+        for entry in await admin.describe_topics(wanted) if wanted else []:
             if entry.get("error_code", 0) == 0 and entry.get("partitions"):
-                return len(entry["partitions"])
-        return None
+                counts[entry["topic"]] = len(entry["partitions"])
+        return counts
     finally:
         await admin.close()
 

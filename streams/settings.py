@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
@@ -184,11 +184,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             parts = urlsplit(dsn)
             if parts.scheme not in ("chdb", "http", "https"):
                 raise ConfigError("clickhouse_dsn must be chdb:///dir or http(s)://user:pass@host:port/db")
-            try:  # the DSN itself stays out of the message: it may hold a password
-                port_ok = parts.scheme == "chdb" or parts.port is not None or parts.hostname is not None
-            except ValueError:
-                port_ok = False
-            if not port_ok or (parts.scheme != "chdb" and not parts.hostname):
+            if parts.scheme != "chdb" and not _host_and_port(parts):  # no DSN in the message: it may hold a password
                 raise ConfigError("clickhouse_dsn: no valid host:port; percent-encode special characters "
                                   "(@ : / ? #) in its user and password")
         for app, override in self.apps.items():
@@ -268,6 +264,15 @@ SECRET_FILE_KEYS = (
 )
 
 _SECRET_QUERY_KEYS = frozenset({"password", "pass", "pwd", "secret", "token", "access_token"})
+
+
+def _host_and_port(parts: SplitResult) -> bool:
+    """A host, and a port that is a number if any (an unencoded password reads as the port)."""
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    return bool(parts.hostname) and (port is None or port > 0)
 
 
 def unquote_or_none(value: str | None) -> str | None:
