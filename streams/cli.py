@@ -8,8 +8,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from streams.settings import ConfigError, Settings, load_settings
+from streams.settings import ConfigError, ProcessingSettings, Settings, load_settings
+
+if TYPE_CHECKING:  # the worker's modules load with the command that needs them
+    from streams.metrics import Metrics
+    from streams.pipeline import Pipeline
 
 log = logging.getLogger("vitals")
 
@@ -69,22 +74,28 @@ def cmd_worker(args: argparse.Namespace) -> int:
     vitals.metrics.init_series(("user_activity_daily", "alerts"), RULES, ("default", *settings.apps))
     log.info("metrics on http://%s:%d/metrics, %d partitions", settings.metrics_host, settings.metrics_port, partitions)
     worker = Worker(vitals.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
-    _tune_runtime(settings.processing.gc_gen0_threshold, settings.processing.gil_switch_interval_ms)
+    _tune_runtime(settings.processing, vitals.pipeline, vitals.metrics)
     worker.execute_from_commandline()
     return 0
 
 
-def _tune_runtime(gen0_threshold: int, switch_interval_ms: float) -> None:
+def _tune_runtime(proc: ProcessingSettings, pipeline: Pipeline, metrics: Metrics) -> None:
     """Everything imported and built so far lives as long as the worker: out of the collector's
-    sight (``gc.freeze``); young collections less often, if configured; the GIL handed over
-    sooner to the consumer and sink threads."""
+    sight (``gc.freeze``); then garbage collection at the pipeline's pace (``gc_paced``) or young
+    collections less often, if configured; the GIL handed over sooner to the consumer and sink
+    threads."""
     import gc
 
-    sys.setswitchinterval(switch_interval_ms / 1000)
+    from streams.collector import PacedCollector
+
+    sys.setswitchinterval(proc.gil_switch_interval_ms / 1000)
     gc.collect()
     gc.freeze()
-    if gen0_threshold:
-        gc.set_threshold(gen0_threshold, *gc.get_threshold()[1:])
+    if proc.gc_paced:
+        pipeline.collector = PacedCollector(proc.gc_full_interval_s, metrics.gc_seconds)
+        pipeline.collector.start()
+    elif proc.gc_gen0_threshold:
+        gc.set_threshold(proc.gc_gen0_threshold, *gc.get_threshold()[1:])
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:

@@ -124,6 +124,12 @@ class Metrics:
             ["app_id"],
             registry=r,
         )
+        self.gc_seconds = Histogram(
+            "vitals_gc_seconds",
+            "Duration of a paced full garbage collection (processing.gc_paced: every gc_full_interval_s)",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
         self.watchdog = Counter("vitals_watchdog_restarts_total", "Consumer restarts by the lag watchdog", registry=r)
         self.up = Gauge("vitals_worker_up", "1 while the worker is running", registry=r)
 

@@ -23,6 +23,7 @@ from schemas.alerts import Alert, encode_alert
 from sinks.base import RetryPolicy
 from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
 from sinks.kafka import dead_letter_key, dead_letter_record
+from streams.collector import PacedCollector
 from streams.delivery import InFlight, OutRecord
 from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder
 from streams.engine import EPISODE_RULES, Outputs, RulesByApp, StateStore, UserPartition, activity_rows
@@ -96,6 +97,7 @@ class Pipeline:
         self.order: InOrder | None = None
         self.accepting: Callable[[], bool] = lambda: True  # False while a rebalance settles
         self.reseek: Callable[[], Awaitable[None]] | None = None  # seek the consumer to the committed offsets
+        self.collector: PacedCollector | None = None  # set by the worker with processing.gc_paced
 
     # ---- lifecycle ------------------------------------------------------------------------
     @property
@@ -317,6 +319,13 @@ class Pipeline:
             job = self._take_job()
             if job is not None:
                 await self.flusher.run(job)
+                self._collect()
+
+    def _collect(self) -> None:
+        """A paced full garbage collection, when one is due, once a job is done: its outputs are
+        freed by then, so the collector does not walk them (streams/collector.py)."""
+        if self.collector is not None:
+            self.collector.after_flush()
 
     async def _wait_job(self) -> None:
         job, self.job = self.job, None
@@ -324,6 +333,8 @@ class Pipeline:
             await job  # a failed job raises here
 
     def _job_done(self, job: asyncio.Future[None]) -> None:
+        if not job.cancelled() and job.exception() is None:
+            self._collect()
         if job.cancelled() or job.exception() is None or self.flusher.stopping:
             return
         self.on_failed_job(job.exception())  # type: ignore[arg-type]

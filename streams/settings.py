@@ -121,8 +121,12 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
     restart_backoff_max_s: float = 30.0  # the supervisor's longest wait between restarts of a dying worker
     session_timeout_s: float = 15.0  # a dead worker's partitions move after this
     store: str = "memory"  # memory | rocksdb (local state survives restarts; needs the rocksdict package)
-    # allocations between young-generation collections (Python's default is 700; 0 keeps it): the
-    # engine allocates short-lived tuples by the million and the collector was its largest cost
+    # garbage collection at the pipeline's pace (streams/collector.py): Python's automatic collector
+    # off, a full collection after a flush job every gc_full_interval_s
+    gc_paced: bool = True
+    gc_full_interval_s: float = 60.0
+    # without gc_paced: allocations between young-generation collections (Python's default is 700;
+    # 0 keeps it)
     gc_gen0_threshold: int = 50_000
     # how long a thread holds the GIL while another waits for it (Python's default is 5 ms): the
     # consumer and the ClickHouse threads each wait that long per turn behind a busy engine
@@ -135,6 +139,8 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
             raise ConfigError("processing.sink_buffer_cap_rows must be >= flush_max_rows")
         if self.gc_gen0_threshold < 0:
             raise ConfigError("processing.gc_gen0_threshold must be >= 0")
+        if not 0 < self.gc_full_interval_s < float("inf"):
+            raise ConfigError("processing.gc_full_interval_s must be a positive number of seconds")
         if not 0 < self.gil_switch_interval_ms <= 100:
             raise ConfigError("processing.gil_switch_interval_ms must be in (0, 100]")
         if self.store not in ("memory", "rocksdb"):
