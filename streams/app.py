@@ -32,6 +32,7 @@ from streams.localstate import close_on_revoke
 from streams.metrics import Metrics
 from streams.ordering import InOrder
 from streams.pipeline import Pipeline
+from streams.restore import clear_end_signal_on_start
 from streams.settings import Settings
 from streams.watchdog import EXIT_STALLED, Watchdog
 
@@ -135,6 +136,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
     devices = app.Table("devices", partitions=partitions, key_type=bytes, value_type=bytes)
     for table in (users, devices):
         close_on_revoke(table.data)
+    clear_end_signal_on_start(app.tables.recovery)  # see streams/restore.py
     source = app.topic(settings.events_topic, reroute_topic(settings), partitions=partitions, **raw)
     device_obs = app.topic(device_topic(settings), partitions=partitions, **raw)
     # the consumer subscribes to these topics and hands their records over a fetch at a time

@@ -19,6 +19,12 @@ per-record path would call); everything else takes Faust's per-record path, unch
 record of a restored partition takes this path from the recovery's start (the partitions are
 paused outside recovery), so no record of it can wait in Faust's queue or buffers to be applied
 after a later one.
+
+Faust's per-record loop sets ``signal_recovery_end`` and clears it again in the same turn; a
+bulk restore's end leaves it set. A recovery that starts before Faust's loop next clears it (its
+queue wait lasts 5 s: a second rebalance soon after the first) would find it set, log "Done
+reading" at once and start processing without the state of the partitions it gained.
+``clear_end_signal_on_start`` makes every recovery start with the signal cleared.
 """
 
 from __future__ import annotations
@@ -92,3 +98,15 @@ async def _restore_partition(recovery: Any, table: Any, tp: TP, batch: list[Any]
         table.apply_changelog_batch(events)
         recovery.active_offsets[tp] = seen
     return len(events)
+
+
+def clear_end_signal_on_start(recovery: Any) -> None:
+    """Clear ``signal_recovery_end`` whenever ``recovery`` (Faust's ``Recovery`` service) starts
+    restoring, so that a recovery waits for its own end, not one signalled before it began."""
+    set_started = recovery._set_recovery_started
+
+    def set_recovery_started() -> None:
+        recovery.signal_recovery_end.clear()
+        set_started()
+
+    recovery._set_recovery_started = set_recovery_started

@@ -11,7 +11,7 @@ import pytest
 
 from streams.runner import stop_worker
 from tests.conftest import Deployment, free_port
-from tests.integration.test_faults import finish, poll, prepare, progressed
+from tests.integration.test_faults import finish, poll, prepare, produce_rest, progressed
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,10 @@ pytestmark = pytest.mark.integration
 def test_three_workers_twelve_partitions_join_and_leave(deployment: Deployment, tmp_path: Path) -> None:
     from tests.faultcheck import check_accounting, check_aggregates, check_alerts, merged_final
 
-    history, partitions = prepare(deployment, tmp_path, seed=31, events=45_000, partitions=12)
+    # a third of the history first, the rest once the late worker owns partitions: however fast
+    # the workers are, the late one has work, and every worker owns partitions at some point
+    first = 15_000
+    history, partitions = prepare(deployment, tmp_path, seed=31, events=45_000, partitions=12, first=first)
     assert partitions == 12
     total = len(history.messages)
     dirs = [tmp_path / f"w{i}" for i in range(3)]
@@ -28,11 +31,17 @@ def test_three_workers_twelve_partitions_join_and_leave(deployment: Deployment, 
         env = {"VITALS_DATA_DIR": str(dirs[i]), "VITALS_METRICS_PORT": str(free_port())}
         return deployment.worker(f"w{i}", env)
 
+    def assigned(i: int) -> bool:
+        return "assigned event partitions" in (tmp_path / f"w{i}.log").read_text(errors="replace")
+
     workers = [start(0), start(1)]
     try:
-        poll(lambda: progressed(deployment, total, 6000), 180, "progress with two workers")
+        poll(lambda: assigned(0) and assigned(1), 180, "both first workers' assignments")
+        poll(lambda: progressed(deployment, first, 6000), 180, "progress with two workers")
         stop_worker(workers[1])  # leaves early, gracefully: flushes and hands its partitions over
         workers.append(start(2))  # joins late
+        poll(lambda: assigned(2), 180, "the late worker's assignment")
+        produce_rest(deployment, history, first)
         poll(lambda: progressed(deployment, total, 20000), 240, "progress after the changes")
     except BaseException:
         for w in workers:
