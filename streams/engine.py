@@ -12,6 +12,9 @@ batches and ship what it leaves in :class:`Outputs`. Per event, in partition ord
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import ClassVar
+
 from xxhash import xxh3_64_intdigest
 
 from schemas import alerts as A
@@ -31,6 +34,7 @@ from streams.partition_index import (
     RUN_LOGIN,
     PartitionIndexes,
 )
+from streams.settings import RuleSettings
 from streams.state import (
     COMPLAINTS,
     DAY_MS,
@@ -66,15 +70,72 @@ _NO_STATE = UserState(first_ts=NONE)
 MessageEvents = tuple[str, int, bytes | None, list[Event | None]]
 
 
+def resolve(alerts: list[A.Alert], state: UserState, ts: int, is_login: bool, app_id: str, user_id: str,
+            wm: int) -> None:
+    """A login (else an engagement) at ``ts`` ends the open absence episodes it can (R.on_activity)."""
+    for d in R.on_activity(state, ts, is_login, not is_login):
+        alerts.append(make_alert(d.status, d.rule, app_id, user_id, d.episode_start, wm, d.evidence))
+
+
+def burst_alert(alerts: list[A.Alert], state: UserState, ts: int, count: int, rules: RuleSettings, app_id: str,
+                user_id: str, wm: int) -> None:
+    """``count`` events in the minute of ``ts`` reach the burst threshold: the day's alert, once."""
+    d = R.burst_reached(state, ts, count, rules)
+    if d is not None:
+        alerts.append(make_alert("open", d.rule, app_id, user_id, d.episode_start, wm, d.evidence))
+
+
+def _configure_native() -> ModuleType | None:
+    """The C loop of :meth:`UserPartition.apply` (streams/_engine.c), told the struct types, the
+    constants and the Python functions it calls back; None when the extension is not built."""
+    try:
+        from streams import _engine
+    except ImportError:
+        return None
+    _engine.configure({
+        "Event": Event, "UserState": UserState, "NONE": NONE, "LOGINS": LOGINS, "PAYMENTS": PAYMENTS,
+        "POSTS": POSTS, "SOCIAL": SOCIAL, "DAY_MS": DAY_MS, "HOUR_MS": HOUR_MS, "MINUTE_MS": MINUTE_MS,
+        "MAX_BATCH": MAX_BATCH, "DEVICE_LATE_DAYS": DEVICE_LATE_DAYS, "RUN_CHANGED": RUN_CHANGED,
+        "RUN_APPLIED": RUN_APPLIED, "RUN_LOGIN": RUN_LOGIN, "RUN_ENGAGE": RUN_ENGAGE, "RUN_FIRST": RUN_FIRST,
+        "RUN_ACTIVE": RUN_ACTIVE, "O_SHORT": OPEN_NO_LOGIN_SHORT, "O_INTER": OPEN_NO_INTERACTION,
+        "O_LONG": OPEN_NO_LOGIN_LONG, "xxh3_64_intdigest": xxh3_64_intdigest, "user_key": user_key,
+        "to_micros": to_micros, "resolve": resolve, "burst_alert": burst_alert, "TYPE_COUNTER": TYPE_COUNTER,
+        "ENGAGEMENT_EXCLUDED": ENGAGEMENT_EXCLUDED, "NO_COUNTS": NO_COUNTS, "NO_LOGIN_SHORT": A.NO_LOGIN_SHORT,
+        "NO_INTERACTION": A.NO_INTERACTION, "NO_LOGIN_LONG": A.NO_LOGIN_LONG,
+    })
+    return _engine
+
+
+_native = _configure_native()
+NATIVE_BUILT = _native is not None
+NATIVE_MISSING = ("the engine's C extension (streams/_engine.c) is not built: install vitals with pip (it needs a C "
+                  "compiler and Python's headers), or set processing.native_engine = false")
+
+
 class UserPartition(PartitionIndexes, WatermarkActions):
     """State and indexes of one partition of users, and the events applied to them."""
 
-    def __init__(self, partition: int, store: StateStore, rules: RulesByApp, reroute_topic: str = "") -> None:
+    native_default: ClassVar[bool] = NATIVE_BUILT  # the C loop, where not chosen explicitly
+
+    def __init__(self, partition: int, store: StateStore, rules: RulesByApp, reroute_topic: str = "",
+                 native: bool | None = None) -> None:
         super().__init__(partition, store, rules)
         self.reroute_topic = reroute_topic
+        native = self.native_default if native is None else native
+        if native and _native is None:
+            raise RuntimeError(NATIVE_MISSING)
+        self.native = native
 
     # ---- processing ----------------------------------------------------------------------
     def apply(self, messages: list[MessageEvents], out: Outputs) -> None:
+        """Apply the events of ``messages`` in order (see :meth:`_apply_py`): in C when the
+        extension is built and :attr:`native` is on, else in Python."""
+        if self.native:
+            _native.apply(self, messages, out)
+        else:
+            self._apply_py(messages, out)
+
+    def _apply_py(self, messages: list[MessageEvents], out: Outputs) -> None:
         """Apply the events of ``messages`` in order: per message its source topic, offset, key
         (for dead letters) and decoded events (None in place of an event sent to another
         partition: the others keep their index within the message).
@@ -157,14 +218,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                     short_ms, long_ms, inter_ms = rules_for.periods(a)
                 day = ts // DAY_MS
                 if day < wm_day - retention:
-                    inv = Invalid(
-                        Reason.BEYOND_RETENTION,
-                        f"event older than the state retention of {retention} days",
-                        event_json(event),  # the pipeline puts the original bytes in
-                        index,
-                    )
-                    out.dead_letters.append(DeadLetter(inv, topic, partition, offset, msg_key))
-                    out.outcomes[(a, "invalid:" + Reason.BEYOND_RETENTION)] += 1
+                    self._beyond_retention(out, event, index, topic, offset, msg_key, retention)
                     continue
                 u = event.user_id
                 if u != user_id or a != app_id:
@@ -254,8 +308,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                 if etype == "login":
                     open_ = state.open
                     if open_[OPEN_NO_LOGIN_SHORT] != NONE or open_[OPEN_NO_LOGIN_LONG] != NONE:
-                        for d in R.on_activity(state, ts, True, False):
-                            alerts.append(make_alert(d.status, d.rule, a, u, d.episode_start, wm, d.evidence))
+                        resolve(alerts, state, ts, True, a, u, wm)
                         moved |= RUN_LOGIN
                         early = True
                     elif ts > state.last_login:
@@ -265,8 +318,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                             early = True
                 elif etype not in ENGAGEMENT_EXCLUDED:
                     if state.open[OPEN_NO_INTERACTION] != NONE:
-                        for d in R.on_activity(state, ts, False, True):
-                            alerts.append(make_alert(d.status, d.rule, a, u, d.episode_start, wm, d.evidence))
+                        resolve(alerts, state, ts, False, a, u, wm)
                         moved |= RUN_ENGAGE
                         early = True
                     elif ts > state.last_engage:
@@ -282,9 +334,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                     count = minutes.get(minute, 0) + 1
                     minutes[minute] = count
                     if count >= burst:
-                        d = R.burst_reached(state, ts, count, rules)
-                        if d is not None:
-                            alerts.append(make_alert("open", d.rule, a, u, d.episode_start, wm, d.evidence))
+                        burst_alert(alerts, state, ts, count, rules, a, u, wm)
                 if day > state.last_active_day:
                     state.last_active_day = day
                     moved |= RUN_ACTIVE
@@ -307,6 +357,17 @@ class UserPartition(PartitionIndexes, WatermarkActions):
         self.position = position_max
         if rules_app is not None:
             self._count(out, rules_app, accepted, late_events, duplicates, replayed)
+
+    def _beyond_retention(self, out: Outputs, event: Event, index: int, topic: str, offset: int,
+                          msg_key: bytes | None, retention: int) -> None:
+        inv = Invalid(
+            Reason.BEYOND_RETENTION,
+            f"event older than the state retention of {retention} days",
+            event_json(event),  # the pipeline puts the original bytes in
+            index,
+        )
+        out.dead_letters.append(DeadLetter(inv, topic, self.partition, offset, msg_key))
+        out.outcomes[(event.app_id, "invalid:" + Reason.BEYOND_RETENTION)] += 1
 
     def _end_run(
         self, key: bytes, app_id: str | None, state: UserState, moved: int, off_events: int, off_reroute: int

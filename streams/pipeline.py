@@ -156,7 +156,8 @@ class Pipeline:
         total = 0
         for p, part_keys in keys.items():
             store = StateStore(partition_data(self.users_data, p))
-            up = self.users[p] = UserPartition(p, store, self.rules, reroute_topic(self.settings))
+            up = self.users[p] = UserPartition(p, store, self.rules, reroute_topic(self.settings),
+                                               native=self.settings.processing.native_engine)
             total += up.load(part_keys, resume[p])
         self.metrics.recovery.observe(time.perf_counter() - started)
         log.info(

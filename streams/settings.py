@@ -131,6 +131,8 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
     # how long a thread holds the GIL while another waits for it (Python's default is 5 ms): the
     # consumer and the ClickHouse threads each wait that long per turn behind a busy engine
     gil_switch_interval_ms: float = 1.0
+    # the engine's per-event loop in C (streams/_engine.c, built by pip install); false: in Python
+    native_engine: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_max_messages < 1 or self.flush_max_rows < 1:
@@ -366,4 +368,10 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
     for name, path in (("kafka.ssl_cafile", settings.kafka.ssl_cafile), ("clickhouse_ca", settings.clickhouse_ca)):
         if path is not None and not os.access(path, os.R_OK):
             raise ConfigError(f"{name}: cannot read {path}")
+    if settings.processing.native_engine:
+        import importlib.util
+
+        if importlib.util.find_spec("streams._engine") is None:
+            raise ConfigError("processing.native_engine: the engine's C extension (streams/_engine.c) is not built; "
+                              "install vitals with pip (it needs a C compiler and Python's headers) or set it false")
     return settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,8 @@ from streams.settings import load_settings
 from streams.state import encode
 from tests.histories import T0, D, H, histories
 from tests.oracle_rules import Cfg, device_alerts, partition_alerts
+
+pytestmark = pytest.mark.usefixtures("engine_impl")  # the engine's C loop and its Python loop
 
 
 def user_messages(events: list[Event], first_offset: int, most: int = 3) -> list[MessageEvents]:

@@ -7,6 +7,7 @@ crash (applied, duplicate) must be recognised by position, not re-decided.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,8 @@ from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
 from streams.settings import load_settings
 from streams.state import decode_user
 from tests.histories import T0, D, histories
+
+pytestmark = pytest.mark.usefixtures("engine_impl")  # the engine's C loop and its Python loop
 
 # a duplicate as its user's last event, then the watermark moves days on, all in one flush
 DUP_THEN_GAP = [Event("e1", "u1", "login", T0), Event("e1", "u1", "login", T0), Event("e2", "u2", "view", T0 + 3 * D)]

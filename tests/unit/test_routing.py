@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
+import pytest
 
 from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
 from streams.kafka_io import PartitionCache
 from streams.routing import restore_originals, route, slices
 from streams.settings import load_settings
+
+pytestmark = pytest.mark.usefixtures("engine_impl")  # the engine's C loop and its Python loop
 
 NOW = 1_790_000_000_000
 PARTITIONS = 8

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from schemas.alerts import alert_id
 from schemas.events import Event
 from streams.devices import DeviceObservations, DevicePartition
 from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
 from streams.settings import load_settings
 from streams.state import NONE
+
+pytestmark = pytest.mark.usefixtures("engine_impl")  # the engine's C loop and its Python loop
 
 H = 3_600_000
 D = 86_400_000

@@ -6,6 +6,8 @@ import pytest
 
 from streams.settings import ConfigError, load_settings
 
+pytestmark = pytest.mark.usefixtures("engine_impl")  # the engine's C loop and its Python loop
+
 
 def test_app_overrides_merge_with_the_defaults() -> None:
     settings = load_settings(env={}, apps={"shop": {"rules": {"burst_events_per_minute": 300}}})

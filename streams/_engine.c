@@ -1,0 +1,637 @@
+/* The per-event loop of streams/engine.py's UserPartition.apply, in C.
+ *
+ * The same algorithm, statement for statement, as UserPartition._apply_py: read it there first.
+ * What only a few events reach (a new stream-time step that fires deadlines or day closes, a new
+ * user's state, resolved episodes, burst alerts, dead letters, per-app outcome counts) calls back
+ * into the same Python methods and functions the Python loop calls; what every event does (the
+ * watermark, the dedup set, the day's counters, the burst minute, the dirty row) is done here.
+ *
+ * Fields of the msgspec structs Event and UserState are read and written at their slot offsets,
+ * taken from their member descriptors by configure(): the same storage their attribute access
+ * uses. Tests run the engine both ways and compare each with the batch oracle.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+/* ---- configuration (configure()) ---------------------------------------------------------- */
+static PyTypeObject *EventType, *StateType;
+static Py_ssize_t E_ts, E_app, E_user, E_id, E_type, E_device, E_amount;
+static Py_ssize_t S_first_ts, S_last_login, S_last_engage, S_days, S_ids, S_minutes, S_open, S_last_active_day,
+    S_offsets, S_ids_base;
+static PyObject *f_xxh3, *f_user_key, *f_to_micros, *f_resolve, *f_burst, *type_counter, *engagement_excluded,
+    *no_counts, *small_zero;
+static PyObject *s_rules, *s_meta, *s_store, *s_reroute_topic, *s_dirty_rows, *s_alerts, *s_device_obs,
+    *s_deadlines, *s_partition, *s_position, *s_stream_time, *s_closed_day, *s_meta_dirty, *s_next_day_end,
+    *s_next_at, *s_lateness_ms, *s_retention, *s_horizon_s, *s_burst, *s_periods, *s_get, *s_set_next_day_end,
+    *s_advance, *s_end_run, *s_set_deadlines, *s_count, *s_beyond_retention, *k_short, *k_inter, *k_long;
+static long long LOGINS, PAYMENTS, POSTS, SOCIAL, DAY_MS, HOUR_MS, MINUTE_MS, MAX_BATCH, DEVICE_LATE_DAYS,
+    RUN_CHANGED, RUN_APPLIED, RUN_LOGIN, RUN_ENGAGE, RUN_FIRST, RUN_ACTIVE, O_SHORT, O_INTER, O_LONG;
+#define NONE (-1LL)
+
+static inline long long floordiv(long long a, long long b) { /* Python's floor division (b > 0) */
+    long long q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+static inline PyObject *slot(PyObject *o, Py_ssize_t off) { /* borrowed */
+    PyObject *v = *(PyObject **)((char *)o + off);
+    if (v == NULL) PyErr_SetString(PyExc_AttributeError, "vitals._engine: unset struct field");
+    return v;
+}
+
+static inline void slot_set(PyObject *o, Py_ssize_t off, PyObject *v) { /* steals v */
+    PyObject **p = (PyObject **)((char *)o + off);
+    PyObject *old = *p;
+    *p = v;
+    Py_XDECREF(old);
+}
+
+static inline int i64(PyObject *o, long long *out) {
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    *out = v;
+    return 0;
+}
+
+static int slot_i64(PyObject *o, Py_ssize_t off, long long *out) {
+    PyObject *v = slot(o, off);
+    return v == NULL ? -1 : i64(v, out);
+}
+
+static int slot_set_i64(PyObject *o, Py_ssize_t off, long long v) {
+    PyObject *n = PyLong_FromLongLong(v);
+    if (n == NULL) return -1;
+    slot_set(o, off, n);
+    return 0;
+}
+
+static int attr_i64(PyObject *o, PyObject *name, long long *out) {
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL) return -1;
+    int r = i64(v, out);
+    Py_DECREF(v);
+    return r;
+}
+
+static int set_attr_i64(PyObject *o, PyObject *name, long long v) {
+    PyObject *n = PyLong_FromLongLong(v);
+    if (n == NULL) return -1;
+    int r = PyObject_SetAttr(o, name, n);
+    Py_DECREF(n);
+    return r;
+}
+
+static inline int str_eq(PyObject *a, PyObject *b) { /* a, b: str or NULL */
+    if (a == b) return 1;
+    if (a == NULL || b == NULL) return 0;
+    return PyObject_RichCompareBool(a, b, Py_EQ);
+}
+
+static Py_ssize_t member_offset(PyTypeObject *type, const char *name) {
+    PyObject *d = PyDict_GetItemString(type->tp_dict, name);
+    if (d == NULL || !PyObject_TypeCheck(d, &PyMemberDescr_Type)) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a struct field", type->tp_name, name);
+        return -1;
+    }
+    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+    if (m->type != T_OBJECT_EX && m->type != T_OBJECT) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not an object field", type->tp_name, name);
+        return -1;
+    }
+    return m->offset;
+}
+
+static int const_i64(PyObject *consts, const char *name, long long *out) {
+    PyObject *v = PyDict_GetItemString(consts, name);
+    if (v == NULL) {
+        PyErr_Format(PyExc_KeyError, "vitals._engine.configure: missing %s", name);
+        return -1;
+    }
+    return i64(v, out);
+}
+
+static int const_obj(PyObject *consts, const char *name, PyObject **out) {
+    PyObject *v = PyDict_GetItemString(consts, name);
+    if (v == NULL) {
+        PyErr_Format(PyExc_KeyError, "vitals._engine.configure: missing %s", name);
+        return -1;
+    }
+    Py_INCREF(v);
+    Py_XSETREF(*out, v);
+    return 0;
+}
+
+static PyObject *configure(PyObject *mod, PyObject *consts) {
+    if (!PyDict_Check(consts)) return PyErr_Format(PyExc_TypeError, "configure: a dict expected");
+    PyObject *et = NULL, *st = NULL;
+    if (const_obj(consts, "Event", &et) < 0 || const_obj(consts, "UserState", &st) < 0) return NULL;
+    if (!PyType_Check(et) || !PyType_Check(st)) return PyErr_Format(PyExc_TypeError, "configure: types expected");
+    Py_XSETREF(EventType, (PyTypeObject *)et);
+    Py_XSETREF(StateType, (PyTypeObject *)st);
+#define OFF(var, type, name) if ((var = member_offset(type, name)) < 0) return NULL
+    OFF(E_ts, EventType, "ts"); OFF(E_app, EventType, "app_id"); OFF(E_user, EventType, "user_id");
+    OFF(E_id, EventType, "event_id"); OFF(E_type, EventType, "type"); OFF(E_device, EventType, "device_id");
+    OFF(E_amount, EventType, "amount");
+    OFF(S_first_ts, StateType, "first_ts"); OFF(S_last_login, StateType, "last_login");
+    OFF(S_last_engage, StateType, "last_engage"); OFF(S_days, StateType, "days"); OFF(S_ids, StateType, "ids");
+    OFF(S_minutes, StateType, "minutes"); OFF(S_open, StateType, "open");
+    OFF(S_last_active_day, StateType, "last_active_day"); OFF(S_offsets, StateType, "offsets");
+    OFF(S_ids_base, StateType, "ids_base");
+#undef OFF
+#define CI(var) if (const_i64(consts, #var, &var) < 0) return NULL
+    CI(LOGINS); CI(PAYMENTS); CI(POSTS); CI(SOCIAL); CI(DAY_MS); CI(HOUR_MS); CI(MINUTE_MS); CI(MAX_BATCH);
+    CI(DEVICE_LATE_DAYS); CI(RUN_CHANGED); CI(RUN_APPLIED); CI(RUN_LOGIN); CI(RUN_ENGAGE); CI(RUN_FIRST);
+    CI(RUN_ACTIVE); CI(O_SHORT); CI(O_INTER); CI(O_LONG);
+#undef CI
+    if (const_i64(consts, "NONE", &(long long){0}) < 0 || PyLong_AsLongLong(PyDict_GetItemString(consts, "NONE"))
+        != NONE) return PyErr_Format(PyExc_ValueError, "configure: NONE must be -1");
+#define CO(var, name) if (const_obj(consts, name, &var) < 0) return NULL
+    CO(f_xxh3, "xxh3_64_intdigest"); CO(f_user_key, "user_key"); CO(f_to_micros, "to_micros");
+    CO(f_resolve, "resolve"); CO(f_burst, "burst_alert"); CO(type_counter, "TYPE_COUNTER");
+    CO(engagement_excluded, "ENGAGEMENT_EXCLUDED"); CO(no_counts, "NO_COUNTS");
+    CO(k_short, "NO_LOGIN_SHORT"); CO(k_inter, "NO_INTERACTION"); CO(k_long, "NO_LOGIN_LONG");
+#undef CO
+    if (!PyDict_Check(type_counter) || !PyAnySet_Check(engagement_excluded) || !PyTuple_Check(no_counts)
+        || PyTuple_GET_SIZE(no_counts) != 7)
+        return PyErr_Format(PyExc_TypeError, "configure: bad TYPE_COUNTER, ENGAGEMENT_EXCLUDED or NO_COUNTS");
+    Py_RETURN_NONE;
+}
+
+/* ---- the loop ------------------------------------------------------------------------------ */
+
+/* the run's counters of one day, held in C while the run stays on that day */
+typedef struct {
+    long long day; /* NONE: none held */
+    long long n, logins, payments, posts, social, complaints;
+    PyObject *amount; /* owned while day != NONE */
+} DayCounts;
+
+static int day_store(PyObject *state, DayCounts *c) { /* state.days[c.day] = (...) */
+    if (c->day == NONE) return 0;
+    PyObject *days = slot(state, S_days);
+    if (days == NULL) return -1;
+    PyObject *t = Py_BuildValue("(LLLOLLL)", c->n, c->logins, c->payments, c->amount, c->posts, c->social,
+                                c->complaints);
+    PyObject *k = t == NULL ? NULL : PyLong_FromLongLong(c->day);
+    int r = k == NULL ? -1 : PyDict_SetItem(days, k, t);
+    Py_XDECREF(k);
+    Py_XDECREF(t);
+    Py_CLEAR(c->amount);
+    c->day = NONE;
+    return r;
+}
+
+static int day_load(PyObject *state, DayCounts *c, long long day, PyObject *day_obj) {
+    PyObject *days = slot(state, S_days);
+    if (days == NULL) return -1;
+    PyObject *t = PyDict_GetItemWithError(days, day_obj);
+    if (t == NULL) {
+        if (PyErr_Occurred()) return -1;
+        t = no_counts;
+    }
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 7) {
+        PyErr_SetString(PyExc_TypeError, "vitals._engine: a day's counters must be a 7-tuple");
+        return -1;
+    }
+    if (i64(PyTuple_GET_ITEM(t, 0), &c->n) < 0 || i64(PyTuple_GET_ITEM(t, 1), &c->logins) < 0
+        || i64(PyTuple_GET_ITEM(t, 2), &c->payments) < 0 || i64(PyTuple_GET_ITEM(t, 4), &c->posts) < 0
+        || i64(PyTuple_GET_ITEM(t, 5), &c->social) < 0 || i64(PyTuple_GET_ITEM(t, 6), &c->complaints) < 0)
+        return -1;
+    c->amount = Py_NewRef(PyTuple_GET_ITEM(t, 3));
+    c->day = day;
+    return 0;
+}
+
+static PyObject *call_method(PyObject *self, PyObject *name, const char *fmt, ...) {
+    va_list va;
+    va_start(va, fmt);
+    PyObject *args = Py_VaBuildValue(fmt, va);
+    va_end(va);
+    if (args == NULL) return NULL;
+    PyObject *meth = PyObject_GetAttr(self, name);
+    PyObject *r = meth == NULL ? NULL : PyObject_Call(meth, args, NULL);
+    Py_XDECREF(meth);
+    Py_DECREF(args);
+    return r;
+}
+
+#define CALL_M(...) do { PyObject *r_ = call_method(__VA_ARGS__); if (r_ == NULL) goto error; Py_DECREF(r_); } while (0)
+#define CALL_F(...) do { PyObject *r_ = PyObject_CallFunction(__VA_ARGS__); if (r_ == NULL) goto error; Py_DECREF(r_); } while (0)
+#define CHECK(x) do { if ((x) < 0) goto error; } while (0)
+#define NOTNULL(x) do { if ((x) == NULL) goto error; } while (0)
+
+static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) return PyErr_Format(PyExc_TypeError, "apply(partition, messages, out)");
+    if (EventType == NULL) return PyErr_Format(PyExc_RuntimeError, "vitals._engine: configure() first");
+    PyObject *self = args[0], *messages = args[1], *out = args[2];
+    if (!PyList_Check(messages)) return PyErr_Format(PyExc_TypeError, "apply: messages must be a list");
+
+    PyObject *rules_for = NULL, *meta = NULL, *store = NULL, *reroute = NULL, *dirty_rows = NULL, *alerts = NULL,
+             *device_obs = NULL, *deadlines = NULL, *ix_short = NULL, *ix_inter = NULL, *ix_long = NULL,
+             *partition = NULL, *store_get = NULL, *rules = NULL, *key = NULL, *state = NULL, *row_key = NULL,
+             *tmp = NULL, *tmp2 = NULL, *result = NULL;
+    DayCounts c = {NONE, 0, 0, 0, 0, 0, 0, NULL};
+    long long lateness, position_max, st, wm, wm_day, retention = 0, horizon_ms = 0, burst = 0, short_ms = 0,
+        long_ms = 0, inter_ms = 0, moved = 0, off_events = NONE, off_reroute = NONE, row_day = NONE,
+        obs_day = NONE, accepted = 0, late_events = 0, duplicates = 0, replayed = 0;
+    PyObject *rules_app = NULL, *app_id = NULL, *user_id = NULL; /* borrowed from the events */
+    PyObject *obs_app = NULL, *obs_device = NULL, *obs_user = NULL;
+
+    NOTNULL(rules_for = PyObject_GetAttr(self, s_rules));
+    CHECK(attr_i64(rules_for, s_lateness_ms, &lateness));
+    NOTNULL(meta = PyObject_GetAttr(self, s_meta));
+    NOTNULL(store = PyObject_GetAttr(self, s_store));
+    NOTNULL(store_get = PyObject_GetAttr(store, s_get));
+    NOTNULL(reroute = PyObject_GetAttr(self, s_reroute_topic));
+    NOTNULL(dirty_rows = PyObject_GetAttr(out, s_dirty_rows));
+    NOTNULL(alerts = PyObject_GetAttr(out, s_alerts));
+    NOTNULL(device_obs = PyObject_GetAttr(out, s_device_obs));
+    if (!PySet_Check(dirty_rows) || !PyList_Check(alerts) || !PyDict_Check(device_obs)) {
+        PyErr_SetString(PyExc_TypeError, "apply: bad Outputs");
+        goto error;
+    }
+    NOTNULL(deadlines = PyObject_GetAttr(self, s_deadlines));
+    NOTNULL(ix_short = PyObject_GetItem(deadlines, k_short));
+    NOTNULL(ix_inter = PyObject_GetItem(deadlines, k_inter));
+    NOTNULL(ix_long = PyObject_GetItem(deadlines, k_long));
+    NOTNULL(partition = PyObject_GetAttr(self, s_partition));
+    CHECK(attr_i64(self, s_position, &position_max));
+    CHECK(attr_i64(meta, s_stream_time, &st));
+    wm = st == NONE ? NONE : st - lateness;
+    wm_day = floordiv(wm, DAY_MS);
+
+    Py_ssize_t n_messages = PyList_GET_SIZE(messages);
+    for (Py_ssize_t mi = 0; mi < n_messages; mi++) {
+        PyObject *msg = PyList_GET_ITEM(messages, mi);
+        if (!PyTuple_Check(msg) || PyTuple_GET_SIZE(msg) != 4 || !PyList_Check(PyTuple_GET_ITEM(msg, 3))) {
+            PyErr_SetString(PyExc_TypeError, "apply: a message must be (topic, offset, key, [events])");
+            goto error;
+        }
+        PyObject *topic = PyTuple_GET_ITEM(msg, 0), *offset_obj = PyTuple_GET_ITEM(msg, 1);
+        PyObject *msg_key = PyTuple_GET_ITEM(msg, 2), *events = PyTuple_GET_ITEM(msg, 3);
+        int src = str_eq(topic, reroute);
+        CHECK(src);
+        long long offset;
+        CHECK(i64(offset_obj, &offset));
+        long long base = offset * MAX_BATCH;
+        for (Py_ssize_t index = 0; index < PyList_GET_SIZE(events); index++) {
+            PyObject *event = PyList_GET_ITEM(events, index);
+            if (event == Py_None) continue;
+            if (Py_TYPE(event) != EventType) {
+                PyErr_SetString(PyExc_TypeError, "apply: events must be Event or None");
+                goto error;
+            }
+            PyObject *ts_obj = slot(event, E_ts);
+            long long ts;
+            NOTNULL(ts_obj);
+            CHECK(i64(ts_obj, &ts));
+            long long prev_wm = wm;
+            if (ts > st) {
+                if (st == NONE) {
+                    CHECK(set_attr_i64(meta, s_closed_day, floordiv(ts - lateness, DAY_MS) - 1));
+                    CALL_M(self, s_set_next_day_end, "()");
+                }
+                CHECK(PyObject_SetAttr(meta, s_stream_time, ts_obj));
+                st = ts;
+                CHECK(PyObject_SetAttr(self, s_meta_dirty, Py_True));
+                wm = ts - lateness;
+                wm_day = floordiv(wm, DAY_MS);
+                long long nde, ns, ni, nl;
+                CHECK(attr_i64(self, s_next_day_end, &nde));
+                CHECK(attr_i64(ix_short, s_next_at, &ns));
+                CHECK(attr_i64(ix_inter, s_next_at, &ni));
+                CHECK(attr_i64(ix_long, s_next_at, &nl));
+                if (wm >= nde || wm >= ns || wm >= ni || wm >= nl) {
+                    CHECK(day_store(state, &c));
+                    if (moved) {
+                        CALL_M(self, s_end_run, "(OOOLLL)", key, app_id, state, moved, off_events, off_reroute);
+                        moved = 0;
+                    }
+                    NOTNULL(tmp = PyLong_FromLongLong(position_max));
+                    CHECK(PyObject_SetAttr(self, s_position, tmp));
+                    Py_CLEAR(tmp);
+                    CALL_M(self, s_advance, "(LO)", wm, out);
+                    user_id = NULL; /* states may have been read again: look the user up afresh */
+                }
+            }
+            PyObject *a = slot(event, E_app);
+            NOTNULL(a);
+            int same_app = rules_app != NULL && str_eq(a, rules_app);
+            CHECK(same_app);
+            if (!same_app) {
+                if (rules_app != NULL) { /* outcomes are counted per app */
+                    CALL_M(self, s_count, "(OOLLLL)", out, rules_app, accepted, late_events, duplicates, replayed);
+                    accepted = late_events = duplicates = replayed = 0;
+                }
+                rules_app = a;
+                Py_XSETREF(rules, PyObject_CallOneArg(rules_for, a));
+                NOTNULL(rules);
+                CHECK(attr_i64(rules, s_retention, &retention));
+                CHECK(attr_i64(rules, s_horizon_s, &horizon_ms));
+                horizon_ms *= 1000;
+                CHECK(attr_i64(rules, s_burst, &burst));
+                NOTNULL(tmp = call_method(rules_for, s_periods, "(O)", a));
+                if (!PyArg_ParseTuple(tmp, "LLL", &short_ms, &long_ms, &inter_ms)) goto error;
+                Py_CLEAR(tmp);
+            }
+            long long day = floordiv(ts, DAY_MS);
+            if (day < wm_day - retention) {
+                CALL_M(self, s_beyond_retention, "(OOnOOOL)", out, event, index, topic, offset_obj, msg_key,
+                       retention);
+                continue;
+            }
+            PyObject *u = slot(event, E_user);
+            NOTNULL(u);
+            int same_user = user_id != NULL && str_eq(u, user_id) && str_eq(a, app_id);
+            CHECK(same_user);
+            if (!same_user) {
+                CHECK(day_store(state, &c));
+                if (moved) {
+                    CALL_M(self, s_end_run, "(OOOLLL)", key, app_id, state, moved, off_events, off_reroute);
+                    moved = 0;
+                }
+                app_id = a;
+                user_id = u;
+                Py_XSETREF(key, PyObject_CallFunctionObjArgs(f_user_key, a, u, NULL));
+                NOTNULL(key);
+                PyObject *found = PyObject_CallOneArg(store_get, key);
+                NOTNULL(found);
+                if (found == Py_None) {
+                    Py_DECREF(found);
+                    Py_XSETREF(state, PyObject_CallOneArg((PyObject *)StateType, ts_obj));
+                    NOTNULL(state);
+                    moved = RUN_FIRST;
+                    long long ni;
+                    CHECK(attr_i64(ix_inter, s_next_at, &ni));
+                    if (ts + inter_ms < ni)  /* see ``early`` below */
+                        CALL_M(self, s_set_deadlines, "(OOLLLL)", key, state, moved, short_ms, long_ms, inter_ms);
+                } else {
+                    Py_XSETREF(state, found);
+                }
+                if (Py_TYPE(state) != StateType) {
+                    PyErr_SetString(PyExc_TypeError, "apply: the store must hold UserState");
+                    goto error;
+                }
+                PyObject *offs = slot(state, S_offsets);
+                NOTNULL(offs);
+                if (!PyArg_ParseTuple(offs, "LL", &off_events, &off_reroute)) goto error;
+            }
+            long long position = base + index;
+            if (!src && position > position_max) position_max = position;
+            NOTNULL(tmp = PyLong_FromLongLong(day));
+            PyObject *day_obj = tmp; /* owned by tmp until the event is done */
+            if (position <= (src ? off_reroute : off_events)) { /* replayed after a restart: in the state */
+                replayed += 1;
+                if (day != row_day || key != row_key) { /* re-write the row: the insert may have been lost */
+                    NOTNULL(tmp2 = PyTuple_Pack(5, key, day_obj, a, u, partition));
+                    CHECK(PySet_Add(dirty_rows, tmp2));
+                    Py_CLEAR(tmp2);
+                    Py_XSETREF(row_key, Py_NewRef(key));
+                    row_day = day;
+                }
+                Py_CLEAR(tmp);
+                continue;
+            }
+            if (src) off_reroute = position;
+            else off_events = position;
+            PyObject *id = slot(event, E_id);
+            NOTNULL(id);
+            NOTNULL(tmp2 = PyUnicode_AsUTF8String(id));
+            PyObject *h = PyObject_CallOneArg(f_xxh3, tmp2);
+            Py_CLEAR(tmp2);
+            NOTNULL(h);
+            tmp2 = h; /* owned */
+            PyObject *ids = slot(state, S_ids);
+            NOTNULL(ids);
+            long long ids_base;
+            CHECK(slot_i64(state, S_ids_base, &ids_base));
+            PyObject *kept_obj = PyDict_GetItemWithError(ids, h);
+            long long kept = 0;
+            if (kept_obj == NULL) CHECK(PyErr_Occurred() ? -1 : 0);
+            else CHECK(i64(kept_obj, &kept));
+            if (kept_obj != NULL && kept + ids_base >= floordiv(wm - horizon_ms, HOUR_MS)) {
+                /* decided: a replay skips it by position, not re-deciding it */
+                duplicates += 1;
+                moved |= RUN_CHANGED;
+                if (day != row_day || key != row_key) {
+                    Py_CLEAR(tmp2);
+                    NOTNULL(tmp2 = PyTuple_Pack(5, key, day_obj, a, u, partition));
+                    CHECK(PySet_Add(dirty_rows, tmp2));
+                    Py_XSETREF(row_key, Py_NewRef(key));
+                    row_day = day;
+                }
+                Py_CLEAR(tmp2);
+                Py_CLEAR(tmp);
+                continue;
+            }
+            moved |= RUN_APPLIED;
+            int late = ts < prev_wm;
+            if (late) late_events += 1;
+            else accepted += 1;
+            long long hour = floordiv(ts > wm ? ts : wm, HOUR_MS);
+            if (PyDict_GET_SIZE(ids) == 0) {
+                CHECK(slot_set_i64(state, S_ids_base, hour));
+                ids_base = hour;
+            }
+            hour -= ids_base;
+            if (kept_obj == NULL || kept < hour) {
+                PyObject *hv = PyLong_FromLongLong(hour);
+                NOTNULL(hv);
+                int r = PyDict_SetItem(ids, h, hv);
+                Py_DECREF(hv);
+                CHECK(r);
+            }
+            Py_CLEAR(tmp2);
+            /* ---- counters, episodes, burst minute, device observation */
+            if (day != c.day) {
+                CHECK(day_store(state, &c));
+                CHECK(day_load(state, &c, day, day_obj));
+            }
+            c.n += 1;
+            PyObject *etype = slot(event, E_type);
+            NOTNULL(etype);
+            PyObject *slot_obj = PyDict_GetItemWithError(type_counter, etype);
+            long long counter = -1;
+            if (slot_obj == NULL) CHECK(PyErr_Occurred() ? -1 : 0);
+            else CHECK(i64(slot_obj, &counter));
+            int is_login = 0;
+            if (counter == LOGINS) { c.logins += 1; is_login = 1; }
+            else if (counter == PAYMENTS) {
+                c.payments += 1;
+                PyObject *amount = slot(event, E_amount);
+                NOTNULL(amount);
+                NOTNULL(tmp2 = PyObject_CallOneArg(f_to_micros, amount));
+                PyObject *sum = PyNumber_Add(c.amount, tmp2);
+                Py_CLEAR(tmp2);
+                NOTNULL(sum);
+                Py_SETREF(c.amount, sum);
+            }
+            else if (counter == POSTS) c.posts += 1;
+            else if (counter == SOCIAL) c.social += 1;
+            else if (counter != -1) c.complaints += 1;
+            /* a deadline index is written at the run's end, unless the deadline would come before
+               the earliest one indexed (``early``): the next stream-time step must see it */
+            int early = 0;
+            long long first_ts, ni, ns, nl, last;
+            CHECK(slot_i64(state, S_first_ts, &first_ts));
+            if (ts < first_ts) {
+                slot_set(state, S_first_ts, Py_NewRef(ts_obj));
+                moved |= RUN_FIRST;
+                long long last_engage;
+                CHECK(slot_i64(state, S_last_engage, &last_engage));
+                if (last_engage == NONE) {
+                    CHECK(attr_i64(ix_inter, s_next_at, &ni));
+                    early = ts + inter_ms < ni;
+                }
+            }
+            if (is_login) {
+                PyObject *open_ = slot(state, S_open);
+                NOTNULL(open_);
+                long long o_short, o_long;
+                if (!PyTuple_Check(open_) || PyTuple_GET_SIZE(open_) != 5) {
+                    PyErr_SetString(PyExc_TypeError, "apply: UserState.open must be a 5-tuple");
+                    goto error;
+                }
+                CHECK(i64(PyTuple_GET_ITEM(open_, O_SHORT), &o_short));
+                CHECK(i64(PyTuple_GET_ITEM(open_, O_LONG), &o_long));
+                if (o_short != NONE || o_long != NONE) {
+                    CALL_F(f_resolve, "OOOOOOL", alerts, state, ts_obj, Py_True, a, u, wm);
+                    moved |= RUN_LOGIN;
+                    early = 1;
+                } else {
+                    CHECK(slot_i64(state, S_last_login, &last));
+                    if (ts > last) {
+                        slot_set(state, S_last_login, Py_NewRef(ts_obj));
+                        moved |= RUN_LOGIN;
+                        CHECK(attr_i64(ix_short, s_next_at, &ns));
+                        CHECK(attr_i64(ix_long, s_next_at, &nl));
+                        if (ts + short_ms < ns || ts + long_ms < nl) early = 1;
+                    }
+                }
+            } else {
+                int excluded = PySet_Contains(engagement_excluded, etype);
+                CHECK(excluded);
+                if (!excluded) {
+                    PyObject *open_ = slot(state, S_open);
+                    NOTNULL(open_);
+                    long long o_inter;
+                    if (!PyTuple_Check(open_) || PyTuple_GET_SIZE(open_) != 5) {
+                        PyErr_SetString(PyExc_TypeError, "apply: UserState.open must be a 5-tuple");
+                        goto error;
+                    }
+                    CHECK(i64(PyTuple_GET_ITEM(open_, O_INTER), &o_inter));
+                    if (o_inter != NONE) {
+                        CALL_F(f_resolve, "OOOOOOL", alerts, state, ts_obj, Py_False, a, u, wm);
+                        moved |= RUN_ENGAGE;
+                        early = 1;
+                    } else {
+                        CHECK(slot_i64(state, S_last_engage, &last));
+                        if (ts > last) {
+                            slot_set(state, S_last_engage, Py_NewRef(ts_obj));
+                            moved |= RUN_ENGAGE;
+                            CHECK(attr_i64(ix_inter, s_next_at, &ni));
+                            if (ts + inter_ms < ni) early = 1;
+                        }
+                    }
+                }
+            }
+            if (early) CALL_M(self, s_set_deadlines, "(OOLLLL)", key, state, moved, short_ms, long_ms, inter_ms);
+            if (!late) {
+                PyObject *minutes = slot(state, S_minutes);
+                NOTNULL(minutes);
+                NOTNULL(tmp2 = PyLong_FromLongLong(floordiv(ts, MINUTE_MS)));
+                PyObject *cur = PyDict_GetItemWithError(minutes, tmp2);
+                long long count = 0;
+                if (cur == NULL) CHECK(PyErr_Occurred() ? -1 : 0);
+                else CHECK(i64(cur, &count));
+                count += 1;
+                PyObject *cv = PyLong_FromLongLong(count);
+                NOTNULL(cv);
+                int r = PyDict_SetItem(minutes, tmp2, cv);
+                Py_DECREF(cv);
+                Py_CLEAR(tmp2);
+                CHECK(r);
+                if (count >= burst) CALL_F(f_burst, "OOOLOOOL", alerts, state, ts_obj, count, rules, a, u, wm);
+            }
+            long long last_active_day;
+            CHECK(slot_i64(state, S_last_active_day, &last_active_day));
+            if (day > last_active_day) {
+                slot_set(state, S_last_active_day, Py_NewRef(day_obj));
+                moved |= RUN_ACTIVE;
+            }
+            PyObject *device = slot(event, E_device);
+            NOTNULL(device);
+            if (device != Py_None && day >= wm_day - DEVICE_LATE_DAYS) {
+                int repeat = day == obs_day;
+                if (repeat) { repeat = str_eq(device, obs_device); CHECK(repeat); }
+                if (repeat) { repeat = str_eq(u, obs_user); CHECK(repeat); }
+                if (repeat) { repeat = str_eq(a, obs_app); CHECK(repeat); }
+                if (!repeat) { /* the device stage counts distinct users: a repeat adds nothing */
+                    NOTNULL(tmp2 = PyTuple_Pack(3, a, device, partition));
+                    PyObject *obs = PyDict_GetItemWithError(device_obs, tmp2);
+                    if (obs == NULL) {
+                        CHECK(PyErr_Occurred() ? -1 : 0);
+                        NOTNULL(obs = PyList_New(0));
+                        int r = PyDict_SetItem(device_obs, tmp2, obs);
+                        Py_DECREF(obs); /* the dict holds it */
+                        CHECK(r);
+                    }
+                    Py_CLEAR(tmp2);
+                    NOTNULL(tmp2 = PyTuple_Pack(3, day_obj, u, ts_obj));
+                    CHECK(PyList_Append(obs, tmp2));
+                    Py_CLEAR(tmp2);
+                    obs_app = a; obs_device = device; obs_user = u; obs_day = day;
+                }
+            }
+            if (day != row_day || key != row_key) {
+                NOTNULL(tmp2 = PyTuple_Pack(5, key, day_obj, a, u, partition));
+                CHECK(PySet_Add(dirty_rows, tmp2));
+                Py_CLEAR(tmp2);
+                Py_XSETREF(row_key, Py_NewRef(key));
+                row_day = day;
+            }
+            Py_CLEAR(tmp);
+        }
+    }
+    CHECK(day_store(state, &c));
+    if (moved) CALL_M(self, s_end_run, "(OOOLLL)", key, app_id, state, moved, off_events, off_reroute);
+    NOTNULL(tmp = PyLong_FromLongLong(position_max));
+    CHECK(PyObject_SetAttr(self, s_position, tmp));
+    Py_CLEAR(tmp);
+    if (rules_app != NULL)
+        CALL_M(self, s_count, "(OOLLLL)", out, rules_app, accepted, late_events, duplicates, replayed);
+    result = Py_NewRef(Py_None);
+error:
+    Py_XDECREF(c.amount);
+    Py_XDECREF(rules_for); Py_XDECREF(meta); Py_XDECREF(store); Py_XDECREF(store_get); Py_XDECREF(reroute);
+    Py_XDECREF(dirty_rows); Py_XDECREF(alerts); Py_XDECREF(device_obs); Py_XDECREF(deadlines);
+    Py_XDECREF(ix_short); Py_XDECREF(ix_inter); Py_XDECREF(ix_long); Py_XDECREF(partition); Py_XDECREF(rules);
+    Py_XDECREF(key); Py_XDECREF(state); Py_XDECREF(row_key); Py_XDECREF(tmp); Py_XDECREF(tmp2);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"configure", (PyCFunction)configure, METH_O, "Set the struct types, constants and callbacks."},
+    {"apply", (PyCFunction)(void (*)(void))apply, METH_FASTCALL, "apply(partition, messages, out)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "streams._engine", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__engine(void) {
+#define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
+    INTERN(s_rules, "rules"); INTERN(s_meta, "meta"); INTERN(s_store, "store"); INTERN(s_reroute_topic, "reroute_topic");
+    INTERN(s_dirty_rows, "dirty_rows"); INTERN(s_alerts, "alerts"); INTERN(s_device_obs, "device_obs");
+    INTERN(s_deadlines, "deadlines"); INTERN(s_partition, "partition"); INTERN(s_position, "position");
+    INTERN(s_stream_time, "stream_time"); INTERN(s_closed_day, "closed_day"); INTERN(s_meta_dirty, "meta_dirty");
+    INTERN(s_next_day_end, "next_day_end"); INTERN(s_next_at, "next_at"); INTERN(s_lateness_ms, "lateness_ms");
+    INTERN(s_retention, "retention_days_needed"); INTERN(s_horizon_s, "dedup_horizon_s");
+    INTERN(s_burst, "burst_events_per_minute"); INTERN(s_periods, "periods"); INTERN(s_get, "get");
+    INTERN(s_set_next_day_end, "_set_next_day_end"); INTERN(s_advance, "advance"); INTERN(s_end_run, "_end_run");
+    INTERN(s_set_deadlines, "_set_deadlines"); INTERN(s_count, "_count");
+    INTERN(s_beyond_retention, "_beyond_retention");
+#undef INTERN
+    (void)small_zero;
+    return PyModule_Create(&module);
+}
