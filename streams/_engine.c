@@ -15,7 +15,9 @@
 #include <structmember.h>
 
 /* ---- configuration (configure()) ---------------------------------------------------------- */
-static PyTypeObject *EventType, *StateType;
+static PyTypeObject *EventType, *StateType, *DeadlineType, *LastActiveType;
+static Py_ssize_t D_deadline, D_heap, D_next_at, L_by_day, L_day_of;
+static PyObject *f_heappush;
 static Py_ssize_t E_ts, E_app, E_user, E_id, E_type, E_device, E_amount;
 static Py_ssize_t S_first_ts, S_last_login, S_last_engage, S_days, S_ids, S_minutes, S_open, S_last_active_day,
     S_offsets, S_ids_base;
@@ -23,8 +25,9 @@ static PyObject *f_xxh3, *f_user_key, *f_to_micros, *f_resolve, *f_burst, *type_
     *no_counts, *small_zero;
 static PyObject *s_rules, *s_meta, *s_store, *s_reroute_topic, *s_dirty_rows, *s_alerts, *s_device_obs,
     *s_deadlines, *s_partition, *s_position, *s_stream_time, *s_closed_day, *s_meta_dirty, *s_next_day_end,
-    *s_next_at, *s_lateness_ms, *s_retention, *s_horizon_s, *s_burst, *s_periods, *s_get, *s_set_next_day_end,
-    *s_advance, *s_end_run, *s_set_deadlines, *s_count, *s_beyond_retention, *k_short, *k_inter, *k_long;
+    *s_lateness_ms, *s_retention, *s_horizon_s, *s_burst, *s_periods, *s_get, *s_set_next_day_end,
+    *s_advance, *s_count, *s_beyond_retention, *s_compact, *s_touched, *s_dirty, *s_last_active, *k_short,
+    *k_inter, *k_long;
 static long long LOGINS, PAYMENTS, POSTS, SOCIAL, DAY_MS, HOUR_MS, MINUTE_MS, MAX_BATCH, DEVICE_LATE_DAYS,
     RUN_CHANGED, RUN_APPLIED, RUN_LOGIN, RUN_ENGAGE, RUN_FIRST, RUN_ACTIVE, O_SHORT, O_INTER, O_LONG;
 #define NONE (-1LL)
@@ -129,6 +132,11 @@ static PyObject *configure(PyObject *mod, PyObject *consts) {
     if (!PyType_Check(et) || !PyType_Check(st)) return PyErr_Format(PyExc_TypeError, "configure: types expected");
     Py_XSETREF(EventType, (PyTypeObject *)et);
     Py_XSETREF(StateType, (PyTypeObject *)st);
+    PyObject *dt = NULL, *lt = NULL;
+    if (const_obj(consts, "DeadlineIndex", &dt) < 0 || const_obj(consts, "LastActiveIndex", &lt) < 0) return NULL;
+    if (!PyType_Check(dt) || !PyType_Check(lt)) return PyErr_Format(PyExc_TypeError, "configure: types expected");
+    Py_XSETREF(DeadlineType, (PyTypeObject *)dt);
+    Py_XSETREF(LastActiveType, (PyTypeObject *)lt);
 #define OFF(var, type, name) if ((var = member_offset(type, name)) < 0) return NULL
     OFF(E_ts, EventType, "ts"); OFF(E_app, EventType, "app_id"); OFF(E_user, EventType, "user_id");
     OFF(E_id, EventType, "event_id"); OFF(E_type, EventType, "type"); OFF(E_device, EventType, "device_id");
@@ -138,6 +146,9 @@ static PyObject *configure(PyObject *mod, PyObject *consts) {
     OFF(S_minutes, StateType, "minutes"); OFF(S_open, StateType, "open");
     OFF(S_last_active_day, StateType, "last_active_day"); OFF(S_offsets, StateType, "offsets");
     OFF(S_ids_base, StateType, "ids_base");
+    OFF(D_deadline, DeadlineType, "_deadline"); OFF(D_heap, DeadlineType, "_heap");
+    OFF(D_next_at, DeadlineType, "next_at"); OFF(L_by_day, LastActiveType, "_by_day");
+    OFF(L_day_of, LastActiveType, "_day_of");
 #undef OFF
 #define CI(var) if (const_i64(consts, #var, &var) < 0) return NULL
     CI(LOGINS); CI(PAYMENTS); CI(POSTS); CI(SOCIAL); CI(DAY_MS); CI(HOUR_MS); CI(MINUTE_MS); CI(MAX_BATCH);
@@ -150,7 +161,7 @@ static PyObject *configure(PyObject *mod, PyObject *consts) {
     CO(f_xxh3, "xxh3_64_intdigest"); CO(f_user_key, "user_key"); CO(f_to_micros, "to_micros");
     CO(f_resolve, "resolve"); CO(f_burst, "burst_alert"); CO(type_counter, "TYPE_COUNTER");
     CO(engagement_excluded, "ENGAGEMENT_EXCLUDED"); CO(no_counts, "NO_COUNTS");
-    CO(k_short, "NO_LOGIN_SHORT"); CO(k_inter, "NO_INTERACTION"); CO(k_long, "NO_LOGIN_LONG");
+    CO(f_heappush, "heappush"); CO(k_short, "NO_LOGIN_SHORT"); CO(k_inter, "NO_INTERACTION"); CO(k_long, "NO_LOGIN_LONG");
 #undef CO
     if (!PyDict_Check(type_counter) || !PyAnySet_Check(engagement_excluded) || !PyTuple_Check(no_counts)
         || PyTuple_GET_SIZE(no_counts) != 7)
@@ -216,6 +227,145 @@ static PyObject *call_method(PyObject *self, PyObject *name, const char *fmt, ..
     return r;
 }
 
+/* DeadlineIndex.set: index ``key`` at ``deadline``; a negative deadline removes it */
+static int deadline_set(PyObject *ix, PyObject *key, long long deadline) {
+    PyObject *deadlines = slot(ix, D_deadline);
+    if (deadlines == NULL) return -1;
+    PyObject *old_obj = PyDict_GetItemWithError(deadlines, key);
+    long long old = 0;
+    if (old_obj == NULL) {
+        if (PyErr_Occurred()) return -1;
+    } else if (i64(old_obj, &old) < 0) {
+        return -1;
+    }
+    if (old_obj != NULL && old == deadline) return 0;
+    if (deadline < 0) {
+        return old_obj != NULL ? PyDict_DelItem(deadlines, key) : 0;
+    }
+    PyObject *d = PyLong_FromLongLong(deadline);
+    if (d == NULL) return -1;
+    if (PyDict_SetItem(deadlines, key, d) < 0) goto fail;
+    if (old_obj != NULL && old < deadline) { /* the entry at ``old`` stands for it */
+        Py_DECREF(d);
+        return 0;
+    }
+    PyObject *heap = slot(ix, D_heap);
+    if (heap == NULL) goto fail;
+    Py_INCREF(heap); /* the heap read before a compaction, as in Python (the new one holds the entry) */
+    if (PyList_GET_SIZE(heap) > 2 * PyDict_GET_SIZE(deadlines) + 1024) {
+        PyObject *r = PyObject_CallMethodNoArgs(ix, s_compact);
+        if (r == NULL) { Py_DECREF(heap); goto fail; }
+        Py_DECREF(r);
+    }
+    PyObject *entry = PyTuple_Pack(2, d, key);
+    PyObject *r = entry == NULL ? NULL : PyObject_CallFunctionObjArgs(f_heappush, heap, entry, NULL);
+    Py_XDECREF(entry);
+    Py_DECREF(heap);
+    if (r == NULL) goto fail;
+    Py_DECREF(r);
+    long long next_at;
+    if (slot_i64(ix, D_next_at, &next_at) < 0) goto fail;
+    if (deadline < next_at) slot_set(ix, D_next_at, Py_NewRef(d));
+    Py_DECREF(d);
+    return 0;
+fail:
+    Py_DECREF(d);
+    return -1;
+}
+
+/* LastActiveIndex.touch */
+static int last_active_touch(PyObject *ix, PyObject *key, PyObject *day_obj) {
+    PyObject *by_day = slot(ix, L_by_day), *day_of = slot(ix, L_day_of);
+    if (by_day == NULL || day_of == NULL) return -1;
+    long long day;
+    if (i64(day_obj, &day) < 0) return -1;
+    PyObject *old_obj = PyDict_GetItemWithError(day_of, key);
+    if (old_obj == NULL) {
+        if (PyErr_Occurred()) return -1;
+    } else {
+        long long old;
+        if (i64(old_obj, &old) < 0) return -1;
+        if (old >= day) return 0;
+        PyObject *members = PyObject_GetItem(by_day, old_obj);
+        if (members == NULL) return -1;
+        int r = PySet_Discard(members, key);
+        Py_DECREF(members);
+        if (r < 0) return -1;
+    }
+    if (PyDict_SetItem(day_of, key, day_obj) < 0) return -1;
+    PyObject *members = PyDict_GetItemWithError(by_day, day_obj);
+    if (members == NULL) {
+        if (PyErr_Occurred()) return -1;
+        members = PySet_New(NULL);
+        if (members == NULL) return -1;
+        int r = PyDict_SetItem(by_day, day_obj, members);
+        Py_DECREF(members); /* the dict holds it */
+        if (r < 0) return -1;
+    }
+    return PySet_Add(members, key);
+}
+
+typedef struct { PyObject *ix_short, *ix_inter, *ix_long; } Indexes;
+
+/* PartitionIndexes._set_deadlines: the absence deadlines whose inputs ``moved`` */
+static int set_deadlines(Indexes *ixs, PyObject *key, PyObject *state, long long moved, long long short_ms,
+                         long long long_ms, long long inter_ms) {
+    PyObject *open_ = slot(state, S_open);
+    if (open_ == NULL) return -1;
+    if (!PyTuple_Check(open_) || PyTuple_GET_SIZE(open_) != 5) {
+        PyErr_SetString(PyExc_TypeError, "UserState.open must be a 5-tuple");
+        return -1;
+    }
+    long long o_short, o_long, o_inter, last_login, last_engage;
+    if (i64(PyTuple_GET_ITEM(open_, O_SHORT), &o_short) < 0 || i64(PyTuple_GET_ITEM(open_, O_LONG), &o_long) < 0
+        || i64(PyTuple_GET_ITEM(open_, O_INTER), &o_inter) < 0)
+        return -1;
+    if (moved & RUN_LOGIN) {
+        if (slot_i64(state, S_last_login, &last_login) < 0) return -1;
+        if (deadline_set(ixs->ix_short, key, o_short != NONE ? NONE : last_login + short_ms) < 0) return -1;
+        if (deadline_set(ixs->ix_long, key, o_long != NONE ? NONE : last_login + long_ms) < 0) return -1;
+    }
+    if (slot_i64(state, S_last_engage, &last_engage) < 0) return -1;
+    if (moved & RUN_ENGAGE || (moved & RUN_FIRST && last_engage == NONE)) {
+        long long since = last_engage;
+        if (last_engage == NONE && slot_i64(state, S_first_ts, &since) < 0) return -1;
+        if (deadline_set(ixs->ix_inter, key, o_inter != NONE ? NONE : since + inter_ms) < 0) return -1;
+    }
+    return 0;
+}
+
+/* UserPartition._end_run: what a run of one user's events changed beyond its state's fields */
+static int end_run(PyObject *self, PyObject *dirty, Indexes *ixs, PyObject *key, PyObject *state, long long moved,
+                   long long off_events, long long off_reroute, long long short_ms, long long long_ms,
+                   long long inter_ms) {
+    if (moved & (RUN_CHANGED | RUN_APPLIED)) {
+        PyObject *offs = Py_BuildValue("(LL)", off_events, off_reroute);
+        if (offs == NULL) return -1;
+        slot_set(state, S_offsets, offs);
+        if (PyDict_SetItem(dirty, key, state) < 0) return -1;
+    }
+    if (!(moved & RUN_APPLIED)) return 0;
+    PyObject *touched = PyObject_GetAttr(self, s_touched); /* a day close replaces it */
+    if (touched == NULL) return -1;
+    int r = PySet_Check(touched) ? PySet_Add(touched, key) : -1;
+    if (r < 0 && !PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "touched must be a set");
+    Py_DECREF(touched);
+    if (r < 0) return -1;
+    if (moved & (RUN_LOGIN | RUN_ENGAGE | RUN_FIRST)
+        && set_deadlines(ixs, key, state, moved, short_ms, long_ms, inter_ms) < 0)
+        return -1;
+    if (moved & RUN_ACTIVE) {
+        PyObject *last_active = PyObject_GetAttr(self, s_last_active);
+        if (last_active == NULL) return -1;
+        PyObject *day = slot(state, S_last_active_day);
+        r = day == NULL ? -1 : Py_TYPE(last_active) == LastActiveType ? last_active_touch(last_active, key, day) : -1;
+        if (r < 0 && !PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "last_active must be a LastActiveIndex");
+        Py_DECREF(last_active);
+        if (r < 0) return -1;
+    }
+    return 0;
+}
+
 #define CALL_M(...) do { PyObject *r_ = call_method(__VA_ARGS__); if (r_ == NULL) goto error; Py_DECREF(r_); } while (0)
 #define CALL_F(...) do { PyObject *r_ = PyObject_CallFunction(__VA_ARGS__); if (r_ == NULL) goto error; Py_DECREF(r_); } while (0)
 #define CHECK(x) do { if ((x) < 0) goto error; } while (0)
@@ -230,10 +380,10 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *rules_for = NULL, *meta = NULL, *store = NULL, *reroute = NULL, *dirty_rows = NULL, *alerts = NULL,
              *device_obs = NULL, *deadlines = NULL, *ix_short = NULL, *ix_inter = NULL, *ix_long = NULL,
              *partition = NULL, *store_get = NULL, *rules = NULL, *key = NULL, *state = NULL, *row_key = NULL,
-             *tmp = NULL, *tmp2 = NULL, *result = NULL;
+             *tmp = NULL, *tmp2 = NULL, *result = NULL, *dirty = NULL;
     DayCounts c = {NONE, 0, 0, 0, 0, 0, 0, NULL};
     long long lateness, position_max, st, wm, wm_day, retention = 0, horizon_ms = 0, burst = 0, short_ms = 0,
-        long_ms = 0, inter_ms = 0, moved = 0, off_events = NONE, off_reroute = NONE, row_day = NONE,
+        long_ms = 0, inter_ms = 0, run_short = 0, run_long = 0, run_inter = 0, moved = 0, off_events = NONE, off_reroute = NONE, row_day = NONE,
         obs_day = NONE, accepted = 0, late_events = 0, duplicates = 0, replayed = 0;
     PyObject *rules_app = NULL, *app_id = NULL, *user_id = NULL; /* borrowed from the events */
     PyObject *obs_app = NULL, *obs_device = NULL, *obs_user = NULL;
@@ -255,6 +405,16 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     NOTNULL(ix_short = PyObject_GetItem(deadlines, k_short));
     NOTNULL(ix_inter = PyObject_GetItem(deadlines, k_inter));
     NOTNULL(ix_long = PyObject_GetItem(deadlines, k_long));
+    if (Py_TYPE(ix_short) != DeadlineType || Py_TYPE(ix_inter) != DeadlineType || Py_TYPE(ix_long) != DeadlineType) {
+        PyErr_SetString(PyExc_TypeError, "apply: the deadline indexes must be DeadlineIndex");
+        goto error;
+    }
+    Indexes ixs = {ix_short, ix_inter, ix_long};
+    NOTNULL(dirty = PyObject_GetAttr(store, s_dirty));
+    if (!PyDict_Check(dirty)) {
+        PyErr_SetString(PyExc_TypeError, "apply: StateStore.dirty must be a dict");
+        goto error;
+    }
     NOTNULL(partition = PyObject_GetAttr(self, s_partition));
     CHECK(attr_i64(self, s_position, &position_max));
     CHECK(attr_i64(meta, s_stream_time, &st));
@@ -299,13 +459,13 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                 wm_day = floordiv(wm, DAY_MS);
                 long long nde, ns, ni, nl;
                 CHECK(attr_i64(self, s_next_day_end, &nde));
-                CHECK(attr_i64(ix_short, s_next_at, &ns));
-                CHECK(attr_i64(ix_inter, s_next_at, &ni));
-                CHECK(attr_i64(ix_long, s_next_at, &nl));
+                CHECK(slot_i64(ix_short, D_next_at, &ns));
+                CHECK(slot_i64(ix_inter, D_next_at, &ni));
+                CHECK(slot_i64(ix_long, D_next_at, &nl));
                 if (wm >= nde || wm >= ns || wm >= ni || wm >= nl) {
                     CHECK(day_store(state, &c));
                     if (moved) {
-                        CALL_M(self, s_end_run, "(OOOLLL)", key, app_id, state, moved, off_events, off_reroute);
+                        CHECK(end_run(self, dirty, &ixs, key, state, moved, off_events, off_reroute, run_short, run_long, run_inter));
                         moved = 0;
                     }
                     NOTNULL(tmp = PyLong_FromLongLong(position_max));
@@ -348,11 +508,12 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
             if (!same_user) {
                 CHECK(day_store(state, &c));
                 if (moved) {
-                    CALL_M(self, s_end_run, "(OOOLLL)", key, app_id, state, moved, off_events, off_reroute);
+                    CHECK(end_run(self, dirty, &ixs, key, state, moved, off_events, off_reroute, run_short, run_long, run_inter));
                     moved = 0;
                 }
                 app_id = a;
                 user_id = u;
+                run_short = short_ms, run_long = long_ms, run_inter = inter_ms;
                 Py_XSETREF(key, PyObject_CallFunctionObjArgs(f_user_key, a, u, NULL));
                 NOTNULL(key);
                 PyObject *found = PyObject_CallOneArg(store_get, key);
@@ -363,9 +524,9 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                     NOTNULL(state);
                     moved = RUN_FIRST;
                     long long ni;
-                    CHECK(attr_i64(ix_inter, s_next_at, &ni));
+                    CHECK(slot_i64(ix_inter, D_next_at, &ni));
                     if (ts + inter_ms < ni)  /* see ``early`` below */
-                        CALL_M(self, s_set_deadlines, "(OOLLLL)", key, state, moved, short_ms, long_ms, inter_ms);
+                        CHECK(set_deadlines(&ixs, key, state, moved, short_ms, long_ms, inter_ms));
                 } else {
                     Py_XSETREF(state, found);
                 }
@@ -481,7 +642,7 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                 long long last_engage;
                 CHECK(slot_i64(state, S_last_engage, &last_engage));
                 if (last_engage == NONE) {
-                    CHECK(attr_i64(ix_inter, s_next_at, &ni));
+                    CHECK(slot_i64(ix_inter, D_next_at, &ni));
                     early = ts + inter_ms < ni;
                 }
             }
@@ -504,8 +665,8 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                     if (ts > last) {
                         slot_set(state, S_last_login, Py_NewRef(ts_obj));
                         moved |= RUN_LOGIN;
-                        CHECK(attr_i64(ix_short, s_next_at, &ns));
-                        CHECK(attr_i64(ix_long, s_next_at, &nl));
+                        CHECK(slot_i64(ix_short, D_next_at, &ns));
+                        CHECK(slot_i64(ix_long, D_next_at, &nl));
                         if (ts + short_ms < ns || ts + long_ms < nl) early = 1;
                     }
                 }
@@ -530,13 +691,13 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                         if (ts > last) {
                             slot_set(state, S_last_engage, Py_NewRef(ts_obj));
                             moved |= RUN_ENGAGE;
-                            CHECK(attr_i64(ix_inter, s_next_at, &ni));
+                            CHECK(slot_i64(ix_inter, D_next_at, &ni));
                             if (ts + inter_ms < ni) early = 1;
                         }
                     }
                 }
             }
-            if (early) CALL_M(self, s_set_deadlines, "(OOLLLL)", key, state, moved, short_ms, long_ms, inter_ms);
+            if (early) CHECK(set_deadlines(&ixs, key, state, moved, short_ms, long_ms, inter_ms));
             if (!late) {
                 PyObject *minutes = slot(state, S_minutes);
                 NOTNULL(minutes);
@@ -595,7 +756,7 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
         }
     }
     CHECK(day_store(state, &c));
-    if (moved) CALL_M(self, s_end_run, "(OOOLLL)", key, app_id, state, moved, off_events, off_reroute);
+    if (moved) CHECK(end_run(self, dirty, &ixs, key, state, moved, off_events, off_reroute, run_short, run_long, run_inter));
     NOTNULL(tmp = PyLong_FromLongLong(position_max));
     CHECK(PyObject_SetAttr(self, s_position, tmp));
     Py_CLEAR(tmp);
@@ -607,11 +768,59 @@ error:
     Py_XDECREF(rules_for); Py_XDECREF(meta); Py_XDECREF(store); Py_XDECREF(store_get); Py_XDECREF(reroute);
     Py_XDECREF(dirty_rows); Py_XDECREF(alerts); Py_XDECREF(device_obs); Py_XDECREF(deadlines);
     Py_XDECREF(ix_short); Py_XDECREF(ix_inter); Py_XDECREF(ix_long); Py_XDECREF(partition); Py_XDECREF(rules);
-    Py_XDECREF(key); Py_XDECREF(state); Py_XDECREF(row_key); Py_XDECREF(tmp); Py_XDECREF(tmp2);
+    Py_XDECREF(key); Py_XDECREF(state); Py_XDECREF(row_key); Py_XDECREF(tmp); Py_XDECREF(tmp2); Py_XDECREF(dirty);
     return result;
 }
 
+/* ---- Kafka's default partitioner ---------------------------------------------------------- */
+
+static uint32_t murmur2_32(const unsigned char *data, Py_ssize_t length) {
+    /* Kafka's murmur2 (as the Java client and aiokafka compute it), unsigned */
+    const uint32_t m = 0x5bd1e995;
+    uint32_t h = 0x9747b28c ^ (uint32_t)length;
+    Py_ssize_t words = length >> 2;
+    for (Py_ssize_t i = 0; i < words; i++) {
+        const unsigned char *w = data + 4 * i;
+        uint32_t k = (uint32_t)w[0] | ((uint32_t)w[1] << 8) | ((uint32_t)w[2] << 16) | ((uint32_t)w[3] << 24);
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    const unsigned char *tail = data + 4 * words;
+    switch (length & 3) {
+        case 3: h ^= (uint32_t)tail[2] << 16; /* fall through */
+        case 2: h ^= (uint32_t)tail[1] << 8; /* fall through */
+        case 1: h ^= tail[0]; h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return h;
+}
+
+static PyObject *murmur2(PyObject *mod, PyObject *arg) {
+    if (!PyBytes_Check(arg)) return PyErr_Format(PyExc_TypeError, "murmur2: bytes expected");
+    return PyLong_FromUnsignedLong(murmur2_32((const unsigned char *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg)));
+}
+
+static PyObject *home_partition(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    /* home_partition(user_id: str, partitions: int): murmur2 of its UTF-8 bytes, as Kafka's default partitioner */
+    if (nargs != 2 || !PyUnicode_Check(args[0])) return PyErr_Format(PyExc_TypeError, "home_partition(str, int)");
+    long partitions = PyLong_AsLong(args[1]);
+    if (partitions == -1 && PyErr_Occurred()) return NULL;
+    if (partitions < 1) return PyErr_Format(PyExc_ValueError, "home_partition: partitions must be >= 1");
+    Py_ssize_t size;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(args[0], &size);
+    if (utf8 == NULL) return NULL;
+    return PyLong_FromLong((long)((murmur2_32((const unsigned char *)utf8, size) & 0x7fffffff) % (uint32_t)partitions));
+}
+
 static PyMethodDef methods[] = {
+    {"murmur2", (PyCFunction)murmur2, METH_O, "Kafka's murmur2 of bytes (unsigned 32 bits)."},
+    {"home_partition", (PyCFunction)(void (*)(void))home_partition, METH_FASTCALL,
+     "home_partition(user_id, partitions): Kafka's default partitioner on the id's UTF-8 bytes."},
     {"configure", (PyCFunction)configure, METH_O, "Set the struct types, constants and callbacks."},
     {"apply", (PyCFunction)(void (*)(void))apply, METH_FASTCALL, "apply(partition, messages, out)"},
     {NULL, NULL, 0, NULL},
@@ -625,11 +834,12 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_dirty_rows, "dirty_rows"); INTERN(s_alerts, "alerts"); INTERN(s_device_obs, "device_obs");
     INTERN(s_deadlines, "deadlines"); INTERN(s_partition, "partition"); INTERN(s_position, "position");
     INTERN(s_stream_time, "stream_time"); INTERN(s_closed_day, "closed_day"); INTERN(s_meta_dirty, "meta_dirty");
-    INTERN(s_next_day_end, "next_day_end"); INTERN(s_next_at, "next_at"); INTERN(s_lateness_ms, "lateness_ms");
+    INTERN(s_next_day_end, "next_day_end"); INTERN(s_lateness_ms, "lateness_ms");
     INTERN(s_retention, "retention_days_needed"); INTERN(s_horizon_s, "dedup_horizon_s");
     INTERN(s_burst, "burst_events_per_minute"); INTERN(s_periods, "periods"); INTERN(s_get, "get");
-    INTERN(s_set_next_day_end, "_set_next_day_end"); INTERN(s_advance, "advance"); INTERN(s_end_run, "_end_run");
-    INTERN(s_set_deadlines, "_set_deadlines"); INTERN(s_count, "_count");
+    INTERN(s_set_next_day_end, "_set_next_day_end"); INTERN(s_advance, "advance");
+    INTERN(s_count, "_count"); INTERN(s_compact, "_compact"); INTERN(s_touched, "touched");
+    INTERN(s_dirty, "dirty"); INTERN(s_last_active, "last_active");
     INTERN(s_beyond_retention, "_beyond_retention");
 #undef INTERN
     (void)small_zero;

@@ -12,6 +12,7 @@ batches and ship what it leaves in :class:`Outputs`. Per event, in partition ord
 
 from __future__ import annotations
 
+import heapq
 from types import ModuleType
 from typing import ClassVar
 
@@ -22,6 +23,7 @@ from schemas.alerts import make_alert
 from schemas.events import ENGAGEMENT_EXCLUDED, SOCIAL_TYPES, Event, Invalid, Reason
 from streams import rules as R
 from streams.closes import WatermarkActions
+from streams.index import DeadlineIndex, LastActiveIndex
 from streams.partition_index import (
     EPISODE_RULES,
     MAX_BATCH,
@@ -101,7 +103,8 @@ def _configure_native() -> ModuleType | None:
         "O_LONG": OPEN_NO_LOGIN_LONG, "xxh3_64_intdigest": xxh3_64_intdigest, "user_key": user_key,
         "to_micros": to_micros, "resolve": resolve, "burst_alert": burst_alert, "TYPE_COUNTER": TYPE_COUNTER,
         "ENGAGEMENT_EXCLUDED": ENGAGEMENT_EXCLUDED, "NO_COUNTS": NO_COUNTS, "NO_LOGIN_SHORT": A.NO_LOGIN_SHORT,
-        "NO_INTERACTION": A.NO_INTERACTION, "NO_LOGIN_LONG": A.NO_LOGIN_LONG,
+        "NO_INTERACTION": A.NO_INTERACTION, "NO_LOGIN_LONG": A.NO_LOGIN_LONG, "DeadlineIndex": DeadlineIndex,
+        "LastActiveIndex": LastActiveIndex, "heappush": heapq.heappush,
     })
     return _engine
 
