@@ -122,3 +122,27 @@ def test_real_prometheus_scrapes_worker_and_every_expression_works(deployment, t
         prom.wait(30)
         worker.terminate()
         worker.wait(60)
+
+
+def test_sigusr1_dumps_tasks_and_each_partitions_fetch_state(deployment, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An operator's SIGUSR1 (and the lag watchdog before it exits) logs every task's stack and, per
+    assigned partition, Faust's bookkeeping and what aiokafka holds for it: the state needed to
+    tell why a partition stopped being consumed."""
+    import signal
+
+    from streams.runner import stop_worker
+
+    asyncio.run(_prestart(deployment.settings))
+    log = tmp_path / "w0.log"
+    worker = deployment.worker("w0")
+    try:
+        _poll(lambda: "assigned event partitions" in log.read_text(errors="replace") or None, 180, "assignment")
+        worker.send_signal(signal.SIGUSR1)
+        dumped = _poll(lambda: (lambda t: t if "consumer state:" in t and ".events[0] committed=" in t else None)(
+            log.read_text(errors="replace")), 60, "the dump")
+    finally:
+        stop_worker(worker)
+    line = next(x for x in dumped.splitlines() if ".events[0] committed=" in x)
+    assert re.search(r"paused=(True|False) active=(True|False) buffered=(True|False) "
+                     r"aiokafka: paused=(True|False) position=\S+ held=(True|False)", line), line
+    assert "task " in dumped
