@@ -227,6 +227,17 @@ static PyObject *call_method(PyObject *self, PyObject *name, const char *fmt, ..
     return r;
 }
 
+/* state.open[index]: an episode's start, or NONE */
+static int open_episode(PyObject *state, long long index, long long *out) {
+    PyObject *open_ = slot(state, S_open);
+    if (open_ == NULL) return -1;
+    if (!PyTuple_Check(open_) || PyTuple_GET_SIZE(open_) != 5) {
+        PyErr_SetString(PyExc_TypeError, "UserState.open must be a 5-tuple");
+        return -1;
+    }
+    return i64(PyTuple_GET_ITEM(open_, index), out);
+}
+
 /* DeadlineIndex.set: index ``key`` at ``deadline``; a negative deadline removes it */
 static int deadline_set(PyObject *ix, PyObject *key, long long deadline) {
     PyObject *deadlines = slot(ix, D_deadline);
@@ -310,15 +321,9 @@ typedef struct { PyObject *ix_short, *ix_inter, *ix_long; } Indexes;
 /* PartitionIndexes._set_deadlines: the absence deadlines whose inputs ``moved`` */
 static int set_deadlines(Indexes *ixs, PyObject *key, PyObject *state, long long moved, long long short_ms,
                          long long long_ms, long long inter_ms) {
-    PyObject *open_ = slot(state, S_open);
-    if (open_ == NULL) return -1;
-    if (!PyTuple_Check(open_) || PyTuple_GET_SIZE(open_) != 5) {
-        PyErr_SetString(PyExc_TypeError, "UserState.open must be a 5-tuple");
-        return -1;
-    }
     long long o_short, o_long, o_inter, last_login, last_engage;
-    if (i64(PyTuple_GET_ITEM(open_, O_SHORT), &o_short) < 0 || i64(PyTuple_GET_ITEM(open_, O_LONG), &o_long) < 0
-        || i64(PyTuple_GET_ITEM(open_, O_INTER), &o_inter) < 0)
+    if (open_episode(state, O_SHORT, &o_short) < 0 || open_episode(state, O_LONG, &o_long) < 0
+        || open_episode(state, O_INTER, &o_inter) < 0)
         return -1;
     if (moved & RUN_LOGIN) {
         if (slot_i64(state, S_last_login, &last_login) < 0) return -1;
@@ -647,15 +652,9 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                 }
             }
             if (is_login) {
-                PyObject *open_ = slot(state, S_open);
-                NOTNULL(open_);
                 long long o_short, o_long;
-                if (!PyTuple_Check(open_) || PyTuple_GET_SIZE(open_) != 5) {
-                    PyErr_SetString(PyExc_TypeError, "apply: UserState.open must be a 5-tuple");
-                    goto error;
-                }
-                CHECK(i64(PyTuple_GET_ITEM(open_, O_SHORT), &o_short));
-                CHECK(i64(PyTuple_GET_ITEM(open_, O_LONG), &o_long));
+                CHECK(open_episode(state, O_SHORT, &o_short));
+                CHECK(open_episode(state, O_LONG, &o_long));
                 if (o_short != NONE || o_long != NONE) {
                     CALL_F(f_resolve, "OOOOOOL", alerts, state, ts_obj, Py_True, a, u, wm);
                     moved |= RUN_LOGIN;
@@ -674,14 +673,8 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                 int excluded = PySet_Contains(engagement_excluded, etype);
                 CHECK(excluded);
                 if (!excluded) {
-                    PyObject *open_ = slot(state, S_open);
-                    NOTNULL(open_);
                     long long o_inter;
-                    if (!PyTuple_Check(open_) || PyTuple_GET_SIZE(open_) != 5) {
-                        PyErr_SetString(PyExc_TypeError, "apply: UserState.open must be a 5-tuple");
-                        goto error;
-                    }
-                    CHECK(i64(PyTuple_GET_ITEM(open_, O_INTER), &o_inter));
+                    CHECK(open_episode(state, O_INTER, &o_inter));
                     if (o_inter != NONE) {
                         CALL_F(f_resolve, "OOOOOOL", alerts, state, ts_obj, Py_False, a, u, wm);
                         moved |= RUN_ENGAGE;

@@ -108,6 +108,11 @@ def test_generated_history_alerts_equal_oracle(deployment) -> None:  # type: ign
 
 
 def test_sigkill_restarts_lose_no_alert_and_keep_ids(deployment) -> None:  # type: ignore[no-untyped-def]
+    from tests.faultcheck import write_config
+
+    # as in the fault tests: dead members leave the group after 6 s, and a partition whose
+    # consumption stalls (README, "Known issues") restarts the worker after 30 s, not 120 s
+    deployment.env["VITALS_CONFIG"] = str(write_config(deployment.base / "vitals.toml"))
     partitions = asyncio.run(_prestart(deployment.settings))
     cfg = GenConfig(users=1500, days=14, events=60_000, seed=5, batch=1, partitions=partitions, unkeyed_rate=0.0)
     history = generate(cfg)
