@@ -273,7 +273,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
             log.error("watchdog: consumption stalled (%s); exiting with code %d for a fresh consumer",
                       ", ".join(f"{s.topic}[{s.partition}] committed {s.committed} < end {s.end} for "
                                 f"{s.since_s:.0f}s" for s in stalls[:5]), EXIT_STALLED)
-            dump(app)
+            dump(app, pipeline.state_lines())
             logging.shutdown()
             os._exit(EXIT_STALLED)  # crash-only: the supervisor restarts us from committed offsets
 
@@ -299,7 +299,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
 
         from streams.diagnostics import dump
 
-        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump, app)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, lambda: dump(app, pipeline.state_lines()))
 
     @app.on_before_shutdown.connect
     async def on_shutdown(sender: Any, **kwargs: Any) -> None:

@@ -1,11 +1,13 @@
-"""What a worker is waiting on, for operators: SIGUSR1 logs every asyncio task's stack and the
-consumer's bookkeeping per partition (committed, read, acked, gaps, paused)."""
+"""What a worker is waiting on, for operators: SIGUSR1 (and the lag watchdog, before it exits) logs
+every asyncio task's await chain and stack, the consumer's bookkeeping per partition (committed,
+read, acked, gaps, paused, active, what aiokafka holds) and the pipeline's state."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 log = logging.getLogger("vitals.diagnostics")
@@ -56,9 +58,27 @@ def fetcher_state(consumer: Any) -> dict[Any, str]:
         return {None: f"fetcher state unavailable: {type(exc).__name__}"}
 
 
-def dump(app: Any) -> None:
+def await_chain(task: asyncio.Task[Any]) -> list[str]:
+    """Where a task is suspended: its coroutine and every coroutine it awaits, outermost first
+    (``Task.print_stack`` shows only the outermost one)."""
+    out: list[str] = []
+    coro: Any = task.get_coro()
+    for _ in range(64):
+        if coro is None:
+            break
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            out.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    return out
+
+
+def dump(app: Any, extra: Sequence[str] = ()) -> None:
+    """Every task's await chain and stack, the consumer's bookkeeping per partition and ``extra``
+    lines (the pipeline's state), at WARNING: what a stalled worker was waiting for."""
     for task in asyncio.all_tasks():
         buf = io.StringIO()
         task.print_stack(limit=8, file=buf)
-        log.warning("task %s:\n%s", task.get_name(), buf.getvalue())
-    log.warning("consumer state:\n%s", "\n".join(consumer_state(app)))
+        chain = "\n".join(f"  awaits {line}" for line in await_chain(task))
+        log.warning("task %s:\n%s%s", task.get_name(), f"{chain}\n" if chain else "", buf.getvalue())
+    log.warning("consumer state:\n%s", "\n".join([*consumer_state(app), *extra]))

@@ -412,6 +412,13 @@ class Pipeline:
             m.alerts.labels(self.app_label(alert.app_id), alert.rule, alert.status).inc()
         m.messages.labels(self.settings.events_topic).inc(out.messages)
 
+    def state_lines(self) -> list[str]:
+        """The pipeline's state for the stall dump (counts only)."""
+        job = self.job
+        return [f"pipeline: pending messages={len(self.pending)} buffered outputs={self.buffered()} "
+                f"lock held={self.lock.locked()} job={'none' if job is None else 'done' if job.done() else 'running'} "
+                f"flush started={self.flush_started}"]
+
     def app_label(self, app_id: str) -> str:
         """Metric label for an app: configured apps by name, any other (or none readable, for invalid
         events) as 'other' (bounded cardinality)."""

@@ -146,3 +146,5 @@ def test_sigusr1_dumps_tasks_and_each_partitions_fetch_state(deployment, tmp_pat
     assert re.search(r"paused=(True|False) active=(True|False) buffered=(True|False) "
                      r"aiokafka: paused=(True|False) position=\S+ held=(True|False)", line), line
     assert "task " in dumped
+    assert re.search(r"awaits \S+consumer\.py:\d+ in _drain_messages", dumped), "the fetch loop's await chain"
+    assert re.search(r"pipeline: pending messages=\d+ buffered outputs=\d+ lock held=(True|False) job=", dumped)
