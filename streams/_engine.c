@@ -22,7 +22,7 @@ static Py_ssize_t E_ts, E_app, E_user, E_id, E_type, E_device, E_amount;
 static Py_ssize_t S_first_ts, S_last_login, S_last_engage, S_days, S_ids, S_minutes, S_open, S_last_active_day,
     S_offsets, S_ids_base;
 static PyObject *f_xxh3, *f_user_key, *f_to_micros, *f_resolve, *f_burst, *type_counter, *engagement_excluded,
-    *no_counts, *small_zero;
+    *no_counts;
 static PyObject *s_rules, *s_meta, *s_store, *s_reroute_topic, *s_dirty_rows, *s_alerts, *s_device_obs,
     *s_deadlines, *s_partition, *s_position, *s_stream_time, *s_closed_day, *s_meta_dirty, *s_next_day_end,
     *s_lateness_ms, *s_retention, *s_horizon_s, *s_burst, *s_periods, *s_get, *s_set_next_day_end,
@@ -835,6 +835,5 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_dirty, "dirty"); INTERN(s_last_active, "last_active");
     INTERN(s_beyond_retention, "_beyond_retention");
 #undef INTERN
-    (void)small_zero;
     return PyModule_Create(&module);
 }
