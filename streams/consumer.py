@@ -22,15 +22,29 @@ stays Faust's:
 * the agents (supervised, restarted, stopped with the app) and the channel queue's
   backpressure: the fetch loop waits while the agent is busy with earlier fetches;
 * at-least-once: nothing here acks or commits; the pipeline commits the offsets it made durable.
+
+Two gaps between Faust and aiokafka lost records here (a partition then stalled: aiokafka's
+position at the log end, nothing routed, nothing committed), and are closed for every topic:
+
+* aiokafka's ``fetched_records(partitions)`` reads an empty collection as "every partition", and
+  Faust hands its consumer thread the live set of active partitions, which is empty while every
+  partition is paused (a rebalance, the end of a table recovery). A fetch in flight then drained
+  the paused partitions too, and Faust's loop dropped their records. :class:`ActiveView` keeps
+  the live membership but is never empty.
+* aiokafka's ``seek_to_committed`` leaves a partition without a committed offset (or with 0)
+  where it is, so records fetched and then dropped by a rebalance (cleared from the agents'
+  queues, or fetched while the flow stopped) were never fetched again. :meth:`LeanConsumer.perform_seek`
+  seeks those partitions to their beginning, as a fresh consumer would (offset reset "earliest").
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from aiokafka.errors import IllegalStateError
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AppT, ChannelT
@@ -81,6 +95,29 @@ def split_fetch(
     return fetched, others
 
 
+class ActiveView:
+    """What Faust's consumer thread passes to aiokafka's ``fetched_records`` as the partitions to
+    return: the live set of active partitions (pausing one during a fetch still keeps it out),
+    but never "every partition" when that set is empty."""
+
+    __slots__ = ("_tps",)
+
+    def __init__(self, tps: set[TP]) -> None:
+        self._tps = tps
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __contains__(self, tp: object) -> bool:
+        return tp in self._tps
+
+    def __iter__(self) -> Iterator[TP]:
+        return iter(list(self._tps))
+
+    def __len__(self) -> int:
+        return len(self._tps)
+
+
 class LeanConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer whose fetch loop hands the routed topics over per fetch."""
 
@@ -122,6 +159,27 @@ class LeanConsumer(faust_aiokafka.Consumer):
             raise
         finally:
             unset_flag(faust_consumer.CONSUMER_FETCHING)
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        view = None if active_partitions is None else ActiveView(active_partitions)
+        return await super()._getmany(view, timeout)  # type: ignore[arg-type]
+
+    async def perform_seek(self) -> None:
+        """Faust's seek of every partition to its committed offset, and the source partitions
+        without one (or with 0) to their beginning: aiokafka does not move those."""
+        committed = await self.seek_to_committed()
+        uncommitted = [tp for tp, offset in committed.items()
+                       if not (offset is not None and offset > 0) and not self._is_changelog_tp(tp)]
+        if uncommitted:
+            try:
+                await self._thread.seek_to_beginning(*uncommitted)
+            except IllegalStateError:  # revoked meanwhile: its next owner starts from "earliest"
+                self.log.info("partitions revoked before their seek to the beginning")
+        self._read_offset.update(
+            {tp: offset if offset is not None and offset >= 0 else None for tp, offset in committed.items()})
+        self._committed_offset.update(
+            {faust_consumer.ensure_TP(tp): offset if offset else None
+             for tp, offset in committed.items() if offset is not None})
 
     async def _seek_back(self) -> None:
         try:

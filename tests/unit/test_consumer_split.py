@@ -50,3 +50,46 @@ def test_a_fetch_wholly_below_the_read_offset_hands_nothing_over() -> None:
     read: dict[TP, int | None] = {ev0: 10}
     fetched, others = split_fetch({ev0: recs("ev", 0, 7, 8)}, None, set(), {"ev": "users"}, read)
     assert fetched == {} and others == {} and read == {ev0: 10}
+
+
+class _Thread:
+    """Records what the lean consumer asks of Faust's consumer thread (aiokafka's calls)."""
+
+    def __init__(self, committed: dict[TP, int | None]) -> None:
+        self.committed = committed
+        self.to_beginning: list[TP] = []
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        return self.committed
+
+    async def seek_to_beginning(self, *tps: TP) -> None:
+        self.to_beginning.extend(tps)
+
+
+def test_perform_seek_sends_source_partitions_without_a_commit_to_their_beginning() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams.consumer import LeanConsumer
+
+    ev0, ev1, ev2, cl0 = TP("ev", 0), TP("ev", 1), TP("ev", 2), TP("app-users-changelog", 0)
+    thread = _Thread({ev0: 7, ev1: None, ev2: 0, cl0: None})
+    consumer = SimpleNamespace(
+        _thread=thread, _read_offset={ev1: 40}, _committed_offset={},
+        seek_to_committed=thread.seek_to_committed, _is_changelog_tp=lambda tp: tp.topic.endswith("-changelog"),
+        log=SimpleNamespace(info=print))
+    asyncio.run(LeanConsumer.perform_seek(consumer))  # type: ignore[arg-type]
+    # aiokafka moved ev0 to 7 itself; ev1 and ev2 it left where they were; a changelog is recovery's
+    assert thread.to_beginning == [ev1, ev2]
+    assert consumer._read_offset == {ev0: 7, ev1: None, ev2: 0, cl0: None}
+    assert consumer._committed_offset == {ev0: 7, ev2: None}  # as Faust's own perform_seek
+
+
+def test_the_active_view_follows_the_live_set_and_is_never_empty() -> None:
+    from streams.consumer import ActiveView
+
+    live: set[TP] = {TP("ev", 0)}
+    view = ActiveView(live)
+    assert view and TP("ev", 0) in view and TP("ev", 1) not in view
+    live.clear()  # every partition paused meanwhile
+    assert view and TP("ev", 0) not in view and len(view) == 0 and list(view) == []
