@@ -27,7 +27,7 @@ from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse, RawSink
 from streams import gauges
 from streams.consumer import Fetched, LeanTransport
 from streams.faults import Faults
-from streams.kafka_io import device_topic, new_producer, reroute_topic, ssl_context
+from streams.kafka_io import TABLES, changelog_topic, device_topic, new_producer, reroute_topic, ssl_context
 from streams.localstate import close_on_revoke
 from streams.metrics import Metrics
 from streams.ordering import InOrder
@@ -132,9 +132,11 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         logging_config=None,
     )
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    users = app.Table("users", partitions=partitions, key_type=bytes, value_type=bytes)
-    devices = app.Table("devices", partitions=partitions, key_type=bytes, value_type=bytes)
-    for table in (users, devices):
+    users = app.Table(TABLES[0], partitions=partitions, key_type=bytes, value_type=bytes)
+    devices = app.Table(TABLES[1], partitions=partitions, key_type=bytes, value_type=bytes)
+    for name, table in zip(TABLES, (users, devices), strict=True):
+        if table.changelog_topic.get_topic_name() != changelog_topic(settings, name):  # created before start
+            raise RuntimeError(f"Faust names the {name} changelog {table.changelog_topic.get_topic_name()!r}")
         close_on_revoke(table.data)
     clear_end_signal_on_start(app.tables.recovery)  # see streams/restore.py
     source = app.topic(settings.events_topic, reroute_topic(settings), partitions=partitions, **raw)

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import alerts as A
 from schemas.alerts import Alert, decode_alert
-from streams.kafka_io import client_kwargs, home_partition, read_topic, topic_partitions
+from streams.kafka_io import changelog_topic, client_kwargs, home_partition, read_topic, topic_partitions
 from streams.settings import Settings, load_settings
 from streams.state import (
     AMOUNT_MICROS,
@@ -46,7 +46,7 @@ OPEN_SLOTS = (A.NO_LOGIN_SHORT, A.ACTIVITY_DROP, A.NO_INTERACTION, A.NO_LOGIN_LO
 
 def users_changelog(settings: Settings) -> str:
     """Faust's name for the changelog of the ``users`` table (streams/app.py)."""
-    return f"{settings.app_id}-users-changelog"
+    return changelog_topic(settings, "users")
 
 
 def meta_key(partition: int) -> bytes:  # the engine's per-partition record (streams/engine.py)

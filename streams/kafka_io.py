@@ -220,15 +220,30 @@ async def ensure_topics(settings: Settings, partitions: int) -> None:
         reroute_topic(settings),
         device_topic(settings),
     ]
+    # the tables' changelogs too: Faust would create them as the worker starts, racing its own
+    # consumer's first metadata request; a topic that request missed stays unknown to the
+    # group's assignor until the next metadata refresh (5 minutes), so its partitions are not
+    # assigned and a table partition that moves meanwhile is not recovered
+    compacted = {changelog_topic(settings, table) for table in TABLES}
     admin = await start_admin(kafka)
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(n, partitions, kafka.replication_factor) for n in names if n not in existing]
+        missing = [NewTopic(n, partitions, kafka.replication_factor,
+                            topic_configs={"cleanup.policy": "compact"} if n in compacted else None)
+                   for n in [*names, *sorted(compacted)] if n not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+TABLES = ("users", "devices")  # the Faust tables of streams/app.py
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """Faust's name for a table's changelog topic."""
+    return f"{settings.app_id}-{table}-changelog"
 
 
 def reroute_topic(settings: Settings) -> str:

@@ -110,8 +110,7 @@ def test_generated_history_alerts_equal_oracle(deployment) -> None:  # type: ign
 def test_sigkill_restarts_lose_no_alert_and_keep_ids(deployment) -> None:  # type: ignore[no-untyped-def]
     from tests.faultcheck import write_config
 
-    # as in the fault tests: dead members leave the group after 6 s, and a partition whose
-    # consumption stalls (README, "Known issues") restarts the worker after 30 s, not 120 s
+    # as in the fault tests: dead members leave the group after 6 s, quick restarts
     deployment.env["VITALS_CONFIG"] = str(write_config(deployment.base / "vitals.toml"))
     partitions = asyncio.run(_prestart(deployment.settings))
     cfg = GenConfig(users=1500, days=14, events=60_000, seed=5, batch=1, partitions=partitions, unkeyed_rate=0.0)
@@ -119,6 +118,10 @@ def test_sigkill_restarts_lose_no_alert_and_keep_ids(deployment) -> None:  # typ
     process(deployment, history, kills=3, seed=3)
     got, _duplicates = read_alerts(deployment)  # duplicates allowed (at least once), same ids
     assert_same(expected_alerts(delivered(history), partitions), got)
+    # no partition was left behind by the restarts' rebalances (README, "No partition is left behind")
+    logs = deployment.base.glob("*.log")
+    stalls = [log.name for log in logs if "consumption stalled" in log.read_text(errors="replace")]
+    assert stalls == [], f"the lag watchdog found a stalled partition: {stalls}"
 
 
 def _history_from_events(events: list[Event], partitions: int) -> History:

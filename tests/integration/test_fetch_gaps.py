@@ -80,3 +80,36 @@ def test_seek_to_committed_leaves_a_partition_without_a_commit_where_it_is(kafka
         assert await consumer.position(tp1) == 0
 
     asyncio.run(_with_topic(kafka_bootstrap, body))
+
+
+def test_prestart_creates_the_tables_changelogs_compacted_before_any_worker_subscribes(deployment) -> None:  # type: ignore[no-untyped-def]
+    """A changelog Faust creates as the worker starts can miss the consumer's first metadata
+    request; the group's assignor then ignores it until the next refresh (5 minutes), and a
+    table partition moved meanwhile is not recovered. So the worker's prestart creates them."""
+    from streams.cli import _prestart
+    from streams.kafka_io import TABLES, changelog_topic, start_admin
+
+    settings = deployment.settings
+    partitions = asyncio.run(_prestart(settings))
+
+    async def described() -> dict[str, tuple[int, str]]:
+        admin = await start_admin(settings.kafka)
+        try:
+            names = [changelog_topic(settings, t) for t in TABLES]
+            counts = {e["topic"]: len(e["partitions"]) for e in await admin.describe_topics(names)}
+            from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+            resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+            policies = {}
+            for response in await admin.describe_configs(resources):
+                for resource in response.resources:
+                    entries = {entry[0]: entry[1] for entry in resource[4]}
+                    policies[resource[3]] = entries["cleanup.policy"]
+            return {n: (counts[n], policies[n]) for n in names}
+        finally:
+            await admin.close()
+
+    assert asyncio.run(described()) == {
+        f"{settings.app_id}-users-changelog": (partitions, "compact"),
+        f"{settings.app_id}-devices-changelog": (partitions, "compact"),
+    }

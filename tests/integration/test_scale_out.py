@@ -50,6 +50,8 @@ def test_three_workers_twelve_partitions_join_and_leave(deployment: Deployment, 
     finish(deployment, history, workers[2], workers[0])
     logs = [(tmp_path / f"w{i}.log").read_text(errors="replace") for i in range(3)]
     assert all("assigned event partitions" in log for log in logs), "every worker owned partitions at some point"
+    assert not any("consumption stalled" in log for log in logs), "no partition left behind by a rebalance"
+    assert not any("Ignoring missing topic" in log for log in logs), "every table's changelog is assigned"
     got = merged_final(deployment, dirs)
     check_aggregates(got, history)  # exact, always
     check_accounting(deployment, history, sum(row[0] for row in got.values()))
