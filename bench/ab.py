@@ -71,7 +71,8 @@ def main() -> int:
                 r = vitals_line([env], run_settings, n_msgs, n_events)
                 runs[name].append(r)
                 print(f"round {round_ + 1} {name:>12}: {r['events_per_s']:>9,.0f} events/s "
-                      f"{r['cpu_s_per_million']:5.1f} cpu s/M  peak {r.get('peak_rss_mb', 0):,.0f} MB", flush=True)
+                      f"{r['cpu_s_per_million']:5.1f} cpu s/M  main thread {r.get('main_thread_busy', 0):4.0%} busy  "
+                      f"peak {r.get('peak_rss_mb', 0):,.0f} MB", flush=True)
     finally:
         localkafka.stop(work / "kafka")
         remove_run_dir(work, False)

@@ -83,11 +83,23 @@ async def ceiling(bootstrap: str, topic: str, partitions: int, n_messages: int) 
 
 class PeakRss:
     """Peak resident memory of each process of the trees started (each started process and its
-    children), sampled by polling: a supervisor and its worker are two processes, not their sum."""
+    children), sampled by polling: a supervisor and its worker are two processes, not their sum.
+    Also the CPU time of each process's main thread at every sample (``main_cpu``): how busy the
+    thread that runs the event loop was between two moments (``main_busy``)."""
 
     def __init__(self, *pids: int) -> None:
         self.roots = [psutil.Process(pid) for pid in pids]
         self.peak: dict[int, tuple[str, int]] = {}  # pid -> (command, peak bytes)
+        self.main_cpu: list[tuple[float, dict[int, float]]] = []  # (monotonic time, pid -> main thread CPU s)
+
+    def main_busy(self, start: float, end: float) -> float:
+        """The busiest process's main thread: its CPU seconds per second between the samples
+        nearest after ``start`` and before ``end`` (0.0 when fewer than two samples fall there)."""
+        inside = [(t, cpu) for t, cpu in self.main_cpu if start <= t <= end]
+        if len(inside) < 2 or inside[-1][0] - inside[0][0] <= 0:
+            return 0.0
+        (t0, first), (t1, last) = inside[0], inside[-1]
+        return max((last[pid] - first.get(pid, 0.0) for pid in last), default=0.0) / (t1 - t0)
 
     def sample(self) -> None:
         procs: list[psutil.Process] = []
@@ -96,14 +108,19 @@ class PeakRss:
                 procs += [root, *root.children(recursive=True)]
             except psutil.Error:
                 continue
+        main: dict[int, float] = {}
         for proc in procs:
             try:
                 rss = proc.memory_info().rss
                 name = " ".join(proc.cmdline()[1:4])
+                for thread in proc.threads():
+                    if thread.id == proc.pid:  # the main thread's id is the process's
+                        main[proc.pid] = thread.user_time + thread.system_time
             except psutil.Error:
                 continue
             if rss > self.peak.get(proc.pid, ("", 0))[1]:
                 self.peak[proc.pid] = (name, rss)
+        self.main_cpu.append((time.monotonic(), main))
 
     def figures(self) -> dict[str, object]:
         by_process = {f"{pid} {name}": rss / 2**20 for pid, (name, rss) in sorted(self.peak.items())}
@@ -187,7 +204,8 @@ def run_process(args: list[str], envs: Sequence[Mapping[str, str]], n_messages: 
     # small runs can finish before the first offset commit: then time from process start
     seconds = done - first if done - first > 5 else done - started
     return {"seconds": seconds, "startup_s": first - started, "cpu_s": (after.ru_utime + after.ru_stime) -
-            (before.ru_utime + before.ru_stime), "processes": len(procs), **rss.figures()}
+            (before.ru_utime + before.ru_stime), "processes": len(procs), **rss.figures(),
+            "main_thread_busy": rss.main_busy(first, done)}
 
 
 def vitals_line(envs: Sequence[Mapping[str, str]], settings, n_msgs: int, n_events: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -343,7 +361,8 @@ def main() -> int:
         h = results[f"{shape}_history"]
         print(f"{shape}: {h['events']:,} events in {h['messages']:,} messages ({h['events'] / h['messages']:.1f} per "  # type: ignore[index]
               f"message), {100 * h['behind_watermark']:.1f}% of them behind the watermark")  # type: ignore[index]
-    print(f"\n{'shape':<8}{'run':<10}{'events/s':>12}{'cpu s/M ev':>12}{'peak MB':>10}{'vitals x':>10}")
+    print(f"\n{'shape':<8}{'run':<10}{'events/s':>12}{'cpu s/M ev':>12}{'peak MB':>10}{'vitals x':>10}"
+          f"{'main busy':>11}")
     for shape in args.shapes.split(","):
         for name, r in results[shape].items():  # type: ignore[union-attr]
             if name == "latency":
@@ -351,8 +370,9 @@ def main() -> int:
             ratio = results[shape]["vitals"]["events_per_s"] / r["events_per_s"]  # type: ignore[index]
             cpu = r["cpu_s"] / r["events"] * 1e6 if r.get("events") else float("nan")
             x1 = f"  {r['ratio_to_vitals']:.2f}x one worker" if "ratio_to_vitals" in r else ""
+            busy = f"{r['main_thread_busy']:>11.0%}" if r.get("main_thread_busy") else f"{'':>11}"
             print(f"{shape:<8}{name:<10}{r['events_per_s']:>12,.0f}{cpu:>12.1f}{r.get('peak_rss_mb', 0):>10.0f}"
-                  f"{ratio:>10.2f}{x1}")
+                  f"{ratio:>10.2f}{busy}{x1}")
     for shape in args.shapes.split(","):
         lat = results[shape].get("latency")  # type: ignore[union-attr]
         if lat:

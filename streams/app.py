@@ -47,6 +47,17 @@ class FaustApp(faust.App):
 
     lean_routes: dict[str, faust.ChannelT]
     _settled: asyncio.Event | None = None
+    on_sigusr1: Callable[[], None] | None = None  # the operator's dump (see build_app)
+
+    async def on_first_start(self) -> None:
+        """Install the SIGUSR1 dump before the consumer starts: a worker stuck while it joins
+        the group or recovers its tables is when an operator needs it (an app task would only
+        install it once the app is up, and until then the signal went to mode's own handler)."""
+        await super().on_first_start()
+        if self.on_sigusr1 is not None:
+            import signal
+
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, self.on_sigusr1)
 
     def _new_transport(self) -> Any:
         return LeanTransport(self.conf.broker_consumer, self)
@@ -293,15 +304,13 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         except Exception as exc:
             die(exc)
 
-    @app.task
-    async def install_task_dump() -> None:
+    def sigusr1_dump() -> None:
         """SIGUSR1 logs every asyncio task's stack and the consumer's bookkeeping, for operators."""
-        import asyncio
-        import signal
-
         from streams.diagnostics import dump
 
-        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, lambda: dump(app, pipeline.state_lines()))
+        dump(app, pipeline.state_lines())
+
+    app.on_sigusr1 = sigusr1_dump
 
     @app.on_before_shutdown.connect
     async def on_shutdown(sender: Any, **kwargs: Any) -> None:

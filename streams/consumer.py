@@ -44,6 +44,7 @@ from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import IllegalStateError
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -93,6 +94,16 @@ def split_fetch(
             fetched.setdefault(channel, []).extend(tp_records)
             read_offset[tp] = tp_records[-1].offset
     return fetched, others
+
+
+async def seek_to_start(consumer: AIOKafkaConsumer, tps: Sequence[Any]) -> None:
+    """Seek ``tps`` to their log start offsets: asked of the broker (ListOffsets, within the
+    consumer's request timeout), then set. (aiokafka's ``seek_to_beginning`` instead requests a
+    reset from its fetch loop and waits for it: in a worker that has just been assigned its
+    partitions, that wait was seen to last until the request timeout.)"""
+    starts = await consumer.beginning_offsets(list(tps))
+    for tp, offset in starts.items():
+        consumer.seek(tp, offset)
 
 
 class ActiveView:
@@ -171,8 +182,9 @@ class LeanConsumer(faust_aiokafka.Consumer):
         uncommitted = [tp for tp, offset in committed.items()
                        if not (offset is not None and offset > 0) and not self._is_changelog_tp(tp)]
         if uncommitted:
+            thread = self._thread
             try:
-                await self._thread.seek_to_beginning(*uncommitted)
+                await thread.call_thread(seek_to_start, thread._ensure_consumer(), uncommitted)  # type: ignore[attr-defined]
             except IllegalStateError:  # revoked meanwhile: its next owner starts from "earliest"
                 self.log.info("partitions revoked before their seek to the beginning")
         self._read_offset.update(

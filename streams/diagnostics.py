@@ -17,6 +17,11 @@ def consumer_state(app: Any) -> list[str]:
     """One line per topic partition of Faust's consumer bookkeeping (no message contents)."""
     consumer = app.consumer
     lines = [f"rebalancing={app.rebalancing} flow_control_active={app.flow_control.is_active()}"]
+    topics_of: dict[int, tuple[Any, list[str]]] = {}
+    for topic, channel in getattr(app, "lean_routes", {}).items():
+        topics_of.setdefault(id(channel), (channel, []))[1].append(topic)
+    lines += [f"fetches queued for the agent of {', '.join(sorted(topics))}: {c.queue.qsize()}/{c.maxsize}"
+              for c, topics in topics_of.values()]  # 0 while it works: it waits for Kafka
     try:
         assignment = sorted(consumer.assignment())
     except Exception as exc:  # diagnostics never raise

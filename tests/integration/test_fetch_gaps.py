@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.consumer import ActiveView
+from streams.consumer import ActiveView, seek_to_start
 
 
 async def _with_topic(bootstrap: str, body: Callable[[str, AIOKafkaConsumer], Awaitable[None]]) -> None:
@@ -76,7 +76,7 @@ def test_seek_to_committed_leaves_a_partition_without_a_commit_where_it_is(kafka
         assert committed == {tp0: 2, tp1: None}
         assert await consumer.position(tp0) == 2
         assert await consumer.position(tp1) == 5  # the gap: dropped records of tp1 would never come again
-        await consumer.seek_to_beginning(tp1)  # what LeanConsumer.perform_seek adds
+        await seek_to_start(consumer, [tp1])  # what LeanConsumer.perform_seek adds
         assert await consumer.position(tp1) == 0
 
     asyncio.run(_with_topic(kafka_bootstrap, body))

@@ -135,16 +135,35 @@ def test_sigusr1_dumps_tasks_and_each_partitions_fetch_state(deployment, tmp_pat
     asyncio.run(_prestart(deployment.settings))
     log = tmp_path / "w0.log"
     worker = deployment.worker("w0")
-    try:
-        _poll(lambda: "assigned event partitions" in log.read_text(errors="replace") or None, 180, "assignment")
+    sent = 0
+
+    def dump_of_a_consuming_worker() -> str | None:
+        """The latest dump once it shows the fetch loop running; else signal again (once the
+        previous signal's dump is written): right after the assignment, tables may still be
+        recovering and the fetch loop not started yet."""
+        nonlocal sent
+        parts = log.read_text(errors="replace").split("consumer state:")
+        if len(parts) - 1 < sent:
+            return None  # the last signal's dump is not written yet
+        if sent:
+            # parts[-2]: the previous dump's state lines, then this dump's tasks; parts[-1]: its state
+            latest = parts[-2] + "consumer state:" + parts[-1]
+            if "in _drain_messages" in parts[-2] and ".events[0] committed=" in parts[-1]:
+                return latest
         worker.send_signal(signal.SIGUSR1)
-        dumped = _poll(lambda: (lambda t: t if "consumer state:" in t and ".events[0] committed=" in t else None)(
-            log.read_text(errors="replace")), 60, "the dump")
+        sent += 1
+        return None
+
+    try:
+        # the handler is installed before the consumer starts: a worker stuck while joining is covered
+        _poll(lambda: "assigned event partitions" in log.read_text(errors="replace") or None, 180, "assignment")
+        dumped = _poll(dump_of_a_consuming_worker, 120, "a dump of the consuming worker")
     finally:
         stop_worker(worker)
     line = next(x for x in dumped.splitlines() if ".events[0] committed=" in x)
     assert re.search(r"paused=(True|False) active=(True|False) buffered=(True|False) "
                      r"aiokafka: paused=(True|False) position=\S+ held=(True|False)", line), line
     assert "task " in dumped
+    assert re.search(r"fetches queued for the agent of [^:\n]*reroute[^:\n]*: \d+/2", dumped), "the agents' input"
     assert re.search(r"awaits \S+consumer\.py:\d+ in _drain_messages", dumped), "the fetch loop's await chain"
     assert re.search(r"pipeline: pending messages=\d+ buffered outputs=\d+ lock held=(True|False) job=", dumped)

@@ -62,7 +62,13 @@ class _Thread:
     async def seek_to_committed(self) -> dict[TP, int | None]:
         return self.committed
 
-    async def seek_to_beginning(self, *tps: TP) -> None:
+    def _ensure_consumer(self) -> str:
+        return "the aiokafka consumer"
+
+    async def call_thread(self, fun: object, consumer: str, tps: list[TP]) -> None:
+        from streams.consumer import seek_to_start
+
+        assert fun is seek_to_start and consumer == "the aiokafka consumer"
         self.to_beginning.extend(tps)
 
 
