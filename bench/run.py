@@ -162,9 +162,16 @@ def _until_lag_zero(settings, procs, topics_done, timeout_s: float = 7200, sampl
 
 
 def start(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    """A process in its own process group (a supervised worker's child is in it too)."""
-    return subprocess.Popen(args, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    """A process in its own process group (a supervised worker's child is in it too). Its output
+    is dropped, or appended to a file in ``VITALS_BENCH_LOG_DIR`` if set (a diagnosis, e.g. of
+    the ``SIGUSR1`` dumps of a worker under load)."""
+    log_dir = os.environ.get("VITALS_BENCH_LOG_DIR")
+    if not log_dir:
+        return subprocess.Popen(args, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(log_dir) / f"{Path(args[1 if args[1] != '-m' else 2]).name}-{time.time_ns()}.log", "ab") as out:
+        return subprocess.Popen(args, env=dict(env), stdout=out, stderr=out, start_new_session=True)
 
 
 def stop(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = 120) -> None:
