@@ -97,10 +97,9 @@ def split_fetch(
 
 
 async def seek_to_start(consumer: AIOKafkaConsumer, tps: Sequence[Any]) -> None:
-    """Seek ``tps`` to their log start offsets: asked of the broker (ListOffsets, within the
-    consumer's request timeout), then set. (aiokafka's ``seek_to_beginning`` instead requests a
-    reset from its fetch loop and waits for it: in a worker that has just been assigned its
-    partitions, that wait was seen to last until the request timeout.)"""
+    """Seek ``tps`` to their log start offsets, asked of the broker (one ListOffsets request,
+    within the consumer's request timeout; aiokafka's ``seek_to_beginning`` instead leaves the
+    reset to its fetch loop and waits for it)."""
     starts = await consumer.beginning_offsets(list(tps))
     for tp, offset in starts.items():
         consumer.seek(tp, offset)
