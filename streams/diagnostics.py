@@ -20,8 +20,9 @@ def consumer_state(app: Any) -> list[str]:
     topics_of: dict[int, tuple[Any, list[str]]] = {}
     for topic, channel in getattr(app, "lean_routes", {}).items():
         topics_of.setdefault(id(channel), (channel, []))[1].append(topic)
-    lines += [f"fetches queued for the agent of {', '.join(sorted(topics))}: {c.queue.qsize()}/{c.maxsize}"
-              for c, topics in topics_of.values()]  # 0 while it works: it waits for Kafka
+    for channel, topics in topics_of.values():  # a put goes to the queue of each agent iterating it
+        queues = [f"{sub.queue.qsize()}/{sub.queue.maxsize}" for sub in list(getattr(channel, "_subscribers", ()))]
+        lines.append(f"fetches queued for the agent of {', '.join(sorted(topics))}: {' '.join(queues) or 'no agent'}")
     try:
         assignment = sorted(consumer.assignment())
     except Exception as exc:  # diagnostics never raise
