@@ -27,7 +27,7 @@ import orjson
 from bench.workdir import fresh_run_dir, remove_run_dir
 from streams import localkafka
 from streams.delivery import InFlight, deliver, send_records
-from streams.kafka_io import PartitionCache, new_producer
+from streams.kafka_io import PartitionCache, changelog_topic, new_producer
 from streams.settings import Settings, load_settings
 from streams.state import split_key
 
@@ -49,7 +49,7 @@ async def write_changelog(settings: Settings, records: list[tuple[int, bytes, by
     producer = new_producer(settings.kafka)
     await producer.start()
     try:
-        topic = f"{settings.app_id}-users-changelog"
+        topic = changelog_topic(settings, "users")
         for start in range(0, len(records), 100_000):
             chunk = records[start : start + 100_000]
             inflight: InFlight = await send_records(producer, [(topic, p, k, v) for p, k, v in chunk])

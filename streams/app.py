@@ -143,9 +143,9 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         logging_config=None,
     )
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    users = app.Table(TABLES[0], partitions=partitions, key_type=bytes, value_type=bytes)
-    devices = app.Table(TABLES[1], partitions=partitions, key_type=bytes, value_type=bytes)
-    for name, table in zip(TABLES, (users, devices), strict=True):
+    users, devices = tables = [app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes)
+                               for name in TABLES]
+    for name, table in zip(TABLES, tables, strict=True):
         if table.changelog_topic.get_topic_name() != changelog_topic(settings, name):  # created before start
             raise RuntimeError(f"Faust names the {name} changelog {table.changelog_topic.get_topic_name()!r}")
         close_on_revoke(table.data)

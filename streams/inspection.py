@@ -44,11 +44,6 @@ from streams.state import (
 OPEN_SLOTS = (A.NO_LOGIN_SHORT, A.ACTIVITY_DROP, A.NO_INTERACTION, A.NO_LOGIN_LONG, A.HOLLOW)  # UserState.open order
 
 
-def users_changelog(settings: Settings) -> str:
-    """Faust's name for the changelog of the ``users`` table (streams/app.py)."""
-    return changelog_topic(settings, "users")
-
-
 def meta_key(partition: int) -> bytes:  # the engine's per-partition record (streams/engine.py)
     return b"\x00partition\x1f%d" % partition
 
@@ -91,7 +86,7 @@ async def latest_records(settings: Settings, topic: str, partition: int, keys: s
 
 
 async def find_user(settings: Settings, app_id: str, user_id: str, last_alerts: int = 10) -> Found:
-    topic = users_changelog(settings)
+    topic = changelog_topic(settings, "users")
     partitions = await topic_partitions(settings.kafka, topic)
     if not partitions:
         raise LookupError(f"no changelog topic {topic}: is VITALS_APP_ID the worker's app id?")

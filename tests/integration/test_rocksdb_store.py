@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka_io import end_offsets
+from streams.kafka_io import changelog_topic, end_offsets
 from streams.runner import stop_worker
 from tests.conftest import Deployment
 from tests.faultcheck import check_all
@@ -52,7 +52,7 @@ def test_restart_recovers_from_local_rocksdb_and_changelog_tail(deployment: Depl
         raise
     finish(deployment, history, worker)
     data_dir = Path(deployment.env["VITALS_DATA_DIR"])
-    changelog = f"{deployment.settings.app_id}-users-changelog"
+    changelog = changelog_topic(deployment.settings, "users")
     ends = asyncio.run(end_offsets(deployment.settings.kafka, changelog))
     recorded = persisted_offsets(data_dir, "users")
     assert recorded, f"no RocksDB partition databases with a persisted offset under {data_dir}"
