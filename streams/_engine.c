@@ -13,6 +13,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+/* xxHash 0.8.3 (BSD 2-Clause, vendored): XXH3_64bits of an event id's UTF-8 bytes, the hash the
+   Python loop takes with the xxhash package (state.event_hash); XXH3's output is stable since 0.8.0 */
+#define XXH_INLINE_ALL
+#include "vendor/xxhash.h"
 
 /* ---- configuration (configure()) ---------------------------------------------------------- */
 static PyTypeObject *EventType, *StateType, *DeadlineType, *LastActiveType;
@@ -21,7 +25,7 @@ static PyObject *f_heappush;
 static Py_ssize_t E_ts, E_app, E_user, E_id, E_type, E_device, E_amount;
 static Py_ssize_t S_first_ts, S_last_login, S_last_engage, S_days, S_ids, S_minutes, S_open, S_last_active_day,
     S_offsets, S_ids_base;
-static PyObject *f_xxh3, *f_user_key, *f_to_micros, *f_resolve, *f_burst, *type_counter, *engagement_excluded,
+static PyObject *f_to_micros, *f_resolve, *f_burst, *type_counter, *engagement_excluded,
     *no_counts;
 static PyObject *s_rules, *s_meta, *s_store, *s_reroute_topic, *s_dirty_rows, *s_alerts, *s_device_obs,
     *s_deadlines, *s_partition, *s_position, *s_stream_time, *s_closed_day, *s_meta_dirty, *s_next_day_end,
@@ -51,7 +55,14 @@ static inline void slot_set(PyObject *o, Py_ssize_t off, PyObject *v) { /* steal
 }
 
 static inline int i64(PyObject *o, long long *out) {
-    long long v = PyLong_AsLongLong(o);
+    /* not PyLong_AsLongLong: in 3.11 it converts an int of more than one 30-bit digit (every epoch
+       millisecond) through a byte array, ten times the work of this digit loop */
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError, "vitals._engine: an integer beyond 64 bits");
+        return -1;
+    }
     if (v == -1 && PyErr_Occurred()) return -1;
     *out = v;
     return 0;
@@ -88,6 +99,12 @@ static int set_attr_i64(PyObject *o, PyObject *name, long long v) {
 static inline int str_eq(PyObject *a, PyObject *b) { /* a, b: str or NULL */
     if (a == b) return 1;
     if (a == NULL || b == NULL) return 0;
+    if (PyUnicode_CheckExact(a) && PyUnicode_CheckExact(b)) {
+        if (PyUnicode_READY(a) < 0 || PyUnicode_READY(b) < 0) return -1; /* what unicode_eq does, without the call */
+        Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+        if (n != PyUnicode_GET_LENGTH(b) || PyUnicode_KIND(a) != PyUnicode_KIND(b)) return 0;
+        return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)n * PyUnicode_KIND(a)) == 0;
+    }
     return PyObject_RichCompareBool(a, b, Py_EQ);
 }
 
@@ -125,6 +142,8 @@ static int const_obj(PyObject *consts, const char *name, PyObject **out) {
     return 0;
 }
 
+static int build_type_table(void);
+
 static PyObject *configure(PyObject *mod, PyObject *consts) {
     if (!PyDict_Check(consts)) return PyErr_Format(PyExc_TypeError, "configure: a dict expected");
     PyObject *et = NULL, *st = NULL;
@@ -158,7 +177,7 @@ static PyObject *configure(PyObject *mod, PyObject *consts) {
     if (const_i64(consts, "NONE", &(long long){0}) < 0 || PyLong_AsLongLong(PyDict_GetItemString(consts, "NONE"))
         != NONE) return PyErr_Format(PyExc_ValueError, "configure: NONE must be -1");
 #define CO(var, name) if (const_obj(consts, name, &var) < 0) return NULL
-    CO(f_xxh3, "xxh3_64_intdigest"); CO(f_user_key, "user_key"); CO(f_to_micros, "to_micros");
+    CO(f_to_micros, "to_micros");
     CO(f_resolve, "resolve"); CO(f_burst, "burst_alert"); CO(type_counter, "TYPE_COUNTER");
     CO(engagement_excluded, "ENGAGEMENT_EXCLUDED"); CO(no_counts, "NO_COUNTS");
     CO(f_heappush, "heappush"); CO(k_short, "NO_LOGIN_SHORT"); CO(k_inter, "NO_INTERACTION"); CO(k_long, "NO_LOGIN_LONG");
@@ -166,7 +185,79 @@ static PyObject *configure(PyObject *mod, PyObject *consts) {
     if (!PyDict_Check(type_counter) || !PyAnySet_Check(engagement_excluded) || !PyTuple_Check(no_counts)
         || PyTuple_GET_SIZE(no_counts) != 7)
         return PyErr_Format(PyExc_TypeError, "configure: bad TYPE_COUNTER, ENGAGEMENT_EXCLUDED or NO_COUNTS");
+    if (build_type_table() < 0) return NULL;
     Py_RETURN_NONE;
+}
+
+/* What an event type counts as, looked up by comparing bytes: the types of TYPE_COUNTER and
+   ENGAGEMENT_EXCLUDED (all ASCII) with their counter (-1: none) and exclusion. An event's type is a
+   new str each time, so a dict or set lookup would hash it first. */
+#define MAX_TYPES 32
+typedef struct {
+    const char *name; /* the key's ASCII data (the key is kept alive by the dict or set) */
+    Py_ssize_t len;
+    long long counter;
+    int excluded;
+} TypeEntry;
+static TypeEntry type_table[MAX_TYPES];
+static int n_types = -1; /* -1: a type is not ASCII, use the dict and the set */
+
+static int type_entry(PyObject *name, long long counter, int excluded) {
+    if (!PyUnicode_Check(name) || PyUnicode_READY(name) < 0 || !PyUnicode_IS_COMPACT_ASCII(name)
+        || n_types >= MAX_TYPES) {
+        n_types = -1;
+        return 0;
+    }
+    for (int i = 0; i < n_types; i++)
+        if (type_table[i].len == PyUnicode_GET_LENGTH(name)
+            && memcmp(type_table[i].name, PyUnicode_DATA(name), (size_t)type_table[i].len) == 0) {
+            if (counter != -1) type_table[i].counter = counter;
+            type_table[i].excluded |= excluded;
+            return 0;
+        }
+    type_table[n_types++] = (TypeEntry){PyUnicode_DATA(name), PyUnicode_GET_LENGTH(name), counter, excluded};
+    return 0;
+}
+
+static int build_type_table(void) {
+    n_types = 0;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value, *it, *item;
+    while (n_types >= 0 && PyDict_Next(type_counter, &pos, &key, &value)) {
+        long long counter = PyLong_AsLongLong(value);
+        if (counter == -1 && PyErr_Occurred()) return -1;
+        type_entry(key, counter, 0);
+    }
+    if ((it = PyObject_GetIter(engagement_excluded)) == NULL) return -1;
+    while (n_types >= 0 && (item = PyIter_Next(it)) != NULL) {
+        type_entry(item, -1, 1);
+        Py_DECREF(item);
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static int classify(PyObject *etype, long long *counter, int *excluded) {
+    if (n_types >= 0 && PyUnicode_CheckExact(etype) && PyUnicode_IS_COMPACT_ASCII(etype)) {
+        Py_ssize_t len = PyUnicode_GET_LENGTH(etype);
+        const char *data = PyUnicode_DATA(etype);
+        for (int i = 0; i < n_types; i++)
+            if (type_table[i].len == len && memcmp(type_table[i].name, data, (size_t)len) == 0) {
+                *counter = type_table[i].counter;
+                *excluded = type_table[i].excluded;
+                return 0;
+            }
+        *counter = -1;
+        *excluded = 0;
+        return 0;
+    }
+    PyObject *slot_obj = PyDict_GetItemWithError(type_counter, etype);
+    *counter = -1;
+    if (slot_obj == NULL) {
+        if (PyErr_Occurred()) return -1;
+    } else if (i64(slot_obj, counter) < 0) return -1;
+    *excluded = PySet_Contains(engagement_excluded, etype);
+    return *excluded < 0 ? -1 : 0;
 }
 
 /* ---- the loop ------------------------------------------------------------------------------ */
@@ -182,8 +273,18 @@ static int day_store(PyObject *state, DayCounts *c) { /* state.days[c.day] = (..
     if (c->day == NONE) return 0;
     PyObject *days = slot(state, S_days);
     if (days == NULL) return -1;
-    PyObject *t = Py_BuildValue("(LLLOLLL)", c->n, c->logins, c->payments, c->amount, c->posts, c->social,
-                                c->complaints);
+    PyObject *t = PyTuple_New(7);
+    if (t != NULL) {
+        long long v[7] = {c->n, c->logins, c->payments, 0, c->posts, c->social, c->complaints};
+        for (int i = 0; i < 7; i++) {
+            PyObject *item = i == 3 ? Py_NewRef(c->amount) : PyLong_FromLongLong(v[i]);
+            if (item == NULL) {
+                Py_CLEAR(t);
+                break;
+            }
+            PyTuple_SET_ITEM(t, i, item);
+        }
+    }
     PyObject *k = t == NULL ? NULL : PyLong_FromLongLong(c->day);
     int r = k == NULL ? -1 : PyDict_SetItem(days, k, t);
     Py_XDECREF(k);
@@ -212,6 +313,21 @@ static int day_load(PyObject *state, DayCounts *c, long long day, PyObject *day_
     c->amount = Py_NewRef(PyTuple_GET_ITEM(t, 3));
     c->day = day;
     return 0;
+}
+
+static PyObject *make_user_key(PyObject *app, PyObject *user) { /* state.user_key: app \x1f user, UTF-8 */
+    Py_ssize_t n_app, n_user;
+    const char *c_app = PyUnicode_AsUTF8AndSize(app, &n_app);
+    if (c_app == NULL) return NULL;
+    const char *c_user = PyUnicode_AsUTF8AndSize(user, &n_user);
+    if (c_user == NULL) return NULL;
+    PyObject *key = PyBytes_FromStringAndSize(NULL, n_app + 1 + n_user);
+    if (key == NULL) return NULL;
+    char *p = PyBytes_AS_STRING(key);
+    memcpy(p, c_app, (size_t)n_app);
+    p[n_app] = '\x1f';
+    memcpy(p + n_app + 1, c_user, (size_t)n_user);
+    return key;
 }
 
 static PyObject *call_method(PyObject *self, PyObject *name, const char *fmt, ...) {
@@ -519,10 +635,12 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                 app_id = a;
                 user_id = u;
                 run_short = short_ms, run_long = long_ms, run_inter = inter_ms;
-                Py_XSETREF(key, PyObject_CallFunctionObjArgs(f_user_key, a, u, NULL));
+                Py_XSETREF(key, make_user_key(a, u));
                 NOTNULL(key);
-                PyObject *found = PyObject_CallOneArg(store_get, key);
-                NOTNULL(found);
+                PyObject *found = PyDict_GetItemWithError(dirty, key); /* StateStore.get: a changed state */
+                if (found != NULL) Py_INCREF(found);
+                else if (PyErr_Occurred()) goto error;
+                else NOTNULL(found = PyObject_CallOneArg(store_get, key)); /* decoded from the store, or None */
                 if (found == Py_None) {
                     Py_DECREF(found);
                     Py_XSETREF(state, PyObject_CallOneArg((PyObject *)StateType, ts_obj));
@@ -563,9 +681,10 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
             else off_events = position;
             PyObject *id = slot(event, E_id);
             NOTNULL(id);
-            NOTNULL(tmp2 = PyUnicode_AsUTF8String(id));
-            PyObject *h = PyObject_CallOneArg(f_xxh3, tmp2);
-            Py_CLEAR(tmp2);
+            Py_ssize_t id_len;
+            const char *id_utf8 = PyUnicode_AsUTF8AndSize(id, &id_len); /* cached in the str, no copy for ASCII */
+            NOTNULL(id_utf8);
+            PyObject *h = PyLong_FromUnsignedLongLong(XXH3_64bits(id_utf8, (size_t)id_len));
             NOTNULL(h);
             tmp2 = h; /* owned */
             PyObject *ids = slot(state, S_ids);
@@ -617,10 +736,9 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
             c.n += 1;
             PyObject *etype = slot(event, E_type);
             NOTNULL(etype);
-            PyObject *slot_obj = PyDict_GetItemWithError(type_counter, etype);
-            long long counter = -1;
-            if (slot_obj == NULL) CHECK(PyErr_Occurred() ? -1 : 0);
-            else CHECK(i64(slot_obj, &counter));
+            long long counter;
+            int excluded;
+            CHECK(classify(etype, &counter, &excluded));
             int is_login = 0;
             if (counter == LOGINS) { c.logins += 1; is_login = 1; }
             else if (counter == PAYMENTS) {
@@ -670,8 +788,6 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                     }
                 }
             } else {
-                int excluded = PySet_Contains(engagement_excluded, etype);
-                CHECK(excluded);
                 if (!excluded) {
                     long long o_inter;
                     CHECK(open_episode(state, O_INTER, &o_inter));
@@ -765,6 +881,79 @@ error:
     return result;
 }
 
+/* ---- the ClickHouse rows of a flush (store.activity_rows) ---------------------------------- */
+
+static PyObject *activity_rows(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) return PyErr_Format(PyExc_TypeError, "activity_rows(dirty_rows, dirty, lookup)");
+    if (StateType == NULL) return PyErr_Format(PyExc_RuntimeError, "vitals._engine: configure() first");
+    PyObject *dirty_rows = args[0], *dirty = args[1], *lookup = args[2];
+    if (!PyAnySet_Check(dirty_rows) || !PyDict_Check(dirty))
+        return PyErr_Format(PyExc_TypeError, "activity_rows: a set of rows and a dict of changed states");
+    PyObject *rows = PyList_New(0), *it = NULL, *item = NULL, *owned = NULL;
+    if (rows == NULL) return NULL;
+    NOTNULL(it = PyObject_GetIter(dirty_rows));
+    while ((item = PyIter_Next(it)) != NULL) {
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 5) {
+            PyErr_SetString(PyExc_TypeError, "activity_rows: a row must be (key, day, app_id, user_id, partition)");
+            goto error;
+        }
+        PyObject *key = PyTuple_GET_ITEM(item, 0), *day = PyTuple_GET_ITEM(item, 1);
+        PyObject *changed = PyDict_GetItemWithError(dirty, PyTuple_GET_ITEM(item, 4)); /* the partition's */
+        PyObject *state = NULL;
+        if (changed != NULL) {
+            if (!PyDict_Check(changed)) {
+                PyErr_SetString(PyExc_TypeError, "activity_rows: changed states must be dicts");
+                goto error;
+            }
+            state = PyDict_GetItemWithError(changed, key);
+        }
+        if (state == NULL) {
+            if (PyErr_Occurred()) goto error;
+            /* unchanged (a replayed event re-writes its row): read it */
+            NOTNULL(owned = PyObject_CallFunctionObjArgs(lookup, key, PyTuple_GET_ITEM(item, 4), NULL));
+            if (owned == Py_None) {
+                Py_CLEAR(owned);
+                Py_CLEAR(item);
+                continue;
+            }
+            state = owned;
+        }
+        if (Py_TYPE(state) != StateType) {
+            PyErr_SetString(PyExc_TypeError, "activity_rows: states must be UserState");
+            goto error;
+        }
+        PyObject *days = slot(state, S_days);
+        NOTNULL(days);
+        PyObject *counters = PyDict_GetItemWithError(days, day);
+        if (counters == NULL) {
+            if (PyErr_Occurred()) goto error;
+        } else {
+            if (!PyTuple_Check(counters)) {
+                PyErr_SetString(PyExc_TypeError, "activity_rows: a day's counters must be a tuple");
+                goto error;
+            }
+            Py_ssize_t n = PyTuple_GET_SIZE(counters);
+            PyObject *row = PyTuple_New(3 + n);
+            NOTNULL(row);
+            PyTuple_SET_ITEM(row, 0, Py_NewRef(PyTuple_GET_ITEM(item, 2)));
+            PyTuple_SET_ITEM(row, 1, Py_NewRef(PyTuple_GET_ITEM(item, 3)));
+            PyTuple_SET_ITEM(row, 2, Py_NewRef(day));
+            for (Py_ssize_t i = 0; i < n; i++) PyTuple_SET_ITEM(row, 3 + i, Py_NewRef(PyTuple_GET_ITEM(counters, i)));
+            int r = PyList_Append(rows, row);
+            Py_DECREF(row);
+            CHECK(r);
+        }
+        Py_CLEAR(owned);
+        Py_CLEAR(item);
+    }
+    if (PyErr_Occurred()) goto error;
+    Py_DECREF(it);
+    return rows;
+error:
+    Py_XDECREF(owned); Py_XDECREF(item); Py_XDECREF(it); Py_DECREF(rows);
+    return NULL;
+}
+
 /* ---- Kafka's default partitioner ---------------------------------------------------------- */
 
 static uint32_t murmur2_32(const unsigned char *data, Py_ssize_t length) {
@@ -810,12 +999,63 @@ static PyObject *home_partition(PyObject *mod, PyObject *const *args, Py_ssize_t
     return PyLong_FromLong((long)((murmur2_32((const unsigned char *)utf8, size) & 0x7fffffff) % (uint32_t)partitions));
 }
 
+static PyObject *elsewhere(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    /* elsewhere(events, partition, partitions): PartitionCache.elsewhere's loop */
+    if (nargs != 3 || !PyList_Check(args[0]))
+        return PyErr_Format(PyExc_TypeError, "elsewhere(events: list, partition, partitions)");
+    if (EventType == NULL) return PyErr_Format(PyExc_RuntimeError, "vitals._engine: configure() first");
+    long partition = PyLong_AsLong(args[1]), partitions = PyLong_AsLong(args[2]);
+    if ((partition == -1 || partitions == -1) && PyErr_Occurred()) return NULL;
+    if (partitions < 1) return PyErr_Format(PyExc_ValueError, "elsewhere: partitions must be >= 1");
+    PyObject *events = args[0], *out = NULL, *user = NULL; /* user: borrowed from the events */
+    long p = partition;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(events); i++) {
+        PyObject *event = PyList_GET_ITEM(events, i);
+        if (event == Py_None) continue;
+        if (Py_TYPE(event) != EventType) {
+            PyErr_SetString(PyExc_TypeError, "elsewhere: events must be Event or None");
+            goto error;
+        }
+        PyObject *u = slot(event, E_user);
+        NOTNULL(u);
+        int same = str_eq(u, user);
+        CHECK(same);
+        if (!same) {
+            if (!PyUnicode_Check(u)) {
+                PyErr_SetString(PyExc_TypeError, "elsewhere: a user id must be a str");
+                goto error;
+            }
+            Py_ssize_t size;
+            const char *utf8 = PyUnicode_AsUTF8AndSize(u, &size);
+            NOTNULL(utf8);
+            p = (long)((murmur2_32((const unsigned char *)utf8, size) & 0x7fffffff) % (uint32_t)partitions);
+            user = u;
+        }
+        if (p != partition) {
+            if (out == NULL) NOTNULL(out = PyList_New(0));
+            PyObject *pair = Py_BuildValue("(nl)", i, p);
+            NOTNULL(pair);
+            int r = PyList_Append(out, pair);
+            Py_DECREF(pair);
+            CHECK(r);
+        }
+    }
+    return out != NULL ? out : PyList_New(0);
+error:
+    Py_XDECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"elsewhere", (PyCFunction)(void (*)(void))elsewhere, METH_FASTCALL,
+     "elsewhere(events, partition, partitions): (index, home) of the events whose user lives elsewhere"},
     {"murmur2", (PyCFunction)murmur2, METH_O, "Kafka's murmur2 of bytes (unsigned 32 bits)."},
     {"home_partition", (PyCFunction)(void (*)(void))home_partition, METH_FASTCALL,
      "home_partition(user_id, partitions): Kafka's default partitioner on the id's UTF-8 bytes."},
     {"configure", (PyCFunction)configure, METH_O, "Set the struct types, constants and callbacks."},
     {"apply", (PyCFunction)(void (*)(void))apply, METH_FASTCALL, "apply(partition, messages, out)"},
+    {"activity_rows", (PyCFunction)(void (*)(void))activity_rows, METH_FASTCALL,
+     "activity_rows(dirty_rows, dirty, lookup): store.activity_rows's loop"},
     {NULL, NULL, 0, NULL},
 };
 

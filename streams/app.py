@@ -153,7 +153,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
     source = app.topic(settings.events_topic, reroute_topic(settings), partitions=partitions, **raw)
     device_obs = app.topic(device_topic(settings), partitions=partitions, **raw)
     # the consumer subscribes to these topics and hands their records over a fetch at a time
-    user_fetches, device_fetches = app.channel(maxsize=2), app.channel(maxsize=2)
+    user_fetches, device_fetches = app.channel(maxsize=proc.fetch_queue), app.channel(maxsize=proc.fetch_queue)
     app.lean_routes = {t: user_fetches for t in source.topics} | {t: device_fetches for t in device_obs.topics}
     for topic in (source, device_obs):
         app.topics.add(topic)

@@ -57,7 +57,8 @@ from streams.state import (
     to_micros,
     user_key,
 )
-from streams.store import DeadLetter, Outputs, RulesByApp, StateStore, activity_rows, event_json, meta_key
+from streams.store import DeadLetter, Outputs, RulesByApp, StateStore, event_json, meta_key
+from streams.store import activity_rows as activity_rows_py
 
 __all__ = ["EPISODE_RULES", "MAX_BATCH", "DeadLetter", "MessageEvents", "Outputs", "RulesByApp", "StateStore",
            "UserPartition", "activity_rows", "event_json", "meta_key"]
@@ -100,7 +101,7 @@ def _configure_native() -> ModuleType | None:
         "MAX_BATCH": MAX_BATCH, "DEVICE_LATE_DAYS": DEVICE_LATE_DAYS, "RUN_CHANGED": RUN_CHANGED,
         "RUN_APPLIED": RUN_APPLIED, "RUN_LOGIN": RUN_LOGIN, "RUN_ENGAGE": RUN_ENGAGE, "RUN_FIRST": RUN_FIRST,
         "RUN_ACTIVE": RUN_ACTIVE, "O_SHORT": OPEN_NO_LOGIN_SHORT, "O_INTER": OPEN_NO_INTERACTION,
-        "O_LONG": OPEN_NO_LOGIN_LONG, "xxh3_64_intdigest": xxh3_64_intdigest, "user_key": user_key,
+        "O_LONG": OPEN_NO_LOGIN_LONG,
         "to_micros": to_micros, "resolve": resolve, "burst_alert": burst_alert, "TYPE_COUNTER": TYPE_COUNTER,
         "ENGAGEMENT_EXCLUDED": ENGAGEMENT_EXCLUDED, "NO_COUNTS": NO_COUNTS, "NO_LOGIN_SHORT": A.NO_LOGIN_SHORT,
         "NO_INTERACTION": A.NO_INTERACTION, "NO_LOGIN_LONG": A.NO_LOGIN_LONG, "DeadlineIndex": DeadlineIndex,
@@ -113,6 +114,20 @@ _native = _configure_native()
 NATIVE_BUILT = _native is not None
 NATIVE_MISSING = ("the engine's C extension (streams/_engine.c) is not built: install vitals with pip (it needs a C "
                   "compiler and Python's headers), or set processing.native_engine = false")
+
+
+def activity_rows(dirty_rows: set[tuple[bytes, int, str, str, int]], stores: dict[int, StateStore]
+                  ) -> list[tuple[object, ...]]:
+    """``store.activity_rows`` (the ClickHouse rows of changed (user, day) counters), its loop in
+    C where the extension is built."""
+    if _native is None:
+        return activity_rows_py(dirty_rows, stores)
+
+    def lookup(key: bytes, p: int) -> UserState | None:
+        store = stores.get(p)
+        return store.get(key) if store is not None else None
+
+    return _native.activity_rows(dirty_rows, {p: store.dirty for p, store in stores.items()}, lookup)
 
 
 class UserPartition(PartitionIndexes, WatermarkActions):

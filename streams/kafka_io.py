@@ -55,11 +55,12 @@ def murmur2_32_py(data: bytes) -> int:
 
 
 try:
+    from streams._engine import elsewhere as _elsewhere_c
     from streams._engine import home_partition as _home_c
     from streams._engine import murmur2 as murmur2_32
 except ImportError:  # the C extension is not built
     murmur2_32 = murmur2_32_py
-    _home_c = None
+    _home_c = _elsewhere_c = None
 
 
 def home_partition(key: bytes, partitions: int) -> int:
@@ -85,6 +86,25 @@ class PartitionCache:
                 self._cache.clear()
             p = self._cache[user_id] = home_partition(user_id.encode(), self.partitions)
         return p
+
+    def elsewhere(self, events: list[Any], partition: int) -> list[tuple[int, int]]:
+        """(index, home partition) of the events (``Event``, or None: skipped) of one message
+        whose user lives on another partition than ``partition``; the loop in C where built (the
+        C loop needs ``streams.engine`` imported: it tells the extension the ``Event`` type)."""
+        if _elsewhere_c is not None:
+            return _elsewhere_c(events, partition, self.partitions)  # type: ignore[no-any-return]
+        out = []
+        user: str | None = None
+        p = partition
+        for index, event in enumerate(events):
+            if event is None:
+                continue
+            if event.user_id != user:
+                user = event.user_id
+                p = self(user)
+            if p != partition:
+                out.append((index, p))
+        return out
 
 
 def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:

@@ -9,8 +9,8 @@ replay position and their dead letters' index are built from.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar
 
 from schemas.events import Event, Invalid, Reason, decode_message, event_original
 from streams.engine import DeadLetter, MessageEvents, Outputs, event_json
@@ -27,7 +27,15 @@ class Record(Protocol):
 R = TypeVar("R", bound=Record)
 
 
-def route(records: Sequence[Record], now_ms: int, home: Callable[[str], int], out: Outputs
+class Homes(Protocol):
+    """User ids to their home partition (``kafka_io.PartitionCache``)."""
+
+    def __call__(self, user_id: str) -> int: ...
+
+    def elsewhere(self, events: list[Any], partition: int) -> list[tuple[int, int]]: ...
+
+
+def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs
           ) -> dict[int, list[MessageEvents]]:
     """Per source partition, its messages' events for ``UserPartition.apply``, in order; dead
     letters, reroutes and their outcomes go to ``out``."""
@@ -42,19 +50,15 @@ def route(records: Sequence[Record], now_ms: int, home: Callable[[str], int], ou
             if decoded:
                 kept = _at_batch_index(decoded, invalid)
         partition = msg.partition
-        user: str | None = None
-        p = partition
-        for index, event in enumerate(kept):
-            if event is None:
-                continue
-            if event.user_id != user:
-                user = event.user_id
-                p = home(user)
-            if p != partition:
-                if kept is decoded:
-                    kept = list(decoded)
+        moved = home.elsewhere(kept, partition)
+        if moved:
+            if kept is decoded:
+                kept = list(decoded)
+            for index, p in moved:
+                event = kept[index]
+                assert event is not None
                 kept[index] = None
-                out.reroutes.append((p, user.encode(), event_json(event)))
+                out.reroutes.append((p, event.user_id.encode(), event_json(event)))
                 out.outcomes[(event.app_id, "rerouted")] += 1
         messages = per_partition.get(partition)
         if messages is None:

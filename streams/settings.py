@@ -112,6 +112,7 @@ class KafkaSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     batch_max_messages: int = 5000  # most messages one fetch hands over (Kafka max.poll.records)
+    fetch_queue: int = 2  # fetches queued for each agent ahead of its processing (the consumer waits beyond)
     flush_interval_s: float = 1.0
     flush_max_rows: int = 250_000
     sink_buffer_cap_rows: int = 500_000
@@ -137,6 +138,8 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
     def __post_init__(self) -> None:
         if self.batch_max_messages < 1 or self.flush_max_rows < 1:
             raise ConfigError("processing: batch sizes must be >= 1")
+        if not 1 <= self.fetch_queue <= 64:
+            raise ConfigError("processing.fetch_queue must be in [1, 64]")
         if self.sink_buffer_cap_rows < self.flush_max_rows:
             raise ConfigError("processing.sink_buffer_cap_rows must be >= flush_max_rows")
         if self.gc_gen0_threshold < 0:

@@ -12,7 +12,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.events import Event
-from streams.engine import NATIVE_BUILT, MessageEvents, Outputs, RulesByApp, StateStore, UserPartition
+from streams.engine import (
+    NATIVE_BUILT,
+    MessageEvents,
+    Outputs,
+    RulesByApp,
+    StateStore,
+    UserPartition,
+    activity_rows,
+    activity_rows_py,
+)
 from streams.settings import load_settings
 from streams.state import encode
 from tests.histories import histories
@@ -21,7 +30,9 @@ REROUTE = "vitals.events.reroute"
 
 
 def snapshot(part: UserPartition, out: Outputs) -> dict[str, Any]:
+    rows = activity_rows if part.native else activity_rows_py  # the flush's ClickHouse rows, C or Python
     return {
+        "activity": sorted(rows(out.dirty_rows, {0: part.store})),  # type: ignore[type-var]
         "alerts": list(out.alerts),
         "rows": set(out.dirty_rows),
         "devices": {k: list(v) for k, v in out.device_obs.items()},
@@ -61,9 +72,12 @@ def test_extension_is_built() -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(histories(), st.data())
 def test_c_loop_equals_python_loop(events: list[Event], data: st.DataObject) -> None:
-    apps = data.draw(st.lists(st.sampled_from(["default", "shop"]), min_size=len(events), max_size=len(events)))
-    events = [Event(e.event_id, e.user_id, e.type, e.ts, app_id=a, device_id=e.device_id, amount=e.amount)
-              for e, a in zip(events, apps, strict=True)]
+    apps = data.draw(st.lists(st.sampled_from(["default", "shop", "bütik"]), min_size=len(events),
+                              max_size=len(events)))
+    # ids beyond ASCII: the C loop hashes and keys their UTF-8 bytes, as the Python loop does
+    suffix = data.draw(st.sampled_from(["", "é", "日本", "\U0001f600"]))
+    events = [Event(e.event_id + suffix, e.user_id + suffix, e.type, e.ts, app_id=a, device_id=e.device_id,
+                    amount=e.amount) for e, a in zip(events, apps, strict=True)]
     messages: list[MessageEvents] = []
     offsets = {"t": 0, REROUTE: 0}
     i = 0

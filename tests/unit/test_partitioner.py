@@ -6,6 +6,7 @@ from aiokafka.partitioner import murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas.events import Event
 from streams import _engine
 from streams.kafka_io import PartitionCache, home_partition, murmur2_32, murmur2_32_py
 
@@ -25,3 +26,25 @@ def test_home_partition_is_the_default_partitioners(user: str, partitions: int) 
     assert home_partition(key, partitions) == expected
     assert PartitionCache(partitions)(user) == expected
     assert _engine.home_partition(user, partitions) == expected
+
+
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["u1", "u2", "é", "日本", "user-7"])), max_size=30),
+       st.integers(min_value=1, max_value=12), st.data())
+def test_elsewhere_names_the_events_of_users_homed_on_another_partition(
+        users: list[str | None], partitions: int, data: st.DataObject) -> None:
+    """The C loop and the Python loop of ``PartitionCache.elsewhere`` agree with the partitioner."""
+    import streams.engine  # noqa: F401  (tells the extension the Event type)
+    from streams import kafka_io
+
+    partition = data.draw(st.integers(0, partitions - 1))
+    events: list[Event | None] = [None if u is None else Event(f"e{i}", u, "view", 1_800_000_000_000)
+                                  for i, u in enumerate(users)]
+    expected = [(i, p) for i, u in enumerate(users)
+                if u is not None and (p := home_partition(u.encode(), partitions)) != partition]
+    cache = PartitionCache(partitions)
+    assert cache.elsewhere(events, partition) == expected  # C, where the extension is built
+    saved, kafka_io._elsewhere_c = kafka_io._elsewhere_c, None
+    try:
+        assert cache.elsewhere(events, partition) == expected  # Python
+    finally:
+        kafka_io._elsewhere_c = saved
