@@ -3,7 +3,9 @@ within minutes, so configurations are compared in alternating runs, not in separ
 
     python -m bench.ab --shape batch --rounds 3 --config c=none --config python=py.toml
 
-Each ``NAME=FILE`` is a TOML config (VITALS_CONFIG; ``none``: the defaults). The history is produced
+Each ``NAME=FILE`` is a TOML config (VITALS_CONFIG; ``none``: the defaults); ``NAME=FILE@TREE`` runs
+the worker from another checkout of vitals (e.g. a ``git worktree`` of an earlier commit, its C
+extension built in place), so code versions compare the same way. The history is produced
 once to the local Kafka; every run is one vitals worker in a new consumer group, from the first
 event to lag 0 and the sink flushed (as the ``vitals`` row of ``bench.run``). Prints events/s and
 CPU s per million events per run, and the median per configuration.
@@ -36,18 +38,24 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--config", action="append", required=True, help="NAME=TOML file, or NAME=none")
+    parser.add_argument("--config", action="append", required=True,
+                        help="NAME=TOML file or NAME=none, optionally @TREE: the worker of another checkout")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "ab.json"))
     parser.add_argument("--dir", default=str(ROOT / ".vitals" / "bench"))
     args = parser.parse_args()
     configs: dict[str, str | None] = {}
+    trees: dict[str, str | None] = {}
     for item in args.config:
         name, _, path = item.partition("=")
+        path, _, tree = path.partition("@")
         if not name or not path:
-            parser.error(f"--config {item!r}: NAME=FILE expected")
+            parser.error(f"--config {item!r}: NAME=FILE or NAME=FILE@TREE expected")
+        if tree and not (Path(tree) / "streams" / "cli.py").is_file():
+            parser.error(f"--config {item!r}: {tree} is not a checkout of vitals")
         if path != "none":
             load_settings(env={}, config_file=path)  # a bad file fails here, not in a worker
         configs[name] = None if path == "none" else str(Path(path).resolve())
+        trees[name] = str(Path(tree).resolve()) if tree else None
     work = fresh_run_dir(Path(args.dir))
     bootstrap = localkafka.start(work / "kafka")
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
@@ -68,7 +76,7 @@ def main() -> int:
                     env["VITALS_CONFIG"] = path
                 run_settings = load_settings(env=env)
                 asyncio.run(_prestart(run_settings))
-                r = vitals_line([env], run_settings, n_msgs, n_events)
+                r = vitals_line([env], run_settings, n_msgs, n_events, trees[name])
                 runs[name].append(r)
                 print(f"round {round_ + 1} {name:>12}: {r['events_per_s']:>9,.0f} events/s "
                       f"{r['cpu_s_per_million']:5.1f} cpu s/M  main thread {r.get('main_thread_busy', 0):4.0%} busy  "

@@ -161,17 +161,17 @@ def _until_lag_zero(settings, procs, topics_done, timeout_s: float = 7200, sampl
     raise TimeoutError(f"lag did not reach 0 within {timeout_s:.0f}s")
 
 
-def start(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+def start(args: list[str], env: Mapping[str, str], cwd: str | None = None) -> subprocess.Popen[bytes]:
     """A process in its own process group (a supervised worker's child is in it too). Its output
     is dropped, or appended to a file in ``VITALS_BENCH_LOG_DIR`` if set (a diagnosis, e.g. of
     the ``SIGUSR1`` dumps of a worker under load)."""
     log_dir = os.environ.get("VITALS_BENCH_LOG_DIR")
     if not log_dir:
         return subprocess.Popen(args, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, cwd=cwd)
     Path(log_dir).mkdir(parents=True, exist_ok=True)
     with open(Path(log_dir) / f"{Path(args[1 if args[1] != '-m' else 2]).name}-{time.time_ns()}.log", "ab") as out:
-        return subprocess.Popen(args, env=dict(env), stdout=out, stderr=out, start_new_session=True)
+        return subprocess.Popen(args, env=dict(env), stdout=out, stderr=out, start_new_session=True, cwd=cwd)
 
 
 def stop(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = 120) -> None:
@@ -194,15 +194,16 @@ def stop(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = 120) -> No
         proc.wait()
 
 
-def run_process(args: list[str], envs: Sequence[Mapping[str, str]], n_messages: int, settings  # type: ignore[no-untyped-def]
-                ) -> dict[str, float]:
+def run_process(args: list[str], envs: Sequence[Mapping[str, str]], n_messages: int, settings,  # type: ignore[no-untyped-def]
+                cwd: str | None = None) -> dict[str, float]:
     """Run ``args`` once per environment (processes of one consumer group) until the group's lag
-    is 0; time from first progress, CPU of all of them, peak RSS per process."""
+    is 0; time from first progress, CPU of all of them, peak RSS per process. ``cwd``: where they
+    run (``python -m`` imports the packages of that directory first)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs += [start(args, env) for env in envs]
+        procs += [start(args, env, cwd) for env in envs]
         rss = PeakRss(*(p.pid for p in procs))
         first, done = _until_lag_zero(settings, procs, {settings.events_topic: n_messages}, sampler=rss)
     finally:
@@ -215,9 +216,12 @@ def run_process(args: list[str], envs: Sequence[Mapping[str, str]], n_messages: 
             "main_thread_busy": rss.main_busy(first, done)}
 
 
-def vitals_line(envs: Sequence[Mapping[str, str]], settings, n_msgs: int, n_events: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """vitals workers (one per environment) in the group of ``settings``, to lag 0."""
-    r = run_process([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"], envs, n_msgs, settings)
+def vitals_line(envs: Sequence[Mapping[str, str]], settings, n_msgs: int, n_events: int,  # type: ignore[no-untyped-def]
+                tree: str | None = None) -> dict[str, float]:
+    """vitals workers (one per environment) in the group of ``settings``, to lag 0; the code of the
+    checkout ``tree`` if given (its C extension built in place), else this one's."""
+    r = run_process([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"], envs, n_msgs, settings,
+                    tree)
     r["events"] = n_events
     r["events_per_s"] = n_events / r["seconds"]
     r["cpu_s_per_million"] = r["cpu_s"] / n_events * 1e6
