@@ -4,8 +4,8 @@ within minutes, so configurations are compared in alternating runs, not in separ
     python -m bench.ab --shape batch --rounds 3 --config c=none --config python=py.toml
 
 Each ``NAME=FILE`` is a TOML config (VITALS_CONFIG; ``none``: the defaults); ``NAME=FILE@TREE`` runs
-the worker from another checkout of vitals (e.g. a ``git worktree`` of an earlier commit, its C
-extension built in place), so code versions compare the same way. The history is produced
+the worker from another checkout of vitals (e.g. a ``git worktree`` of an earlier commit; its C
+extension is built in place first), so code versions compare the same way. The history is produced
 once to the local Kafka; every run is one vitals worker in a new consumer group, from the first
 event to lag 0 and the sink flushed (as the ``vitals`` row of ``bench.run``). Prints events/s and
 CPU s per million events per run, and the median per configuration.
@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -28,6 +29,22 @@ from streams import localkafka
 from streams.cli import _prestart
 from streams.produce import produce_history
 from streams.settings import load_settings
+
+BUILD_INPLACE = """
+from setuptools import Distribution, Extension
+from setuptools.command.build_ext import build_ext
+ext = Extension("streams._engine", ["streams/_engine.c"], extra_compile_args=["-Wall"])
+cmd = build_ext(Distribution({"ext_modules": [ext]}))
+cmd.inplace = True
+cmd.ensure_finalized()
+cmd.run()
+"""
+
+
+def build_extension(tree: Path) -> None:
+    """Build the C extension of the checkout ``tree`` in place (as pip builds it), if it has one."""
+    if (tree / "streams" / "_engine.c").is_file():
+        subprocess.run([sys.executable, "-c", BUILD_INPLACE], cwd=tree, check=True, stdout=subprocess.DEVNULL)
 
 
 def main() -> int:
@@ -56,6 +73,8 @@ def main() -> int:
             load_settings(env={}, config_file=path)  # a bad file fails here, not in a worker
         configs[name] = None if path == "none" else str(Path(path).resolve())
         trees[name] = str(Path(tree).resolve()) if tree else None
+        if tree:
+            build_extension(Path(tree))
     work = fresh_run_dir(Path(args.dir))
     bootstrap = localkafka.start(work / "kafka")
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in configs}

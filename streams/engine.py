@@ -54,6 +54,7 @@ from streams.state import (
     SOCIAL,
     UserState,
     encode,
+    prune_cutoffs,
     to_micros,
     user_key,
 )
@@ -414,7 +415,10 @@ class UserPartition(PartitionIndexes, WatermarkActions):
     def drain(self) -> list[tuple[bytes, bytes]]:
         """Changed user states (stamped with the current position), for the changelog."""
         prune = (self.watermark, self.rules.keep_days, self.rules.max_dedup_ms, self.rules.lateness_ms)
-        return self.store.drain(self.position, prune)
+        if not self.native:
+            return self.store.drain(self.position, prune)
+        cutoffs = prune_cutoffs(*prune) if prune[0] >= 0 else None  # as StateStore.drain, its loop in C
+        return _native.drain(self.store.dirty, self.store.data, self.position, cutoffs, encode)  # type: ignore[no-any-return]
 
     def drain_meta(self) -> tuple[bytes, bytes] | None:
         if not self.meta_dirty:
