@@ -55,6 +55,21 @@ static inline void slot_set(PyObject *o, Py_ssize_t off, PyObject *v) { /* steal
 }
 
 static inline int i64(PyObject *o, long long *out) {
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && PYLONG_BITS_IN_DIGIT == 30
+    /* 3.11's int layout (sign and digit count in ob_size, 30-bit digits): up to two digits, every
+       count and epoch millisecond here, read inline */
+    if (PyLong_CheckExact(o)) {
+        const digit *d = ((PyLongObject *)o)->ob_digit;
+        switch (Py_SIZE(o)) {
+        case 0: *out = 0; return 0;
+        case 1: *out = (long long)d[0]; return 0;
+        case -1: *out = -(long long)d[0]; return 0;
+        case 2: *out = (long long)d[0] | (long long)d[1] << PyLong_SHIFT; return 0;
+        case -2: *out = -((long long)d[0] | (long long)d[1] << PyLong_SHIFT); return 0;
+        default: break;
+        }
+    }
+#endif
     /* not PyLong_AsLongLong: in 3.11 it converts an int of more than one 30-bit digit (every epoch
        millisecond) through a byte array, ten times the work of this digit loop */
     int overflow;

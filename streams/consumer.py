@@ -35,6 +35,10 @@ position at the log end, nothing routed, nothing committed), and are closed for 
   where it is, so records fetched and then dropped by a rebalance (cleared from the agents'
   queues, or fetched while the flow stopped) were never fetched again. :meth:`LeanConsumer.perform_seek`
   seeks those partitions to their beginning, as a fresh consumer would (offset reset "earliest").
+* Faust's ``perform_seek`` sets the read offsets to the committed ones only once the seek is
+  done, and the fetch loop runs meanwhile: a fetch from the committed offsets was filtered by the
+  read offsets of the previous assignment (further on), and its records were lost. The read
+  offsets are cleared before the seek.
 """
 
 from __future__ import annotations
@@ -176,7 +180,16 @@ class LeanConsumer(faust_aiokafka.Consumer):
 
     async def perform_seek(self) -> None:
         """Faust's seek of every partition to its committed offset, and the source partitions
-        without one (or with 0) to their beginning: aiokafka does not move those."""
+        without one (or with 0) to their beginning: aiokafka does not move those.
+
+        The read offsets are cleared first: the fetch loop runs on while the seek awaits the
+        consumer thread, and a fetch from the new positions filtered by the old read offsets
+        (ahead of the committed ones after a rebalance) would lose its records, the read position
+        being past them (the pipeline's ordering drops what is not in order instead, and seeks
+        back over a gap)."""
+        read_offset = self._read_offset
+        for tp in list(read_offset):
+            read_offset[tp] = None
         committed = await self.seek_to_committed()
         uncommitted = [tp for tp, offset in committed.items()
                        if not (offset is not None and offset > 0) and not self._is_changelog_tp(tp)]
@@ -186,7 +199,7 @@ class LeanConsumer(faust_aiokafka.Consumer):
                 await thread.call_thread(seek_to_start, thread._ensure_consumer(), uncommitted)  # type: ignore[attr-defined]
             except IllegalStateError:  # revoked meanwhile: its next owner starts from "earliest"
                 self.log.info("partitions revoked before their seek to the beginning")
-        self._read_offset.update(
+        read_offset.update(
             {tp: offset if offset is not None and offset >= 0 else None for tp, offset in committed.items()})
         self._committed_offset.update(
             {faust_consumer.ensure_TP(tp): offset if offset else None

@@ -58,8 +58,11 @@ class _Thread:
     def __init__(self, committed: dict[TP, int | None]) -> None:
         self.committed = committed
         self.to_beginning: list[TP] = []
+        self.read_offset: dict[TP, int | None] = {}
+        self.read_during_seek: dict[TP, int | None] = {}
 
     async def seek_to_committed(self) -> dict[TP, int | None]:
+        self.read_during_seek = dict(self.read_offset)  # what a fetch meanwhile is filtered by
         return self.committed
 
     def _ensure_consumer(self) -> str:
@@ -80,13 +83,16 @@ def test_perform_seek_sends_source_partitions_without_a_commit_to_their_beginnin
 
     ev0, ev1, ev2, cl0 = TP("ev", 0), TP("ev", 1), TP("ev", 2), TP("app-users-changelog", 0)
     thread = _Thread({ev0: 7, ev1: None, ev2: 0, cl0: None})
+    thread.read_offset = {ev0: 3000, ev1: 40}  # read in the previous assignment, past the committed offsets
     consumer = SimpleNamespace(
-        _thread=thread, _read_offset={ev1: 40}, _committed_offset={},
+        _thread=thread, _read_offset=thread.read_offset, _committed_offset={},
         seek_to_committed=thread.seek_to_committed, _is_changelog_tp=lambda tp: tp.topic.endswith("-changelog"),
         log=SimpleNamespace(info=print))
     asyncio.run(LeanConsumer.perform_seek(consumer))  # type: ignore[arg-type]
     # aiokafka moved ev0 to 7 itself; ev1 and ev2 it left where they were; a changelog is recovery's
     assert thread.to_beginning == [ev1, ev2]
+    # a fetch from the committed offsets while the seek awaits the thread is not filtered away
+    assert thread.read_during_seek == {ev0: None, ev1: None}
     assert consumer._read_offset == {ev0: 7, ev1: None, ev2: 0, cl0: None}
     assert consumer._committed_offset == {ev0: 7, ev2: None}  # as Faust's own perform_seek
 
