@@ -1162,6 +1162,10 @@ static PyObject *murmur2(PyObject *mod, PyObject *arg) {
     return PyLong_FromUnsignedLong(murmur2_32((const unsigned char *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg)));
 }
 
+static inline long home_of(const char *utf8, Py_ssize_t size, long partitions) { /* Kafka's default partitioner */
+    return (long)((murmur2_32((const unsigned char *)utf8, size) & 0x7fffffff) % (uint32_t)partitions);
+}
+
 static PyObject *home_partition(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     /* home_partition(user_id: str, partitions: int): murmur2 of its UTF-8 bytes, as Kafka's default partitioner */
     if (nargs != 2 || !PyUnicode_Check(args[0])) return PyErr_Format(PyExc_TypeError, "home_partition(str, int)");
@@ -1171,7 +1175,7 @@ static PyObject *home_partition(PyObject *mod, PyObject *const *args, Py_ssize_t
     Py_ssize_t size;
     const char *utf8 = PyUnicode_AsUTF8AndSize(args[0], &size);
     if (utf8 == NULL) return NULL;
-    return PyLong_FromLong((long)((murmur2_32((const unsigned char *)utf8, size) & 0x7fffffff) % (uint32_t)partitions));
+    return PyLong_FromLong(home_of(utf8, size, partitions));
 }
 
 static PyObject *elsewhere(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
@@ -1203,7 +1207,7 @@ static PyObject *elsewhere(PyObject *mod, PyObject *const *args, Py_ssize_t narg
             Py_ssize_t size;
             const char *utf8 = PyUnicode_AsUTF8AndSize(u, &size);
             NOTNULL(utf8);
-            p = (long)((murmur2_32((const unsigned char *)utf8, size) & 0x7fffffff) % (uint32_t)partitions);
+            p = home_of(utf8, size, partitions);
             user = u;
         }
         if (p != partition) {

@@ -117,11 +117,11 @@ NATIVE_MISSING = ("the engine's C extension (streams/_engine.c) is not built: in
                   "compiler and Python's headers), or set processing.native_engine = false")
 
 
-def activity_rows(dirty_rows: set[tuple[bytes, int, str, str, int]], stores: dict[int, StateStore]
-                  ) -> list[tuple[object, ...]]:
+def activity_rows(dirty_rows: set[tuple[bytes, int, str, str, int]], stores: dict[int, StateStore],
+                  native: bool = NATIVE_BUILT) -> list[tuple[object, ...]]:
     """``store.activity_rows`` (the ClickHouse rows of changed (user, day) counters), its loop in
-    C where the extension is built."""
-    if _native is None:
+    C if ``native`` (processing.native_engine) and the extension is built."""
+    if not native or _native is None:
         return activity_rows_py(dirty_rows, stores)
 
     def lookup(key: bytes, p: int) -> UserState | None:

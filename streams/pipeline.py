@@ -365,7 +365,8 @@ class Pipeline:
                 beacon = obs_encoder.encode(DeviceObservations("", "", [], source, up.flushed_watermark))
                 records += [(devices, p, None, beacon) for p in range(self.partitions)]
         # ClickHouse rows: the changed (user, day) counters as the state holds them now
-        rows = activity_rows(out.dirty_rows, {p: up.store for p, up in self.users.items()})
+        rows = activity_rows(out.dirty_rows, {p: up.store for p, up in self.users.items()},
+                             settings.processing.native_engine)
         # changelogs
         changelog: list[OutRecord] = []
         users_cl, devices_cl = self.user_changelog, self.device_changelog

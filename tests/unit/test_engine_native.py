@@ -20,7 +20,6 @@ from streams.engine import (
     StateStore,
     UserPartition,
     activity_rows,
-    activity_rows_py,
 )
 from streams.settings import load_settings
 from streams.state import encode
@@ -30,9 +29,8 @@ REROUTE = "vitals.events.reroute"
 
 
 def snapshot(part: UserPartition, out: Outputs) -> dict[str, Any]:
-    rows = activity_rows if part.native else activity_rows_py  # the flush's ClickHouse rows, C or Python
-    return {
-        "activity": sorted(rows(out.dirty_rows, {0: part.store})),  # type: ignore[type-var]
+    return {  # the flush's ClickHouse rows, C or Python
+        "activity": sorted(activity_rows(out.dirty_rows, {0: part.store}, part.native)),  # type: ignore[type-var]
         "alerts": list(out.alerts),
         "rows": set(out.dirty_rows),
         "devices": {k: list(v) for k, v in out.device_obs.items()},
