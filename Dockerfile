@@ -8,11 +8,11 @@ COPY streams ./streams
 COPY sinks ./sinks
 COPY schemas ./schemas
 COPY deploy ./deploy
-# the engine's C loop (streams/_engine.c) is compiled here; the compiler is removed again
+# the C extensions (streams/_engine.c, schemas/_decode.c) are compiled here; the compiler is removed again
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
  && pip install --no-cache-dir '.[rocksdb]' \
  && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
- && python -c "import streams._engine" && chown -R vitals /var/lib/vitals
+ && python -c "import streams._engine, schemas._decode" && chown -R vitals /var/lib/vitals
 USER vitals
 EXPOSE 9464
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \

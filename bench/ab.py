@@ -31,20 +31,23 @@ from streams.produce import produce_history
 from streams.settings import load_settings
 
 BUILD_INPLACE = """
+import sys
 from setuptools import Distribution, Extension
 from setuptools.command.build_ext import build_ext
-ext = Extension("streams._engine", ["streams/_engine.c"], extra_compile_args=["-Wall"])
-cmd = build_ext(Distribution({"ext_modules": [ext]}))
+exts = [Extension(name, [source], extra_compile_args=["-Wall"]) for name, source in zip(sys.argv[1::2], sys.argv[2::2])]
+cmd = build_ext(Distribution({"ext_modules": exts}))
 cmd.inplace = True
 cmd.ensure_finalized()
 cmd.run()
 """
+EXTENSIONS = (("streams._engine", "streams/_engine.c"), ("schemas._decode", "schemas/_decode.c"))
 
 
 def build_extension(tree: Path) -> None:
-    """Build the C extension of the checkout ``tree`` in place (as pip builds it), if it has one."""
-    if (tree / "streams" / "_engine.c").is_file():
-        subprocess.run([sys.executable, "-c", BUILD_INPLACE], cwd=tree, check=True, stdout=subprocess.DEVNULL)
+    """Build the C extensions the checkout ``tree`` has in place (as pip builds them)."""
+    args = [arg for name, source in EXTENSIONS if (tree / source).is_file() for arg in (name, source)]
+    if args:
+        subprocess.run([sys.executable, "-c", BUILD_INPLACE, *args], cwd=tree, check=True, stdout=subprocess.DEVNULL)
 
 
 def main() -> int:

@@ -242,7 +242,7 @@ class Pipeline:
         now_ms = int(started * 1000)
         out = self.out
         n_alerts = len(out.alerts)
-        routed = route(events, now_ms, self.home, out)
+        routed = route(events, now_ms, self.home, out, self.settings.processing.native_engine)
         n_dead = len(out.dead_letters)
         for p, messages in routed.items():
             up = self.users[p]

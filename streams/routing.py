@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
-from schemas.events import Event, Invalid, Reason, decode_message, event_original
+from schemas.events import NATIVE_DECODER, Event, Invalid, Reason, decode_message, event_original
 from streams.engine import DeadLetter, MessageEvents, Outputs, event_json
 
 
@@ -35,13 +35,13 @@ class Homes(Protocol):
     def elsewhere(self, events: list[Any], partition: int) -> list[tuple[int, int]]: ...
 
 
-def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs
+def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, native: bool = NATIVE_DECODER
           ) -> dict[int, list[MessageEvents]]:
     """Per source partition, its messages' events for ``UserPartition.apply``, in order; dead
-    letters, reroutes and their outcomes go to ``out``."""
+    letters, reroutes and their outcomes go to ``out``. ``native``: the C decoder first."""
     per_partition: dict[int, list[MessageEvents]] = {}
     for msg in records:
-        decoded, invalid = decode_message(msg.value, now_ms)
+        decoded, invalid = decode_message(msg.value, now_ms, native)
         kept: list[Event | None] = decoded  # type: ignore[assignment]
         if invalid:
             for inv in invalid:
