@@ -7,9 +7,8 @@
  * no key but the eight fields, none twice, strings without escapes or control characters (UTF-8
  * checked), ``ts`` a plain integer in range, ``amount`` a non-negative JSON number up to the
  * maximum (not 0 in a payment), ``props`` an object decoded by the same msgspec decoder the typed
- * path uses (a Python callable returns None when it cannot vouch for the value), and the size
- * limits of SPEC section 1. A field's limits and the other constants come from Python
- * (configure()).
+ * path uses (and, as there, no integer that orjson would read as a float), and the size limits of
+ * SPEC section 1. A field's limits and the other constants come from Python (configure()).
  *
  * What it saves: msgspec makes a new str for every string of every event; here the values that
  * repeat (a message's user, its app and device, the event types) are made once and shared.
