@@ -305,7 +305,7 @@ def decode_message(value: bytes | None, now_ms: int, native: bool = NATIVE_DECOD
     """Decode one message value (an event or a batch of events). ``native``: try the C decoder
     (schemas/_decode.c) first; it takes the messages written the usual way and leaves the rest here."""
     if value and len(value) <= MAX_BATCH_BYTES:
-        if native:
+        if native and _native is not None:  # a worker with native_engine refuses to start without it
             events = _native.decode(value, now_ms)
             if events is not None:
                 return events, []
