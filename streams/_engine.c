@@ -218,21 +218,20 @@ typedef struct {
 static TypeEntry type_table[MAX_TYPES];
 static int n_types = -1; /* -1: a type is not ASCII, use the dict and the set */
 
-static int type_entry(PyObject *name, long long counter, int excluded) {
+static void type_entry(PyObject *name, long long counter, int excluded) {
     if (!PyUnicode_Check(name) || PyUnicode_READY(name) < 0 || !PyUnicode_IS_COMPACT_ASCII(name)
         || n_types >= MAX_TYPES) {
         n_types = -1;
-        return 0;
+        return;
     }
     for (int i = 0; i < n_types; i++)
         if (type_table[i].len == PyUnicode_GET_LENGTH(name)
             && memcmp(type_table[i].name, PyUnicode_DATA(name), (size_t)type_table[i].len) == 0) {
             if (counter != -1) type_table[i].counter = counter;
             type_table[i].excluded |= excluded;
-            return 0;
+            return;
         }
     type_table[n_types++] = (TypeEntry){PyUnicode_DATA(name), PyUnicode_GET_LENGTH(name), counter, excluded};
-    return 0;
 }
 
 static int build_type_table(void) {
@@ -1200,12 +1199,8 @@ static PyObject *elsewhere(PyObject *mod, PyObject *const *args, Py_ssize_t narg
         int same = str_eq(u, user);
         CHECK(same);
         if (!same) {
-            if (!PyUnicode_Check(u)) {
-                PyErr_SetString(PyExc_TypeError, "elsewhere: a user id must be a str");
-                goto error;
-            }
             Py_ssize_t size;
-            const char *utf8 = PyUnicode_AsUTF8AndSize(u, &size);
+            const char *utf8 = PyUnicode_AsUTF8AndSize(u, &size); /* TypeError if not a str */
             NOTNULL(utf8);
             p = home_of(utf8, size, partitions);
             user = u;
