@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.engine import Outputs, RulesByApp, StateStore, UserPartition, activity_rows
+from streams.engine import Outputs, RulesByApp, StateStore, UserPartition, activity_columns
 from streams.generator import DAY_MS, GenConfig, History, generate
 from streams.kafka_io import PartitionCache
 from streams.routing import route
@@ -83,7 +83,7 @@ def run_engine(messages: list[Msg], partitions: int, now_ms: int, batch_messages
 
     def flush() -> None:  # in Pipeline._flush_locked's order: ClickHouse rows (2.), then changelogs (3.)
         t0 = clock()
-        rows = activity_rows(out.dirty_rows, {p: up.store for p, up in users.items()})  # as Pipeline._take_job
+        rows = activity_columns(out.dirty_rows, {p: up.store for p, up in users.items()})  # as Pipeline._take_job
         t1 = clock()
         for up in users.values():
             for _key, raw in up.drain():
@@ -94,7 +94,7 @@ def run_engine(messages: list[Msg], partitions: int, now_ms: int, batch_messages
         t2 = clock()
         sec["rows"] += t1 - t0
         sec["drain"] += t2 - t1
-        for app_id, user_id, day, *counters in rows:
+        for app_id, user_id, day, *counters in rows.to_rows():
             run.rows[f"{app_id}\x1f{user_id}\x1f{day}".encode()] = repr(counters).encode()
         run.alerts += [f"{a.alert_id}:{a.status}" for a in out.alerts]
         run.outcomes.update(out.outcomes)

@@ -57,25 +57,34 @@ class RetryPolicy:
 
 
 class BatchingSink(BaseSink[Row]):
-    """Owns the buffer; subclasses implement :meth:`write` for one batch."""
+    """Owns the buffer; subclasses implement :meth:`write` for one batch. The cap counts rows: an
+    item of the buffer is one row unless :meth:`rows_in` says it holds more (a chunk of columns)."""
 
     def __init__(self, cap_rows: int) -> None:
         self.buffer: list[Row] = []
         self.cap_rows = cap_rows
+        self._rows = 0
+
+    def rows_in(self, item: Row) -> int:
+        return 1
 
     def add(self, row: Row) -> None:
-        if len(self.buffer) >= self.cap_rows:
+        n = self.rows_in(row)
+        if self._rows + n > self.cap_rows:
             raise SinkBackpressure(0.1)
         self.buffer.append(row)
+        self._rows += n
 
     def extend(self, rows: Sequence[Row]) -> None:
-        if len(self.buffer) + len(rows) > self.cap_rows:
+        n = sum(map(self.rows_in, rows))
+        if self._rows + n > self.cap_rows:
             raise SinkBackpressure(0.1)
         self.buffer.extend(rows)
+        self._rows += n
 
     @property
     def buffered(self) -> int:
-        return len(self.buffer)
+        return self._rows
 
     @abc.abstractmethod
     def write(self, batch: Sequence[Row]) -> None:
@@ -84,10 +93,11 @@ class BatchingSink(BaseSink[Row]):
     def flush(self) -> int:
         if not self.buffer:
             return 0
-        batch = self.buffer
+        batch, rows = self.buffer, self._rows
         self.write(batch)  # raises: the buffer stays as it is
         self.buffer = []
-        return len(batch)
+        self._rows = 0
+        return rows
 
 
 def flush_with_retry(

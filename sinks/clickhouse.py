@@ -26,6 +26,7 @@ import orjson
 from schemas.alerts import Alert
 from sinks import native
 from sinks.base import BatchingSink, Row, SinkBackpressure, SinkInvalid
+from sinks.columns import ActivityColumns
 from streams.settings import ConfigError, redact_dsn
 
 DATABASE = "vitals"
@@ -108,8 +109,6 @@ ALERT_COLUMNS = [
     "schema_version",
 ]
 
-# (app_id, user_id, day number, events, logins, payments, amount_micros, posts, social, complaints)
-ActivityRow = tuple[str, str, int, int, int, int, int, int, int, int]
 # (topic, partition, offset, Kafka timestamp in ms, key, value): a message of the events topic
 RawMessage = tuple[str, int, int, int, bytes | None, bytes | None]
 
@@ -296,21 +295,18 @@ class NativeSink(BatchingSink[Row]):
         self.ch.insert_native(self.name, [name for name, _, _ in columns], data, token)
 
 
-class ActivitySink(NativeSink[ActivityRow]):
+class ActivitySink(NativeSink[ActivityColumns]):
+    """Changed (user, day) counters; the buffer holds a flush's rows as one chunk of columns."""
+
     name = "user_activity_daily"
 
-    def write(self, batch: Sequence[ActivityRow]) -> None:
-        apps, users, days, events, logins, payments, amounts, posts, social, complaints = zip(*batch, strict=True)
-        self._insert(len(batch), [
-            ("app_id", "String", native.strings(apps)),
-            ("user_id", "String", native.strings(users)),
-            ("day", "Date", native.date(days)),
-            *((name, "UInt64", native.uint64(values)) for name, values in (
-                ("events", events), ("logins", logins), ("payments", payments))),
-            ("payment_amount", "Decimal(38, 6)", native.decimal128(amounts)),
-            *((name, "UInt64", native.uint64(values)) for name, values in (
-                ("content_posts", posts), ("social", social), ("complaints", complaints), ("version", events))),
-        ])
+    def rows_in(self, item: ActivityColumns) -> int:
+        return item.rows
+
+    def write(self, batch: Sequence[ActivityColumns]) -> None:
+        columns = ActivityColumns.join(batch)
+        if columns.rows:
+            self._insert(columns.rows, columns.block_columns())
 
 
 class RawSink(NativeSink[RawMessage]):

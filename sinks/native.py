@@ -19,7 +19,7 @@ from itertools import chain
 
 Column = tuple[str, str, bytes]  # name, ClickHouse type, encoded values
 
-_LITTLE = sys.byteorder == "little"
+LITTLE = sys.byteorder == "little"
 
 
 def leb128(n: int) -> bytes:
@@ -36,7 +36,7 @@ def leb128(n: int) -> bytes:
 
 def _fixed(code: str, values: Sequence[int]) -> bytes:
     arr = array(code, values)  # OverflowError if a value does not fit the type
-    if not _LITTLE:
+    if not LITTLE:
         arr.byteswap()
     return arr.tobytes()
 
@@ -52,11 +52,15 @@ def date(days: Sequence[int]) -> bytes:
 
 def decimal128(units: Sequence[int]) -> bytes:
     """``Decimal(38, S)`` from integers already scaled by 10^S (micros for S = 6), as Int128:
-    the low 64 bits, then the sign extension (values fit an Int64)."""
+    the low 64 bits, then the sign extension where every value fits an Int64; else each value's
+    16 bytes (OverflowError beyond 128 bits)."""
     words = array("q", bytes(16 * len(units)))
-    words[0::2] = array("q", units)
+    try:
+        words[0::2] = array("q", units)
+    except OverflowError:
+        return b"".join(u.to_bytes(16, "little", signed=True) for u in units)
     words[1::2] = array("q", [-1 if u < 0 else 0 for u in units])
-    if not _LITTLE:
+    if not LITTLE:
         words.byteswap()
     return words.tobytes()
 

@@ -533,7 +533,7 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     NOTNULL(dirty_rows = PyObject_GetAttr(out, s_dirty_rows));
     NOTNULL(alerts = PyObject_GetAttr(out, s_alerts));
     NOTNULL(device_obs = PyObject_GetAttr(out, s_device_obs));
-    if (!PySet_Check(dirty_rows) || !PyList_Check(alerts) || !PyDict_Check(device_obs)) {
+    if (!PyDict_Check(dirty_rows) || !PyList_Check(alerts) || !PyDict_Check(device_obs)) {
         PyErr_SetString(PyExc_TypeError, "apply: bad Outputs");
         goto error;
     }
@@ -684,7 +684,7 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                 replayed += 1;
                 if (day != row_day || key != row_key) { /* re-write the row: the insert may have been lost */
                     NOTNULL(tmp2 = PyTuple_Pack(5, key, day_obj, a, u, partition));
-                    CHECK(PySet_Add(dirty_rows, tmp2));
+                    CHECK(PyDict_SetItem(dirty_rows, tmp2, Py_None));
                     Py_CLEAR(tmp2);
                     Py_XSETREF(row_key, Py_NewRef(key));
                     row_day = day;
@@ -717,7 +717,7 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                 if (day != row_day || key != row_key) {
                     Py_CLEAR(tmp2);
                     NOTNULL(tmp2 = PyTuple_Pack(5, key, day_obj, a, u, partition));
-                    CHECK(PySet_Add(dirty_rows, tmp2));
+                    CHECK(PyDict_SetItem(dirty_rows, tmp2, Py_None));
                     Py_XSETREF(row_key, Py_NewRef(key));
                     row_day = day;
                 }
@@ -871,7 +871,7 @@ static PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
             }
             if (day != row_day || key != row_key) {
                 NOTNULL(tmp2 = PyTuple_Pack(5, key, day_obj, a, u, partition));
-                CHECK(PySet_Add(dirty_rows, tmp2));
+                CHECK(PyDict_SetItem(dirty_rows, tmp2, Py_None));
                 Py_CLEAR(tmp2);
                 Py_XSETREF(row_key, Py_NewRef(key));
                 row_day = day;
@@ -896,20 +896,94 @@ error:
     return result;
 }
 
-/* ---- the ClickHouse rows of a flush (store.activity_rows) ---------------------------------- */
+/* ---- the ClickHouse rows of a flush, as Native-format columns (sinks/columns.py) ----------- */
 
-static PyObject *activity_rows(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) return PyErr_Format(PyExc_TypeError, "activity_rows(dirty_rows, dirty, lookup)");
+/* a growing byte buffer: one column's encoded values */
+typedef struct { char *data; Py_ssize_t len, cap; } Buf;
+
+static int buf_room(Buf *b, Py_ssize_t need) {
+    if (b->len + need <= b->cap) return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + need) cap *= 2;
+    char *p = PyMem_Realloc(b->data, (size_t)cap);
+    if (p == NULL) { PyErr_NoMemory(); return -1; }
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+static inline void put_le(Buf *b, unsigned long long v, int width) { /* room reserved */
+    for (int i = 0; i < width; i++) b->data[b->len++] = (char)(v >> (8 * i));
+}
+
+static int put_string(Buf *b, PyObject *s) { /* String: LEB128 length, UTF-8 bytes */
+    if (!PyUnicode_Check(s)) {
+        PyErr_SetString(PyExc_TypeError, "activity_columns: app and user ids must be str");
+        return -1;
+    }
+    Py_ssize_t n;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(s, &n);
+    if (utf8 == NULL || buf_room(b, n + 10) < 0) return -1;
+    size_t v = (size_t)n;
+    do {
+        unsigned char byte = v & 0x7F;
+        v >>= 7;
+        b->data[b->len++] = (char)(v ? byte | 0x80 : byte);
+    } while (v);
+    memcpy(b->data + b->len, utf8, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+static int put_uint(Buf *b, PyObject *v, int width, unsigned long long max) { /* UInt64, Date (UInt16) */
+    unsigned long long x = PyLong_AsUnsignedLongLong(v); /* OverflowError below 0, TypeError if not an int */
+    if (x == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    if (x > max) {
+        PyErr_SetString(PyExc_OverflowError, "activity_columns: a value out of its column's range");
+        return -1;
+    }
+    if (buf_room(b, width) < 0) return -1;
+    put_le(b, x, width);
+    return 0;
+}
+
+static int put_decimal128(Buf *b, PyObject *v) { /* Decimal(38, S) from an int scaled by 10^S: Int128 */
+    if (!PyLong_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "activity_columns: an amount must be an int");
+        return -1;
+    }
+    if (buf_room(b, 16) < 0) return -1;
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (x == -1 && PyErr_Occurred()) return -1;
+    if (!overflow) {
+        put_le(b, (unsigned long long)x, 8);
+        put_le(b, x < 0 ? ~0ULL : 0, 8);
+        return 0;
+    }
+#if PY_VERSION_HEX >= 0x030D0000
+    if (_PyLong_AsByteArray((PyLongObject *)v, (unsigned char *)b->data + b->len, 16, 1, 1, 1) < 0) return -1;
+#else
+    if (_PyLong_AsByteArray((PyLongObject *)v, (unsigned char *)b->data + b->len, 16, 1, 1) < 0) return -1;
+#endif
+    b->len += 16;
+    return 0;
+}
+
+enum { C_APP, C_USER, C_DAY, C_EVENTS, N_COLUMNS = C_EVENTS + 7 }; /* then the day's 7 counters */
+
+static PyObject *activity_columns(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) return PyErr_Format(PyExc_TypeError, "activity_columns(dirty_rows, dirty, lookup)");
     if (StateType == NULL) return PyErr_Format(PyExc_RuntimeError, "vitals._engine: configure() first");
     PyObject *dirty_rows = args[0], *dirty = args[1], *lookup = args[2];
-    if (!PyAnySet_Check(dirty_rows) || !PyDict_Check(dirty))
-        return PyErr_Format(PyExc_TypeError, "activity_rows: a set of rows and a dict of changed states");
-    PyObject *rows = PyList_New(0), *it = NULL, *item = NULL, *owned = NULL;
-    if (rows == NULL) return NULL;
-    NOTNULL(it = PyObject_GetIter(dirty_rows));
-    while ((item = PyIter_Next(it)) != NULL) {
+    if (!PyDict_Check(dirty_rows) || !PyDict_Check(dirty))
+        return PyErr_Format(PyExc_TypeError, "activity_columns: a dict of rows and a dict of changed states");
+    Buf cols[N_COLUMNS] = {{0}};
+    PyObject *item, *unused, *owned = NULL, *result = NULL;
+    Py_ssize_t rows = 0, pos = 0;
+    while (PyDict_Next(dirty_rows, &pos, &item, &unused)) { /* in the order the rows changed */
         if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 5) {
-            PyErr_SetString(PyExc_TypeError, "activity_rows: a row must be (key, day, app_id, user_id, partition)");
+            PyErr_SetString(PyExc_TypeError, "activity_columns: a row must be (key, day, app_id, user_id, partition)");
             goto error;
         }
         PyObject *key = PyTuple_GET_ITEM(item, 0), *day = PyTuple_GET_ITEM(item, 1);
@@ -917,7 +991,7 @@ static PyObject *activity_rows(PyObject *mod, PyObject *const *args, Py_ssize_t 
         PyObject *state = NULL;
         if (changed != NULL) {
             if (!PyDict_Check(changed)) {
-                PyErr_SetString(PyExc_TypeError, "activity_rows: changed states must be dicts");
+                PyErr_SetString(PyExc_TypeError, "activity_columns: changed states must be dicts");
                 goto error;
             }
             state = PyDict_GetItemWithError(changed, key);
@@ -928,13 +1002,12 @@ static PyObject *activity_rows(PyObject *mod, PyObject *const *args, Py_ssize_t 
             NOTNULL(owned = PyObject_CallFunctionObjArgs(lookup, key, PyTuple_GET_ITEM(item, 4), NULL));
             if (owned == Py_None) {
                 Py_CLEAR(owned);
-                Py_CLEAR(item);
                 continue;
             }
             state = owned;
         }
         if (Py_TYPE(state) != StateType) {
-            PyErr_SetString(PyExc_TypeError, "activity_rows: states must be UserState");
+            PyErr_SetString(PyExc_TypeError, "activity_columns: states must be UserState");
             goto error;
         }
         PyObject *days = slot(state, S_days);
@@ -943,29 +1016,34 @@ static PyObject *activity_rows(PyObject *mod, PyObject *const *args, Py_ssize_t 
         if (counters == NULL) {
             if (PyErr_Occurred()) goto error;
         } else {
-            if (!PyTuple_Check(counters)) {
-                PyErr_SetString(PyExc_TypeError, "activity_rows: a day's counters must be a tuple");
+            if (!PyTuple_Check(counters) || PyTuple_GET_SIZE(counters) != N_COLUMNS - C_EVENTS) {
+                PyErr_SetString(PyExc_TypeError, "activity_columns: a day's counters must be a tuple of 7");
                 goto error;
             }
-            Py_ssize_t n = PyTuple_GET_SIZE(counters);
-            PyObject *row = PyTuple_New(3 + n);
-            NOTNULL(row);
-            PyTuple_SET_ITEM(row, 0, Py_NewRef(PyTuple_GET_ITEM(item, 2)));
-            PyTuple_SET_ITEM(row, 1, Py_NewRef(PyTuple_GET_ITEM(item, 3)));
-            PyTuple_SET_ITEM(row, 2, Py_NewRef(day));
-            for (Py_ssize_t i = 0; i < n; i++) PyTuple_SET_ITEM(row, 3 + i, Py_NewRef(PyTuple_GET_ITEM(counters, i)));
-            int r = PyList_Append(rows, row);
-            Py_DECREF(row);
-            CHECK(r);
+            CHECK(put_string(&cols[C_APP], PyTuple_GET_ITEM(item, 2)));
+            CHECK(put_string(&cols[C_USER], PyTuple_GET_ITEM(item, 3)));
+            CHECK(put_uint(&cols[C_DAY], day, 2, 0xFFFF));
+            for (int i = 0; i < N_COLUMNS - C_EVENTS; i++) {
+                PyObject *v = PyTuple_GET_ITEM(counters, i);
+                CHECK(i == 3 ? put_decimal128(&cols[C_EVENTS + i], v) : put_uint(&cols[C_EVENTS + i], v, 8, ~0ULL));
+            }
+            rows += 1;
         }
         Py_CLEAR(owned);
-        Py_CLEAR(item);
     }
-    if (PyErr_Occurred()) goto error;
-    Py_DECREF(it);
-    return rows;
+    NOTNULL(result = PyTuple_New(1 + N_COLUMNS));
+    PyTuple_SET_ITEM(result, 0, PyLong_FromSsize_t(rows));
+    NOTNULL(PyTuple_GET_ITEM(result, 0));
+    for (int i = 0; i < N_COLUMNS; i++) {
+        PyObject *b = PyBytes_FromStringAndSize(cols[i].data ? cols[i].data : "", cols[i].len);
+        NOTNULL(b);
+        PyTuple_SET_ITEM(result, 1 + i, b);
+    }
+    for (int i = 0; i < N_COLUMNS; i++) PyMem_Free(cols[i].data);
+    return result;
 error:
-    Py_XDECREF(owned); Py_XDECREF(item); Py_XDECREF(it); Py_DECREF(rows);
+    for (int i = 0; i < N_COLUMNS; i++) PyMem_Free(cols[i].data);
+    Py_XDECREF(owned); Py_XDECREF(result);
     return NULL;
 }
 
@@ -1230,8 +1308,9 @@ static PyMethodDef methods[] = {
      "home_partition(user_id, partitions): Kafka's default partitioner on the id's UTF-8 bytes."},
     {"configure", (PyCFunction)configure, METH_O, "Set the struct types, constants and callbacks."},
     {"apply", (PyCFunction)(void (*)(void))apply, METH_FASTCALL, "apply(partition, messages, out)"},
-    {"activity_rows", (PyCFunction)(void (*)(void))activity_rows, METH_FASTCALL,
-     "activity_rows(dirty_rows, dirty, lookup): store.activity_rows's loop"},
+    {"activity_columns", (PyCFunction)(void (*)(void))activity_columns, METH_FASTCALL,
+     "activity_columns(dirty_rows, dirty, lookup): (rows, *columns), the Native-format columns of "
+     "store.activity_rows"},
     {NULL, NULL, 0, NULL},
 };
 

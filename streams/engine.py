@@ -21,6 +21,7 @@ from xxhash import xxh3_64_intdigest
 from schemas import alerts as A
 from schemas.alerts import make_alert
 from schemas.events import ENGAGEMENT_EXCLUDED, SOCIAL_TYPES, Event, Invalid, Reason
+from sinks.columns import ActivityColumns
 from streams import rules as R
 from streams.closes import WatermarkActions
 from streams.index import DeadlineIndex, LastActiveIndex
@@ -62,7 +63,7 @@ from streams.store import DeadLetter, Outputs, RulesByApp, StateStore, event_jso
 from streams.store import activity_rows as activity_rows_py
 
 __all__ = ["EPISODE_RULES", "MAX_BATCH", "DeadLetter", "MessageEvents", "Outputs", "RulesByApp", "StateStore",
-           "UserPartition", "activity_rows", "event_json", "meta_key"]
+           "UserPartition", "activity_columns", "event_json", "meta_key"]
 
 # counter index of each event type beyond EVENTS (payments also add their amount)
 TYPE_COUNTER = {"login": LOGINS, "payment": PAYMENTS, "content_post": POSTS, "complaint": COMPLAINTS,
@@ -117,18 +118,20 @@ NATIVE_MISSING = ("the engine's C extension (streams/_engine.c) is not built: in
                   "compiler and Python's headers), or set processing.native_engine = false")
 
 
-def activity_rows(dirty_rows: set[tuple[bytes, int, str, str, int]], stores: dict[int, StateStore],
-                  native: bool = NATIVE_BUILT) -> list[tuple[object, ...]]:
-    """``store.activity_rows`` (the ClickHouse rows of changed (user, day) counters), its loop in
-    C if ``native`` (processing.native_engine) and the extension is built."""
+def activity_columns(dirty_rows: dict[tuple[bytes, int, str, str, int], None], stores: dict[int, StateStore],
+                     native: bool = NATIVE_BUILT) -> ActivityColumns:
+    """The ClickHouse rows of changed (user, day) counters (``store.activity_rows``) as Native-format
+    columns, built in C without a Python object per row if ``native`` (processing.native_engine) and
+    the extension is built."""
     if not native or _native is None:
-        return activity_rows_py(dirty_rows, stores)
+        return ActivityColumns.from_rows(activity_rows_py(dirty_rows, stores))  # type: ignore[arg-type]
 
     def lookup(key: bytes, p: int) -> UserState | None:
         store = stores.get(p)
         return store.get(key) if store is not None else None
 
-    return _native.activity_rows(dirty_rows, {p: store.dirty for p, store in stores.items()}, lookup)
+    rows, *values = _native.activity_columns(dirty_rows, {p: store.dirty for p, store in stores.items()}, lookup)
+    return ActivityColumns(rows, tuple(values))
 
 
 class UserPartition(PartitionIndexes, WatermarkActions):
@@ -264,7 +267,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                 if position <= (off_reroute if src else off_events):  # replayed after a restart: in the state
                     replayed += 1
                     if day != row_day or key is not row_key:  # re-write the row: the insert may have been lost
-                        dirty_rows.add((key, day, a, u, partition))
+                        dirty_rows[(key, day, a, u, partition)] = None
                         row_key, row_day = key, day
                     continue
                 if src:
@@ -280,7 +283,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                     duplicates += 1
                     moved |= RUN_CHANGED
                     if day != row_day or key is not row_key:
-                        dirty_rows.add((key, day, a, u, partition))  # re-written: a replay may follow a lost insert
+                        dirty_rows[(key, day, a, u, partition)] = None  # re-written: a replay may follow a lost insert
                         row_key, row_day = key, day
                     continue
                 moved |= RUN_APPLIED
@@ -367,7 +370,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                     obs.append((day, u, ts))
                     obs_app, obs_device, obs_user, obs_day = a, device, u, day
                 if day != row_day or key is not row_key:
-                    dirty_rows.add((key, day, a, u, partition))
+                    dirty_rows[(key, day, a, u, partition)] = None
                     row_key, row_day = key, day
         if cday != NONE:
             state.days[cday] = (n, logins, payments, amount, posts, social, complaints)

@@ -34,7 +34,8 @@ from aiokafka.errors import KafkaError
 
 from schemas.alerts import Alert
 from sinks.base import RetryPolicy, flush_with_retry
-from sinks.clickhouse import ActivityRow, ActivitySink, AlertSink, RawMessage, RawSink
+from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
+from sinks.columns import ActivityColumns
 from streams.delivery import InFlight, OutRecord, deliver, retriable, send_records
 from streams.faults import Faults
 from streams.localstate import record_persisted
@@ -53,7 +54,7 @@ class FlushJob:
     records: list[OutRecord]  # dead letters, reroutes, device observations and watermark beacons
     alerts_inflight: InFlight  # alerts sent as they fired, acknowledgements pending
     alert_started: list[tuple[float, int]]  # (batch start, alerts it sent), for the latency metric
-    rows: list[ActivityRow]
+    rows: ActivityColumns  # the changed (user, day) counters
     alerts: list[Alert]
     changelog: list[OutRecord]  # (changelog topic, partition, key, encoded state)
     offsets: dict[TopicPartition, int]  # the source offsets to commit (last flushed + 1)
@@ -158,7 +159,8 @@ class Flusher:
             for _ in range(n):
                 metrics.alert_latency.observe(now - started)
         # 2. ClickHouse
-        self.activity.extend(job.rows)
+        if job.rows.rows:
+            self.activity.add(job.rows)
         self.alert_sink.extend(job.alerts)
         if self.raw_sink is not None:
             self.raw_sink.extend(job.raw)

@@ -26,7 +26,7 @@ from sinks.kafka import dead_letter_key, dead_letter_record
 from streams.collector import PacedCollector
 from streams.delivery import InFlight, OutRecord
 from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder
-from streams.engine import EPISODE_RULES, Outputs, RulesByApp, StateStore, UserPartition, activity_rows
+from streams.engine import EPISODE_RULES, Outputs, RulesByApp, StateStore, UserPartition, activity_columns
 from streams.flush import Flusher, FlushJob
 from streams.kafka_io import PartitionCache, device_topic, reroute_topic
 from streams.localstate import is_rocksdb, partition_data, partition_keys
@@ -365,7 +365,7 @@ class Pipeline:
                 beacon = obs_encoder.encode(DeviceObservations("", "", [], source, up.flushed_watermark))
                 records += [(devices, p, None, beacon) for p in range(self.partitions)]
         # ClickHouse rows: the changed (user, day) counters as the state holds them now
-        rows = activity_rows(out.dirty_rows, {p: up.store for p, up in self.users.items()},
+        rows = activity_columns(out.dirty_rows, {p: up.store for p, up in self.users.items()},
                              settings.processing.native_engine)
         # changelogs
         changelog: list[OutRecord] = []

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sinks.clickhouse import ActivitySink, ClickHouse, RawSink
+from sinks.columns import ActivityColumns
 from sinks.native import byte_strings, leb128, same_strings, strings
 
 ROWS = [
@@ -36,7 +37,7 @@ def read(ch: ClickHouse) -> list[tuple[object, ...]]:
 
 def test_rows_read_back_exactly(ch: ClickHouse) -> None:
     sink = ActivitySink(ch, 100)
-    sink.write(ROWS)
+    sink.write([ActivityColumns.from_rows(ROWS[:2]), ActivityColumns.from_rows(ROWS[2:])])  # two chunks
     expected = sorted(
         (a, u, d, e, lo, p, Decimal(m).scaleb(-6), po, s, c, e) for a, u, d, e, lo, p, m, po, s, c in ROWS
     )
@@ -45,12 +46,12 @@ def test_rows_read_back_exactly(ch: ClickHouse) -> None:
 
 def test_rewrites_keep_one_row_with_the_highest_version(ch: ClickHouse) -> None:
     sink = ActivitySink(ch, 100)
-    sink.write(ROWS[:1])
-    sink.write(ROWS[:1])  # a retried insert: deduplicated by its token
+    sink.write([ActivityColumns.from_rows(ROWS[:1])])
+    sink.write([ActivityColumns.from_rows(ROWS[:1])])  # a retried insert: deduplicated by its token
     assert ch.query("SELECT count() FROM vitals.user_activity_daily")[0][0] == 1
     later = (*ROWS[0][:3], 5, *ROWS[0][4:])
-    sink.write([later])
-    sink.write(ROWS[:1])  # a stale re-write after a replay loses to the later version
+    sink.write([ActivityColumns.from_rows([later])])
+    sink.write([ActivityColumns.from_rows(ROWS[:1])])  # a stale re-write after a replay loses to the later version
     assert [r[3] for r in read(ch)] == [5]
 
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.events import Event
+from sinks.columns import ActivityColumns
 from streams.engine import (
     NATIVE_BUILT,
     MessageEvents,
@@ -19,18 +20,22 @@ from streams.engine import (
     RulesByApp,
     StateStore,
     UserPartition,
-    activity_rows,
+    activity_columns,
 )
 from streams.settings import load_settings
 from streams.state import encode
+from streams.store import activity_rows
 from tests.histories import histories
 
 REROUTE = "vitals.events.reroute"
 
 
 def snapshot(part: UserPartition, out: Outputs) -> dict[str, Any]:
-    return {  # the flush's ClickHouse rows, C or Python
-        "activity": sorted(activity_rows(out.dirty_rows, {0: part.store}, part.native)),  # type: ignore[type-var]
+    columns = activity_columns(out.dirty_rows, {0: part.store}, part.native)  # the flush's, C or Python
+    # C encodes exactly what the Python rows encode to, row for row
+    assert columns == ActivityColumns.from_rows(activity_rows(out.dirty_rows, {0: part.store}))  # type: ignore[arg-type]
+    return {
+        "activity": sorted(columns.to_rows()),
         "alerts": list(out.alerts),
         "rows": set(out.dirty_rows),
         "devices": {k: list(v) for k, v in out.device_obs.items()},
