@@ -35,10 +35,9 @@ REBUILT = re.compile(r"rebuilt indexes of \d+ partitions \((\d+) users\)")
 STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
 
 
-def build_states(users: int, partitions: int) -> list[tuple[int, bytes, bytes]]:
-    from bench.states import day_of_activity
-
-    data = day_of_activity(users)
+def build_states(data: dict[bytes, bytes], partitions: int) -> list[tuple[int, bytes, bytes]]:
+    """The users' records of a table's data (``bench.states.day_of_activity``), each with its home
+    partition."""
     home = PartitionCache(partitions)
     return [(home(split_key(k)[1]), k, v) for k, v in data.items() if k[:1] != b"\x00"]
 
@@ -62,32 +61,39 @@ async def write_changelog(settings: Settings, records: list[tuple[int, bytes, by
         await producer.stop()
 
 
-def start_and_time(
-    env: dict[str, str], log_path: Path, users: int
-) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
-    """Start a worker; return it once it rebuilt its indexes, with the phases' durations."""
+def start_and_time(env: dict[str, str], log_path: Path, users: int) -> dict[str, object]:
+    """Start a worker, wait until it rebuilt its indexes of ``users`` users, stop it; the phases'
+    durations."""
     started = time.time()
     with open(log_path, "wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--no-supervise"], env=env,
                                   stdout=log, stderr=log)
-    deadline = time.monotonic() + 900
-    rebuilt = None
-    while time.monotonic() < deadline and rebuilt is None:
-        for line in log_path.read_text(errors="replace").splitlines():
-            m = REBUILT.search(line)
-            if m and int(m.group(1)) >= users:
-                rebuilt = line
-        if worker.poll() is not None:
-            raise RuntimeError(f"worker exited with {worker.returncode}; see {log_path}")
-        time.sleep(0.5)
-    if rebuilt is None:
-        raise TimeoutError(f"no index rebuild within 900 s; see {log_path}")
+    try:
+        deadline = time.monotonic() + 900
+        rebuilt = None
+        while time.monotonic() < deadline and rebuilt is None:
+            for line in log_path.read_text(errors="replace").splitlines():
+                m = REBUILT.search(line)
+                if m and int(m.group(1)) >= users:
+                    rebuilt = line
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker exited with {worker.returncode}; see {log_path}")
+            time.sleep(0.5)
+        if rebuilt is None:
+            raise TimeoutError(f"no index rebuild within 900 s; see {log_path}")
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(120)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
     lines = log_path.read_text(errors="replace").splitlines()
     restoring = next((stamp(x) for x in lines if "Restoring state from changelog" in x), None)
     restored = next((stamp(x) for x in lines if "Done reading from changelog topics" in x), None)
     ready = stamp(rebuilt)
     assert ready is not None
-    return worker, {
+    return {
         "start_to_ready_s": round(ready - started, 2),
         "changelog_read_s": round(restored - restoring, 2) if restoring and restored else 0.0,
         "index_rebuild": rebuilt.split("] ")[-1].strip(),
@@ -97,6 +103,44 @@ def start_and_time(
 def stamp(line: str) -> float | None:
     m = STAMP.match(line)
     return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() if m else None
+
+
+def measure_recovery(bootstrap: str, work: Path, users: int, partitions: int = 8, store: str = "memory",
+                     data: dict[bytes, bytes] | None = None) -> dict[str, object]:
+    """Write ``users`` users' states (``data``, else a day of activity each) to the users changelog
+    of a fresh app on the broker at ``bootstrap``, then time a worker's start until it is ready
+    (with ``store = "rocksdb"``, a second start too: local databases plus the changelog tail).
+    Working files go under ``work``."""
+    from bench.states import day_of_activity
+    from streams.cli import _prestart
+    from streams.generator import GenConfig, History, Message
+    from streams.produce import produce_history
+
+    app_id = f"rec{int(time.time())}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VITALS_")}
+    env.update(VITALS_KAFKA_BOOTSTRAP=bootstrap, VITALS_APP_ID=app_id, VITALS_EVENTS_TOPIC=f"{app_id}.events",
+               VITALS_ALERTS_TOPIC=f"{app_id}.alerts", VITALS_DLQ_TOPIC=f"{app_id}.dlq",
+               VITALS_DATA_DIR=str(work / app_id), VITALS_METRICS_PORT="0")
+    if store == "rocksdb":
+        config = work / f"{app_id}.toml"
+        config.write_text('[processing]\nstore = "rocksdb"\n')
+        env["VITALS_CONFIG"] = str(config)
+    settings = load_settings(env=env)
+    asyncio.run(_prestart(settings))
+    t = time.perf_counter()
+    records = build_states(data if data is not None else day_of_activity(users), partitions)
+    print(f"built {len(records):,} user states in {time.perf_counter() - t:.1f}s "
+          f"({sum(len(v) for _, _, v in records) / len(records):.0f} B each)", file=sys.stderr)
+    t = time.perf_counter()
+    asyncio.run(write_changelog(settings, records))
+    print(f"wrote the changelog in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    result: dict[str, object] = {"users": len(records), "partitions": partitions, "store": store}
+    for run in ("first start", "restart")[: 2 if store == "rocksdb" else 1]:
+        probes = [Message(p, b"probe", orjson.dumps({"event_id": f"{run}{p}", "user_id": "probe", "type": "view",
+                                                      "ts": 1_767_312_000_000}), 0) for p in range(partitions)]
+        asyncio.run(produce_history(settings, History(GenConfig(partitions=partitions), probes, {})))
+        result[run] = start_and_time(env, work / f"{app_id}-{run.replace(' ', '-')}.log", len(records))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,50 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = fresh_run_dir(Path(args.dir))
     bootstrap = localkafka.start(work / "kafka")
-    app_id = f"rec{int(time.time())}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VITALS_")}
-    env.update(VITALS_KAFKA_BOOTSTRAP=bootstrap, VITALS_APP_ID=app_id, VITALS_EVENTS_TOPIC=f"{app_id}.events",
-               VITALS_ALERTS_TOPIC=f"{app_id}.alerts", VITALS_DLQ_TOPIC=f"{app_id}.dlq",
-               VITALS_DATA_DIR=str(work / app_id), VITALS_METRICS_PORT="0")
-    if args.store == "rocksdb":
-        config = work / f"{app_id}.toml"
-        config.write_text('[processing]\nstore = "rocksdb"\n')
-        env["VITALS_CONFIG"] = str(config)
-    settings = load_settings(env=env)
-    worker = None
     try:
-        from streams.cli import _prestart
-        from streams.generator import GenConfig, History, Message
-        from streams.produce import produce_history
-
-        asyncio.run(_prestart(settings))
-        t = time.perf_counter()
-        records = build_states(args.users, args.partitions)
-        print(f"built {len(records):,} user states in {time.perf_counter() - t:.1f}s "
-              f"({sum(len(v) for _, _, v in records) / len(records):.0f} B each)", file=sys.stderr)
-        t = time.perf_counter()
-        asyncio.run(write_changelog(settings, records))
-        print(f"wrote the changelog in {time.perf_counter() - t:.1f}s", file=sys.stderr)
-
-        result: dict[str, object] = {"users": args.users, "partitions": args.partitions, "store": args.store}
-        for run in ("first start", "restart")[: 2 if args.store == "rocksdb" else 1]:
-            probes = [Message(p, b"probe", orjson.dumps({"event_id": f"{run}{p}", "user_id": "probe", "type": "view",
-                                                          "ts": 1_767_312_000_000}), 0) for p in range(args.partitions)]
-            asyncio.run(produce_history(settings, History(GenConfig(partitions=args.partitions), probes, {})))
-            worker, phases = start_and_time(env, work / f"{app_id}-{run.replace(' ', '-')}.log", args.users)
-            worker.terminate()
-            worker.wait(120)
-            worker = None
-            result[run] = phases
-        print(json.dumps(result, indent=2))
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        result = measure_recovery(bootstrap, work, args.users, args.partitions, args.store)
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.terminate()
-            worker.wait(60)
         localkafka.stop(work / "kafka")
         remove_run_dir(work, args.keep_data)
+    print(json.dumps(result, indent=2))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
 
 

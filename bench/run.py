@@ -2,13 +2,16 @@
 consumer group on the same generated history, on the local real Kafka, in input shapes (batch: up
 to 100 events of one user per message, held until full; single; optional sdk: batches sent when full
 or 30 minutes old, see ``bench.engine.SHAPES``), then the event-to-alert latency of vitals at half its
-measured throughput.
+measured throughput; then the state bytes per user and the restart of a worker holding 1M users'
+state (``bench.recovery``).
 
     python -m bench.run [--events 2000000 --users 200000 --partitions 8] [--shapes batch,single,sdk]
                         [--naive-events 100000] [--latency-seconds 30] [--no-workers-line]
+                        [--state-users 1000000] [--recovery-users 1000000]
                         [--json bench/results/latest.json] [--dir .vitals/bench] [--keep-data]
 
-Prints a table and writes the figures as JSON. Every figure is measured in this run.
+Prints a table, the targets of issue 5 met or missed (``bench.targets``), and writes the figures as
+JSON. Every figure is measured in this run.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.engine import SHAPES, history_for
 from bench.latency import latency_phase
+from bench.recovery import measure_recovery
+from bench.states import day_of_activity
+from bench.targets import check, table
 from bench.workdir import fresh_run_dir, remove_run_dir
 from streams import localkafka
 from streams.cli import _prestart
@@ -313,14 +319,13 @@ def measure_latency(shape: str, bootstrap: str, partitions: int, rate: float, se
         stop([proc])
 
 
-def state_bytes_per_user(users: int) -> dict[str, float]:
-    """Encoded state bytes per tracked user after a realistic day of activity, at ``users`` users."""
-    from bench.states import day_of_activity
-
-    data = day_of_activity(users)
+def state_bytes_per_user(data: dict[bytes, bytes], users: int) -> dict[str, float]:
+    """Encoded state bytes per tracked user in ``data``: ``users`` users' table data after a
+    realistic day of activity (``bench.states.day_of_activity``)."""
     encoded = sum(len(v) for k, v in data.items() if k[:1] != b"\x00")
     keys = sum(len(k) for k in data if k[:1] != b"\x00")
-    return {"users": users, "state_bytes_per_user": encoded / users, "key_bytes_per_user": keys / users}
+    return {"users": users, "state_bytes_per_user": encoded / users, "key_bytes_per_user": keys / users,
+            "bytes_per_user": (encoded + keys) / users}
 
 
 def main() -> int:
@@ -334,6 +339,8 @@ def main() -> int:
     parser.add_argument("--naive-events", type=int, default=100_000)
     parser.add_argument("--state-users", type=int, default=1_000_000)
     parser.add_argument("--latency-seconds", type=float, default=30, help="0 skips the latency phase")
+    parser.add_argument("--recovery-users", type=int, default=1_000_000,
+                        help="users' state a restarted worker recovers in the recovery phase (0 skips it)")
     parser.add_argument("--workers-line", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure two vitals workers in one consumer group (row 'vitals x2')")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"))
@@ -362,10 +369,20 @@ def main() -> int:
                 print(f"[{shape}] latency at {rate:,.0f} events/s...", file=sys.stderr)
                 results[shape]["latency"] = measure_latency(shape, bootstrap, args.partitions, rate,  # type: ignore[index]
                                                             args.latency_seconds, work)
-        results["state"] = state_bytes_per_user(args.state_users)
+        data = day_of_activity(args.state_users)
+        results["state"] = state_bytes_per_user(data, args.state_users)
+        if args.recovery_users > 0:
+            print(f"recovery of {args.recovery_users:,} users' state...", file=sys.stderr)
+            if args.recovery_users != args.state_users:
+                data = day_of_activity(args.recovery_users)
+            results["recovery"] = measure_recovery(bootstrap, work, args.recovery_users, args.partitions, data=data)
+        del data
     finally:
         localkafka.stop(work / "kafka")
         remove_run_dir(work, args.keep_data)
+    verdicts = check(results)
+    results["targets"] = [{"target": v.target.name, "measured": v.measured, "bound": f"{v.target.compare} "
+                           f"{v.target.bound:g}", "met": v.met} for v in verdicts]
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
     for shape in args.shapes.split(","):
@@ -394,6 +411,12 @@ def main() -> int:
     st = results["state"]
     print(f"\nstate: {st['state_bytes_per_user']:.0f} B/user encoded (+{st['key_bytes_per_user']:.0f} B key) "  # type: ignore[index]
           f"at {st['users']:,} users")  # type: ignore[index]
+    rec = results.get("recovery")
+    if rec:
+        print(f"recovery: a restarted worker had {rec['users']:,} users' state back in "  # type: ignore[index]
+              f"{rec['first start']['start_to_ready_s']:.1f} s from its start "  # type: ignore[index]
+              f"(changelog read {rec['first start']['changelog_read_s']:.1f} s)")  # type: ignore[index]
+    print(f"\n{table(verdicts)}")
     print(f"figures written to {args.json}")
     return 0
 
