@@ -8,7 +8,7 @@ COPY streams ./streams
 COPY sinks ./sinks
 COPY schemas ./schemas
 COPY deploy ./deploy
-# the C extensions (streams/_engine.c, schemas/_decode.c) are compiled here; the compiler is removed again
+# the C extensions (streams/engine_c/, schemas/_decode.c) are compiled here; the compiler is removed again
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
  && pip install --no-cache-dir '.[rocksdb]' \
  && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* \

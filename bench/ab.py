@@ -31,23 +31,25 @@ from streams.produce import produce_history
 from streams.settings import load_settings
 
 BUILD_INPLACE = """
-import sys
+import tomllib
 from setuptools import Distribution, Extension
 from setuptools.command.build_ext import build_ext
-exts = [Extension(name, [source], extra_compile_args=["-Wall"]) for name, source in zip(sys.argv[1::2], sys.argv[2::2])]
-cmd = build_ext(Distribution({"ext_modules": exts}))
-cmd.inplace = True
-cmd.ensure_finalized()
-cmd.run()
+with open("pyproject.toml", "rb") as f:
+    specs = tomllib.load(f)["tool"]["setuptools"].get("ext-modules", [])
+exts = [Extension(spec["name"], spec["sources"], depends=spec.get("depends", []),
+                  extra_compile_args=spec.get("extra-compile-args", [])) for spec in specs]
+if exts:
+    cmd = build_ext(Distribution({"ext_modules": exts}))
+    cmd.inplace = True
+    cmd.ensure_finalized()
+    cmd.run()
 """
-EXTENSIONS = (("streams._engine", "streams/_engine.c"), ("schemas._decode", "schemas/_decode.c"))
 
 
 def build_extension(tree: Path) -> None:
-    """Build the C extensions the checkout ``tree`` has in place (as pip builds them)."""
-    args = [arg for name, source in EXTENSIONS if (tree / source).is_file() for arg in (name, source)]
-    if args:
-        subprocess.run([sys.executable, "-c", BUILD_INPLACE, *args], cwd=tree, check=True, stdout=subprocess.DEVNULL)
+    """Build the C extensions the checkout ``tree`` declares in its pyproject.toml, in place (as pip
+    builds them)."""
+    subprocess.run([sys.executable, "-c", BUILD_INPLACE], cwd=tree, check=True, stdout=subprocess.DEVNULL)
 
 
 def main() -> int:

@@ -91,7 +91,7 @@ def burst_alert(alerts: list[A.Alert], state: UserState, ts: int, count: int, ru
 
 
 def _configure_native() -> ModuleType | None:
-    """The C loop of :meth:`UserPartition.apply` (streams/_engine.c), told the struct types, the
+    """The C loop of :meth:`UserPartition.apply` (streams/engine_c/), told the struct types, the
     constants and the Python functions it calls back; None when the extension is not built."""
     try:
         from streams import _engine
@@ -114,7 +114,7 @@ def _configure_native() -> ModuleType | None:
 
 _native = _configure_native()
 NATIVE_BUILT = _native is not None
-NATIVE_MISSING = ("the engine's C extension (streams/_engine.c) is not built: install vitals with pip (it needs a C "
+NATIVE_MISSING = ("the engine's C extension (streams/engine_c/) is not built: install vitals with pip (it needs a C "
                   "compiler and Python's headers), or set processing.native_engine = false")
 
 

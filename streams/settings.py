@@ -132,7 +132,7 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
     # how long a thread holds the GIL while another waits for it (Python's default is 5 ms): the
     # consumer and the ClickHouse threads each wait that long per turn behind a busy engine
     gil_switch_interval_ms: float = 1.0
-    # the engine's per-event loop and the event decoder's first pass in C (streams/_engine.c,
+    # the engine's per-event loop and the event decoder's first pass in C (streams/engine_c/,
     # schemas/_decode.c, built by pip install); false: in Python (and msgspec)
     native_engine: bool = True
 
@@ -375,7 +375,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
     if settings.processing.native_engine:
         import importlib.util
 
-        for module, source in (("streams._engine", "streams/_engine.c"), ("schemas._decode", "schemas/_decode.c")):
+        for module, source in (("streams._engine", "streams/engine_c/"), ("schemas._decode", "schemas/_decode.c")):
             if importlib.util.find_spec(module) is None:
                 raise ConfigError(f"processing.native_engine: the C extension {module} ({source}) is not built; "
                                   "install vitals with pip (it needs a C compiler and Python's headers) or set it "

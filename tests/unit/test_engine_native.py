@@ -1,4 +1,4 @@
-"""Property: the engine's C loop (streams/_engine.c) leaves exactly what its Python loop leaves —
+"""Property: the engine's C loop (streams/engine_c/) leaves exactly what its Python loop leaves —
 alerts in order, rows, device observations, outcomes, dead letters, every state record and index —
 on random histories sent as batch messages from the events and reroute topics, with replays and
 apps of their own rules. Fails where the extension is not built."""
@@ -69,7 +69,7 @@ def run(native: bool, batches: list[list[MessageEvents]], rules: RulesByApp, rep
 
 
 def test_extension_is_built() -> None:
-    assert NATIVE_BUILT, "pip install builds streams/_engine.c"
+    assert NATIVE_BUILT, "pip install builds streams/engine_c/"
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -1,5 +1,5 @@
 """The sink buffer (sinks/base.py) and a flush's activity columns (sinks/columns.py, and their C
-builder in streams/_engine.c), without I/O."""
+builder in streams/engine_c/columns.c), without I/O."""
 
 from __future__ import annotations
 
