@@ -5,7 +5,7 @@ worker allocates them by the million (the rows, changelog records and device obs
 flush job takes, the records the consumer thread parses ahead), and most of them live until
 their flush job is done: every automatic collection walks the live ones, and the survivors again
 in the older generations. On the batch benchmark the collector ran 364 young and 33 middle
-collections in a 21-second run, 2.5 s of it (README, "Performance", session 9).
+collections in a 21-second run, 2.5 s of it (bench/HISTORY.md, "Garbage collection").
 
 Paced collection turns the automatic collector off. Reference counting frees what it always
 freed (nearly everything: states, rows and records hold no cycles); the cycles that remain
