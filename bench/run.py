@@ -319,13 +319,13 @@ def measure_latency(shape: str, bootstrap: str, partitions: int, rate: float, se
         stop([proc])
 
 
-def state_bytes_per_user(data: dict[bytes, bytes], users: int) -> dict[str, float]:
-    """Encoded state bytes per tracked user in ``data``: ``users`` users' table data after a
-    realistic day of activity (``bench.states.day_of_activity``)."""
-    encoded = sum(len(v) for k, v in data.items() if k[:1] != b"\x00")
-    keys = sum(len(k) for k in data if k[:1] != b"\x00")
-    return {"users": users, "state_bytes_per_user": encoded / users, "key_bytes_per_user": keys / users,
-            "bytes_per_user": (encoded + keys) / users}
+def state_bytes_per_user(data: dict[bytes, bytes]) -> dict[str, float]:
+    """Encoded state bytes per tracked user in ``data``: the table data of a realistic day of activity
+    (``bench.states.day_of_activity``; keys starting with NUL are partition metadata, not users)."""
+    users = [(k, v) for k, v in data.items() if k[:1] != b"\x00"]
+    encoded, keys = sum(len(v) for _, v in users), sum(len(k) for k, _ in users)
+    return {"users": len(users), "state_bytes_per_user": encoded / len(users), "key_bytes_per_user": keys / len(users),
+            "bytes_per_user": (encoded + keys) / len(users)}
 
 
 def main() -> int:
@@ -370,7 +370,7 @@ def main() -> int:
                 results[shape]["latency"] = measure_latency(shape, bootstrap, args.partitions, rate,  # type: ignore[index]
                                                             args.latency_seconds, work)
         data = day_of_activity(args.state_users)
-        results["state"] = state_bytes_per_user(data, args.state_users)
+        results["state"] = state_bytes_per_user(data)
         if args.recovery_users > 0:
             print(f"recovery of {args.recovery_users:,} users' state...", file=sys.stderr)
             if args.recovery_users != args.state_users:
@@ -381,8 +381,7 @@ def main() -> int:
         localkafka.stop(work / "kafka")
         remove_run_dir(work, args.keep_data)
     verdicts = check(results)
-    results["targets"] = [{"target": v.target.name, "measured": v.measured, "bound": f"{v.target.compare} "
-                           f"{v.target.bound:g}", "met": v.met} for v in verdicts]
+    results["targets"] = [v.as_json() for v in verdicts]
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
     for shape in args.shapes.split(","):

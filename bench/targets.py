@@ -33,6 +33,10 @@ class Verdict:
     measured: float | None
     met: bool | None  # None: not measured
 
+    def as_json(self) -> dict[str, Any]:
+        t = self.target
+        return {"target": t.name, "measured": self.measured, "bound": f"{t.compare} {t.bound:g}", "met": self.met}
+
     def line(self) -> str:
         t = self.target
         measured = "not measured" if self.measured is None else _fmt(self.measured, t.unit)

@@ -34,6 +34,8 @@ def test_a_run_meeting_every_target_is_reported_met() -> None:
     assert len(verdicts) == len(TARGETS)
     assert all(v.met is True for v in verdicts), [v.line() for v in verdicts if not v.met]
     assert "MISSED" not in table(verdicts)
+    first = verdicts[0].as_json()
+    assert first == {"target": "batch: vitals events/s", "measured": 187_000.0, "bound": ">= 100000", "met": True}
 
 
 def test_each_bound_is_applied_as_written() -> None:
