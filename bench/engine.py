@@ -45,6 +45,7 @@ class Msg:
     offset: int
     key: bytes | None
     value: bytes
+    timestamp: int = -1  # Kafka's (none: stream time follows the events' own)
 
 
 @dataclass

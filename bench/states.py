@@ -22,7 +22,7 @@ def day_of_activity(users: int) -> dict[bytes, bytes]:
         ts = DAY_START_MS + i % 86_400_000
         events: list[Event | None] = [Event(f"{uid}-{j}", uid, etype, ts + j * 1000)
                                       for j, etype in enumerate(DAY_OF_A_USER)]
-        batch.append(("t", i, None, events))
+        batch.append(("t", i, None, events, -1))
         if len(batch) >= 10_000:
             part.apply(batch, Outputs())
             part.drain()

@@ -62,7 +62,7 @@ from streams.state import (
 from streams.store import DeadLetter, Outputs, RulesByApp, StateStore, event_json, meta_key
 from streams.store import activity_rows as activity_rows_py
 
-__all__ = ["EPISODE_RULES", "MAX_BATCH", "DeadLetter", "MessageEvents", "Outputs", "RulesByApp", "StateStore",
+__all__ = ["EPISODE_RULES", "MAX_BATCH", "NO_CAP", "DeadLetter", "MessageEvents", "Outputs", "RulesByApp", "StateStore",
            "UserPartition", "activity_columns", "event_json", "meta_key"]
 
 # counter index of each event type beyond EVENTS (payments also add their amount)
@@ -71,8 +71,10 @@ TYPE_COUNTER = {"login": LOGINS, "payment": PAYMENTS, "content_post": POSTS, "co
 
 
 _NO_STATE = UserState(first_ts=NONE)
-# one message's events for UserPartition.apply: source topic, offset, key, events (None: sent elsewhere)
-MessageEvents = tuple[str, int, bytes | None, list[Event | None]]
+# one message's events for UserPartition.apply: source topic, offset, key, events (None: sent elsewhere),
+# the Kafka record's timestamp (epoch ms; negative: none, and stream time is not capped)
+MessageEvents = tuple[str, int, bytes | None, list[Event | None], int]
+NO_CAP = (1 << 63) - 1  # the stream-time cap of a message without a record timestamp
 
 
 def resolve(alerts: list[A.Alert], state: UserState, ts: int, is_login: bool, app_id: str, user_id: str,
@@ -201,21 +203,25 @@ class UserPartition(PartitionIndexes, WatermarkActions):
         # the run's counters of one day, in locals (day NONE: none held), written back when the day
         # or the user changes and before the watermark fires anything
         cday = n = logins = payments = amount = posts = social = complaints = NONE
-        for topic, offset, msg_key, events in messages:
+        skew = self.rules.skew_ms
+        for topic, offset, msg_key, events, record_ts in messages:
             src = 1 if topic == reroute else 0
             base = offset * MAX_BATCH
+            # SPEC section 2: an event moves stream time at most to its record's timestamp + the clock skew
+            cap = record_ts + skew if record_ts >= 0 else NO_CAP
             for index, event in enumerate(events):
                 if event is None:
                     continue
                 ts = event.ts
                 prev_wm = wm
-                if ts > st:
+                t = ts if ts <= cap else cap  # what the event's time moves stream time to (a fast clock: less)
+                if t > st:
                     if st == NONE:
-                        meta.closed_day = (ts - lateness) // DAY_MS - 1
+                        meta.closed_day = (t - lateness) // DAY_MS - 1
                         self._set_next_day_end()
-                    meta.stream_time = st = ts
+                    meta.stream_time = st = t
                     self.meta_dirty = True
-                    wm = ts - lateness
+                    wm = t - lateness
                     wm_day = wm // DAY_MS
                     if (wm >= self.next_day_end or wm >= ix_short.next_at or wm >= ix_inter.next_at
                             or wm >= ix_long.next_at):

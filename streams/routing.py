@@ -20,6 +20,7 @@ class Record(Protocol):
     topic: str
     partition: int
     offset: int
+    timestamp: int  # Kafka's, epoch ms (negative: none)
     key: bytes | None
     value: bytes | None
 
@@ -38,10 +39,14 @@ class Homes(Protocol):
 def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, native: bool = NATIVE_DECODER
           ) -> dict[int, list[MessageEvents]]:
     """Per source partition, its messages' events for ``UserPartition.apply``, in order; dead
-    letters, reroutes and their outcomes go to ``out``. ``native``: the C decoder first."""
+    letters, reroutes and their outcomes go to ``out``. ``native``: the C decoder first.
+    ``now_ms``: the wall clock, for records without a timestamp."""
     per_partition: dict[int, list[MessageEvents]] = {}
     for msg in records:
-        decoded, invalid = decode_message(msg.value, now_ms, native)
+        # "too far in the future" is judged against the record's timestamp (SPEC section 1), so a
+        # replay of history decides the same; the wall clock only for a record without one
+        record_ts = msg.timestamp
+        decoded, invalid = decode_message(msg.value, record_ts if record_ts >= 0 else now_ms, native)
         kept: list[Event | None] = decoded  # type: ignore[assignment]
         if invalid:
             for inv in invalid:
@@ -63,7 +68,7 @@ def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, nat
         messages = per_partition.get(partition)
         if messages is None:
             messages = per_partition[partition] = []
-        messages.append((msg.topic, msg.offset, msg.key, kept))
+        messages.append((msg.topic, msg.offset, msg.key, kept, record_ts))
     return per_partition
 
 

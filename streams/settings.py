@@ -32,6 +32,8 @@ class RuleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Every threshold of SPEC section 3 (defaults as in the spec)."""
 
     allowed_lateness_s: int = 3600
+    # an event's time moves stream time at most this far past its Kafka record's timestamp (SPEC 2)
+    max_clock_skew_s: int = 300
     dedup_horizon_s: int = 86_400
     no_login_short_h: int = 72
     no_login_long_d: int = 90
@@ -158,7 +160,7 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
                 raise ConfigError("processing.store = rocksdb needs the rocksdict package (vitals[rocksdb])")
 
 
-PARTITION_WIDE = frozenset({"allowed_lateness_s"})  # the watermark is per partition, not per app
+PARTITION_WIDE = frozenset({"allowed_lateness_s", "max_clock_skew_s"})  # the watermark is per partition, not per app
 
 
 class AppOverride(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

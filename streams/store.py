@@ -149,6 +149,7 @@ class RulesByApp:
         self._cache: dict[str, RuleSettings] = {}
         self._periods: dict[str, tuple[int, int, int]] = {}
         self.lateness_ms = settings.rules.allowed_lateness_s * 1000
+        self.skew_ms = settings.rules.max_clock_skew_s * 1000
 
     def __call__(self, app_id: str) -> RuleSettings:
         rules = self._cache.get(app_id)

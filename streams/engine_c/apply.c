@@ -19,7 +19,7 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
              *partition = NULL, *store_get = NULL, *rules = NULL, *key = NULL, *state = NULL, *row_key = NULL,
              *tmp = NULL, *tmp2 = NULL, *result = NULL, *dirty = NULL;
     DayCounts c = {NONE, 0, 0, 0, 0, 0, 0, NULL};
-    long long lateness, position_max, st, wm, wm_day, retention = 0, horizon_ms = 0, burst = 0, short_ms = 0,
+    long long lateness, skew, position_max, st, wm, wm_day, retention = 0, horizon_ms = 0, burst = 0, short_ms = 0,
         long_ms = 0, inter_ms = 0, run_short = 0, run_long = 0, run_inter = 0, moved = 0, off_events = NONE, off_reroute = NONE, row_day = NONE,
         obs_day = NONE, accepted = 0, late_events = 0, duplicates = 0, replayed = 0;
     PyObject *rules_app = NULL, *app_id = NULL, *user_id = NULL; /* borrowed from the events */
@@ -27,6 +27,7 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
 
     NOTNULL(rules_for = PyObject_GetAttr(self, s_rules));
     CHECK(attr_i64(rules_for, s_lateness_ms, &lateness));
+    CHECK(attr_i64(rules_for, s_skew_ms, &skew));
     NOTNULL(meta = PyObject_GetAttr(self, s_meta));
     NOTNULL(store = PyObject_GetAttr(self, s_store));
     NOTNULL(store_get = PyObject_GetAttr(store, s_get));
@@ -61,16 +62,19 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     Py_ssize_t n_messages = PyList_GET_SIZE(messages);
     for (Py_ssize_t mi = 0; mi < n_messages; mi++) {
         PyObject *msg = PyList_GET_ITEM(messages, mi);
-        if (!PyTuple_Check(msg) || PyTuple_GET_SIZE(msg) != 4 || !PyList_Check(PyTuple_GET_ITEM(msg, 3))) {
-            PyErr_SetString(PyExc_TypeError, "apply: a message must be (topic, offset, key, [events])");
+        if (!PyTuple_Check(msg) || PyTuple_GET_SIZE(msg) != 5 || !PyList_Check(PyTuple_GET_ITEM(msg, 3))) {
+            PyErr_SetString(PyExc_TypeError, "apply: a message must be (topic, offset, key, [events], timestamp)");
             goto error;
         }
         PyObject *topic = PyTuple_GET_ITEM(msg, 0), *offset_obj = PyTuple_GET_ITEM(msg, 1);
         PyObject *msg_key = PyTuple_GET_ITEM(msg, 2), *events = PyTuple_GET_ITEM(msg, 3);
         int src = str_eq(topic, reroute);
         CHECK(src);
-        long long offset;
+        long long offset, record_ts;
         CHECK(i64(offset_obj, &offset));
+        CHECK(i64(PyTuple_GET_ITEM(msg, 4), &record_ts));
+        /* SPEC section 2: an event moves stream time at most to its record's timestamp + the clock skew */
+        long long cap = record_ts >= 0 ? record_ts + skew : LLONG_MAX;
         long long base = offset * MAX_BATCH;
         for (Py_ssize_t index = 0; index < PyList_GET_SIZE(events); index++) {
             PyObject *event = PyList_GET_ITEM(events, index);
@@ -84,15 +88,20 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
             NOTNULL(ts_obj);
             CHECK(i64(ts_obj, &ts));
             long long prev_wm = wm;
-            if (ts > st) {
+            long long t = ts <= cap ? ts : cap; /* what the event's time moves stream time to */
+            if (t > st) {
                 if (st == NONE) {
-                    CHECK(set_attr_i64(meta, s_closed_day, floordiv(ts - lateness, DAY_MS) - 1));
+                    CHECK(set_attr_i64(meta, s_closed_day, floordiv(t - lateness, DAY_MS) - 1));
                     CALL_M(self, s_set_next_day_end, "()");
                 }
-                CHECK(PyObject_SetAttr(meta, s_stream_time, ts_obj));
-                st = ts;
+                if (t == ts) {
+                    CHECK(PyObject_SetAttr(meta, s_stream_time, ts_obj));
+                } else {
+                    CHECK(set_attr_i64(meta, s_stream_time, t));
+                }
+                st = t;
                 CHECK(PyObject_SetAttr(self, s_meta_dirty, Py_True));
-                wm = ts - lateness;
+                wm = t - lateness;
                 wm_day = floordiv(wm, DAY_MS);
                 long long nde, ns, ni, nl;
                 CHECK(attr_i64(self, s_next_day_end, &nde));

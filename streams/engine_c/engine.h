@@ -17,7 +17,7 @@ extern PyObject *f_to_micros, *f_resolve, *f_burst, *type_counter, *engagement_e
     *no_counts;
 extern PyObject *s_rules, *s_meta, *s_store, *s_reroute_topic, *s_dirty_rows, *s_alerts, *s_device_obs,
     *s_deadlines, *s_partition, *s_position, *s_stream_time, *s_closed_day, *s_meta_dirty, *s_next_day_end,
-    *s_lateness_ms, *s_retention, *s_horizon_s, *s_burst, *s_periods, *s_get, *s_set_next_day_end,
+    *s_lateness_ms, *s_skew_ms, *s_retention, *s_horizon_s, *s_burst, *s_periods, *s_get, *s_set_next_day_end,
     *s_advance, *s_count, *s_beyond_retention, *s_compact, *s_touched, *s_dirty, *s_last_active, *k_short,
     *k_inter, *k_long;
 extern long long LOGINS, PAYMENTS, POSTS, SOCIAL, DAY_MS, HOUR_MS, MINUTE_MS, MAX_BATCH, DEVICE_LATE_DAYS,

@@ -90,7 +90,10 @@ def test_c_loop_equals_python_loop(events: list[Event], data: st.DataObject) -> 
         chunk: list[Event | None] = list(events[i : i + n])
         if data.draw(st.booleans()):  # an event of this message routed to another partition
             chunk.insert(data.draw(st.integers(0, len(chunk))), None)
-        messages.append((topic, offsets[topic], None, chunk))
+        # the record's timestamp: none, or near the message's first event (a fast clock: the cap binds)
+        first_ts = next((e.ts for e in chunk if e is not None), 0)
+        record_ts = data.draw(st.sampled_from([-1, first_ts, first_ts - 3_600_000, first_ts - 86_400_000]))
+        messages.append((topic, offsets[topic], None, chunk, record_ts))
         offsets[topic] += 1
         i += n
     cuts = sorted(set(data.draw(st.lists(st.integers(0, len(messages)), max_size=4))) | {0, len(messages)})

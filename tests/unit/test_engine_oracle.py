@@ -27,7 +27,7 @@ def user_messages(events: list[Event], first_offset: int, most: int = 3) -> list
                 and last[0].app_id == event.app_id:
             last.append(event)
         else:
-            messages.append(("t", first_offset + len(messages), None, [event]))
+            messages.append(("t", first_offset + len(messages), None, [event], -1))
     return messages
 
 
@@ -72,7 +72,7 @@ def engine_alerts_with_crash(events: list[Event], crash_at: int, committed: int,
     flushed = 0
     for start in range(0, crash_at, chunk):
         window = events[start : min(start + chunk, crash_at)]
-        part.apply([("t", start + i, None, [e]) for i, e in enumerate(window)], out)
+        part.apply([("t", start + i, None, [e], -1) for i, e in enumerate(window)], out)
         if start + chunk <= crash_at:
             part.drain()
             part.drain_meta()
@@ -88,7 +88,7 @@ def engine_alerts_with_crash(events: list[Event], crash_at: int, committed: int,
     part.load([k for k in data if k[:1] != b"\x00"], replay_from)
     out = Outputs()
     for start in range(replay_from, len(events), chunk):
-        part.apply([("t", start + i, None, [e]) for i, e in enumerate(events[start : start + chunk])], out)
+        part.apply([("t", start + i, None, [e], -1) for i, e in enumerate(events[start : start + chunk])], out)
         part.drain()
         part.drain_meta()
     return {(a.alert_id, a.status, a.rule, a.user_id, a.episode_start) for a in alerts + out.alerts}

@@ -35,7 +35,8 @@ def run(events: list[Event], chunk: int, crash_after: int | None = None) -> dict
         """Apply in chunks, persisting state after each; return the offset committed last."""
         committed = start
         for n, first in enumerate(range(start, len(events), chunk), 1):
-            part.apply([("t", first + i, None, [e]) for i, e in enumerate(events[first : first + chunk])], Outputs())
+            batch = events[first : first + chunk]
+            part.apply([("t", first + i, None, [e], -1) for i, e in enumerate(batch)], Outputs())
             data.update(part.drain())
             meta = part.drain_meta()
             if meta is not None:

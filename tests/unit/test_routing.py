@@ -26,6 +26,7 @@ class Rec:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: int = -1  # Kafka's (none: stream time follows the events' own)
 
 
 def event(event_id: str, user: str) -> dict[str, object]:
@@ -44,7 +45,7 @@ def test_a_batch_message_keeps_its_events_in_place_and_sends_a_mis_keyed_one_to_
     out = Outputs()
     routed = route([Rec("ev", 3, 7, mine.encode(), value)], NOW, home, out)
     assert list(routed) == [3]
-    [(topic, offset, key, events)] = routed[3]
+    [(topic, offset, key, events, _)] = routed[3]
     assert (topic, offset, key) == ("ev", 7, mine.encode())
     # the event that left keeps its index: "c" is still the third event (its replay position)
     assert [e.event_id if e is not None else None for e in events] == ["a", None, "c"]
@@ -59,7 +60,7 @@ def test_invalid_events_become_dead_letters_with_their_source_position() -> None
     out = Outputs()
     routed = route([Rec("ev", 1, 4, None, b"{not json"), Rec("ev", 1, 5, None, orjson.dumps(event("x", mine)))],
                    NOW, home, out)
-    assert [(o, [e.event_id for e in evs if e]) for _t, o, _k, evs in routed[1]] == [(4, []), (5, ["x"])]
+    assert [(o, [e.event_id for e in evs if e]) for _t, o, _k, evs, _ts in routed[1]] == [(4, []), (5, ["x"])]
     [dead] = out.dead_letters
     assert (dead.topic, dead.partition, dead.offset, dead.invalid.reason) == ("ev", 1, 4, "not_json")
     assert out.outcomes[("", "invalid:not_json")] == 1
@@ -77,7 +78,7 @@ def test_an_invalid_event_keeps_its_place_so_the_others_keep_their_batch_index()
     (mine,) = users_on(2, 1)
     value = orjson.dumps([event("a", mine), {"event_id": "bad"}, event("c", mine)])
     out = Outputs()
-    [(_topic, _offset, _key, events)] = route([Rec("ev", 2, 9, None, value)], NOW, home, out)[2]
+    [(_topic, _offset, _key, events, _ts)] = route([Rec("ev", 2, 9, None, value)], NOW, home, out)[2]
     assert [e.event_id if e is not None else None for e in events] == ["a", None, "c"]
     [dead] = out.dead_letters
     assert (dead.invalid.index, dead.invalid.reason) == (1, "missing_field")
@@ -100,3 +101,24 @@ def test_an_event_beyond_the_retention_is_dead_lettered_with_its_original_bytes_
     restore_originals(out.dead_letters, records)
     assert [(d.offset, d.invalid.reason, d.invalid.index, d.invalid.original) for d in out.dead_letters] == [
         (1, "beyond_retention", 1, old), (2, "beyond_retention", None, old)]
+
+
+def test_too_far_in_the_future_is_judged_against_the_record_timestamp() -> None:
+    """SPEC section 1: ``ts`` more than a day ahead of its record's timestamp is invalid, whatever the
+    wall clock says, so a replay of history decides the same as live processing."""
+    (mine,) = users_on(6, 1)
+    day = 86_400_000
+    then = NOW - 400 * day  # a record of history, replayed today
+    ahead = dict(event("ahead", mine), ts=then + day + 1)
+    within = dict(event("within", mine), ts=then + day)
+    out = Outputs()
+    routed = route([Rec("ev", 6, 0, None, orjson.dumps([ahead, within]), then)], NOW, home, out)
+    [(_t, _o, _k, events, record_ts)] = routed[6]
+    assert record_ts == then
+    assert [e.event_id if e is not None else None for e in events] == [None, "within"]
+    [dead] = out.dead_letters
+    assert (dead.invalid.reason, dead.invalid.index) == ("ts_out_of_range", 0)
+    # a record without a timestamp is judged against the wall clock
+    out = Outputs()
+    route([Rec("ev", 6, 1, None, orjson.dumps(dict(event("x", mine), ts=NOW + day + 1)))], NOW, home, out)
+    assert [d.invalid.reason for d in out.dead_letters] == ["ts_out_of_range"]

@@ -25,11 +25,12 @@ class Harness:
         self.part = UserPartition(0, StateStore({}), RulesByApp(self.settings))
         self.out = Outputs()
 
-    def send(self, ts: int, type_: str = "view", user: str = "u", **kw: object) -> list:
+    def send(self, ts: int, type_: str = "view", user: str = "u", record_ts: int = -1, **kw: object) -> list:
+        """One event in a message of its own (``record_ts``: the Kafka record's timestamp; none by default)."""
         before = len(self.out.alerts)
         eid = str(kw.pop("event_id", f"e{next(_seq)}"))
         event = Event(eid, user, type_, ts, **kw)  # type: ignore[arg-type]
-        self.part.apply([("t", next(_seq), None, [event])], self.out)
+        self.part.apply([("t", next(_seq), None, [event], record_ts)], self.out)
         return self.out.alerts[before:]
 
     def tick(self, ts: int) -> list:
@@ -169,7 +170,7 @@ def test_duplicates_counted_once_within_horizon() -> None:
     assert state is not None and state.days[T0 // D][0] == 1
     assert h.out.outcome("duplicate") == 1
     before = h.out.outcome("replayed")
-    h.part.apply([("t", 5, None, [Event("other", "u", "view", T0)])], h.out)  # an offset already applied
+    h.part.apply([("t", 5, None, [Event("other", "u", "view", T0)], -1)], h.out)  # an offset already applied
     assert h.out.outcome("replayed") == before + 1
     h.tick(T0 + 27 * H)  # horizon (24 h, kept to the hour) passed
     h.send(T0, "view", event_id="same")
@@ -181,7 +182,7 @@ def test_per_app_threshold_override() -> None:
     part = UserPartition(0, StateStore({}), RulesByApp(settings))
     out = Outputs()
     for i in range(3):
-        part.apply([("t", i, None, [Event(f"s{i}", "u", "view", T0 + i, app_id="strict")])], out)
+        part.apply([("t", i, None, [Event(f"s{i}", "u", "view", T0 + i, app_id="strict")], -1)], out)
     assert [a.rule for a in out.alerts] == ["fake.burst"]
 
 
@@ -214,3 +215,39 @@ def test_device_farm_triggered_at_is_the_deciding_watermark() -> None:
     # a message from a sender that did not set the field: the observation's time less the lateness
     part.apply(DeviceObservations("default", "dev2", [(day, f"u{i}", T0 + i) for i in range(5)], 3), alerts)
     assert alerts[-1].triggered_at == T0 + 4 - settings.rules.allowed_lateness_s * 1000
+
+
+# ---- SPEC section 2: an event moves stream time at most to its record's timestamp + max_clock_skew
+
+
+def test_a_fast_client_clock_moves_stream_time_only_to_its_record_timestamp_plus_the_skew() -> None:
+    h = Harness()
+    h.send(T0, "login", record_ts=T0)
+    # a clock 23 h fast: the event counts on its own day, but stream time moves only 5 minutes
+    h.send(T0 + 23 * H, "view", user="fast", record_ts=T0 + H)
+    assert h.part.meta.stream_time == T0 + H + 300_000
+    assert h.part.store.get(b"default\x1ffast").days == {(T0 + 23 * H) // D: (1, 0, 0, 0, 0, 0, 0)}
+    # no absence deadline fires early: the login's 72 h are measured on stream time
+    assert h.tick(T0 + 71 * H) == []
+    (alert,) = h.tick(T0 + 73 * H)
+    assert (alert.rule, alert.episode_start) == ("churn.no_login_72h", T0 + 72 * H)
+
+
+def test_on_time_events_after_a_fast_clock_are_not_late_and_a_real_burst_alerts() -> None:
+    h = Harness()
+    h.send(T0, record_ts=T0)
+    h.send(T0 + 23 * H, user="fast", record_ts=T0)  # 23 h ahead of its record
+    burst_minute = T0 + H
+    alerts = []
+    for i in range(100):  # a real burst an hour later, stamped on time
+        alerts += h.send(burst_minute + i, record_ts=burst_minute + i)
+    assert [(a.rule, a.episode_start) for a in alerts] == [("fake.burst", burst_minute)]
+    assert h.out.outcomes[("default", "late")] == 0
+
+
+def test_the_skew_is_configurable_and_a_message_without_a_record_timestamp_is_not_capped() -> None:
+    h = Harness(max_clock_skew_s=60)
+    h.send(T0 + 2 * H, record_ts=T0)
+    assert h.part.meta.stream_time == T0 + 60_000
+    h.send(T0 + 3 * H)  # no record timestamp
+    assert h.part.meta.stream_time == T0 + 3 * H

@@ -39,7 +39,7 @@ def test_outcomes_are_counted_per_app() -> None:
               Event("e4", "u3", "view", t0 - 10 * 3_600_000)]  # late, default app
     part = UserPartition(0, StateStore({}), RulesByApp(load_settings(env={})))
     out = Outputs()
-    part.apply([("t", i, None, [e]) for i, e in enumerate(events)], out)
+    part.apply([("t", i, None, [e], -1) for i, e in enumerate(events)], out)
     assert dict(out.outcomes) == {("shop", "accepted"): 2, ("shop", "duplicate"): 1, ("default", "accepted"): 1,
                                   ("default", "late"): 1}
     assert out.outcome("accepted") == 3
