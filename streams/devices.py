@@ -16,6 +16,7 @@ from streams.engine import RulesByApp
 from streams.state import NONE, SEP, DeviceState, decode_device, encode
 
 DEVICE_KEEP_DAYS = 3
+OBS_RECORD_BYTES = 256 * 1024  # a device-obs record's size at most (SPEC section 4: every record < 512 KiB)
 
 
 class DeviceObservations(msgspec.Struct, array_like=True):
@@ -41,6 +42,19 @@ class DeviceMeta(msgspec.Struct, array_like=True):
 _meta_decoder = msgspec.msgpack.Decoder(DeviceMeta)
 obs_encoder = msgspec.msgpack.Encoder()
 obs_decoder = msgspec.msgpack.Decoder(DeviceObservations)
+
+
+def obs_records(batch: DeviceObservations) -> list[bytes]:
+    """``batch`` encoded in records of at most ``OBS_RECORD_BYTES`` (one record in the common case): a
+    device shared by many users gets its observations split in order, applied by
+    :meth:`DevicePartition.apply` one after the other exactly as if they were one."""
+    value = obs_encoder.encode(batch)
+    obs = batch.obs
+    if len(value) <= OBS_RECORD_BYTES or len(obs) <= 1:
+        return [value]
+    half = len(obs) // 2
+    return [*obs_records(msgspec.structs.replace(batch, obs=obs[:half])),
+            *obs_records(msgspec.structs.replace(batch, obs=obs[half:]))]
 
 
 def device_key(app_id: str, device_id: str) -> bytes:

@@ -25,7 +25,7 @@ from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
 from sinks.kafka import dead_letter_key, dead_letter_record
 from streams.collector import PacedCollector
 from streams.delivery import InFlight, OutRecord
-from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder
+from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder, obs_records
 from streams.engine import EPISODE_RULES, Outputs, RulesByApp, StateStore, UserPartition, activity_columns
 from streams.flush import Flusher, FlushJob
 from streams.kafka_io import PartitionCache, device_topic, reroute_topic
@@ -354,9 +354,9 @@ class Pipeline:
         for (app_id, device_id, source), obs in out.device_obs.items():
             device_key = f"{app_id}{SEP}{device_id}"
             up = self.users[source]
-            value = obs_encoder.encode(DeviceObservations(app_id, device_id, obs, source, up.flushed_watermark,
-                                                          up.watermark))
-            records.append((devices, self.device_home(device_key), device_key.encode(), value))
+            home, key = self.device_home(device_key), device_key.encode()
+            batch = DeviceObservations(app_id, device_id, obs, source, up.flushed_watermark, up.watermark)
+            records += [(devices, home, key, value) for value in obs_records(batch)]  # bounded records
         # every user partition reports its watermark to every device partition, so the device
         # watermark (their minimum) advances even where a source had no device events
         for source, up in self.users.items():

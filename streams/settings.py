@@ -28,6 +28,11 @@ AT_LEAST_ONE = frozenset({"no_login_short_h", "no_login_long_d", "no_interaction
                           "hollow_window_d", "hollow_post_window_d", "burst_events_per_minute", "device_farm_users"})
 
 
+# the device-farm threshold's ceiling: a device's state holds fewer user ids than this per day (each up to 512
+# bytes of UTF-8) for the few days it keeps, and its alert lists them: its records stay under 512 KiB (SPEC 4)
+MAX_DEVICE_FARM_USERS = 100
+
+
 class RuleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Every threshold of SPEC section 3 (defaults as in the spec)."""
 
@@ -62,6 +67,9 @@ class RuleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         for name in ("retention_alert_below", "complaint_rate_alert_above"):
             if getattr(self, name) > 1:
                 raise ConfigError(f"rules.{name} is a share of users: 0..1, got {getattr(self, name)}")
+        if self.device_farm_users > MAX_DEVICE_FARM_USERS:  # the users of a device-day are held and listed
+            raise ConfigError(f"rules.device_farm_users must be <= {MAX_DEVICE_FARM_USERS}, "
+                              f"got {self.device_farm_users}")
         if self.hollow_window_d < self.hollow_post_window_d:
             raise ConfigError("rules.hollow_post_window_d must not exceed rules.hollow_window_d")
         if self.retention_days_needed > 400:
