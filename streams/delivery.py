@@ -29,7 +29,7 @@ from sinks.base import RetryPolicy
 from streams.kafka_io import home_partition
 
 # topic, partition (None: the producer's partitioner on the key), key, value
-OutRecord = tuple[str, int | None, bytes | None, bytes]
+OutRecord = tuple[str, int | None, bytes | None, bytes | None]  # value None: a tombstone (a deleted key)
 
 
 def retriable(exc: BaseException) -> bool:

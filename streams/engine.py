@@ -24,6 +24,7 @@ from schemas.events import ENGAGEMENT_EXCLUDED, SOCIAL_TYPES, Event, Invalid, Re
 from sinks.columns import ActivityColumns
 from streams import rules as R
 from streams.closes import WatermarkActions
+from streams.dedup import INLINE_IDS
 from streams.index import DeadlineIndex, LastActiveIndex
 from streams.partition_index import (
     EPISODE_RULES,
@@ -283,7 +284,9 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                 h = xxh3_64_intdigest(event.event_id.encode())  # event_hash, inlined
                 ids = state.ids
                 kept = ids.get(h)  # UserState.seen, inlined
-                if kept is not None and kept + state.ids_base >= (wm - horizon_ms) // HOUR_MS:
+                cutoff = (wm - horizon_ms) // HOUR_MS
+                if (kept is not None and kept + state.ids_base >= cutoff) or (
+                        state.sealed and self._sealed_seen(key, state, h, cutoff)):  # a hot user's older ids
                     # decided: a replay skips it by position (the offsets above), not re-deciding it
                     # against a watermark that has moved on (the first copy may be past the horizon)
                     duplicates += 1
@@ -386,6 +389,10 @@ class UserPartition(PartitionIndexes, WatermarkActions):
         if rules_app is not None:
             self._count(out, rules_app, accepted, late_events, duplicates, replayed)
 
+    def _sealed_seen(self, key: bytes, state: UserState, h: int, cutoff_hour: int) -> bool:
+        """Whether a sealed segment of the user's ids (streams/dedup.py) remembers ``h`` within the horizon."""
+        return self.store.sealed.seen(key, state, h, cutoff_hour)
+
     def _beyond_retention(self, out: Outputs, event: Event, index: int, topic: str, offset: int,
                           msg_key: bytes | None, retention: int) -> None:
         inv = Invalid(
@@ -421,13 +428,15 @@ class UserPartition(PartitionIndexes, WatermarkActions):
             if n:
                 outcomes[(app_id, name)] += n
 
-    def drain(self) -> list[tuple[bytes, bytes]]:
-        """Changed user states (stamped with the current position), for the changelog."""
+    def drain(self) -> list[tuple[bytes, bytes | None]]:
+        """Changed user states (stamped with the current position), for the changelog; a hot user's
+        sealed id segments before its state (None: a segment deleted)."""
         prune = (self.watermark, self.rules.keep_days, self.rules.max_dedup_ms, self.rules.lateness_ms)
         if not self.native:
             return self.store.drain(self.position, prune)
         cutoffs = prune_cutoffs(*prune) if prune[0] >= 0 else None  # as StateStore.drain, its loop in C
-        return _native.drain(self.store.dirty, self.store.data, self.position, cutoffs, encode)  # type: ignore[no-any-return]
+        return _native.drain(self.store.dirty, self.store.data, self.position, cutoffs, encode,  # type: ignore[no-any-return]
+                             self.store.sealed.seal, INLINE_IDS)
 
     def drain_meta(self) -> tuple[bytes, bytes] | None:
         if not self.meta_dirty:

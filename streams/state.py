@@ -68,6 +68,8 @@ class UserState(msgspec.Struct, array_like=True, gc=False):
     # reached it yet must not re-evaluate this user (it already holds those decisions)
     persisted_at: int = NONE
     ids_base: int = 0  # hour that ``ids`` values count from
+    # a hot user's older ids, sealed in segments of their own (streams/dedup.py): their numbers
+    sealed: tuple[int, ...] = ()
 
     def set_open(self, slot: int, start: int) -> None:
         """Open (episode start) or close (NONE) the episode of ``slot``. ``open``, ``offsets`` and

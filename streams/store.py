@@ -14,6 +14,7 @@ from schemas import alerts as A
 from schemas.alerts import Alert
 from schemas.events import Event, Invalid
 from streams import rules as R
+from streams.dedup import INLINE_IDS, SealedIds
 from streams.deepjson import dumps_deep
 from streams.settings import RuleSettings, Settings
 from streams.state import NONE, UserState, decode_user, encode, prune_cutoffs
@@ -62,11 +63,12 @@ class StateStore:
     """Encoded user states in a mapping (the Faust table's store) with a cache of decoded,
     changed states that are encoded once per flush."""
 
-    __slots__ = ("data", "dirty")
+    __slots__ = ("data", "dirty", "sealed")
 
     def __init__(self, data: MutableMapping[bytes, bytes]) -> None:
         self.data = data
         self.dirty: dict[bytes, UserState] = {}
+        self.sealed = SealedIds(data)  # hot users' older event ids
 
     def get(self, key: bytes) -> UserState | None:
         state = self.dirty.get(key)
@@ -78,18 +80,23 @@ class StateStore:
     def put(self, key: bytes, state: UserState) -> None:
         self.dirty[key] = state
 
-    def drain(self, position: int = NONE, prune: tuple[int, int, int, int] | None = None) -> list[tuple[bytes, bytes]]:
+    def drain(self, position: int = NONE, prune: tuple[int, int, int, int] | None = None
+              ) -> list[tuple[bytes, bytes | None]]:
         """Encode every changed state, store it and return it for the changelog. ``prune``
-        (watermark, keep days, dedup horizon ms, lateness ms) drops what no rule can need."""
+        (watermark, keep days, dedup horizon ms, lateness ms) drops what no rule can need. A state
+        with more ids than it holds itself seals them first (``SealedIds.seal``: their records come
+        before the state's, None where a segment is deleted)."""
         cutoffs = prune_cutoffs(*prune) if prune is not None and prune[0] >= 0 else None
         data = self.data
-        out = []
+        out: list[tuple[bytes, bytes | None]] = []
         append = out.append
         dirty = self.dirty
         for key, state in dirty.items():
             state.persisted_at = position
             if cutoffs is not None:
                 state.prune_below(*cutoffs)
+            if state.sealed or len(state.ids) > INLINE_IDS:
+                out += self.sealed.seal(key, state, cutoffs[1] if cutoffs is not None else None)
             raw = encode(state)
             data[key] = raw
             append((key, raw))

@@ -220,7 +220,23 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
             long long kept = 0;
             if (kept_obj == NULL) CHECK(PyErr_Occurred() ? -1 : 0);
             else CHECK(i64(kept_obj, &kept));
-            if (kept_obj != NULL && kept + ids_base >= floordiv(wm - horizon_ms, HOUR_MS)) {
+            long long cutoff = floordiv(wm - horizon_ms, HOUR_MS);
+            int seen = kept_obj != NULL && kept + ids_base >= cutoff;
+            if (!seen) { /* a hot user's older ids, sealed in segments (streams/dedup.py) */
+                PyObject *sealed = slot(state, S_sealed);
+                NOTNULL(sealed);
+                if (!PyTuple_Check(sealed)) {
+                    PyErr_SetString(PyExc_TypeError, "apply: UserState.sealed must be a tuple");
+                    goto error;
+                }
+                if (PyTuple_GET_SIZE(sealed) > 0) {
+                    NOTNULL(tmp = call_method(self, s_sealed_seen, "(OOOL)", key, state, h, cutoff));
+                    seen = PyObject_IsTrue(tmp);
+                    Py_CLEAR(tmp);
+                    CHECK(seen);
+                }
+            }
+            if (seen) {
                 /* decided: a replay skips it by position, not re-deciding it */
                 duplicates += 1;
                 moved |= RUN_CHANGED;

@@ -120,11 +120,14 @@ static int prune_below(PyObject *state, long long day, long long hour, long long
 }
 
 PyObject *drain(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-    /* drain(dirty, data, position, cutoffs | None, encode): StateStore.drain's loop */
-    if (nargs != 5 || !PyDict_Check(args[0]))
-        return PyErr_Format(PyExc_TypeError, "drain(dirty: dict, data, position, cutoffs, encode)");
+    /* drain(dirty, data, position, cutoffs | None, encode, seal, inline_ids): StateStore.drain's loop */
+    if (nargs != 7 || !PyDict_Check(args[0]))
+        return PyErr_Format(PyExc_TypeError, "drain(dirty: dict, data, position, cutoffs, encode, seal, inline_ids)");
     if (StateType == NULL) return PyErr_Format(PyExc_RuntimeError, "vitals._engine: configure() first");
     PyObject *dirty = args[0], *data = args[1], *position = args[2], *cutoffs = args[3], *encode = args[4];
+    PyObject *seal = args[5], *cutoff_hour = Py_None;
+    long long inline_ids;
+    if (i64(args[6], &inline_ids) < 0) return NULL;
     long long cut[4] = {0, 0, 0, 0};
     int prune = cutoffs != Py_None;
     if (prune) {
@@ -132,6 +135,7 @@ PyObject *drain(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
             return PyErr_Format(PyExc_TypeError, "drain: cutoffs must be (day, hour, minute, burst day) or None");
         for (int i = 0; i < 4; i++)
             if (i64(PyTuple_GET_ITEM(cutoffs, i), &cut[i]) < 0) return NULL;
+        cutoff_hour = PyTuple_GET_ITEM(cutoffs, 1); /* borrowed */
     }
     PyObject *out = PyList_New(0), *key, *state;
     if (out == NULL) return NULL;
@@ -143,6 +147,21 @@ PyObject *drain(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
         }
         slot_set(state, S_persisted_at, Py_NewRef(position));
         if (prune) CHECK(prune_below(state, cut[0], cut[1], cut[2], cut[3]));
+        PyObject *ids = slot(state, S_ids), *sealed = slot(state, S_sealed);
+        NOTNULL(ids);
+        NOTNULL(sealed);
+        if (!PyDict_Check(ids) || !PyTuple_Check(sealed)) {
+            PyErr_SetString(PyExc_TypeError, "drain: UserState.ids must be a dict and sealed a tuple");
+            goto error;
+        }
+        if (PyTuple_GET_SIZE(sealed) > 0 || PyDict_GET_SIZE(ids) > inline_ids) { /* SealedIds.seal */
+            PyObject *records = PyObject_CallFunctionObjArgs(seal, key, state, cutoff_hour, NULL);
+            NOTNULL(records);
+            int r = PyList_Check(records) ? PyList_SetSlice(out, PY_SSIZE_T_MAX, PY_SSIZE_T_MAX, records) : -1;
+            if (!PyList_Check(records)) PyErr_SetString(PyExc_TypeError, "drain: seal must return a list");
+            Py_DECREF(records);
+            CHECK(r);
+        }
         PyObject *raw = PyObject_CallOneArg(encode, state);
         NOTNULL(raw);
         PyObject *pair = PyTuple_Pack(2, key, raw);

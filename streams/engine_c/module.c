@@ -23,12 +23,12 @@ Py_ssize_t D_deadline, D_heap, D_next_at, L_by_day, L_day_of;
 PyObject *f_heappush;
 Py_ssize_t E_ts, E_app, E_user, E_id, E_type, E_device, E_amount;
 Py_ssize_t S_first_ts, S_last_login, S_last_engage, S_days, S_ids, S_minutes, S_open, S_last_active_day,
-    S_offsets, S_ids_base, S_burst_days, S_persisted_at;
+    S_offsets, S_ids_base, S_burst_days, S_persisted_at, S_sealed;
 PyObject *f_to_micros, *f_resolve, *f_burst, *type_counter, *engagement_excluded,
     *no_counts;
 PyObject *s_rules, *s_meta, *s_store, *s_reroute_topic, *s_dirty_rows, *s_alerts, *s_device_obs,
     *s_deadlines, *s_partition, *s_position, *s_stream_time, *s_closed_day, *s_meta_dirty, *s_next_day_end,
-    *s_lateness_ms, *s_skew_ms, *s_retention, *s_horizon_s, *s_burst, *s_periods, *s_get, *s_set_next_day_end,
+    *s_lateness_ms, *s_skew_ms, *s_sealed_seen, *s_retention, *s_horizon_s, *s_burst, *s_periods, *s_get, *s_set_next_day_end,
     *s_advance, *s_count, *s_beyond_retention, *s_compact, *s_touched, *s_dirty, *s_last_active, *k_short,
     *k_inter, *k_long;
 long long LOGINS, PAYMENTS, POSTS, SOCIAL, DAY_MS, HOUR_MS, MINUTE_MS, MAX_BATCH, DEVICE_LATE_DAYS,
@@ -91,7 +91,7 @@ PyObject *configure(PyObject *mod, PyObject *consts) {
     OFF(S_minutes, StateType, "minutes"); OFF(S_open, StateType, "open");
     OFF(S_last_active_day, StateType, "last_active_day"); OFF(S_offsets, StateType, "offsets");
     OFF(S_ids_base, StateType, "ids_base"); OFF(S_burst_days, StateType, "burst_days");
-    OFF(S_persisted_at, StateType, "persisted_at");
+    OFF(S_persisted_at, StateType, "persisted_at"); OFF(S_sealed, StateType, "sealed");
     OFF(D_deadline, DeadlineType, "_deadline"); OFF(D_heap, DeadlineType, "_heap");
     OFF(D_next_at, DeadlineType, "next_at"); OFF(L_by_day, LastActiveType, "_by_day");
     OFF(L_day_of, LastActiveType, "_day_of");
@@ -210,7 +210,7 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_dirty_rows, "dirty_rows"); INTERN(s_alerts, "alerts"); INTERN(s_device_obs, "device_obs");
     INTERN(s_deadlines, "deadlines"); INTERN(s_partition, "partition"); INTERN(s_position, "position");
     INTERN(s_stream_time, "stream_time"); INTERN(s_closed_day, "closed_day"); INTERN(s_meta_dirty, "meta_dirty");
-    INTERN(s_next_day_end, "next_day_end"); INTERN(s_lateness_ms, "lateness_ms"); INTERN(s_skew_ms, "skew_ms");
+    INTERN(s_next_day_end, "next_day_end"); INTERN(s_lateness_ms, "lateness_ms"); INTERN(s_skew_ms, "skew_ms"); INTERN(s_sealed_seen, "_sealed_seen");
     INTERN(s_retention, "retention_days_needed"); INTERN(s_horizon_s, "dedup_horizon_s");
     INTERN(s_burst, "burst_events_per_minute"); INTERN(s_periods, "periods"); INTERN(s_get, "get");
     INTERN(s_set_next_day_end, "_set_next_day_end"); INTERN(s_advance, "advance");
