@@ -9,6 +9,10 @@ writes the same values with the same version, so ``FINAL`` returns each (app_id,
 once with exact counts. Retried inserts also carry a deterministic
 ``insert_deduplication_token`` (a hash of the batch), which the table honours through
 ``non_replicated_deduplication_window``.
+
+Inserts into the partitioned tables are split by month (:mod:`sinks.partitions`), so that none
+touches more partitions than ClickHouse takes in one insert; errors are classified by their code
+(:mod:`sinks.errors`): retried while they can pass, raised as :class:`ClickHouseRefused` when not.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import fcntl
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -25,8 +29,10 @@ import orjson
 
 from schemas.alerts import Alert
 from sinks import native
-from sinks.base import BatchingSink, Row, SinkBackpressure, SinkInvalid
+from sinks.base import BatchingSink, Row, SinkBackpressure
 from sinks.columns import ActivityColumns
+from sinks.errors import ClickHouseRefused, classify
+from sinks.partitions import DAY_MS, PARTITION_LIMIT_SETTING, split
 from streams.settings import ConfigError, redact_dsn
 
 DATABASE = "vitals"
@@ -210,7 +216,10 @@ class ClickHouse:
                         "worker its own VITALS_DATA_DIR (several workers need a ClickHouse server DSN to share "
                         "one database)"
                     ) from None
-                raise SinkBackpressure(1.0, exc) from None
+                verdict = classify(exc)
+                if verdict.code is not None and not verdict.retriable:  # e.g. refused credentials
+                    raise ClickHouseRefused(f"the connection to {redact_dsn(self.dsn)}", verdict) from exc
+                raise SinkBackpressure(1.0, exc) from None  # unreachable or not up yet: retried
         return self._client
 
     def ensure_schema(self) -> None:
@@ -220,47 +229,52 @@ class ClickHouse:
             self._ensure_schema_locked()
 
     def _ensure_schema_locked(self) -> None:
-        from clickhouse_connect.driver.exceptions import OperationalError
-
         if self._schema_ready:
             return
+        client = self.client()
         try:
-            client = self.client()
             for statement in (*DDL, *self.extra_ddl):
                 client.command(statement)
-        except OperationalError as exc:
+        except Exception as exc:
+            verdict = classify(exc)
+            if not verdict.retriable:
+                raise ClickHouseRefused(f"the creation of the {DATABASE} schema", verdict) from exc
             self._client = None
             raise SinkBackpressure(1.0, exc) from None
         self._schema_ready = True
 
     def insert(self, table: str, columns: list[str], data: list[list[Any]], token: str) -> None:
-        """Insert column-oriented Python values (clickhouse-connect serializes them)."""
-        self._insert(table, token, lambda client: client.insert(
+        """Insert column-oriented Python values (clickhouse-connect serializes them) into a table
+        without a partition key."""
+        self._insert(table, 1, lambda client: client.insert(
             f"{DATABASE}.{table}", data, column_names=columns, column_oriented=True,
             settings={"insert_deduplication_token": token},
         ))
 
-    def insert_native(self, table: str, columns: list[str], block: bytes, token: str) -> None:
-        """Insert a block already in ClickHouse's Native format (see :mod:`sinks.native`)."""
-        self._insert(table, token, lambda client: client.raw_insert(
+    def insert_native(self, table: str, columns: list[str], block: bytes, token: str, partitions: int = 1) -> None:
+        """Insert a block already in ClickHouse's Native format (see :mod:`sinks.native`) whose rows
+        fall into at most ``partitions`` partitions of the table (see :mod:`sinks.partitions`)."""
+        self._insert(table, partitions, lambda client: client.raw_insert(
             f"{DATABASE}.{table}", columns, insert_block=block, fmt="Native",
-            settings={"insert_deduplication_token": token},
+            settings={"insert_deduplication_token": token,
+                      "max_partitions_per_insert_block": PARTITION_LIMIT_SETTING},
         ))
 
-    def _insert(self, table: str, token: str, send: Callable[[Any], object]) -> None:
-        from clickhouse_connect.driver.exceptions import DataError, OperationalError, ProgrammingError
+    def _insert(self, table: str, partitions: int, send: Callable[[Any], object]) -> None:
+        from clickhouse_connect.driver.exceptions import OperationalError
 
         with self._lock:
             self._ensure_schema_locked()
             try:
                 send(self.client())
-            except (DataError, ProgrammingError) as exc:
-                raise SinkInvalid(f"{table}: {type(exc).__name__}") from exc
-            except OperationalError as exc:  # network, timeout, server unavailable
-                self._client = None
-                raise SinkBackpressure(0.5, exc) from None
-            except Exception as exc:  # server-side errors (too many parts, memory): retry
-                raise SinkBackpressure(1.0, exc) from None
+            except Exception as exc:
+                verdict = classify(exc, partitions=partitions)
+                if not verdict.retriable:
+                    raise ClickHouseRefused(f"an insert into {DATABASE}.{table}", verdict, table) from exc
+                if isinstance(exc, OperationalError):  # network, timeout, server unavailable: a new client
+                    self._client = None
+                    raise SinkBackpressure(0.5, exc) from None
+                raise SinkBackpressure(1.0, exc) from None  # the server is busy (parts, memory, queries)
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -289,10 +303,21 @@ class NativeSink(BatchingSink[Row]):
         super().__init__(cap_rows)
         self.ch = ch
 
-    def _insert(self, rows: int, columns: list[native.Column]) -> None:
+    def _insert(self, rows: int, columns: list[native.Column], keys: Sequence[int], unit: int,
+                take: Callable[[list[list[int]]], Iterable[list[native.Column]]]) -> None:
+        """Insert ``rows`` rows given as ``columns``, whose partition keys are ``keys`` (see
+        :func:`sinks.partitions.split`): as one block when they touch few enough months, else one
+        block per group of months, whose columns ``take`` builds from each group's row indices."""
         data = native.block(rows, columns)
         token = hashlib.blake2b(data, digest_size=16, person=self.name.encode()[:16]).hexdigest()
-        self.ch.insert_native(self.name, [name for name, _, _ in columns], data, token)
+        names = [name for name, _, _ in columns]
+        groups = split(keys, unit)
+        if len(groups) == 1 and groups[0].rows is None:  # the usual case: the batch as it is
+            self.ch.insert_native(self.name, names, data, token, groups[0].partitions)
+            return
+        for group, group_columns in zip(groups, take([g.rows or [] for g in groups]), strict=True):
+            block = native.block(len(group.rows or ()), group_columns)
+            self.ch.insert_native(self.name, names, block, group.token(token), group.partitions)
 
 
 class ActivitySink(NativeSink[ActivityColumns]):
@@ -305,8 +330,23 @@ class ActivitySink(NativeSink[ActivityColumns]):
 
     def write(self, batch: Sequence[ActivityColumns]) -> None:
         columns = ActivityColumns.join(batch)
-        if columns.rows:
-            self._insert(columns.rows, columns.block_columns())
+        if columns.rows:  # partitioned by the month of ``day``
+            self._insert(columns.rows, columns.block_columns(), columns.days(), 1,
+                         lambda row_sets: (part.block_columns() for part in columns.take(row_sets)))
+
+
+def _raw_columns(batch: Sequence[RawMessage]) -> tuple[list[int], list[native.Column]]:
+    """The Kafka timestamps (ms, the partition key; none before the epoch) and the columns of a batch."""
+    topics, partitions, offsets, timestamps, keys, values = zip(*batch, strict=True)
+    stamps = [max(ts, 0) for ts in timestamps]
+    return stamps, [
+        ("topic", "String", native.same_strings(topics)),
+        ("partition", "UInt32", native.uint32(partitions)),
+        ("offset", "UInt64", native.uint64(offsets)),
+        ("timestamp", "DateTime64(3, 'UTC')", native.int64(stamps)),
+        ("key", "String", native.byte_strings([k or b"" for k in keys])),
+        ("value", "String", native.byte_strings([v or b"" for v in values])),
+    ]
 
 
 class RawSink(NativeSink[RawMessage]):
@@ -315,15 +355,9 @@ class RawSink(NativeSink[RawMessage]):
     name = "raw_messages"
 
     def write(self, batch: Sequence[RawMessage]) -> None:
-        topics, partitions, offsets, timestamps, keys, values = zip(*batch, strict=True)
-        self._insert(len(batch), [
-            ("topic", "String", native.same_strings(topics)),
-            ("partition", "UInt32", native.uint32(partitions)),
-            ("offset", "UInt64", native.uint64(offsets)),
-            ("timestamp", "DateTime64(3, 'UTC')", native.int64([max(ts, 0) for ts in timestamps])),
-            ("key", "String", native.byte_strings([k or b"" for k in keys])),
-            ("value", "String", native.byte_strings([v or b"" for v in values])),
-        ])
+        stamps, columns = _raw_columns(batch)  # partitioned by the month of the Kafka timestamp
+        self._insert(len(batch), columns, stamps, DAY_MS,
+                     lambda row_sets: (_raw_columns([batch[i] for i in rows])[1] for rows in row_sets))
 
 
 class AlertSink(BatchingSink[Alert]):

@@ -8,7 +8,7 @@ between the state and the insert.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from sinks import native
@@ -68,6 +68,19 @@ class ActivityColumns:
         out.append(("version", "UInt64", self.values[3]))
         return out
 
+    def days(self) -> array[int]:
+        """The ``day`` column's day numbers: the table's partition key (``toYYYYMM(day)``)."""
+        return _fixed_array("H", self.values[2])
+
+    def take(self, row_sets: Iterable[Sequence[int]]) -> Iterator[ActivityColumns]:
+        """For each set of row indices, those rows in that order: the inserts of a batch split by
+        partition (sinks/partitions.py). Each column is read once; fixed-width values are picked at C
+        level, strings by a Python pass over their lengths (only batches over many months come here)."""
+        pickers = [_picker(data, type_name, self.rows) for (_, type_name), data in zip(ACTIVITY_COLUMNS, self.values,
+                                                                                      strict=True)]
+        for rows in row_sets:
+            yield ActivityColumns(len(rows), tuple(pick(rows) for pick in pickers))
+
     def to_rows(self) -> list[ActivityRow]:
         """The rows back (tests, the engine benchmark's digest)."""
         apps, users = (_read_strings(v, self.rows) for v in self.values[:2])
@@ -79,18 +92,45 @@ class ActivityColumns:
         return list(zip(apps, users, days, *counters, strict=True))  # type: ignore[arg-type]
 
 
-def _read_fixed(code: str, data: bytes) -> list[int]:
+def _picker(data: bytes, type_name: str, n: int) -> Callable[[Sequence[int]], bytes]:
+    """A function of row indices to those rows' encoded values, in that order."""
+    if type_name == "String":
+        items = [data[start:end] for start, _, end in _string_spans(data, n)]
+        return lambda rows: b"".join(map(items.__getitem__, rows))
+    # fixed width: the values as native words and back unchanged, so the byte order does not matter
+    code = {"Date": "H", "UInt64": "Q", "Decimal(38, 6)": "Q"}[type_name]
+    words = memoryview(data).cast(code)
+    if type_name != "Decimal(38, 6)":
+        return lambda rows: array(code, map(words.__getitem__, rows)).tobytes()
+    low, high = words[0::2], words[1::2]  # an Int128 is two words
+
+    def pick_decimals(rows: Sequence[int]) -> bytes:
+        out = array(code, bytes(16 * len(rows)))
+        out[0::2] = array(code, map(low.__getitem__, rows))
+        out[1::2] = array(code, map(high.__getitem__, rows))
+        return out.tobytes()
+
+    return pick_decimals
+
+
+def _fixed_array(code: str, data: bytes) -> array[int]:
     values = array(code)
     values.frombytes(data)
     if not native.LITTLE:
         values.byteswap()
-    return values.tolist()
+    return values
 
 
-def _read_strings(data: bytes, n: int) -> list[str]:
+def _read_fixed(code: str, data: bytes) -> list[int]:
+    return _fixed_array(code, data).tolist()
+
+
+def _string_spans(data: bytes, n: int) -> list[tuple[int, int, int]]:
+    """Where each of ``n`` length-prefixed strings lies: (its length's start, its bytes' start, end)."""
     out = []
     pos = 0
     for _ in range(n):
+        start = pos
         length = shift = 0
         while True:
             byte = data[pos]
@@ -99,8 +139,12 @@ def _read_strings(data: bytes, n: int) -> list[str]:
             shift += 7
             if byte < 0x80:
                 break
-        out.append(data[pos:pos + length].decode())
+        out.append((start, pos, pos + length))
         pos += length
     if pos != len(data):
         raise ValueError("trailing bytes after the strings")
     return out
+
+
+def _read_strings(data: bytes, n: int) -> list[str]:
+    return [data[start:end].decode() for _, start, end in _string_spans(data, n)]
