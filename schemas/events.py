@@ -184,15 +184,6 @@ def validate(obj: object, now_ms: int) -> Event:
     return Event(obj["event_id"], obj["user_id"], etype, ts, app_id, device_id, amount, props)
 
 
-def event_original(value: bytes, index: int) -> tuple[bytes, int | None] | None:
-    """The original bytes of the event at ``index`` of a message (a batch element, or the whole
-    single-event message) and its index as a dead letter gives it (None for a single event)."""
-    if value.lstrip(b" \t\r\n")[:1] != b"[":
-        return value, None
-    elements = _event_slices(value)
-    return (elements[index], index) if index < len(elements) else None
-
-
 def _event_slices(value: bytes) -> list[bytes]:
     """Exact original bytes of each element of a JSON array (slow path, for dead letters)."""
     try:

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import orjson
 
 from schemas.alerts import Alert
-from sinks import native
+from sinks import late, native
 from sinks.base import BatchingSink, Row, SinkBackpressure
 from sinks.columns import ActivityColumns
 from sinks.errors import ClickHouseRefused, classify
@@ -85,6 +85,7 @@ DDL = (
     PARTITION BY toYYYYMM(timestamp)
     ORDER BY (topic, partition, offset)
     SETTINGS non_replicated_deduplication_window = 1000""",
+    *late.ddl(DATABASE),  # events beyond the state's days: their ledger and the rows' late part
 )
 
 ACTIVITY_COLUMNS = [
@@ -259,6 +260,11 @@ class ClickHouse:
             settings={"insert_deduplication_token": token,
                       "max_partitions_per_insert_block": PARTITION_LIMIT_SETTING},
         ))
+
+    def insert_select(self, table: str, sql: str, parameters: dict[str, Any], partitions: int) -> None:
+        """An ``INSERT INTO table ... SELECT`` whose rows fall into at most ``partitions`` partitions."""
+        self._insert(table, partitions, lambda client: client.command(
+            sql, parameters=parameters, settings={"max_partitions_per_insert_block": PARTITION_LIMIT_SETTING}))
 
     def _insert(self, table: str, partitions: int, send: Callable[[Any], object]) -> None:
         from clickhouse_connect.driver.exceptions import OperationalError

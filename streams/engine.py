@@ -20,7 +20,7 @@ from xxhash import xxh3_64_intdigest
 
 from schemas import alerts as A
 from schemas.alerts import make_alert
-from schemas.events import ENGAGEMENT_EXCLUDED, SOCIAL_TYPES, Event, Invalid, Reason
+from schemas.events import ENGAGEMENT_EXCLUDED, SOCIAL_TYPES, Event
 from sinks.columns import ActivityColumns
 from streams import rules as R
 from streams.closes import WatermarkActions
@@ -40,6 +40,7 @@ from streams.partition_index import (
 )
 from streams.settings import RuleSettings
 from streams.state import (
+    AMOUNT_MICROS,
     COMPLAINTS,
     DAY_MS,
     DEVICE_LATE_DAYS,
@@ -395,14 +396,43 @@ class UserPartition(PartitionIndexes, WatermarkActions):
 
     def _beyond_retention(self, out: Outputs, event: Event, index: int, topic: str, offset: int,
                           msg_key: bytes | None, retention: int) -> None:
-        inv = Invalid(
-            Reason.BEYOND_RETENTION,
-            f"event older than the state retention of {retention} days",
-            event_json(event),  # the pipeline puts the original bytes in
-            index,
-        )
-        out.dead_letters.append(DeadLetter(inv, topic, self.partition, offset, msg_key))
-        out.outcomes[(event.app_id, "invalid:" + Reason.BEYOND_RETENTION)] += 1
+        """An event older than the ``retention`` days the state keeps (an offline phone's sync, a
+        backfill behind live data): counted all the same (SPEC section 2) through the late-events
+        ledger, which recomputes its day's row in ClickHouse (sinks/late.py), and counted as late. It
+        decides nothing: it cannot retract or decide an alert. A known user's state remembers its id
+        for the dedup horizon, so a copy within it is a duplicate (the ledger counts any copy once)."""
+        app_id, user_id = event.app_id, event.user_id
+        key = user_key(app_id, user_id)
+        h = xxh3_64_intdigest(event.event_id.encode())
+        state = self.store.get(key)  # the object a run of this user's events holds, if one is going on
+        if state is not None:
+            if topic != self.reroute_topic and offset * MAX_BATCH + index <= state.persisted_at:
+                # a replay after a crash: the record was written past this event, so its ledger row was
+                # inserted before (ClickHouse before the changelog), and re-marking the state would lower
+                # its ``persisted_at`` below decisions it holds
+                out.outcomes[(app_id, "replayed")] += 1
+                return
+            wm = self.watermark
+            cutoff = (wm - self.rules(app_id).dedup_horizon_s * 1000) // HOUR_MS
+            ids = state.ids
+            kept = ids.get(h)
+            if (kept is not None and kept + state.ids_base >= cutoff) or (
+                    state.sealed and self._sealed_seen(key, state, h, cutoff)):
+                out.outcomes[(app_id, "duplicate")] += 1
+                return
+            hour = wm // HOUR_MS  # UserState.remember: kept until the watermark passes the horizon
+            if not ids:
+                state.ids_base = hour
+            ids[h] = hour - state.ids_base
+            self.store.dirty[key] = state
+        slot = TYPE_COUNTER.get(event.type)
+        counts = [1, 0, 0, 0, 0, 0, 0]
+        if slot is not None:
+            counts[slot] = 1
+            if slot == PAYMENTS:
+                counts[AMOUNT_MICROS] = to_micros(event.amount)
+        out.cold.append((app_id, user_id, event.ts // DAY_MS, h, tuple(counts)))  # type: ignore[arg-type]
+        out.outcomes[(app_id, "late")] += 1
 
     def _end_run(
         self, key: bytes, app_id: str | None, state: UserState, moved: int, off_events: int, off_reroute: int
@@ -435,8 +465,10 @@ class UserPartition(PartitionIndexes, WatermarkActions):
         if not self.native:
             return self.store.drain(self.position, prune)
         cutoffs = prune_cutoffs(*prune) if prune[0] >= 0 else None  # as StateStore.drain, its loop in C
-        return _native.drain(self.store.dirty, self.store.data, self.position, cutoffs, encode,  # type: ignore[no-any-return]
-                             self.store.sealed.seal, INLINE_IDS)
+        drained = _native.drain(self.store.dirty, self.store.data, self.position, cutoffs, encode,
+                                self.store.sealed.seal, INLINE_IDS)
+        self.store.loaded.clear()
+        return drained  # type: ignore[no-any-return]
 
     def drain_meta(self) -> tuple[bytes, bytes] | None:
         if not self.meta_dirty:

@@ -36,6 +36,7 @@ from schemas.alerts import Alert
 from sinks.base import RetryPolicy, flush_with_retry
 from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
 from sinks.columns import ActivityColumns
+from sinks.late import ColdEvent, LateSink
 from streams.delivery import InFlight, OutRecord, deliver, retriable, send_records
 from streams.faults import Faults
 from streams.localstate import record_persisted
@@ -61,6 +62,7 @@ class FlushJob:
     out: Outputs  # outcome counters and alerts, recorded in the metrics once durable
     batch_started: list[float] = field(default_factory=list)
     raw: list[RawMessage] = field(default_factory=list)  # the events topic's messages (raw storage)
+    cold: list[ColdEvent] = field(default_factory=list)  # events older than the state's days (sinks/late.py)
 
 
 class Flusher:
@@ -77,13 +79,17 @@ class Flusher:
         retry: RetryPolicy,
         record: Callable[[Outputs], None],
         clock: Callable[[], float] = time.time,
+        late_sink: LateSink | None = None,
     ) -> None:
         self.metrics = metrics
         self.activity = activity
         self.alert_sink = alert_sink
         self.raw_sink = raw_sink
-        self.sinks: tuple[ActivitySink | AlertSink | RawSink, ...] = (
-            activity, alert_sink, *((raw_sink,) if raw_sink is not None else ()))
+        self.late_sink = late_sink
+        # in this order: the late events' rows add to the rows the same flush wrote from state
+        self.sinks: tuple[ActivitySink | AlertSink | RawSink | LateSink, ...] = (
+            activity, alert_sink, *((raw_sink,) if raw_sink is not None else ()),
+            *((late_sink,) if late_sink is not None else ()))
         self.tables = tables
         self.retry = retry
         self.record = record
@@ -164,6 +170,10 @@ class Flusher:
         self.alert_sink.extend(job.alerts)
         if self.raw_sink is not None:
             self.raw_sink.extend(job.raw)
+        if job.cold:
+            if self.late_sink is None:  # never dropped silently
+                raise RuntimeError("events older than the state's days, and no late-events sink to count them")
+            self.late_sink.extend(job.cold)
         loop = asyncio.get_running_loop()
         for sink in self.sinks:
             n = sink.buffered

@@ -23,6 +23,7 @@ from schemas.alerts import Alert, encode_alert
 from sinks.base import RetryPolicy
 from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
 from sinks.kafka import dead_letter_key, dead_letter_record
+from sinks.late import LateSink
 from streams.collector import PacedCollector
 from streams.delivery import InFlight, OutRecord
 from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder, obs_records
@@ -32,7 +33,7 @@ from streams.kafka_io import PartitionCache, device_topic, reroute_topic
 from streams.localstate import is_rocksdb, partition_data, partition_keys
 from streams.metrics import Metrics
 from streams.ordering import InOrder
-from streams.routing import SLICE_BYTES, Record, restore_originals, route, slices
+from streams.routing import SLICE_BYTES, Record, route, slices
 from streams.settings import Settings
 from streams.state import SEP, split_key
 
@@ -57,6 +58,7 @@ class Pipeline:
         producer_factory: Callable[[], AIOKafkaProducer],
         clock: Callable[[], float] = time.time,
         raw_sink: RawSink | None = None,
+        late_sink: LateSink | None = None,
     ) -> None:
         self.settings = settings
         self.partitions = partitions
@@ -90,7 +92,7 @@ class Pipeline:
             metrics, activity, alert_sink, raw_sink, producer_factory,
             ((users_data, self.user_changelog), (devices_data, self.device_changelog)),
             RetryPolicy(settings.processing.sink_retry_initial_s, settings.processing.sink_retry_max_s),
-            self._record, clock,
+            self._record, clock, late_sink,
         )
         self.faults = self.flusher.faults  # crash points of the fault-injection tests; inert by default
         # set by the app: messages are taken per partition in offset order, once per generation
@@ -243,14 +245,11 @@ class Pipeline:
         out = self.out
         n_alerts = len(out.alerts)
         routed = route(events, now_ms, self.home, out, self.settings.processing.native_engine)
-        n_dead = len(out.dead_letters)
         for p, messages in routed.items():
             up = self.users[p]
             before = len(out.alerts)
             up.apply(messages, out)
             up.count_episodes(out.alerts[before:])
-        if len(out.dead_letters) > n_dead:  # events beyond the retention: their original bytes
-            restore_originals(out.dead_letters[n_dead:], events)
         out.messages += len(events)
         self.pending.extend(events)
         self.faults.hit("batch")
@@ -284,7 +283,7 @@ class Pipeline:
         """Outputs waiting for the next flush job (rows, alerts, dead letters, reroutes, raw messages)."""
         out = self.out
         raw = len(self.pending) if self.flusher.raw_sink is not None else 0  # raw storage's rows
-        return len(out.dirty_rows) + len(out.alerts) + len(out.dead_letters) + len(out.reroutes) + raw
+        return len(out.dirty_rows) + len(out.alerts) + len(out.dead_letters) + len(out.reroutes) + len(out.cold) + raw
 
     def flush_due(self) -> bool:
         if not self.pending:
@@ -390,7 +389,7 @@ class Pipeline:
             raw = [(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value) for m in self.pending
                    if m.topic == events_topic]
         job = FlushJob(records, self.alerts_inflight, self.alert_started, rows, list(out.alerts), changelog,
-                       offsets, out, self.batch_started, raw)
+                       offsets, out, self.batch_started, raw, list(out.cold))
         self.out, self.alerts_inflight, self.alert_started = Outputs(), InFlight(), []
         self.pending, self.batch_started = [], []
         return job

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
-from schemas.events import NATIVE_DECODER, Event, Invalid, Reason, decode_message, event_original
+from schemas.events import NATIVE_DECODER, Event, Invalid, decode_message
 from streams.engine import DeadLetter, MessageEvents, Outputs, event_json
 
 
@@ -77,21 +77,6 @@ def _at_batch_index(events: list[Event], invalid: list[Invalid]) -> list[Event |
     bad = {inv.index for inv in invalid}
     valid = iter(events)
     return [None if i in bad else next(valid) for i in range(len(events) + len(bad))]
-
-
-def restore_originals(dead_letters: Sequence[DeadLetter], records: Sequence[Record]) -> None:
-    """The engine's dead letters (events beyond the state retention) hold a re-encoded event and
-    its index in its message; give them what the decoder's own dead letters hold: the event's
-    original bytes from its message, and its index only if the message is a batch."""
-    by_position = {(r.topic, r.partition, r.offset): r.value for r in records}
-    for dl in dead_letters:
-        inv = dl.invalid
-        value = by_position.get((dl.topic, dl.partition, dl.offset))
-        if inv.reason is not Reason.BEYOND_RETENTION or value is None or inv.index is None:
-            continue
-        found = event_original(value, inv.index)
-        if found is not None:
-            inv.original, inv.index = found
 
 
 SLICE_BYTES = 1 << 19  # a fetch is processed in slices of about this many bytes of messages

@@ -13,6 +13,7 @@ import orjson
 from schemas import alerts as A
 from schemas.alerts import Alert
 from schemas.events import Event, Invalid
+from sinks.late import ColdEvent
 from streams import rules as R
 from streams.dedup import INLINE_IDS, SealedIds
 from streams.deepjson import dumps_deep
@@ -41,6 +42,8 @@ class Outputs:
     # changed (key, day, app_id, user_id, partition) rows, a set in insertion order: the flush reads
     # their states in the order they were touched, not scattered over memory in hash order (6x faster)
     dirty_rows: dict[tuple[bytes, int, str, str, int], None] = field(default_factory=dict)
+    # events older than the days the state keeps, for the late-events ledger (sinks/late.py)
+    cold: list[ColdEvent] = field(default_factory=list)
     # (app_id, outcome): accepted/duplicate/late/replayed/rerouted/invalid:<reason>; app "" when unreadable
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     messages: int = 0
@@ -55,6 +58,7 @@ class Outputs:
         self.reroutes.clear()
         self.device_obs.clear()
         self.dirty_rows.clear()
+        self.cold.clear()
         self.outcomes.clear()
         self.messages = 0
 
@@ -63,19 +67,27 @@ class StateStore:
     """Encoded user states in a mapping (the Faust table's store) with a cache of decoded,
     changed states that are encoded once per flush."""
 
-    __slots__ = ("data", "dirty", "sealed")
+    __slots__ = ("data", "dirty", "loaded", "sealed")
 
     def __init__(self, data: MutableMapping[bytes, bytes]) -> None:
         self.data = data
         self.dirty: dict[bytes, UserState] = {}
+        # states decoded since the last drain: one object per user between flushes, whoever asks
+        self.loaded: dict[bytes, UserState] = {}
         self.sealed = SealedIds(data)  # hot users' older event ids
 
     def get(self, key: bytes) -> UserState | None:
         state = self.dirty.get(key)
         if state is not None:
             return state
+        state = self.loaded.get(key)
+        if state is not None:
+            return state
         raw = self.data.get(key)
-        return None if raw is None else decode_user(raw)
+        if raw is None:
+            return None
+        state = self.loaded[key] = decode_user(raw)
+        return state
 
     def put(self, key: bytes, state: UserState) -> None:
         self.dirty[key] = state
@@ -101,6 +113,7 @@ class StateStore:
             data[key] = raw
             append((key, raw))
         dirty.clear()
+        self.loaded.clear()
         return out
 
 

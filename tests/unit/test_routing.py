@@ -7,10 +7,9 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
-from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
+from streams.engine import Outputs
 from streams.kafka_io import PartitionCache
-from streams.routing import restore_originals, route, slices
-from streams.settings import load_settings
+from streams.routing import route, slices
 
 pytestmark = pytest.mark.usefixtures("engine_impl")  # the engine's C loop and its Python loop
 
@@ -82,25 +81,6 @@ def test_an_invalid_event_keeps_its_place_so_the_others_keep_their_batch_index()
     assert [e.event_id if e is not None else None for e in events] == ["a", None, "c"]
     [dead] = out.dead_letters
     assert (dead.invalid.index, dead.invalid.reason) == (1, "missing_field")
-
-
-def test_an_event_beyond_the_retention_is_dead_lettered_with_its_original_bytes_and_index() -> None:
-    """The engine only has the decoded event; the pipeline restores the message's own bytes."""
-    settings = load_settings(env={})
-    (mine,) = users_on(4, 1)
-    day = 86_400_000
-    new = b'{"event_id":"new","user_id":"%s","type":"view","ts":%d}' % (mine.encode(), NOW - day)
-    old = b'{ "ts": %d, "event_id":"old","user_id":"%s","type":"view"}' % (NOW - 40 * day, mine.encode())
-    records = [Rec("ev", 4, 0, None, new), Rec("ev", 4, 1, None, b"[" + new + b" , " + old + b"]"),
-               Rec("ev", 4, 2, None, old)]
-    out = Outputs()
-    part = UserPartition(4, StateStore({}), RulesByApp(settings))
-    for p, messages in route(records, NOW, home, out).items():
-        assert p == 4
-        part.apply(messages, out)
-    restore_originals(out.dead_letters, records)
-    assert [(d.offset, d.invalid.reason, d.invalid.index, d.invalid.original) for d in out.dead_letters] == [
-        (1, "beyond_retention", 1, old), (2, "beyond_retention", None, old)]
 
 
 def test_too_far_in_the_future_is_judged_against_the_record_timestamp() -> None:

@@ -1,0 +1,51 @@
+"""Events older than the days the state keeps (SPEC section 2: counted exactly once however late,
+never dead-lettered for lateness, no alert retracted): the engine's side. The ledger and the rows it
+recomputes are tested on the embedded ClickHouse (tests/integration/test_late_events.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas.events import Event
+from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
+from streams.settings import load_settings
+from streams.state import event_hash
+
+pytestmark = pytest.mark.usefixtures("engine_impl")  # the engine's C loop and its Python loop
+
+D = 86_400_000
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def apply(part: UserPartition, events: list[Event], first: int) -> Outputs:
+    out = Outputs()
+    part.apply([("t", first + i, None, [e], -1) for i, e in enumerate(events)], out)
+    return out
+
+
+def test_an_event_45_days_late_is_counted_through_the_ledger_not_dead_lettered() -> None:
+    part = UserPartition(0, StateStore({}), RulesByApp(load_settings(env={})))
+    apply(part, [Event("now", "u", "login", T0 + 50 * D)], 0)
+    old = [Event("pay", "u", "payment", T0 + 5 * D, amount=12.5), Event("post", "v", "content_post", T0 + 5 * D),
+           Event("post", "v", "content_post", T0 + 5 * D),  # unknown user: nothing remembers it...
+           Event("pay", "u", "payment", T0 + 5 * D, amount=12.5)]  # a known user's state remembers it
+    out = apply(part, old, 1)
+    assert out.dead_letters == [] and out.alerts == []
+    day = (T0 + 5 * D) // D
+    assert out.cold == [("default", "u", day, event_hash("pay"), (1, 0, 1, 12_500_000, 0, 0, 0)),
+                        ("default", "v", day, event_hash("post"), (1, 0, 0, 0, 1, 0, 0)),
+                        ("default", "v", day, event_hash("post"), (1, 0, 0, 0, 1, 0, 0))]  # ...the ledger does
+    assert out.outcomes[("default", "late")] == 3 and out.outcomes[("default", "duplicate")] == 1
+    state = part.store.get(b"default\x1fu")
+    assert state is not None and set(state.days) == {(T0 + 50 * D) // D}  # no counters: the ledger has them
+    assert part.store.get(b"default\x1fv") is None  # no state made for a user known only from the past
+
+
+def test_a_copy_of_an_event_the_state_remembers_is_a_duplicate_even_past_the_retention() -> None:
+    settings = load_settings(env={}, rules__dedup_horizon_s=40 * 86_400)  # remember ids for 40 days
+    part = UserPartition(0, StateStore({}), RulesByApp(settings))
+    apply(part, [Event("e1", "u", "view", T0)], 0)
+    apply(part, [Event("clock", "w", "view", T0 + 35 * D)], 1)  # day T0 is now beyond the 32 days kept
+    out = apply(part, [Event("e1", "u", "view", T0), Event("e2", "u", "view", T0)], 2)
+    assert out.outcomes[("default", "duplicate")] == 1
+    assert [(c[1], c[3]) for c in out.cold] == [("u", event_hash("e2"))]
