@@ -30,7 +30,7 @@ from streams.engine import EPISODE_RULES, Outputs, RulesByApp, StateStore, UserP
 from streams.flush import Flusher, FlushJob
 from streams.kafka_io import PartitionCache, device_topic, reroute_topic
 from streams.localstate import is_rocksdb, partition_data, partition_keys
-from streams.metrics import Metrics
+from streams.metrics import AppLabels, Metrics
 from streams.ordering import InOrder
 from streams.routing import SLICE_BYTES, Record, restore_originals, route, slices
 from streams.settings import Settings
@@ -68,6 +68,7 @@ class Pipeline:
         self.metrics = metrics
         self.clock = clock
         self.rules = RulesByApp(settings)
+        self.app_label = AppLabels(settings.apps)  # metric label values of app ids (bounded)
         self.home = PartitionCache(partitions)  # user id -> partition
         self.device_home = PartitionCache(partitions)  # device key (app id, SEP, device id) -> partition
         self.users: dict[int, UserPartition] = {}
@@ -396,22 +397,8 @@ class Pipeline:
         return job
 
     def _record(self, out: Outputs) -> None:
-        m = self.metrics
-        for (app_id, outcome), n in out.outcomes.items():
-            app = self.app_label(app_id)
-            if outcome.startswith("invalid:"):
-                reason = outcome.split(":", 1)[1]
-                m.events.labels(app, "invalid", reason).inc(n)
-                m.dlq.labels(reason).inc(n)
-            elif outcome == "rerouted":
-                m.rerouted.inc(n)
-            elif outcome == "replayed":
-                m.events.labels(app, "duplicate", "replay").inc(n)
-            else:
-                m.events.labels(app, outcome, "").inc(n)
-        for alert in out.alerts:
-            m.alerts.labels(self.app_label(alert.app_id), alert.rule, alert.status).inc()
-        m.messages.labels(self.settings.events_topic).inc(out.messages)
+        """A durable job's outcomes, alerts and messages in the metrics."""
+        self.metrics.record_outputs(out, self.app_label, self.settings.events_topic)
 
     def state_lines(self) -> list[str]:
         """The pipeline's state for the stall dump (counts only)."""
@@ -419,11 +406,6 @@ class Pipeline:
         return [f"pipeline: pending messages={len(self.pending)} buffered outputs={self.buffered()} "
                 f"lock held={self.lock.locked()} job={'none' if job is None else 'done' if job.done() else 'running'} "
                 f"flush started={self.flush_started}"]
-
-    def app_label(self, app_id: str) -> str:
-        """Metric label for an app: configured apps by name, any other (or none readable, for invalid
-        events) as 'other' (bounded cardinality)."""
-        return app_id if app_id == "default" or app_id in self.settings.apps else "other"
 
     def snapshot_gauges(self) -> None:
         now = self.clock()
