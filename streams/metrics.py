@@ -51,7 +51,9 @@ class Metrics:
             registry=r,
         )
         self.dlq = Counter(
-            "vitals_dlq_records_total", "Records written to the dead-letter topic", ["reason"], registry=r
+            "vitals_dlq_records_total",
+            "Records written to the dead-letter topic (internal_undecodable: a record of an internal topic)",
+            ["reason"], registry=r,
         )
         self.rerouted = Counter(
             "vitals_events_rerouted_total", "Events forwarded to their user's partition", registry=r
@@ -186,7 +188,7 @@ class Metrics:
 
     def record_outputs(self, out: Outputs, app_label: AppLabels, topic: str) -> None:
         """What a durable flush job's messages came to: outcomes per app (``invalid:<reason>`` also a
-        dead letter), alerts, messages of ``topic``.
+        dead letter; ``dlq:<reason>`` a dead letter that is no event), alerts, messages of ``topic``.
         Counts are summed per label first: a flush of 100k apps touches a handful of series."""
         events: Tally[tuple[str, str, str]] = Tally()
         for (app_id, outcome), n in out.outcomes.items():
@@ -194,6 +196,8 @@ class Metrics:
                 reason = outcome[8:]
                 events[(app_label(app_id), "invalid", reason)] += n
                 self.dlq.labels(reason).inc(n)
+            elif outcome.startswith("dlq:"):
+                self.dlq.labels(outcome[4:]).inc(n)
             elif outcome == "rerouted":
                 self.rerouted.inc(n)
             elif outcome == "replayed":

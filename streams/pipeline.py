@@ -25,7 +25,7 @@ from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
 from sinks.kafka import dead_letter_key, dead_letter_record
 from streams.collector import PacedCollector
 from streams.delivery import InFlight, OutRecord
-from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder, obs_records
+from streams.devices import DeviceObservations, DevicePartition, decoded_observations, obs_encoder, obs_records
 from streams.engine import EPISODE_RULES, Outputs, RulesByApp, StateStore, UserPartition, activity_columns
 from streams.flush import Flusher, FlushJob
 from streams.kafka_io import PartitionCache, device_topic, reroute_topic
@@ -243,7 +243,8 @@ class Pipeline:
         now_ms = int(started * 1000)
         out = self.out
         n_alerts = len(out.alerts)
-        routed = route(events, now_ms, self.home, out, self.settings.processing.native_engine)
+        routed = route(events, now_ms, self.home, out, self.settings.processing.native_engine,
+                       reroute_topic(self.settings))
         n_dead = len(out.dead_letters)
         for p, messages in routed.items():
             up = self.users[p]
@@ -264,9 +265,8 @@ class Pipeline:
         async with self.lock:
             started = self.clock()
             alerts: list[Alert] = []
-            for msg in events:
-                batch = obs_decoder.decode(msg.value)  # type: ignore[arg-type]
-                self.device_partition(msg.partition).apply(batch, alerts)
+            for p, batch in decoded_observations(events, self.partitions, self.out):
+                self.device_partition(p).apply(batch, alerts)
             self.pending.extend(events)
             if alerts:
                 self.out.alerts.extend(alerts)

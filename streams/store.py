@@ -12,7 +12,7 @@ import orjson
 
 from schemas import alerts as A
 from schemas.alerts import Alert
-from schemas.events import Event, Invalid
+from schemas.events import Event, Invalid, Reason
 from streams import rules as R
 from streams.dedup import INLINE_IDS, SealedIds
 from streams.deepjson import dumps_deep
@@ -29,6 +29,13 @@ class DeadLetter:
     key: bytes | None
 
 
+def internal_undecodable(why: str, original: bytes | None, index: int | None = None) -> Invalid:
+    """A record of an internal topic that does not decode, as a dead letter's cause: vitals wrote
+    no such record (a foreign writer, a corrupted log), and processing it again would fail again,
+    so it is dead-lettered and committed past like invalid input instead of stopping the worker."""
+    return Invalid(Reason.INTERNAL_UNDECODABLE, why, original or b"", index)
+
+
 @dataclass
 class Outputs:
     """What processing produced since the last flush."""
@@ -41,7 +48,8 @@ class Outputs:
     # changed (key, day, app_id, user_id, partition) rows, a set in insertion order: the flush reads
     # their states in the order they were touched, not scattered over memory in hash order (6x faster)
     dirty_rows: dict[tuple[bytes, int, str, str, int], None] = field(default_factory=dict)
-    # (app_id, outcome): accepted/duplicate/late/replayed/rerouted/invalid:<reason>; app "" when unreadable
+    # (app_id, outcome): accepted/duplicate/late/replayed/rerouted/invalid:<reason>; app "" when unreadable;
+    # dlq:<reason> for a dead letter that is no event (a device-observation record)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     messages: int = 0
 
