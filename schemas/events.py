@@ -54,6 +54,9 @@ class Reason(enum.StrEnum):
     BAD_AMOUNT = "bad_amount"
     MISSING_AMOUNT = "missing_amount"
     BEYOND_RETENTION = "beyond_retention"
+    # a record of an internal topic (<app_id>-reroute, <app_id>-device-obs) that does not decode:
+    # vitals wrote none such, so the message says which decoder refused it and why
+    INTERNAL_UNDECODABLE = "internal_undecodable"
 
 
 class Event(msgspec.Struct, gc=False, forbid_unknown_fields=True):

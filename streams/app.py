@@ -269,7 +269,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
             check_stalls(committed, ends)
         try:
             await asyncio.get_running_loop().run_in_executor(
-                pipeline.flusher.executor, gauges.product_gauges, ch, metrics, settings.rules_for
+                pipeline.flusher.executor, gauges.product_gauges, ch, metrics, pipeline.app_label, pipeline.rules
             )
         except Exception as exc:
             log.warning("gauge refresh failed: %s", type(exc).__name__)

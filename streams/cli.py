@@ -71,7 +71,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     vitals.metrics.up.set(1)
     from schemas.alerts import RULES
 
-    vitals.metrics.init_series(("user_activity_daily", "alerts"), RULES, ("default", *settings.apps))
+    vitals.metrics.init_series(("user_activity_daily", "alerts"), RULES, vitals.pipeline.app_label.values)
     log.info("metrics on http://%s:%d/metrics, %d partitions", settings.metrics_host, settings.metrics_port, partitions)
     worker = Worker(vitals.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
     _tune_runtime(settings.processing, vitals.pipeline, vitals.metrics)

@@ -6,30 +6,42 @@ Device observations arrive regrouped by device on an internal topic; each messag
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 from schemas.alerts import Alert, make_alert
+from schemas.events import MIN_TS_MS
 from streams import rules as R
-from streams.engine import RulesByApp
-from streams.state import NONE, SEP, DeviceState, decode_device, encode
+from streams.engine import DeadLetter, Outputs, RulesByApp
+from streams.routing import Record
+from streams.state import DAY_MS, NONE, SEP, DeviceState, decode_device, encode
+from streams.store import internal_undecodable
 
 DEVICE_KEEP_DAYS = 3
 OBS_RECORD_BYTES = 256 * 1024  # a device-obs record's size at most (SPEC section 4: every record < 512 KiB)
+# bounds a record must keep to be taken (the engine writes event times >= MIN_TS_MS, at most a day
+# ahead of the clock): within them no alert field or state computed from a record leaves int64
+MAX_OBS_TS_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+Day = Annotated[int, Meta(ge=MIN_TS_MS // DAY_MS, le=MAX_OBS_TS_MS // DAY_MS)]
+Ts = Annotated[int, Meta(ge=MIN_TS_MS, le=MAX_OBS_TS_MS)]
+Watermark = Annotated[int, Meta(ge=-MAX_OBS_TS_MS, le=MAX_OBS_TS_MS)]
+UserId = Annotated[str, Meta(min_length=1, max_length=128)]
 
 
 class DeviceObservations(msgspec.Struct, array_like=True):
-    app_id: str
-    device_id: str
-    obs: list[tuple[int, str, int]]  # (day, user_id, ts)
+    app_id: Annotated[str, Meta(max_length=64)]  # "" only in a beacon (no observations)
+    device_id: Annotated[str, Meta(max_length=128)]
+    obs: list[tuple[Day, UserId, Ts]]  # (day, user_id, ts)
     source: int = -1  # the user partition that saw them
     # the source's watermark when its previous flush completed: every observation in this
     # message was made at a watermark >= this, so pruning by the minimum never loses one in flight
-    source_watermark: int = NONE
+    source_watermark: Watermark = NONE
     # the source's watermark when this message was taken for a flush (>= the watermark at each
     # observation): the ``triggered_at`` of the alerts the message decides
-    watermark: int = NONE
+    watermark: Watermark = NONE
 
 
 class DeviceMeta(msgspec.Struct, array_like=True):
@@ -55,6 +67,42 @@ def obs_records(batch: DeviceObservations) -> list[bytes]:
     half = len(obs) // 2
     return [*obs_records(msgspec.structs.replace(batch, obs=obs[:half])),
             *obs_records(msgspec.structs.replace(batch, obs=obs[half:]))]
+
+
+class BadObservations(ValueError):
+    """A device-observation record vitals cannot have written."""
+
+
+def decode_observations(value: bytes | None, n_sources: int | None = None) -> DeviceObservations:
+    """One record of the device-observation topic, checked (BadObservations: not msgpack, truncated,
+    not the struct, values out of their bounds, a source partition that does not exist among
+    ``n_sources``, when given)."""
+    try:
+        batch = obs_decoder.decode(value or b"")
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise BadObservations(f"not device observations: {exc}") from None
+    if n_sources is not None and not -1 <= batch.source < n_sources:
+        raise BadObservations(f"source partition {batch.source} is not one of the {n_sources} partitions")
+    if batch.obs and not (batch.app_id and batch.device_id):
+        raise BadObservations("observations without an app id or a device id")
+    return batch
+
+
+def decoded_observations(records: Sequence[Record], n_sources: int, out: Outputs
+                         ) -> list[tuple[int, DeviceObservations]]:
+    """Each record's observations with its partition, in order. A record that does not decode is
+    dead-lettered (``internal_undecodable``, counted as ``dlq:<reason>``: it is no event) into
+    ``out``, so the flush that delivers the dead letter commits past it: a worker does not stop
+    on it at every restart."""
+    decoded = []
+    for msg in records:
+        try:
+            decoded.append((msg.partition, decode_observations(msg.value, n_sources)))
+        except BadObservations as exc:
+            cause = internal_undecodable(f"{msg.topic}: {exc}", msg.value)
+            out.dead_letters.append(DeadLetter(cause, msg.topic, msg.partition, msg.offset, msg.key))
+            out.outcomes[("", "dlq:" + cause.reason)] += 1
+    return decoded
 
 
 def device_key(app_id: str, device_id: str) -> bytes:

@@ -77,6 +77,8 @@ _NO_STATE = UserState(first_ts=NONE)
 # the Kafka record's timestamp (epoch ms; negative: none, and stream time is not capped)
 MessageEvents = tuple[str, int, bytes | None, list[Event | None], int]
 NO_CAP = (1 << 63) - 1  # the stream-time cap of a message without a record timestamp
+# the outcome of an event older than the state's days (vitals_events_total{outcome="late", reason="beyond_state"})
+LATE_BEYOND_STATE = "late:beyond_state"
 
 
 def resolve(alerts: list[A.Alert], state: UserState, ts: int, is_login: bool, app_id: str, user_id: str,
@@ -432,7 +434,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
             if slot == PAYMENTS:
                 counts[AMOUNT_MICROS] = to_micros(event.amount)
         out.cold.append((app_id, user_id, event.ts // DAY_MS, h, tuple(counts)))  # type: ignore[arg-type]
-        out.outcomes[(app_id, "late")] += 1
+        out.outcomes[(app_id, LATE_BEYOND_STATE)] += 1
 
     def _end_run(
         self, key: bytes, app_id: str | None, state: UserState, moved: int, off_events: int, off_reroute: int

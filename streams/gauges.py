@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from sinks.clickhouse import ClickHouse
 from streams.kafka_io import committed_offsets, device_topic, end_offsets, reroute_topic
-from streams.metrics import Metrics
+from streams.metrics import AppLabels, Metrics
 from streams.settings import RuleSettings, Settings
 
 Offsets = dict[tuple[str, int], int]
@@ -47,14 +48,28 @@ GROUP BY app_id
 """
 
 
-def product_gauges(ch: ClickHouse, metrics: Metrics, rules_for: Callable[[str], RuleSettings]) -> None:
-    """DAU, next-day retention and complaint rate of the last closed day, per app (from ClickHouse),
-    and the app's alert thresholds for the last two."""
-    for app_id, dau, complainers, cohort, retained in ch.query(PRODUCT_SQL):
-        rules = rules_for(app_id)
-        metrics.retention_threshold.labels(app_id).set(rules.retention_alert_below)
-        metrics.complaint_threshold.labels(app_id).set(rules.complaint_rate_alert_above)
-        metrics.dau.labels(app_id).set(dau)
-        metrics.complaint_rate.labels(app_id).set(complainers / dau if dau else 0.0)
+def pool_by_label(rows: Iterable[Sequence[Any]], labels: AppLabels) -> dict[str, tuple[int, int, int, int]]:
+    """``PRODUCT_SQL``'s rows (app id, DAU, complainers, cohort, retained) summed per app label: a
+    configured app's own figures, and those of every other app pooled under ``other`` (the users
+    are distinct per app, so the sums count (app, user) pairs; each app at its own last closed day)."""
+    pooled: dict[str, tuple[int, int, int, int]] = {}
+    for app_id, dau, complainers, cohort, retained in rows:
+        label = labels(app_id)
+        d, c, n, r = pooled.get(label, (0, 0, 0, 0))
+        pooled[label] = (d + int(dau), c + int(complainers), n + int(cohort), r + int(retained))
+    return pooled
+
+
+def product_gauges(ch: ClickHouse, metrics: Metrics, labels: AppLabels, rules_for: Callable[[str], RuleSettings]
+                   ) -> None:
+    """DAU, next-day retention and complaint rate of the last closed day, per app label (from
+    ClickHouse; ``other``: pooled over the apps not configured, see :func:`pool_by_label`), and the
+    label's alert thresholds for the last two (``other``: the default rules, which those apps use)."""
+    for label, (dau, complainers, cohort, retained) in pool_by_label(ch.query(PRODUCT_SQL), labels).items():
+        rules = rules_for(label)
+        metrics.retention_threshold.labels(label).set(rules.retention_alert_below)
+        metrics.complaint_threshold.labels(label).set(rules.complaint_rate_alert_above)
+        metrics.dau.labels(label).set(dau)
+        metrics.complaint_rate.labels(label).set(complainers / dau if dau else 0.0)
         if cohort:
-            metrics.retention.labels(app_id).set(retained / cohort)
+            metrics.retention.labels(label).set(retained / cohort)

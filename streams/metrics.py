@@ -1,11 +1,40 @@
 """Prometheus metrics of a vitals worker. Labels are bounded sets only: outcome/reason codes,
-rule names, statuses, sink names, partitions and app ids — never user or device ids."""
+rule names, statuses, sink names, partitions and app labels (:class:`AppLabels`: configured apps
+by name, every other app as ``other``) — never user or device ids, never a raw app id."""
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+if TYPE_CHECKING:
+    from streams.store import Outputs
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+OTHER_APP = "other"
+
+
+class AppLabels:
+    """The one mapping of app ids to metric label values, used by every metric with an app label
+    (``vitals_events_total``, ``vitals_alerts_total``, the product gauges): ``default`` and the apps
+    configured under ``[apps.<name>]`` keep their name, any other app id (and an unreadable one,
+    "") is ``other``. A tenant flood of 100k app ids thus adds no series."""
+
+    __slots__ = ("configured",)
+
+    def __init__(self, configured: Iterable[str]) -> None:
+        self.configured = frozenset(("default", *configured))
+
+    def __call__(self, app_id: str) -> str:
+        return app_id if app_id in self.configured else OTHER_APP
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        """Every label value an app can get."""
+        return (*sorted(self.configured), OTHER_APP)
 
 
 class Metrics:
@@ -16,12 +45,15 @@ class Metrics:
         )
         self.events = Counter(
             "vitals_events_total",
-            "Events by app and outcome (accepted, duplicate, late, invalid)",
+            "Events by app and outcome (accepted, duplicate, late, invalid; app: 'default' or an app configured "
+            "under [apps.*], else 'other')",
             ["app", "outcome", "reason"],
             registry=r,
         )
         self.dlq = Counter(
-            "vitals_dlq_records_total", "Records written to the dead-letter topic", ["reason"], registry=r
+            "vitals_dlq_records_total",
+            "Records written to the dead-letter topic (internal_undecodable: a record of an internal topic)",
+            ["reason"], registry=r,
         )
         self.rerouted = Counter(
             "vitals_events_rerouted_total", "Events forwarded to their user's partition", registry=r
@@ -45,8 +77,8 @@ class Metrics:
             registry=r,
         )
         self.alerts = Counter(
-            "vitals_alerts_total", "Alerts emitted (app: a configured app id, else 'other')", ["app", "rule", "status"],
-            registry=r,
+            "vitals_alerts_total", "Alerts emitted (app: 'default' or an app configured under [apps.*], else 'other')",
+            ["app", "rule", "status"], registry=r,
         )
         self.open_episodes = Gauge("vitals_open_episodes", "Open alert episodes held in state", ["rule"], registry=r)
         self.watermark = Gauge(
@@ -97,16 +129,25 @@ class Metrics:
             registry=r,
         )
         self.assigned = Gauge("vitals_assigned_partitions", "Event partitions assigned to this worker", registry=r)
-        self.dau = Gauge("vitals_product_dau", "Daily active users of the last closed day", ["app_id"], registry=r)
+        # product figures per app label: for app_id="other", pooled over every app not configured
+        # (each at its own last closed day D): DAU summed, the ratios over the pooled users
+        self.dau = Gauge(
+            "vitals_product_dau",
+            "Daily active users of the last closed day (app_id 'other': summed over the apps not configured)",
+            ["app_id"],
+            registry=r,
+        )
         self.retention = Gauge(
             "vitals_product_next_day_retention_ratio",
-            "Share of users first seen on D-1 active on D (last closed day)",
+            "Share of users first seen on D-1 active on D (last closed day; app_id 'other': retained users over "
+            "cohort users, pooled over the apps not configured)",
             ["app_id"],
             registry=r,
         )
         self.complaint_rate = Gauge(
             "vitals_product_complaint_rate_ratio",
-            "Users with a complaint on D / users active on D (last closed day)",
+            "Users with a complaint on D / users active on D (last closed day; app_id 'other': pooled over the "
+            "apps not configured)",
             ["app_id"],
             registry=r,
         )
@@ -114,13 +155,13 @@ class Metrics:
         # per app): the shipped alerting rules compare the figures above with them
         self.retention_threshold = Gauge(
             "vitals_product_next_day_retention_alert_below",
-            "Next-day retention below this share alerts (rules.retention_alert_below)",
+            "Next-day retention below this share alerts (rules.retention_alert_below; app_id 'other': the default)",
             ["app_id"],
             registry=r,
         )
         self.complaint_threshold = Gauge(
             "vitals_product_complaint_rate_alert_above",
-            "Complaint rate above this share alerts (rules.complaint_rate_alert_above)",
+            "Complaint rate above this share alerts (rules.complaint_rate_alert_above; app_id 'other': the default)",
             ["app_id"],
             registry=r,
         )
@@ -144,6 +185,33 @@ class Metrics:
                     self.alerts.labels(app, rule, status)
             for outcome in ("accepted", "duplicate", "late"):
                 self.events.labels(app, outcome, "")
+
+    def record_outputs(self, out: Outputs, app_label: AppLabels, topic: str) -> None:
+        """What a durable flush job's messages came to: outcomes per app (``invalid:<reason>`` also a
+        dead letter; ``dlq:<reason>`` a dead letter that is no event), alerts, messages of ``topic``.
+        Counts are summed per label first: a flush of 100k apps touches a handful of series."""
+        events: Tally[tuple[str, str, str]] = Tally()
+        for (app_id, outcome), n in out.outcomes.items():
+            if outcome.startswith("invalid:"):
+                reason = outcome[8:]
+                events[(app_label(app_id), "invalid", reason)] += n
+                self.dlq.labels(reason).inc(n)
+            elif outcome.startswith("dlq:"):
+                self.dlq.labels(outcome[4:]).inc(n)
+            elif outcome == "rerouted":
+                self.rerouted.inc(n)
+            elif outcome == "replayed":
+                events[(app_label(app_id), "duplicate", "replay")] += n
+            elif outcome.startswith("late:"):  # late:beyond_state, the late-events ledger's (sinks/late.py)
+                events[(app_label(app_id), "late", outcome[5:])] += n
+            else:
+                events[(app_label(app_id), outcome, "")] += n
+        for labels, n in events.items():
+            self.events.labels(*labels).inc(n)
+        alerts = Tally((app_label(a.app_id), a.rule, a.status) for a in out.alerts)
+        for labels, n in alerts.items():
+            self.alerts.labels(*labels).inc(n)
+        self.messages.labels(topic).inc(out.messages)
 
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)

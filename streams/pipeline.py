@@ -26,12 +26,12 @@ from sinks.kafka import dead_letter_key, dead_letter_record
 from sinks.late import LateSink
 from streams.collector import PacedCollector
 from streams.delivery import InFlight, OutRecord
-from streams.devices import DeviceObservations, DevicePartition, obs_decoder, obs_encoder, obs_records
+from streams.devices import DeviceObservations, DevicePartition, decoded_observations, obs_encoder, obs_records
 from streams.engine import EPISODE_RULES, Outputs, RulesByApp, StateStore, UserPartition, activity_columns
 from streams.flush import Flusher, FlushJob
 from streams.kafka_io import PartitionCache, device_topic, reroute_topic
 from streams.localstate import is_rocksdb, partition_data, partition_keys
-from streams.metrics import Metrics
+from streams.metrics import AppLabels, Metrics
 from streams.ordering import InOrder
 from streams.routing import SLICE_BYTES, Record, route, slices
 from streams.settings import Settings
@@ -70,6 +70,7 @@ class Pipeline:
         self.metrics = metrics
         self.clock = clock
         self.rules = RulesByApp(settings)
+        self.app_label = AppLabels(settings.apps)  # metric label values of app ids (bounded)
         self.home = PartitionCache(partitions)  # user id -> partition
         self.device_home = PartitionCache(partitions)  # device key (app id, SEP, device id) -> partition
         self.users: dict[int, UserPartition] = {}
@@ -244,7 +245,8 @@ class Pipeline:
         now_ms = int(started * 1000)
         out = self.out
         n_alerts = len(out.alerts)
-        routed = route(events, now_ms, self.home, out, self.settings.processing.native_engine)
+        routed = route(events, now_ms, self.home, out, self.settings.processing.native_engine,
+                       reroute_topic(self.settings))
         for p, messages in routed.items():
             up = self.users[p]
             before = len(out.alerts)
@@ -262,9 +264,8 @@ class Pipeline:
         async with self.lock:
             started = self.clock()
             alerts: list[Alert] = []
-            for msg in events:
-                batch = obs_decoder.decode(msg.value)  # type: ignore[arg-type]
-                self.device_partition(msg.partition).apply(batch, alerts)
+            for p, batch in decoded_observations(events, self.partitions, self.out):
+                self.device_partition(p).apply(batch, alerts)
             self.pending.extend(events)
             if alerts:
                 self.out.alerts.extend(alerts)
@@ -395,22 +396,8 @@ class Pipeline:
         return job
 
     def _record(self, out: Outputs) -> None:
-        m = self.metrics
-        for (app_id, outcome), n in out.outcomes.items():
-            app = self.app_label(app_id)
-            if outcome.startswith("invalid:"):
-                reason = outcome.split(":", 1)[1]
-                m.events.labels(app, "invalid", reason).inc(n)
-                m.dlq.labels(reason).inc(n)
-            elif outcome == "rerouted":
-                m.rerouted.inc(n)
-            elif outcome == "replayed":
-                m.events.labels(app, "duplicate", "replay").inc(n)
-            else:
-                m.events.labels(app, outcome, "").inc(n)
-        for alert in out.alerts:
-            m.alerts.labels(self.app_label(alert.app_id), alert.rule, alert.status).inc()
-        m.messages.labels(self.settings.events_topic).inc(out.messages)
+        """A durable job's outcomes, alerts and messages in the metrics."""
+        self.metrics.record_outputs(out, self.app_label, self.settings.events_topic)
 
     def state_lines(self) -> list[str]:
         """The pipeline's state for the stall dump (counts only)."""
@@ -418,11 +405,6 @@ class Pipeline:
         return [f"pipeline: pending messages={len(self.pending)} buffered outputs={self.buffered()} "
                 f"lock held={self.lock.locked()} job={'none' if job is None else 'done' if job.done() else 'running'} "
                 f"flush started={self.flush_started}"]
-
-    def app_label(self, app_id: str) -> str:
-        """Metric label for an app: configured apps by name, any other (or none readable, for invalid
-        events) as 'other' (bounded cardinality)."""
-        return app_id if app_id == "default" or app_id in self.settings.apps else "other"
 
     def snapshot_gauges(self) -> None:
         now = self.clock()

@@ -113,12 +113,15 @@ def flagged_devices(ch: ClickHouse) -> dict[tuple[str, str], int]:
 
 async def device_users(settings: Settings) -> dict[tuple[str, str], dict[int, set[str]]]:
     """(app_id, device_id) -> day -> distinct users, from the worker's device-observation topic."""
-    from streams.devices import obs_decoder
+    from streams.devices import BadObservations, decode_observations
     from streams.kafka_io import device_topic, read_topic
 
     seen: dict[tuple[str, str], dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
     for record in await read_topic(settings.kafka, device_topic(settings)):
-        batch = obs_decoder.decode(record.value)
+        try:
+            batch = decode_observations(record.value)
+        except BadObservations:  # not vitals' (the worker dead-lettered it)
+            continue
         for day, user, _ts in batch.obs:
             seen[(batch.app_id, batch.device_id)][day].add(user)
     return seen

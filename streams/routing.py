@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from schemas.events import NATIVE_DECODER, Event, Invalid, decode_message
 from streams.engine import DeadLetter, MessageEvents, Outputs, event_json
+from streams.store import internal_undecodable
 
 
 class Record(Protocol):
@@ -36,11 +37,13 @@ class Homes(Protocol):
     def elsewhere(self, events: list[Any], partition: int) -> list[tuple[int, int]]: ...
 
 
-def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, native: bool = NATIVE_DECODER
-          ) -> dict[int, list[MessageEvents]]:
+def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, native: bool = NATIVE_DECODER,
+          internal_topic: str = "") -> dict[int, list[MessageEvents]]:
     """Per source partition, its messages' events for ``UserPartition.apply``, in order; dead
     letters, reroutes and their outcomes go to ``out``. ``native``: the C decoder first.
-    ``now_ms``: the wall clock, for records without a timestamp."""
+    ``now_ms``: the wall clock, for records without a timestamp. ``internal_topic`` (the reroute topic)
+    holds only valid events vitals wrote: what does not decode there is dead-lettered as
+    ``internal_undecodable``, the decoder's reason in its message."""
     per_partition: dict[int, list[MessageEvents]] = {}
     for msg in records:
         # "too far in the future" is judged against the record's timestamp (SPEC section 1), so a
@@ -49,9 +52,12 @@ def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, nat
         decoded, invalid = decode_message(msg.value, record_ts if record_ts >= 0 else now_ms, native)
         kept: list[Event | None] = decoded  # type: ignore[assignment]
         if invalid:
+            internal = msg.topic == internal_topic
             for inv in invalid:
-                out.dead_letters.append(DeadLetter(inv, msg.topic, msg.partition, msg.offset, msg.key))
-                out.outcomes[("", "invalid:" + inv.reason)] += 1
+                cause = internal_undecodable(f"{msg.topic}: {inv.reason}: {inv.message}", inv.original,
+                                             inv.index) if internal else inv
+                out.dead_letters.append(DeadLetter(cause, msg.topic, msg.partition, msg.offset, msg.key))
+                out.outcomes[("", "invalid:" + cause.reason)] += 1
             if decoded:
                 kept = _at_batch_index(decoded, invalid)
         partition = msg.partition

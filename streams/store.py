@@ -12,7 +12,7 @@ import orjson
 
 from schemas import alerts as A
 from schemas.alerts import Alert
-from schemas.events import Event, Invalid
+from schemas.events import Event, Invalid, Reason
 from sinks.late import ColdEvent
 from streams import rules as R
 from streams.dedup import INLINE_IDS, SealedIds
@@ -30,6 +30,13 @@ class DeadLetter:
     key: bytes | None
 
 
+def internal_undecodable(why: str, original: bytes | None, index: int | None = None) -> Invalid:
+    """A record of an internal topic that does not decode, as a dead letter's cause: vitals wrote
+    no such record (a foreign writer, a corrupted log), and processing it again would fail again,
+    so it is dead-lettered and committed past like invalid input instead of stopping the worker."""
+    return Invalid(Reason.INTERNAL_UNDECODABLE, why, original or b"", index)
+
+
 @dataclass
 class Outputs:
     """What processing produced since the last flush."""
@@ -44,7 +51,8 @@ class Outputs:
     dirty_rows: dict[tuple[bytes, int, str, str, int], None] = field(default_factory=dict)
     # events older than the days the state keeps, for the late-events ledger (sinks/late.py)
     cold: list[ColdEvent] = field(default_factory=list)
-    # (app_id, outcome): accepted/duplicate/late/replayed/rerouted/invalid:<reason>; app "" when unreadable
+    # (app_id, outcome): accepted/duplicate/late/late:beyond_state/replayed/rerouted/invalid:<reason>; app ""
+    # when unreadable; dlq:<reason> for a dead letter that is no event (a device-observation record)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     messages: int = 0
 
@@ -164,39 +172,45 @@ def event_json(event: Event) -> bytes:
 
 
 class RulesByApp:
+    """Rule settings per app id, for the engine and the device stage (``rules(app_id)``, also
+    called from the engine's C loop, with :meth:`periods`, :attr:`lateness_ms` and :attr:`skew_ms`).
+
+    Bounded whatever the app ids seen: the apps configured under ``[apps.<name>]`` get their own
+    objects, built once here; every other app id shares the one default object (SPEC: a tenant
+    flood of 100k app ids must not grow memory), so there is nothing to cache per app."""
+
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._cache: dict[str, RuleSettings] = {}
-        self._periods: dict[str, tuple[int, int, int]] = {}
+        self._default = settings.rules
+        self._configured: dict[str, RuleSettings] = {app: settings.rules_for(app) for app in settings.apps}
+        self._default_periods = _absence_periods(self._default)
+        self._periods = {app: _absence_periods(rules) for app, rules in self._configured.items()}
         self.lateness_ms = settings.rules.allowed_lateness_s * 1000
         self.skew_ms = settings.rules.max_clock_skew_s * 1000
 
     def __call__(self, app_id: str) -> RuleSettings:
-        rules = self._cache.get(app_id)
-        if rules is None:
-            rules = self._cache[app_id] = self._settings.rules_for(app_id)
-        return rules
+        return self._configured.get(app_id, self._default)
 
     def periods(self, app_id: str) -> tuple[int, int, int]:
         """The app's absence periods in ms: no login (short), no login (long), no interaction."""
-        periods = self._periods.get(app_id)
-        if periods is None:
-            rules = self(app_id)
-            periods = self._periods[app_id] = (
-                R.absence_period_ms(A.NO_LOGIN_SHORT, rules),
-                R.absence_period_ms(A.NO_LOGIN_LONG, rules),
-                R.absence_period_ms(A.NO_INTERACTION, rules),
-            )
-        return periods
+        return self._periods.get(app_id, self._default_periods)
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        """Entries held per app (rule objects, periods): the configured apps only."""
+        return len(self._configured), len(self._periods)
 
     @property
     def max_dedup_ms(self) -> int:
-        apps = ["", *self._settings.apps]
-        return max(self(app).dedup_horizon_s for app in apps) * 1000
+        return max(rules.dedup_horizon_s for rules in (self._default, *self._configured.values())) * 1000
 
     @property
     def keep_days(self) -> int:
-        return max(
-            [self._settings.rules.retention_days_needed]
-            + [self(app).retention_days_needed for app in self._settings.apps]
-        )
+        return max(rules.retention_days_needed for rules in (self._default, *self._configured.values()))
+
+
+def _absence_periods(rules: RuleSettings) -> tuple[int, int, int]:
+    return (
+        R.absence_period_ms(A.NO_LOGIN_SHORT, rules),
+        R.absence_period_ms(A.NO_LOGIN_LONG, rules),
+        R.absence_period_ms(A.NO_INTERACTION, rules),
+    )

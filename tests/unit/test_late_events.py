@@ -35,7 +35,7 @@ def test_an_event_45_days_late_is_counted_through_the_ledger_not_dead_lettered()
     assert out.cold == [("default", "u", day, event_hash("pay"), (1, 0, 1, 12_500_000, 0, 0, 0)),
                         ("default", "v", day, event_hash("post"), (1, 0, 0, 0, 1, 0, 0)),
                         ("default", "v", day, event_hash("post"), (1, 0, 0, 0, 1, 0, 0))]  # ...the ledger does
-    assert out.outcomes[("default", "late")] == 3 and out.outcomes[("default", "duplicate")] == 1
+    assert out.outcomes[("default", "late:beyond_state")] == 3 and out.outcomes[("default", "duplicate")] == 1
     state = part.store.get(b"default\x1fu")
     assert state is not None and set(state.days) == {(T0 + 50 * D) // D}  # no counters: the ledger has them
     assert part.store.get(b"default\x1fv") is None  # no state made for a user known only from the past
