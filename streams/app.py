@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,16 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
+def queued_bytes(channels: Iterable[Any]) -> int:
+    """Bytes of the fetches queued for the agents (a put goes to the queue of each agent iterating a
+    channel; a rebalance empties them), as the memory budget counts them."""
+    total = 0
+    for channel in channels:
+        for subscriber in list(getattr(channel, "_subscribers", ())):
+            total += sum(getattr(f, "size", 0) for f in list(getattr(subscriber.queue, "_queue", ())))
+    return total
+
+
 def build_app(settings: Settings, partitions: int, metrics: Metrics | None = None) -> VitalsApp:
     """Build (not start) the Faust app. No I/O here."""
     ProducerBuffer.max_messages = 10_000  # a class attribute in Faust (see NOTES), not a setting
@@ -196,6 +206,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
 
     pipeline.order = InOrder(start_offset)
     pipeline.accepting = lambda: not app.rebalancing
+    pipeline.queued_bytes = lambda: queued_bytes((user_fetches, device_fetches))
     pipeline.reseek = lambda: app.consumer.perform_seek()
     pipeline.faults = pipeline.flusher.faults = faults = Faults.from_env(os.environ)
     if faults.path is not None:  # crash points of the fault tests, also while tables recover

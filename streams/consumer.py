@@ -54,6 +54,7 @@ from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AppT, ChannelT
 
+from streams.budget import message_bytes
 from streams.restore import BulkRestore
 
 
@@ -64,6 +65,7 @@ class Fetched:
 
     generation: int
     records: Sequence[Any]
+    size: int = 0  # bytes, as the memory budget counts them (streams/budget.py)
 
 
 def lean_routes(app: AppT) -> Mapping[str, ChannelT]:
@@ -230,7 +232,7 @@ class LeanConsumer(faust_aiokafka.Consumer):
                 await self.wait_first(flow_control.acquire(), self.suspend_flow.wait())
             if not (self._live(generation) and flow_control.is_active()):
                 return  # a rebalance began: it seeks to the committed offsets, these come again
-            await self._put(channel, Fetched(generation, batch))
+            await self._put(channel, Fetched(generation, batch, message_bytes(batch)))
 
     async def _put(self, channel: ChannelT, fetched: Fetched) -> None:
         """Queue a fetch for the channel's agent, waiting while its queue is full, unless a rebalance

@@ -14,6 +14,10 @@ Points (in the order a batch passes them):
 * ``inserted`` — after the ClickHouse insert, before the changelogs;
 * ``changelog`` — after the changelogs were delivered, before the source offsets are acknowledged;
 * ``recovery`` — while the tables are being restored from their changelogs.
+
+One more kind of plan entry is an outage, not a crash: ``["clickhouse_outage", seconds]`` makes every
+ClickHouse write of the sinks fail as the retriable outage it would be (``SinkBackpressure``: the
+flush job retries it) from the first write on, for that many seconds; the engine itself stays up.
 """
 
 from __future__ import annotations
@@ -22,12 +26,16 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from sinks.base import SinkBackpressure
 
 log = logging.getLogger("vitals.faults")
 
 POINTS = ("batch", "kafka", "clickhouse", "inserted", "changelog", "recovery")
+OUTAGES = ("clickhouse_outage",)
 
 
 class Faults:
@@ -36,6 +44,7 @@ class Faults:
         self.point: str | None = None
         self.after = 0
         self.passed = 0
+        self.until = 0.0  # the end of an outage (time.monotonic)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Faults:
@@ -49,10 +58,21 @@ class Faults:
         plan = json.loads(self.path.read_text())
         if plan:
             point, after = plan[0]
-            if point not in POINTS:
-                raise ValueError(f"unknown fault point {point!r}; known: {', '.join(POINTS)}")
+            if point not in POINTS + OUTAGES:
+                raise ValueError(f"unknown fault point {point!r}; known: {', '.join(POINTS + OUTAGES)}")
             self.point, self.after = str(point), int(after)
             log.warning("fault injection: this worker dies at pass %d of %r", self.after, self.point)
+
+    def outage(self, point: str) -> None:
+        """Raise the retriable error of an outage of ``point`` while one is planned and lasts."""
+        if point != self.point:
+            return
+        now = time.monotonic()
+        if not self.passed:  # the outage begins at the first write
+            self.passed, self.until = 1, now + self.after
+            log.warning("fault injection: a %s of %d s begins", point, self.after)
+        if now < self.until:
+            raise SinkBackpressure(min(1.0, self.until - now))
 
     def hit(self, point: str) -> None:
         if point != self.point:

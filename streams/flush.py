@@ -38,7 +38,7 @@ from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
 from sinks.columns import ActivityColumns
 from sinks.late import ColdEvent, LateSink
 from streams.delivery import InFlight, OutRecord, deliver, retriable, send_records
-from streams.faults import Faults
+from streams.faults import OUTAGES, Faults
 from streams.localstate import record_persisted
 from streams.metrics import Metrics
 from streams.store import Outputs
@@ -228,4 +228,17 @@ class Flusher:
             )
 
         self.faults.hit("clickhouse")
-        return flush_with_retry(sink, self.retry, should_stop=lambda: self.stopping, on_retry=on_retry)
+        # a planned outage (fault tests) refuses the writes as ClickHouse down would
+        target = PlannedOutage(sink, self.faults) if self.faults.point in OUTAGES else sink
+        return flush_with_retry(target, self.retry, should_stop=lambda: self.stopping, on_retry=on_retry)
+
+
+class PlannedOutage:
+    """A sink whose writes fail as in a ClickHouse outage while the fault plan's outage lasts."""
+
+    def __init__(self, sink: Any, faults: Faults) -> None:
+        self.sink, self.faults = sink, faults
+
+    def flush(self) -> int:
+        self.faults.outage("clickhouse_outage")
+        return int(self.sink.flush())

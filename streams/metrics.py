@@ -173,6 +173,14 @@ class Metrics:
         )
         self.watchdog = Counter("vitals_watchdog_restarts_total", "Consumer restarts by the lag watchdog", registry=r)
         self.up = Gauge("vitals_worker_up", "1 while the worker is running", registry=r)
+        self.memory_budget_ratio = Gauge(
+            "vitals_memory_budget_used_ratio",
+            "Bytes held in flight (queued fetches, processed messages and outputs, the flush job) / "
+            "processing.memory_budget_mb; at 1 consumption pauses",
+            registry=r,
+        )
+        self.memory_budget_bytes = Gauge(
+            "vitals_memory_budget_bytes", "processing.memory_budget_mb, in bytes", registry=r)
 
     def init_series(self, sinks: tuple[str, ...], rules: tuple[str, ...], apps: tuple[str, ...] = ("default",)) -> None:
         """Create the bounded label sets at 0 so dashboards and rules see series from the start."""

@@ -24,6 +24,7 @@ from sinks.base import RetryPolicy
 from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
 from sinks.kafka import dead_letter_key, dead_letter_record
 from sinks.late import LateSink
+from streams.budget import MB, OUTPUT_BYTES, MemoryBudget, message_bytes
 from streams.collector import PacedCollector
 from streams.delivery import InFlight, OutRecord
 from streams.devices import DeviceObservations, DevicePartition, decoded_observations, obs_encoder, obs_records
@@ -79,6 +80,11 @@ class Pipeline:
         self.out = Outputs()
         self.beacons: dict[int, int] = {}  # source partition -> watermark last reported to devices
         self.pending: list[Message] = []
+        # the memory budget (streams/budget.py): bytes of the pending messages, and of the running job
+        self.budget = MemoryBudget(settings.processing.memory_budget_mb * MB)
+        metrics.memory_budget_bytes.set(self.budget.limit)
+        self.pending_bytes = 0
+        self.queued_bytes: Callable[[], int] = lambda: 0  # set by the app: bytes of the fetches queued
         self.alerts_inflight = InFlight()
         self.alert_started: list[tuple[float, int]] = []  # batch start, alerts sent from it
         self.batch_started: list[float] = []
@@ -254,6 +260,7 @@ class Pipeline:
             up.count_episodes(out.alerts[before:])
         out.messages += len(events)
         self.pending.extend(events)
+        self.pending_bytes += message_bytes(events)
         self.faults.hit("batch")
         self.batch_started.append(started)
         self.metrics.processing.observe(self.clock() - started)
@@ -267,6 +274,7 @@ class Pipeline:
             for p, batch in decoded_observations(events, self.partitions, self.out):
                 self.device_partition(p).apply(batch, alerts)
             self.pending.extend(events)
+            self.pending_bytes += message_bytes(events)
             if alerts:
                 self.out.alerts.extend(alerts)
                 await self._send_alerts(alerts, started)
@@ -289,9 +297,17 @@ class Pipeline:
     def flush_due(self) -> bool:
         if not self.pending:
             return False
-        if self.buffered() >= self.settings.processing.flush_max_rows:
+        if self.buffered() >= self.settings.processing.flush_max_rows or self._held().flush_due():
             return True
         return self.clock() - self.last_flush >= self.settings.processing.flush_interval_s
+
+    def _held(self) -> MemoryBudget:
+        """The memory budget with what is held now (streams/budget.py), shown as a gauge."""
+        budget = self.budget
+        budget.fetched = self.queued_bytes()
+        budget.processed = self.pending_bytes + OUTPUT_BYTES * self.buffered()
+        self.metrics.memory_budget_ratio.set(budget.ratio)
+        return budget
 
     async def maybe_flush(self) -> None:
         """Start a flush job when one is due. Jobs run one at a time in the background while
@@ -302,9 +318,9 @@ class Pipeline:
 
     async def _maybe_flush_locked(self) -> None:
         if self.job is not None and not self.job.done():
-            if self.buffered() < self.settings.processing.flush_max_rows:
+            if self.buffered() < self.settings.processing.flush_max_rows and not self._held().full():
                 return
-            self.metrics.flush_waits.inc()
+            self.metrics.flush_waits.inc()  # a slow sink or an outage holds processing: consumption pauses
         await self._wait_job()
         if self.flush_due():
             job = self._take_job()
@@ -332,9 +348,11 @@ class Pipeline:
         job, self.job = self.job, None
         if job is not None:
             await job  # a failed job raises here
+            self.budget.job = 0
 
     def _job_done(self, job: asyncio.Future[None]) -> None:
         if not job.cancelled() and job.exception() is None:
+            self.budget.job = 0  # its outputs are durable and freed
             self._collect()
         if job.cancelled() or job.exception() is None or self.flusher.stopping:
             return
@@ -345,6 +363,7 @@ class Pipeline:
         self.last_flush = self.clock()
         if not self.pending:
             return None
+        held = self._held().processed
         out, settings = self.out, self.settings
         # Kafka outputs
         records: list[OutRecord] = []
@@ -392,7 +411,8 @@ class Pipeline:
         job = FlushJob(records, self.alerts_inflight, self.alert_started, rows, list(out.alerts), changelog,
                        offsets, out, self.batch_started, raw, list(out.cold))
         self.out, self.alerts_inflight, self.alert_started = Outputs(), InFlight(), []
-        self.pending, self.batch_started = [], []
+        self.budget.job = held  # one job at a time: what it holds until it is durable
+        self.pending, self.batch_started, self.pending_bytes = [], [], 0
         return job
 
     def _record(self, out: Outputs) -> None:

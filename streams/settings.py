@@ -125,6 +125,9 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
     fetch_queue: int = 2  # fetches queued for each agent ahead of its processing (the consumer waits beyond)
     flush_interval_s: float = 1.0
     flush_max_rows: int = 250_000
+    # bytes held in flight (queued fetches, processed messages and outputs, the flush job: streams/budget.py);
+    # at the budget consumption pauses. The default leaves a 2 GiB container room for the state and engine
+    memory_budget_mb: int = 512
     sink_buffer_cap_rows: int = 500_000
     sink_retry_initial_s: float = 0.2
     sink_retry_max_s: float = 10.0
@@ -149,6 +152,8 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
     def __post_init__(self) -> None:
         if self.batch_max_messages < 1 or self.flush_max_rows < 1:
             raise ConfigError("processing: batch sizes must be >= 1")
+        if self.memory_budget_mb < 16:
+            raise ConfigError(f"processing.memory_budget_mb must be >= 16, got {self.memory_budget_mb}")
         if not 1 <= self.fetch_queue <= 64:
             raise ConfigError("processing.fetch_queue must be in [1, 64]")
         if self.sink_buffer_cap_rows < self.flush_max_rows:
