@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import gc
 import hashlib
 import json
@@ -27,9 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from streams.engine import Outputs, RulesByApp, StateStore, UserPartition, activity_columns
 from streams.generator import DAY_MS, GenConfig, History, generate
-from streams.kafka_io import PartitionCache
+from streams.kafka_io import PartitionCache, home_partition
 from streams.routing import route
 from streams.settings import load_settings
 
@@ -107,7 +110,7 @@ def run_engine(messages: list[Msg], partitions: int, now_ms: int, batch_messages
         t0 = clock()
         per_partition = route(chunk, now_ms, home, out)
         t2 = clock()
-        n_events = sum(len(events) for batch in per_partition.values() for _t, _o, _k, events in batch)
+        n_events = sum(len(events) for batch in per_partition.values() for _t, _o, _k, events, _ts in batch)
         for p, batch in per_partition.items():
             up = users.get(p)
             if up is None:
@@ -142,7 +145,11 @@ SHAPES = {
     "single": (1, 1 << 62),
     # batches as an SDK sends them: when full or 30 minutes old (on time; ~2.5 events per message)
     "sdk": (100, 30 * 60_000),
+    # the batch shape with one shared user id (``anonymous``) sending a fifth of the messages (hot_key)
+    "hotkey": (100, 1 << 62),
 }
+HOT_USER = "anonymous"
+HOT_SHARE = 0.2
 
 
 def history_for(shape: str, events: int, users: int, days: int, partitions: int, seed: int) -> History:
@@ -150,7 +157,25 @@ def history_for(shape: str, events: int, users: int, days: int, partitions: int,
     batch, window = SHAPES[shape]
     cfg = GenConfig(users=users, days=days, events=events, seed=seed, batch=batch,
                     partitions=partitions, invalid_rate=0.0005, batch_window_ms=window)
-    return generate(cfg)
+    history = generate(cfg)
+    return hot_key(history, HOT_SHARE, HOT_USER) if shape == "hotkey" else history
+
+
+def hot_key(history: History, share: float, user: str) -> History:
+    """``history`` with every event of one message in ``1 / share`` sent by one user id (a shared id such
+    as ``anonymous``): keyed by it, on its partition. Invalid messages are left as they are."""
+    every = round(1 / share)
+    key = user.encode()
+    partition = home_partition(key, history.config.partitions)
+    messages = []
+    for i, m in enumerate(history.messages):
+        if i % every == 0 and not m.expect_invalid:
+            doc = orjson.loads(m.value)
+            for event in doc if isinstance(doc, list) else [doc]:
+                event["user_id"] = user
+            m = dataclasses.replace(m, partition=partition, key=key, value=orjson.dumps(doc))
+        messages.append(m)
+    return dataclasses.replace(history, messages=messages)
 
 
 def measure(shape: str, args: argparse.Namespace, profile: Callable[[Callable[[], Run]], Run] | None = None
