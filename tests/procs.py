@@ -1,9 +1,15 @@
-"""What a worker process (and its children, if ``vitals worker`` supervises one) holds, from /proc."""
+"""What a worker process (and its children, if ``vitals worker`` supervises one) holds, from /proc;
+and waiting for a condition (poll with a timeout, never sleep for it)."""
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def process_tree(pid: int) -> list[int]:
@@ -62,3 +68,14 @@ def listening_ports(pid: int) -> set[tuple[str, int]]:
                     addr = ".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0))
                 found.add((addr, int(port, 16)))
     return found
+
+
+def wait_for(check: Callable[[], T | None], timeout_s: float, what: str, every_s: float = 0.5) -> T:
+    """Poll ``check`` until it returns something truthy (returned), or fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every_s)
+    raise AssertionError(f"timed out waiting for {what}")

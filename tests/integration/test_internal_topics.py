@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 import urllib.request
 from collections import Counter
 from decimal import Decimal
@@ -34,7 +33,7 @@ from tests.conftest import Deployment
 from tests.integration.test_alerts_oracle import assert_same, delivered, read_alerts
 from tests.oracle import expected_daily, expected_dlq_reasons
 from tests.oracle_rules import expected_alerts
-from tests.procs import process_tree
+from tests.procs import process_tree, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -76,16 +75,6 @@ async def produce_one_by_one(deployment: Deployment, topic: str, values: list[by
         return at
     finally:
         await producer.stop()
-
-
-def wait_for(check, timeout_s: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def committed(deployment: Deployment) -> int:

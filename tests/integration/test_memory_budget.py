@@ -17,7 +17,7 @@ from streams.cli import _prestart
 from streams.kafka_io import home_partition, new_producer, send_many
 from streams.runner import stop_worker, wait_for_lag_zero
 from tests.conftest import Deployment
-from tests.procs import process_tree, rss_kb
+from tests.procs import process_tree, rss_kb, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -63,10 +63,8 @@ def test_consumption_pauses_at_the_budget_through_a_clickhouse_outage(deployment
     now_ms = int(time.time() * 1000)
     messages = [batch_message(m, now_ms) for m in range(MESSAGES)]
     try:
-        deadline = time.monotonic() + 120
-        while not scrape_or_empty(settings.metrics_port).get("vitals_assigned_partitions"):  # up and assigned
-            assert time.monotonic() < deadline and worker.poll() is None, "the worker did not start"
-            time.sleep(0.5)
+        wait_for(lambda: scrape_or_empty(settings.metrics_port).get("vitals_assigned_partitions"), 120,
+                 "the worker up with its partitions assigned")
         base_kb = rss_kb(worker.pid)
         processes = process_tree(worker.pid)
 

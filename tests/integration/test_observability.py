@@ -9,7 +9,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -22,6 +21,7 @@ from streams.generator import GenConfig, generate
 from streams.produce import produce_history
 from streams.runner import wait_for_lag_zero
 from tests.conftest import free_port
+from tests.procs import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,16 +60,6 @@ def _query(base: str, expr: str) -> dict:
     return _get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
 
 
-def _poll(check, timeout_s: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_real_prometheus_scrapes_worker_and_every_expression_works(deployment, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings = deployment.settings
     partitions = asyncio.run(_prestart(settings))
@@ -90,10 +80,10 @@ def test_real_prometheus_scrapes_worker_and_every_expression_works(deployment, t
     base = f"http://127.0.0.1:{prom_port}"
     try:
         wait_for_lag_zero(settings, worker, len(history.messages), timeout_s=300, progress=False)
-        _poll(lambda: _query(base, 'up{job="vitals"} == 1')["data"]["result"], 60, "a successful scrape")
-        _poll(lambda: _query(base, "vitals_product_dau")["data"]["result"], 60, "product gauges")
-        _poll(lambda: _query(base, "vitals_consumer_lag_messages")["data"]["result"], 60, "consumer lag")
-        _poll(lambda: _query(base, 'count_over_time(up{job="vitals"}[1m]) >= 3')["data"]["result"], 60,
+        wait_for(lambda: _query(base, 'up{job="vitals"} == 1')["data"]["result"], 60, "a successful scrape")
+        wait_for(lambda: _query(base, "vitals_product_dau")["data"]["result"], 60, "product gauges")
+        wait_for(lambda: _query(base, "vitals_consumer_lag_messages")["data"]["result"], 60, "consumer lag")
+        wait_for(lambda: _query(base, 'count_over_time(up{job="vitals"}[1m]) >= 3')["data"]["result"], 60,
               "three scrapes inside the rate() windows")
 
         for title, expr in dashboard_exprs():
@@ -156,8 +146,8 @@ def test_sigusr1_dumps_tasks_and_each_partitions_fetch_state(deployment, tmp_pat
 
     try:
         # the handler is installed before the consumer starts: a worker stuck while joining is covered
-        _poll(lambda: "assigned event partitions" in log.read_text(errors="replace") or None, 180, "assignment")
-        dumped = _poll(dump_of_a_consuming_worker, 120, "a dump of the consuming worker")
+        wait_for(lambda: "assigned event partitions" in log.read_text(errors="replace") or None, 180, "assignment")
+        dumped = wait_for(dump_of_a_consuming_worker, 120, "a dump of the consuming worker")
     finally:
         stop_worker(worker)
     line = next(x for x in dumped.splitlines() if ".events[0] committed=" in x)

@@ -13,7 +13,6 @@ import socket
 import ssl
 import subprocess
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from streams.produce import produce_history
 from streams.runner import stop_worker, wait_for_lag_zero
 from tests.conftest import Deployment, make_deployment
 from tests.oracle import expected_daily, expected_dlq_reasons
-from tests.procs import listening_ports
+from tests.procs import listening_ports, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -84,16 +83,6 @@ def secure_deployment(secure_kafka: SecureKafka, tmp_path: Path) -> Deployment:
     return deployment
 
 
-def poll(check, timeout_s: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_worker_end_to_end_over_sasl_ssl(secure_kafka: SecureKafka, tmp_path: Path) -> None:
     deployment = secure_deployment(secure_kafka, tmp_path)
     settings = deployment.settings
@@ -106,7 +95,7 @@ def test_worker_end_to_end_over_sasl_ssl(secure_kafka: SecureKafka, tmp_path: Pa
     worker = deployment.worker("secure")
     try:
         # Faust's web server is off: the only listening socket is the metrics endpoint, on loopback
-        ports = poll(lambda: worker.poll() is None and listening_ports(worker.pid), 120, "the metrics listener")
+        ports = wait_for(lambda: worker.poll() is None and listening_ports(worker.pid), 120, "the metrics listener")
         assert ports == {("127.0.0.1", settings.metrics_port)}, ports
         wait_for_lag_zero(settings, worker, len(history.messages), timeout_s=600, progress=False)
         assert listening_ports(worker.pid) == {("127.0.0.1", settings.metrics_port)}
@@ -215,7 +204,7 @@ def test_clickhouse_https_tls_ca_and_credentials(secure_kafka: SecureKafka) -> N
         ch = ClickHouse(f"https://vitals:{password}@127.0.0.1:{server.port}/vitals", ca_cert=str(secure_kafka.ca))
         with pytest.raises(SinkBackpressure) as caught:
             ch.ensure_schema()
-        poll(lambda: server.requests, 30, "a request over TLS")
+        wait_for(lambda: server.requests, 30, "a request over TLS")
         request = server.requests[0]
         expected_auth = b"Basic " + base64.b64encode(f"vitals:{password}".encode())
         assert expected_auth in request, request[:500]  # credentials only in a header, inside TLS
@@ -253,7 +242,8 @@ def test_worker_log_never_shows_the_clickhouse_password(deployment: Deployment) 
     worker = deployment.worker("ch-refused")
     log_path = deployment.base / "ch-refused.log"
     try:
-        poll(lambda: "Connection refused" in log_path.read_text(errors="replace"), 120, "a refused ClickHouse write")
+        wait_for(lambda: "Connection refused" in log_path.read_text(errors="replace"), 120,
+                 "a refused ClickHouse write")
     finally:
         stop_worker(worker)
     log = log_path.read_text(errors="replace")

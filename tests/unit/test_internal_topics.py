@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from dataclasses import dataclass
 
 import jsonschema
 import msgspec
@@ -34,6 +33,7 @@ from streams.kafka_io import PartitionCache
 from streams.metrics import AppLabels, Metrics
 from streams.routing import route
 from tests.garbage import garbage_values
+from tests.records import Rec
 
 SCHEMA = json.loads((SCHEMA_DIR / "dlq.schema.json").read_text())
 DEVICES, REROUTE, EVENTS = "vitals-device-obs", "vitals-reroute", "vitals.events"
@@ -42,16 +42,6 @@ T0 = 1_767_225_600_000
 DAY = 86_400_000
 GOOD = obs_encoder.encode(DeviceObservations("shop", "dev-1", [(T0 // DAY, "u1", T0)], 2, T0 - 5000, T0))
 BEACON = obs_encoder.encode(DeviceObservations("", "", [], 1, T0))
-
-
-@dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int = -1  # Kafka's (none: the wall clock judges "too far in the future")
 
 
 def obs(*fields: object) -> bytes:

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import orjson
 import pytest
 
 from streams.engine import Outputs
 from streams.kafka_io import PartitionCache
 from streams.routing import route, slices
+from tests.records import Rec
 
 pytestmark = pytest.mark.usefixtures("engine_impl")  # the engine's C loop and its Python loop
 
 NOW = 1_790_000_000_000
 PARTITIONS = 8
 home = PartitionCache(PARTITIONS)
-
-
-@dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int = -1  # Kafka's (none: stream time follows the events' own)
 
 
 def event(event_id: str, user: str) -> dict[str, object]:
