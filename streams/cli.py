@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from streams.localstate import private_dir
 from streams.settings import ConfigError, ProcessingSettings, Settings, load_settings
 
 if TYPE_CHECKING:  # the worker's modules load with the command that needs them
@@ -48,10 +49,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.supervisor import CHILD_ENV, supervise
 
     if os.environ.get(CHILD_ENV) != "1" and not args.no_supervise:
-        return supervise([sys.executable, "-m", "streams.cli", "worker", "--loglevel", args.loglevel],
+        return supervise([sys.executable, "-P", "-m", "streams.cli", "worker", "--loglevel", args.loglevel],
                          max_backoff_s=settings.processing.restart_backoff_max_s)
     log.info("starting worker: %r", settings)
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # local state (and chdb's default home)
+    private_dir(settings.data_dir)  # local state (and chdb's default home)
     partitions = asyncio.run(_prestart(settings))
     from faust import Worker
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from streams.kafka_io import end_offsets
+from streams.localstate import private_dir
 from streams.settings import ConfigError, Settings, load_settings
 from streams.worker_metrics import save_snapshot, snapshot_path
 
@@ -59,7 +60,7 @@ def run_replay(args: argparse.Namespace) -> int:
     base = load_settings()
     env = replay_env(base, args)
     settings = load_settings(env=env)
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     total = sum(asyncio.run(end_offsets(settings.kafka, settings.events_topic)).values())
     if total == 0:
         print(f"vitals replay: {settings.events_topic} is empty, nothing to replay", file=sys.stderr)

@@ -70,7 +70,7 @@ def wait_for_lag_zero(
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the child process
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log, stderr=log)
+    return subprocess.Popen([sys.executable, "-P", "-m", "streams.cli", "worker"], env=env, stdout=log, stderr=log)
 
 
 def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 60) -> int:
@@ -87,7 +87,7 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 60) -> int:
 def write_report_subprocess(env: dict[str, str], out: Path, timeout_s: float = 600) -> Path:
     """``vitals report`` in its own process (the embedded ClickHouse allows one engine per process)."""
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "report", "--out", str(out)],
+        [sys.executable, "-P", "-m", "streams.cli", "report", "--out", str(out)],
         env=env, check=True, stdout=subprocess.PIPE, timeout=timeout_s,
     )
     return Path(done.stdout.decode().strip().splitlines()[-1])

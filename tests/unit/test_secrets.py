@@ -150,3 +150,12 @@ def test_unreadable_ca_files_fail_at_startup_naming_the_setting(tmp_path: Path) 
                       ({"VITALS_CLICKHOUSE_CA": str(tmp_path / "no.pem")}, "clickhouse_ca")):
         with pytest.raises(ConfigError, match=f"{name}: cannot read"):
             load_settings(env=env)
+
+
+def test_the_data_directory_is_its_owners_only(tmp_path: Path) -> None:
+    from streams.localstate import private_dir
+
+    assert private_dir(tmp_path / "new" / "data").stat().st_mode & 0o777 == 0o700
+    wide = tmp_path / "wide"
+    wide.mkdir(mode=0o755)
+    assert private_dir(wide).stat().st_mode & 0o777 == 0o700
