@@ -134,7 +134,7 @@ def activity_columns(dirty_rows: dict[tuple[bytes, int, str, str, int], None], s
 
     def lookup(key: bytes, p: int) -> UserState | None:
         store = stores.get(p)
-        return store.get(key) if store is not None else None
+        return store.peek(key) if store is not None else None
 
     rows, *values = _native.activity_columns(dirty_rows, {p: store.dirty for p, store in stores.items()}, lookup)
     return ActivityColumns(rows, tuple(values))

@@ -85,6 +85,8 @@ class StateStore:
         self.sealed = SealedIds(data)  # hot users' older event ids
 
     def get(self, key: bytes) -> UserState | None:
+        """The user's state for an update by the engine's loop: decoded once between flushes, so a run of
+        the user's events and the late-event path hold the same object (a run marks it dirty at its end)."""
         state = self.dirty.get(key)
         if state is not None:
             return state
@@ -96,6 +98,15 @@ class StateStore:
             return None
         state = self.loaded[key] = decode_user(raw)
         return state
+
+    def peek(self, key: bytes) -> UserState | None:
+        """The user's state for everything else (recovery, day closes, deadlines, rows): not kept unless
+        it is put (a close of a day reads many users and changes few)."""
+        state = self.dirty.get(key) or self.loaded.get(key)
+        if state is not None:
+            return state
+        raw = self.data.get(key)
+        return None if raw is None else decode_user(raw)
 
     def put(self, key: bytes, state: UserState) -> None:
         self.dirty[key] = state
@@ -138,7 +149,7 @@ def activity_rows(dirty_rows: Iterable[tuple[bytes, int, str, str, int]], stores
         state = states.get(key)
         if state is None:  # unchanged (a replayed event re-writes its row): read it
             store = stores.get(p)
-            state = store.get(key) if store is not None else None
+            state = store.peek(key) if store is not None else None
             if state is None:
                 continue
         counters = state.days.get(day)
