@@ -45,7 +45,7 @@ class WatermarkActions:
         store = self.store
         for rule, slot in R.ABSENCE:
             for _deadline, key in self.deadlines[rule].pop_due(upto):
-                state = store.peek(key)
+                state = store.get(key)
                 if state is None:
                     continue
                 app_id, user_id = split_key(key)
@@ -70,7 +70,7 @@ class WatermarkActions:
         rules = self.rules("")
         oldest = 0
         for key in sorted(candidates):
-            state = dirty.get(key) or store.peek(key)
+            state = dirty.get(key) or store.get(key)
             if state is None:
                 watch.discard(key)
                 continue

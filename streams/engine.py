@@ -134,7 +134,7 @@ def activity_columns(dirty_rows: dict[tuple[bytes, int, str, str, int], None], s
 
     def lookup(key: bytes, p: int) -> UserState | None:
         store = stores.get(p)
-        return store.peek(key) if store is not None else None
+        return store.get(key) if store is not None else None
 
     rows, *values = _native.activity_columns(dirty_rows, {p: store.dirty for p, store in stores.items()}, lookup)
     return ActivityColumns(rows, tuple(values))
@@ -208,7 +208,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
         # or the user changes and before the watermark fires anything
         cday = n = logins = payments = amount = posts = social = complaints = NONE
         skew = self.rules.skew_ms
-        for topic, offset, msg_key, events, record_ts in messages:
+        for topic, offset, _key, events, record_ts in messages:
             src = 1 if topic == reroute else 0
             base = offset * MAX_BATCH
             # SPEC section 2: an event moves stream time at most to its record's timestamp + the clock skew
@@ -249,9 +249,9 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                     burst = rules.burst_events_per_minute
                     short_ms, long_ms, inter_ms = rules_for.periods(a)
                 day = ts // DAY_MS
-                if day < wm_day - retention:
-                    self._beyond_retention(out, event, index, topic, offset, msg_key, retention)
-                    continue
+                # older than the days the state keeps: applied like any late event, but its counters go to
+                # the late-events ledger (sinks/late.py), which recomputes its day's row in ClickHouse
+                cold = day < wm_day - retention
                 u = event.user_id
                 if u != user_id or a != app_id:
                     if cday != NONE:
@@ -300,7 +300,9 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                     continue
                 moved |= RUN_APPLIED
                 late = ts < prev_wm  # never before the first watermark (NONE < any valid ts)
-                if late:
+                if cold:
+                    self._cold_event(out, event)
+                elif late:
                     late_events += 1
                 else:
                     accepted += 1
@@ -312,26 +314,27 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                     ids[h] = hour
                 # ---- counters, episodes, burst minute, device observation
                 # a day's counters are a tuple (replaced, not mutated): the collector stops tracking it
-                if day != cday:
-                    if cday != NONE:
-                        state.days[cday] = (n, logins, payments, amount, posts, social, complaints)
-                    cday = day
-                    n, logins, payments, amount, posts, social, complaints = state.days.get(day, NO_COUNTS)
-                n += 1
                 etype = event.type
-                slot = TYPE_COUNTER.get(etype)
-                if slot is not None:
-                    if slot == LOGINS:
-                        logins += 1
-                    elif slot == PAYMENTS:
-                        payments += 1
-                        amount += to_micros(event.amount)
-                    elif slot == POSTS:
-                        posts += 1
-                    elif slot == SOCIAL:
-                        social += 1
-                    else:
-                        complaints += 1
+                if not cold:
+                    if day != cday:
+                        if cday != NONE:
+                            state.days[cday] = (n, logins, payments, amount, posts, social, complaints)
+                        cday = day
+                        n, logins, payments, amount, posts, social, complaints = state.days.get(day, NO_COUNTS)
+                    n += 1
+                    slot = TYPE_COUNTER.get(etype)
+                    if slot is not None:
+                        if slot == LOGINS:
+                            logins += 1
+                        elif slot == PAYMENTS:
+                            payments += 1
+                            amount += to_micros(event.amount)
+                        elif slot == POSTS:
+                            posts += 1
+                        elif slot == SOCIAL:
+                            social += 1
+                        else:
+                            complaints += 1
                 # a deadline index is written at the run's end, unless the deadline would come before
                 # the earliest one indexed (``early``): the next stream-time step must see it
                 early = False
@@ -381,7 +384,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                         obs = device_obs[(a, device, partition)] = []
                     obs.append((day, u, ts))
                     obs_app, obs_device, obs_user, obs_day = a, device, u, day
-                if day != row_day or key is not row_key:
+                if not cold and (day != row_day or key is not row_key):
                     dirty_rows[(key, day, a, u, partition)] = None
                     row_key, row_day = key, day
         if cday != NONE:
@@ -396,45 +399,21 @@ class UserPartition(PartitionIndexes, WatermarkActions):
         """Whether a sealed segment of the user's ids (streams/dedup.py) remembers ``h`` within the horizon."""
         return self.store.sealed.seen(key, state, h, cutoff_hour)
 
-    def _beyond_retention(self, out: Outputs, event: Event, index: int, topic: str, offset: int,
-                          msg_key: bytes | None, retention: int) -> None:
-        """An event older than the ``retention`` days the state keeps (an offline phone's sync, a
-        backfill behind live data): counted all the same (SPEC section 2) through the late-events
-        ledger, which recomputes its day's row in ClickHouse (sinks/late.py), and counted as late. It
-        decides nothing: it cannot retract or decide an alert. A known user's state remembers its id
-        for the dedup horizon, so a copy within it is a duplicate (the ledger counts any copy once)."""
-        app_id, user_id = event.app_id, event.user_id
-        key = user_key(app_id, user_id)
-        h = xxh3_64_intdigest(event.event_id.encode())
-        state = self.store.get(key)  # the object a run of this user's events holds, if one is going on
-        if state is not None:
-            if topic != self.reroute_topic and offset * MAX_BATCH + index <= state.persisted_at:
-                # a replay after a crash: the record was written past this event, so its ledger row was
-                # inserted before (ClickHouse before the changelog), and re-marking the state would lower
-                # its ``persisted_at`` below decisions it holds
-                out.outcomes[(app_id, "replayed")] += 1
-                return
-            wm = self.watermark
-            cutoff = (wm - self.rules(app_id).dedup_horizon_s * 1000) // HOUR_MS
-            ids = state.ids
-            kept = ids.get(h)
-            if (kept is not None and kept + state.ids_base >= cutoff) or (
-                    state.sealed and self._sealed_seen(key, state, h, cutoff)):
-                out.outcomes[(app_id, "duplicate")] += 1
-                return
-            hour = wm // HOUR_MS  # UserState.remember: kept until the watermark passes the horizon
-            if not ids:
-                state.ids_base = hour
-            ids[h] = hour - state.ids_base
-            self.store.dirty[key] = state
+    @staticmethod
+    def _cold_event(out: Outputs, event: Event) -> None:
+        """An event older than the days the state keeps (an offline phone's sync, a backfill behind live
+        data), applied like any late event (dedup, episodes it ends, deadlines, its user's first event),
+        but counted by the late-events ledger, which recomputes its day's row in ClickHouse (sinks/late.py;
+        SPEC section 2: counted exactly once however late)."""
         slot = TYPE_COUNTER.get(event.type)
         counts = [1, 0, 0, 0, 0, 0, 0]
         if slot is not None:
             counts[slot] = 1
             if slot == PAYMENTS:
                 counts[AMOUNT_MICROS] = to_micros(event.amount)
-        out.cold.append((app_id, user_id, event.ts // DAY_MS, h, tuple(counts)))  # type: ignore[arg-type]
-        out.outcomes[(app_id, LATE_BEYOND_STATE)] += 1
+        h = xxh3_64_intdigest(event.event_id.encode())
+        out.cold.append((event.app_id, event.user_id, event.ts // DAY_MS, h, tuple(counts)))  # type: ignore[arg-type]
+        out.outcomes[(event.app_id, LATE_BEYOND_STATE)] += 1
 
     def _end_run(
         self, key: bytes, app_id: str | None, state: UserState, moved: int, off_events: int, off_reroute: int
@@ -467,10 +446,8 @@ class UserPartition(PartitionIndexes, WatermarkActions):
         if not self.native:
             return self.store.drain(self.position, prune)
         cutoffs = prune_cutoffs(*prune) if prune[0] >= 0 else None  # as StateStore.drain, its loop in C
-        drained = _native.drain(self.store.dirty, self.store.data, self.position, cutoffs, encode,
-                                self.store.sealed.seal, INLINE_IDS)
-        self.store.loaded.clear()
-        return drained  # type: ignore[no-any-return]
+        return _native.drain(self.store.dirty, self.store.data, self.position, cutoffs, encode,  # type: ignore[no-any-return]
+                             self.store.sealed.seal, INLINE_IDS)
 
     def drain_meta(self) -> tuple[bytes, bytes] | None:
         if not self.meta_dirty:

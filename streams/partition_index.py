@@ -77,7 +77,7 @@ class PartitionIndexes:
             self.flushed_watermark = self.watermark
         n = 0
         for key in keys:
-            state = self.store.peek(key)
+            state = self.store.get(key)
             if state is not None:
                 self._index(key, state)
                 n += 1

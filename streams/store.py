@@ -75,34 +75,15 @@ class StateStore:
     """Encoded user states in a mapping (the Faust table's store) with a cache of decoded,
     changed states that are encoded once per flush."""
 
-    __slots__ = ("data", "dirty", "loaded", "sealed")
+    __slots__ = ("data", "dirty", "sealed")
 
     def __init__(self, data: MutableMapping[bytes, bytes]) -> None:
         self.data = data
         self.dirty: dict[bytes, UserState] = {}
-        # states decoded since the last drain: one object per user between flushes, whoever asks
-        self.loaded: dict[bytes, UserState] = {}
         self.sealed = SealedIds(data)  # hot users' older event ids
 
     def get(self, key: bytes) -> UserState | None:
-        """The user's state for an update by the engine's loop: decoded once between flushes, so a run of
-        the user's events and the late-event path hold the same object (a run marks it dirty at its end)."""
         state = self.dirty.get(key)
-        if state is not None:
-            return state
-        state = self.loaded.get(key)
-        if state is not None:
-            return state
-        raw = self.data.get(key)
-        if raw is None:
-            return None
-        state = self.loaded[key] = decode_user(raw)
-        return state
-
-    def peek(self, key: bytes) -> UserState | None:
-        """The user's state for everything else (recovery, day closes, deadlines, rows): not kept unless
-        it is put (a close of a day reads many users and changes few)."""
-        state = self.dirty.get(key) or self.loaded.get(key)
         if state is not None:
             return state
         raw = self.data.get(key)
@@ -132,7 +113,6 @@ class StateStore:
             data[key] = raw
             append((key, raw))
         dirty.clear()
-        self.loaded.clear()
         return out
 
 
@@ -149,7 +129,7 @@ def activity_rows(dirty_rows: Iterable[tuple[bytes, int, str, str, int]], stores
         state = states.get(key)
         if state is None:  # unchanged (a replayed event re-writes its row): read it
             store = stores.get(p)
-            state = store.peek(key) if store is not None else None
+            state = store.get(key) if store is not None else None
             if state is None:
                 continue
         counters = state.days.get(day)

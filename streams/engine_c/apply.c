@@ -142,11 +142,8 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                 Py_CLEAR(tmp);
             }
             long long day = floordiv(ts, DAY_MS);
-            if (day < wm_day - retention) {
-                CALL_M(self, s_beyond_retention, "(OOnOOOL)", out, event, index, topic, offset_obj, msg_key,
-                       retention);
-                continue;
-            }
+            /* older than the days the state keeps: applied like any late event, its counters to the ledger */
+            int cold = day < wm_day - retention;
             PyObject *u = slot(event, E_user);
             NOTNULL(u);
             int same_user = user_id != NULL && str_eq(u, user_id) && str_eq(a, app_id);
@@ -253,7 +250,8 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
             }
             moved |= RUN_APPLIED;
             int late = ts < prev_wm;
-            if (late) late_events += 1;
+            if (cold) CALL_M(self, s_cold_event, "(OO)", out, event); /* UserPartition._cold_event */
+            else if (late) late_events += 1;
             else accepted += 1;
             long long hour = floordiv(ts > wm ? ts : wm, HOUR_MS);
             if (PyDict_GET_SIZE(ids) == 0) {
@@ -270,31 +268,33 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
             }
             Py_CLEAR(tmp2);
             /* ---- counters, episodes, burst minute, device observation */
-            if (day != c.day) {
-                CHECK(day_store(state, &c));
-                CHECK(day_load(state, &c, day, day_obj));
-            }
-            c.n += 1;
             PyObject *etype = slot(event, E_type);
             NOTNULL(etype);
             long long counter;
             int excluded;
             CHECK(classify(etype, &counter, &excluded));
-            int is_login = 0;
-            if (counter == LOGINS) { c.logins += 1; is_login = 1; }
-            else if (counter == PAYMENTS) {
-                c.payments += 1;
-                PyObject *amount = slot(event, E_amount);
-                NOTNULL(amount);
-                NOTNULL(tmp2 = PyObject_CallOneArg(f_to_micros, amount));
-                PyObject *sum = PyNumber_Add(c.amount, tmp2);
-                Py_CLEAR(tmp2);
-                NOTNULL(sum);
-                Py_SETREF(c.amount, sum);
+            int is_login = counter == LOGINS;
+            if (!cold) {
+                if (day != c.day) {
+                    CHECK(day_store(state, &c));
+                    CHECK(day_load(state, &c, day, day_obj));
+                }
+                c.n += 1;
+                if (counter == LOGINS) c.logins += 1;
+                else if (counter == PAYMENTS) {
+                    c.payments += 1;
+                    PyObject *amount = slot(event, E_amount);
+                    NOTNULL(amount);
+                    NOTNULL(tmp2 = PyObject_CallOneArg(f_to_micros, amount));
+                    PyObject *sum = PyNumber_Add(c.amount, tmp2);
+                    Py_CLEAR(tmp2);
+                    NOTNULL(sum);
+                    Py_SETREF(c.amount, sum);
+                }
+                else if (counter == POSTS) c.posts += 1;
+                else if (counter == SOCIAL) c.social += 1;
+                else if (counter != -1) c.complaints += 1;
             }
-            else if (counter == POSTS) c.posts += 1;
-            else if (counter == SOCIAL) c.social += 1;
-            else if (counter != -1) c.complaints += 1;
             /* a deadline index is written at the run's end, unless the deadline would come before
                the earliest one indexed (``early``): the next stream-time step must see it */
             int early = 0;
@@ -395,7 +395,7 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                     obs_app = a; obs_device = device; obs_user = u; obs_day = day;
                 }
             }
-            if (day != row_day || key != row_key) {
+            if (!cold && (day != row_day || key != row_key)) {
                 NOTNULL(tmp2 = PyTuple_Pack(5, key, day_obj, a, u, partition));
                 CHECK(PyDict_SetItem(dirty_rows, tmp2, Py_None));
                 Py_CLEAR(tmp2);

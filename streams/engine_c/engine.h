@@ -18,7 +18,7 @@ extern PyObject *f_to_micros, *f_resolve, *f_burst, *type_counter, *engagement_e
 extern PyObject *s_rules, *s_meta, *s_store, *s_reroute_topic, *s_dirty_rows, *s_alerts, *s_device_obs,
     *s_deadlines, *s_partition, *s_position, *s_stream_time, *s_closed_day, *s_meta_dirty, *s_next_day_end,
     *s_lateness_ms, *s_skew_ms, *s_sealed_seen, *s_retention, *s_horizon_s, *s_burst, *s_periods, *s_get, *s_set_next_day_end,
-    *s_advance, *s_count, *s_beyond_retention, *s_compact, *s_touched, *s_dirty, *s_last_active, *k_short,
+    *s_advance, *s_count, *s_cold_event, *s_compact, *s_touched, *s_dirty, *s_last_active, *k_short,
     *k_inter, *k_long;
 extern long long LOGINS, PAYMENTS, POSTS, SOCIAL, DAY_MS, HOUR_MS, MINUTE_MS, MAX_BATCH, DEVICE_LATE_DAYS,
     RUN_CHANGED, RUN_APPLIED, RUN_LOGIN, RUN_ENGAGE, RUN_FIRST, RUN_ACTIVE, O_SHORT, O_INTER, O_LONG;

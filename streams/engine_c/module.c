@@ -29,7 +29,7 @@ PyObject *f_to_micros, *f_resolve, *f_burst, *type_counter, *engagement_excluded
 PyObject *s_rules, *s_meta, *s_store, *s_reroute_topic, *s_dirty_rows, *s_alerts, *s_device_obs,
     *s_deadlines, *s_partition, *s_position, *s_stream_time, *s_closed_day, *s_meta_dirty, *s_next_day_end,
     *s_lateness_ms, *s_skew_ms, *s_sealed_seen, *s_retention, *s_horizon_s, *s_burst, *s_periods, *s_get, *s_set_next_day_end,
-    *s_advance, *s_count, *s_beyond_retention, *s_compact, *s_touched, *s_dirty, *s_last_active, *k_short,
+    *s_advance, *s_count, *s_cold_event, *s_compact, *s_touched, *s_dirty, *s_last_active, *k_short,
     *k_inter, *k_long;
 long long LOGINS, PAYMENTS, POSTS, SOCIAL, DAY_MS, HOUR_MS, MINUTE_MS, MAX_BATCH, DEVICE_LATE_DAYS,
     RUN_CHANGED, RUN_APPLIED, RUN_LOGIN, RUN_ENGAGE, RUN_FIRST, RUN_ACTIVE, O_SHORT, O_INTER, O_LONG;
@@ -216,7 +216,7 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_set_next_day_end, "_set_next_day_end"); INTERN(s_advance, "advance");
     INTERN(s_count, "_count"); INTERN(s_compact, "_compact"); INTERN(s_touched, "touched");
     INTERN(s_dirty, "dirty"); INTERN(s_last_active, "last_active");
-    INTERN(s_beyond_retention, "_beyond_retention");
+    INTERN(s_cold_event, "_cold_event");
 #undef INTERN
     return PyModule_Create(&module);
 }
