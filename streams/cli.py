@@ -122,8 +122,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch=args.batch,
         partitions=asyncio.run(_prestart(settings)),
+        hostile=args.hostile,
+        hostile_scale=args.scale,
     )
-    print(f"generating about {cfg.events:,} events of {cfg.users:,} users over {cfg.days} days...", file=sys.stderr)
+    print(f"generating about {cfg.events:,} events of {cfg.users:,} users over {cfg.days} days"
+          f"{f' with hostile input (scale {cfg.hostile_scale:g})' if cfg.hostile else ''}...", file=sys.stderr)
     history = generate(cfg)
     print(f"producing {len(history.messages):,} messages to {settings.events_topic}", file=sys.stderr)
     asyncio.run(produce_history(settings, history, progress=True))
@@ -166,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--events", type=int, default=300_000)
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--batch", type=int, default=1, help="events per message (1 = single-event messages)")
+    g.add_argument("--hostile", action="store_true",
+                   help="mix in hostile but valid input: a hot user, a steady bot, a device of 100k users, "
+                        "100k app ids, ten years of backfill, offline phones, a fast clock (streams/hostile.py)")
+    g.add_argument("--scale", type=float, default=1.0, help="size of the hostile input (1 = full size)")
     g.set_defaults(func=cmd_generate)
     q = sub.add_parser("query", help="run SQL on the configured ClickHouse, print JSON lines")
     q.add_argument("sql")

@@ -6,6 +6,10 @@ returner (a gap of 4-5 days: no_login_72h opens then resolves), hollow (logs in 
 activity: fake.hollow_activity), bot (one burst of 120+ events in a minute: fake.burst) and
 farm (six users on one device on one day: fake.device_farm).
 
+``GenConfig.hostile`` mixes in hostile but valid input (issue 23, ``streams/hostile.py``): a hot user,
+a steady bot, a device shared by 100k users, 100k app ids, ten years of backfill with their original
+record timestamps, offline phones syncing 45-day-old events, a fast clock; ``hostile_scale`` shrinks it.
+
 Faults: redelivered duplicates, bounded out-of-order delivery, a few events delivered too late,
 unkeyed or mis-keyed messages, and invalid payloads with known reasons.
 """
@@ -46,6 +50,8 @@ class GenConfig:
     invalid_rate: float = 0.002
     apps: tuple[str, ...] = ("default",)
     batch_window_ms: int = 10 * MINUTE_MS  # an SDK sends a user's batch when full or this old
+    hostile: bool = False  # mix in hostile but valid input (streams/hostile.py)
+    hostile_scale: float = 1.0  # its size: 1 = what issue 23 names; less for tests
 
 
 @dataclass
@@ -55,6 +61,7 @@ class Message:
     value: bytes
     sort_ts: int
     expect_invalid: list[str] = field(default_factory=list)
+    timestamp: int | None = None  # the Kafka record's timestamp (epoch ms); None: the producer's clock at send
 
 
 @dataclass
@@ -198,7 +205,12 @@ def generate(cfg: GenConfig) -> History:
                     "device_id": f"farm-{group}",
                 }
             )
-    return History(cfg, list(_deliver(events, cfg, rng)), personas)
+    messages = list(_deliver(events, cfg, rng))
+    if cfg.hostile:
+        from streams.hostile import mix_in
+
+        messages = mix_in(cfg, messages, personas)
+    return History(cfg, messages, personas)
 
 
 def _deliver(events: list[dict[str, object]], cfg: GenConfig, rng: random.Random) -> Iterator[Message]:

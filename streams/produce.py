@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from streams.generator import History
-from streams.kafka_io import new_producer, send_many
+from streams.generator import History, Message
+from streams.kafka_io import new_producer
 from streams.progress import Progress
 from streams.settings import Settings
 
@@ -22,6 +24,27 @@ async def wait_for_partitions(producer: AIOKafkaProducer, topic: str, partitions
         await asyncio.sleep(0.2)
 
 
+async def send_messages(producer: AIOKafkaProducer, topic: str, messages: list[Message]) -> list[asyncio.Future[Any]]:
+    """Send ``messages`` in per-partition batches (``kafka_io.send_many`` with each record's
+    timestamp: ``Message.timestamp``, or the producer's clock where None); return the delivery futures."""
+    by_partition: dict[int, list[Message]] = defaultdict(list)
+    for m in messages:
+        by_partition[m.partition].append(m)
+    futures: list[asyncio.Future[Any]] = []
+    for partition, items in by_partition.items():
+        batch = producer.create_batch()
+        for m in items:
+            if batch.append(key=m.key, value=m.value, timestamp=m.timestamp) is None:
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                if batch.append(key=m.key, value=m.value, timestamp=m.timestamp) is None:
+                    futures.append(await producer.send(topic, m.value, key=m.key, partition=partition,
+                                                       timestamp_ms=m.timestamp))
+        if batch.record_count():
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures
+
+
 async def produce_history(settings: Settings, history: History, progress: bool = False, chunk: int = 20_000) -> int:
     producer = new_producer(settings.kafka, linger_ms=20)
     await producer.start()
@@ -31,7 +54,7 @@ async def produce_history(settings: Settings, history: History, progress: bool =
         msgs = history.messages
         for start in range(0, len(msgs), chunk):
             part = msgs[start : start + chunk]
-            futures = await send_many(producer, settings.events_topic, [(m.partition, m.key, m.value) for m in part])
+            futures = await send_messages(producer, settings.events_topic, part)
             await asyncio.gather(*futures)
             shown.update(start + len(part))
         shown.done()

@@ -1,9 +1,11 @@
 """Independent, naive recomputation of the alerts of SPEC sections 2-4.
 
 It replays each partition's events in delivery order exactly as the spec describes time
-(stream time, watermark, lateness) and evaluates every rule for *every* user of the partition
-on every watermark advance and day close — no indexes, no candidate sets, no shared code with
-``streams.rules``. It is slow by design and meant for small histories.
+(stream time, watermark, lateness, the clock-skew cap of a record's timestamp) and evaluates every
+rule for *every* user of the partition on every watermark advance and day close — no indexes, no
+candidate sets, no shared code with ``streams.rules``. It is slow by design and meant for small
+histories (the one shortcut: absence deadlines are scanned only once the watermark reaches a lower
+bound of them all).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Cfg:
     horizon: int = 24 * H
     burst: int = 100
     farm: int = 5
+    skew: int = 5 * 60_000  # an event moves stream time at most to its record's timestamp + this
 
 
 Alert = tuple[str, str, str, str, int]  # (alert_id, status, rule, subject, episode_start)
@@ -72,20 +75,26 @@ def _day_rules(u: U, day: int) -> dict[str, bool]:
     return {"churn.activity_drop": b >= 10 and 10 * a <= 7 * b, "fake.hollow_activity": hollow}
 
 
-def partition_alerts(events: list[Event], cfg: Cfg, device_obs: list[Event] | None = None) -> list[Alert]:
+def partition_alerts(events: list[Event], cfg: Cfg, device_obs: list[Event] | None = None,
+                     record_ts: list[int | None] | None = None) -> list[Alert]:
     """Alerts of one partition's events (valid, in delivery order, duplicates included).
     Events counted for the device rule (not more than 2 days behind the watermark) are added to
-    ``device_obs``."""
+    ``device_obs``. ``record_ts``: each event's Kafka record timestamp (None: none, no cap)."""
     users: dict[tuple[str, str], U] = {}
     seen: dict[tuple[str, str, str], int] = {}
     alerts: list[Alert] = []
     st: int | None = None
     closed = 0
+    bound = -(1 << 62)  # no absence deadline comes before it (a lower bound, maybe stale)
 
     def advance(wm: int) -> None:
-        nonlocal closed
+        nonlocal closed, bound
         while True:
-            due = [(d, k, r) for k, u in users.items() for r, d in _absence(u, cfg).items() if d <= wm]
+            due = []
+            if bound <= wm:
+                every = [(d, k, r) for k, u in users.items() for r, d in _absence(u, cfg).items()]
+                bound = min((d for d, _, _ in every), default=1 << 62)
+                due = [x for x in every if x[0] <= wm]
             day_end = (closed + 2) * D
             if due and min(due)[0] < day_end:
                 d, k, r = min(due)
@@ -106,12 +115,14 @@ def partition_alerts(events: list[Event], cfg: Cfg, device_obs: list[Event] | No
                         alerts.append((aid(k[0], rule, k[1], start), "resolved", rule, k[1], start))
             closed = day
 
-    for e in events:
+    for i, e in enumerate(events):
         prev_wm = None if st is None else st - cfg.lateness
-        if st is None or e.ts > st:
+        rts = record_ts[i] if record_ts is not None else None
+        t = e.ts if rts is None else min(e.ts, rts + cfg.skew)  # a fast clock moves stream time no further
+        if st is None or t > st:
             if st is None:
-                closed = (e.ts - cfg.lateness) // D - 1
-            st = e.ts
+                closed = (t - cfg.lateness) // D - 1
+            st = t
             advance(st - cfg.lateness)
         wm = st - cfg.lateness
         ident = (e.app_id, e.user_id, e.event_id)
@@ -140,6 +151,7 @@ def partition_alerts(events: list[Event], cfg: Cfg, device_obs: list[Event] | No
             if r in u.open and e.ts >= u.open[r]:
                 start = u.open.pop(r)
                 alerts.append((aid(k[0], r, k[1], start), "resolved", r, k[1], start))
+        bound = min([bound, *_absence(u, cfg).values()])
         if device_obs is not None and e.device_id is not None and e.ts // D >= wm // D - 2:
             device_obs.append(e)
         late = prev_wm is not None and e.ts < prev_wm
@@ -162,18 +174,21 @@ def device_alerts(events: list[Event], cfg: Cfg) -> list[Alert]:
             for (app, dev, day), us in users.items() if len(us) >= cfg.farm]
 
 
-def expected_alerts(delivered: list[tuple[int, Event]], partitions: int, cfg: Cfg | None = None) -> set[Alert]:
-    """``delivered``: (kafka partition, event) in delivery order. Events delivered on a partition
-    other than their user's home partition are rerouted, an ambiguous position: callers keep
-    them out (see tests)."""
+def expected_alerts(delivered: list[tuple[int, Event]] | list[tuple[int, Event, int | None]], partitions: int,
+                    cfg: Cfg | None = None) -> set[Alert]:
+    """``delivered``: (kafka partition, event) or (kafka partition, event, record timestamp or
+    None) in delivery order. Events delivered on a partition other than their user's home
+    partition are rerouted, an ambiguous position: callers keep them out (see tests)."""
     cfg = cfg or Cfg()
     by_part: dict[int, list[Event]] = defaultdict(list)
-    for part, e in delivered:
+    stamps: dict[int, list[int | None]] = defaultdict(list)
+    for part, e, *rts in delivered:
         assert part == home_partition(e.user_id.encode(), partitions), "rerouted events are ambiguous"
         by_part[part].append(e)
+        stamps[part].append(rts[0] if rts else None)
     out: set[Alert] = set()
     obs: list[Event] = []
-    for evs in by_part.values():
-        out.update(partition_alerts(evs, cfg, obs))
+    for part, evs in by_part.items():
+        out.update(partition_alerts(evs, cfg, obs, stamps[part]))
     out.update(device_alerts(obs, cfg))
     return out
