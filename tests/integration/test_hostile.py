@@ -51,14 +51,6 @@ H = 3_600_000
 D = 86_400_000
 QUERY = ("SELECT app_id, user_id, toString(day), events, logins, payments, toString(payment_amount), "
          "content_posts, social, complaints FROM vitals.user_activity_daily FINAL")
-BEYOND_STATE_DECIDES = (
-    "vitals' worker ignores, for the rules, a too-late event older than the days its state keeps "
-    "(engine._beyond_retention: 'it decides nothing'), while the same event a few days less late ends "
-    "an open episode: an offline phone's 45-day-old interaction leaves churn.no_interaction_60d open "
-    "(SPEC 2 treats every too-late event alike: counted, cannot retract; SPEC 3: the episode ends at the "
-    "next engagement event). Reproduction in the hostile-run report (late view 35 vs 25 days behind).")
-
-
 class Sampler(threading.Thread):
     """The worker's process tree and its resident memory, every half second."""
 
@@ -270,15 +262,14 @@ def assert_same(expected: set[Alert], got: set[Alert]) -> None:
         f"{len(unexpected)} unexpected e.g. {sorted(unexpected)[:3]}")
 
 
-def test_alerts_equal_oracle_but_for_events_beyond_the_state(run: Run) -> None:
-    """The rules oracle's alerts, stream time capped by each record's timestamp, the events older
-    than the state's days left out of the rules' input (they decide nothing in the worker: see the
-    xfail below). In particular: the burst an hour after the fast clock alerts, and the 72-hour
-    deadline a fast-clock stream time would have fired early does not."""
-    skip = beyond_state(run.delivered)
-    assert skip  # the offline phones
+def test_alerts_equal_oracle(run: Run) -> None:
+    """Every alert the rules oracle decides, stream time capped by each record's timestamp, the offline
+    phones' late interactions included (an engagement of any age ends the episode it comes after). In
+    particular: the burst an hour after the fast clock alerts, and the 72-hour deadline a fast-clock
+    stream time would have fired early does not."""
+    assert beyond_state(run.delivered)  # the offline phones
     got = alerts_of(run)
-    assert_same(expected_alerts([d for i, d in enumerate(run.delivered) if i not in skip], run.partitions), got)
+    assert_same(expected_alerts(run.delivered, run.partitions), got)  # type: ignore[arg-type]
 
     alerts = [orjson.loads(r.value) for r in run.alert_records]
     t, marks = run.marks.fast_clock_record_ms, run.marks
@@ -290,12 +281,6 @@ def test_alerts_equal_oracle_but_for_events_beyond_the_state(run: Run) -> None:
     farm = [a for a in alerts if a["device_id"] == ZERO_DEVICE]  # one alert, bounded
     assert len(farm) == 1 and 5 <= len(farm[0]["user_ids"]) <= 1000, farm
     assert not [a for a in alerts if a["user_id"] == BOT_USER and a["rule"] == "fake.burst"]  # 70 a minute
-
-
-@pytest.mark.xfail(strict=True, reason=BEYOND_STATE_DECIDES)
-def test_alerts_equal_oracle(run: Run) -> None:
-    """Every alert the rules oracle decides, the offline phones' late interactions included."""
-    assert_same(expected_alerts(run.delivered, run.partitions), alerts_of(run))  # type: ignore[arg-type]
 
 
 def test_metrics_stay_bounded(run: Run) -> None:
