@@ -13,7 +13,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import urllib.request
 from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal
@@ -24,7 +23,6 @@ import pytest
 from aiokafka.admin import NewTopic
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
-from prometheus_client.parser import text_string_to_metric_families
 
 from schemas import SCHEMA_DIR
 from schemas.events import decode_message
@@ -37,7 +35,7 @@ from streams.settings import ConfigError
 from tests.conftest import Deployment
 from tests.garbage import garbage_values
 from tests.oracle import expected_daily
-from tests.procs import process_tree, rss_kb
+from tests.procs import process_tree, rss_kb, scrape, total
 
 pytestmark = pytest.mark.integration
 
@@ -74,19 +72,6 @@ def produce(deployment: Deployment, records: list[tuple[int, bytes | None, bytes
             await producer.stop()
 
     asyncio.run(run())
-
-
-def scrape(port: int) -> tuple[dict[tuple[str, tuple[tuple[str, str], ...]], float], str]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples, text
-
-
-def total(samples: dict, name: str, **labels: str) -> float:
-    return sum(v for (n, ls), v in samples.items() if n == name and all((k, x) in ls for k, x in labels.items()))
 
 
 def test_worker_accounts_for_every_garbage_record(deployment: Deployment) -> None:

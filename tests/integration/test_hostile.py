@@ -17,7 +17,6 @@ import asyncio
 import os
 import threading
 import time
-import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ from typing import Any
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.events import Event, decode_message
 from streams.cli import _prestart
@@ -38,7 +36,7 @@ from streams.runner import stop_worker, wait_for_lag_zero
 from tests.conftest import make_deployment
 from tests.oracle import expected_daily
 from tests.oracle_rules import Alert, Cfg, expected_alerts
-from tests.procs import process_tree, rss_kb
+from tests.procs import process_tree, rss_kb, scrape, total
 
 pytestmark = pytest.mark.integration
 
@@ -92,19 +90,6 @@ class Run:
     alert_records: list[Any]
     largest_record: dict[str, int]  # topic (app id prefix left out) -> bytes
     seconds: dict[str, float]
-
-
-def scrape(port: int) -> tuple[dict[tuple[str, tuple[tuple[str, str], ...]], float], str]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples, text
-
-
-def total(samples: dict, name: str, **labels: str) -> float:
-    return sum(v for (n, ls), v in samples.items() if n == name and all((k, x) in ls for k, x in labels.items()))
 
 
 async def _topics(deployment) -> list[str]:  # type: ignore[no-untyped-def]

@@ -1,12 +1,14 @@
 """The memory budget (streams/budget.py) on the real broker and the embedded ClickHouse: 1 MiB batch
 messages stream in while ClickHouse is down for 60 s (a planned outage: every sink write refused as
 retriable). Consumption pauses at the budget instead of memory growing, and once ClickHouse is back
-every event is counted exactly."""
+every event is counted exactly. (With the budget raised out of reach, RSS grows by about the whole
+input: +263 MB for 240 such messages.)"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import urllib.request
 
@@ -21,8 +23,10 @@ from tests.procs import process_tree, rss_kb, wait_for
 
 pytestmark = pytest.mark.integration
 
-BUDGET_MB = 96
-MESSAGES = 240  # of about 1 MiB: 2.5 times the budget
+BUDGET_MB = int(os.environ.get("BUDGET_MB_OVERRIDE", "96"))  # (a larger one shows the test can fail)
+# RSS beyond what the budget counts: the Kafka client's prefetched fetches, the engine warming up
+ALLOWANCE_MB = 160
+MESSAGES = 600  # of about 1 MiB: over six times the budget
 EVENTS_PER_MESSAGE = 400
 USERS = 60
 OUTAGE_S = 60
@@ -96,7 +100,7 @@ def test_consumption_pauses_at_the_budget_through_a_clickhouse_outage(deployment
           f"{max(ratios):.2f}; {MESSAGES} messages of 1 MiB")
     # paused, not dropped: the budget filled and stayed within bounds while ClickHouse was down
     assert max(ratios) >= 0.75, ratios
-    assert grown_mb < 2 * BUDGET_MB, f"RSS grew by {grown_mb:.0f} MB with a {BUDGET_MB} MB budget"
+    assert grown_mb < BUDGET_MB + ALLOWANCE_MB, f"RSS grew by {grown_mb:.0f} MB with a {BUDGET_MB} MB budget"
     # every event counted once, and every message in raw storage, after the outage
     rows = deployment.query("SELECT user_id, sum(events) FROM vitals.user_activity_daily FINAL GROUP BY user_id")
     expected: dict[str, int] = {}
