@@ -43,13 +43,7 @@ DDL = (
         app_id LowCardinality(String),
         user_id String,
         day Date,
-        events UInt64,
-        logins UInt64,
-        payments UInt64,
-        payment_amount Decimal(38, 6),
-        content_posts UInt64,
-        social UInt64,
-        complaints UInt64,
+        {late.COUNTER_COLUMNS_DDL},
         version UInt64
     ) ENGINE = ReplacingMergeTree(version)
     PARTITION BY toYYYYMM(day)

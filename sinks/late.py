@@ -34,27 +34,25 @@ if TYPE_CHECKING:
 # (app_id, user_id, day number, event-id hash, the event's counters as a state day holds them)
 ColdEvent = tuple[str, str, int, int, tuple[int, int, int, int, int, int, int]]
 
-COUNTERS = ("events", "logins", "payments", "payment_amount", "content_posts", "social", "complaints")
+# a day's counters as ClickHouse columns, in the order of a state day (streams/state.py): user_activity_daily's
+# (sinks/clickhouse.py), the ledger's, and the ``late_*`` part of user_activity_daily
+COUNTER_TYPES = {"events": "UInt64", "logins": "UInt64", "payments": "UInt64", "payment_amount": "Decimal(38, 6)",
+                 "content_posts": "UInt64", "social": "UInt64", "complaints": "UInt64"}
+COUNTERS = tuple(COUNTER_TYPES)
+COUNTER_COLUMNS_DDL = ",\n        ".join(f"{c} {t}" for c, t in COUNTER_TYPES.items())
 LEDGER_COLUMNS = ["app_id", "user_id", "day", "event_hash", *COUNTERS]
 KEYS_PER_STATEMENT = 1000  # (app_id, user_id, day) keys recomputed by one INSERT ... SELECT
 
 
 def ddl(database: str) -> tuple[str, ...]:
-    late = ", ".join(f"ADD COLUMN IF NOT EXISTS late_{c} {'Decimal(38, 6)' if c == 'payment_amount' else 'UInt64'}"
-                     f" DEFAULT 0" for c in COUNTERS)
+    late = ", ".join(f"ADD COLUMN IF NOT EXISTS late_{c} {t} DEFAULT 0" for c, t in COUNTER_TYPES.items())
     return (
         f"""CREATE TABLE IF NOT EXISTS {database}.late_events (
             app_id LowCardinality(String),
             user_id String,
             day Date,
             event_hash UInt64,
-            events UInt64,
-            logins UInt64,
-            payments UInt64,
-            payment_amount Decimal(38, 6),
-            content_posts UInt64,
-            social UInt64,
-            complaints UInt64
+            {COUNTER_COLUMNS_DDL}
         ) ENGINE = ReplacingMergeTree
         ORDER BY (app_id, user_id, day, event_hash)
         SETTINGS non_replicated_deduplication_window = 1000""",
