@@ -49,6 +49,7 @@ class DeviceMeta(msgspec.Struct, array_like=True):
     watermark is their minimum: a slow source partition never makes its events look late."""
 
     sources: dict[int, int] = {}
+    alerts_after: int = NONE  # when the flush job that wrote it was taken (wall-clock ms, streams/fence.py)
 
 
 _meta_decoder = msgspec.msgpack.Decoder(DeviceMeta)

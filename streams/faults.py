@@ -9,6 +9,7 @@ test drives a worker through a planned sequence of crashes, each at an exact pla
 Points (in the order a batch passes them):
 
 * ``batch`` — after the engine applied a batch, before anything of it left the process;
+* ``taken`` — a flush job was just taken (state drained, alerts of the last batches maybe in flight);
 * ``kafka`` — after alerts, dead letters, reroutes and device observations were delivered;
 * ``clickhouse`` — in the middle of a ClickHouse insert (from the sink thread);
 * ``inserted`` — after the ClickHouse insert, before the changelogs;
@@ -34,7 +35,7 @@ from sinks.base import SinkBackpressure
 
 log = logging.getLogger("vitals.faults")
 
-POINTS = ("batch", "kafka", "clickhouse", "inserted", "changelog", "recovery")
+POINTS = ("batch", "taken", "kafka", "clickhouse", "inserted", "changelog", "recovery")
 OUTAGES = ("clickhouse_outage",)
 
 

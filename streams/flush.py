@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +39,7 @@ from sinks.columns import ActivityColumns
 from sinks.late import ColdEvent, LateSink
 from streams.delivery import InFlight, OutRecord, deliver, retriable, send_records
 from streams.faults import OUTAGES, Faults
-from streams.localstate import record_persisted
+from streams.localstate import LocalTable
 from streams.metrics import Metrics
 from streams.store import Outputs
 
@@ -75,7 +75,7 @@ class Flusher:
         alert_sink: AlertSink,
         raw_sink: RawSink | None,
         producer_factory: Callable[[], AIOKafkaProducer],
-        tables: Sequence[tuple[MutableMapping[bytes, bytes], str]],  # (table data, its changelog topic)
+        tables: Sequence[LocalTable],  # the tables whose changelogs the jobs write
         retry: RetryPolicy,
         record: Callable[[Outputs], None],
         clock: Callable[[], float] = time.time,
@@ -188,8 +188,9 @@ class Flusher:
         self.faults.hit("inserted")
         # 3. changelogs
         written = await self.deliver(await self.send(job.changelog))
-        for data, topic in self.tables:
-            record_persisted(data, topic, {p: off for (t, p), off in written.items() if t == topic})
+        for table in self.tables:  # a RocksDB store is written now, never ahead of its changelog
+            topic = table.changelog
+            table.persisted(job.changelog, {p: off for (t, p), off in written.items() if t == topic})
         self.faults.hit("changelog")
         # 4. commit the source offsets: everything up to them is durable
         await self._commit(job)

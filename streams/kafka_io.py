@@ -304,6 +304,48 @@ async def group_lag(kafka: KafkaSettings, group: str, topic: str) -> int:
     return sum(end - committed.get(p, 0) for p, end in ends.items())
 
 
+async def read_since(kafka: KafkaSettings, topic: str, since_ms: int | None, per_partition: int,
+                     timeout_s: float = 60) -> list[bytes | None]:
+    """The values of ``topic``'s records with a timestamp at or after ``since_ms`` (None: from the
+    beginning), at most the last ``per_partition`` of each partition, up to the end offsets at call time."""
+    consumer = AIOKafkaConsumer(**client_kwargs(kafka), enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20,
+                                fetch_max_bytes=64 << 20)
+    await consumer.start()
+    values: list[bytes | None] = []
+    try:
+        parts = [TopicPartition(topic, p) for p in range(await topic_partitions(kafka, topic) or 0)]
+        if not parts:
+            return values
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        starts = await consumer.beginning_offsets(parts)
+        if since_ms is not None:
+            found = await consumer.offsets_for_times({tp: max(0, since_ms) for tp in parts})
+            starts = {tp: ends[tp] if found.get(tp) is None else found[tp].offset for tp in parts}  # type: ignore[union-attr]
+        remaining = set()
+        for tp in parts:
+            start = max(starts[tp], ends[tp] - per_partition)
+            if start < ends[tp]:
+                consumer.seek(tp, start)
+                remaining.add(tp)
+        consumer.pause(*(set(parts) - remaining))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while remaining:
+            if loop.time() > deadline:
+                raise TimeoutError(f"reading {topic} did not finish in {timeout_s}s")
+            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=50_000)
+            for tp, recs in batch.items():
+                values.extend(r.value for r in recs if r.offset < ends[tp])
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return values
+
+
 async def read_topic(kafka: KafkaSettings, topic: str, timeout_s: float = 120) -> list[Any]:
     """Every record currently in ``topic`` (from the beginning to the end offsets at call time)."""
     consumer = AIOKafkaConsumer(

@@ -80,6 +80,11 @@ class Metrics:
             "vitals_alerts_total", "Alerts emitted (app: 'default' or an app configured under [apps.*], else 'other')",
             ["app", "rule", "status"], registry=r,
         )
+        self.alerts_held_back = Counter(
+            "vitals_alerts_held_back_total",
+            "Alerts a replay fired again that were on the alerts topic already, not sent twice (the alert fence)",
+            registry=r,
+        )
         self.open_episodes = Gauge("vitals_open_episodes", "Open alert episodes held in state", ["rule"], registry=r)
         self.watermark = Gauge(
             "vitals_watermark_seconds", "Partition watermark (event time, epoch seconds)", ["partition"], registry=r

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from schemas.alerts import Alert, encode_alert
 from sinks.base import RetryPolicy
@@ -29,16 +30,21 @@ from streams.collector import PacedCollector
 from streams.delivery import InFlight, OutRecord
 from streams.devices import DeviceObservations, DevicePartition, decoded_observations, obs_encoder, obs_records
 from streams.engine import EPISODE_RULES, Outputs, RulesByApp, StateStore, UserPartition, activity_columns
+from streams.fence import FENCE_MARGIN_MS, AlertFence
 from streams.flush import Flusher, FlushJob
 from streams.kafka_io import PartitionCache, device_topic, reroute_topic
-from streams.localstate import is_rocksdb, partition_data, partition_keys
+from streams.localstate import LocalTable
 from streams.metrics import AppLabels, Metrics
 from streams.ordering import InOrder
 from streams.routing import SLICE_BYTES, Record, route, slices
 from streams.settings import Settings
-from streams.state import SEP, split_key
+from streams.state import NONE, SEP, split_key
 
 log = logging.getLogger("vitals.pipeline")
+
+# a partition's meta record is stamped with the take time of every job that changes it, and at least
+# this often otherwise: a restart reads back the alerts sent since the earliest stamp (streams/fence.py)
+STAMP_REFRESH_MS = 10_000
 
 
 class Message(Record, Protocol):
@@ -60,12 +66,15 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         raw_sink: RawSink | None = None,
         late_sink: LateSink | None = None,
+        read_alerts: Callable[[int | None, int], Awaitable[list[bytes | None]]] | None = None,
     ) -> None:
         self.settings = settings
         self.partitions = partitions
         self.users_data = users_data
         self.devices_data = devices_data
         self.user_changelog, self.device_changelog = changelogs
+        self.user_table = LocalTable(users_data, self.user_changelog)
+        self.device_table = LocalTable(devices_data, self.device_changelog)
         self.activity = activity
         self.alert_sink = alert_sink
         self.metrics = metrics
@@ -97,7 +106,7 @@ class Pipeline:
         self.on_failed_job: Callable[[BaseException], None] = lambda exc: None
         self.flusher = Flusher(
             metrics, activity, alert_sink, raw_sink, producer_factory,
-            ((users_data, self.user_changelog), (devices_data, self.device_changelog)),
+            (self.user_table, self.device_table),
             RetryPolicy(settings.processing.sink_retry_initial_s, settings.processing.sink_retry_max_s),
             self._record, clock, late_sink,
         )
@@ -107,6 +116,10 @@ class Pipeline:
         self.accepting: Callable[[], bool] = lambda: True  # False while a rebalance settles
         self.reseek: Callable[[], Awaitable[None]] | None = None  # seek the consumer to the committed offsets
         self.collector: PacedCollector | None = None  # set by the worker with processing.gc_paced
+        # alerts a replay fires again that are on the alerts topic already (streams/fence.py), read with
+        # ``read_alerts(since_ms, at most per partition)``; None: no fence (every replayed alert is sent)
+        self.fence = AlertFence()
+        self.read_alerts = read_alerts
 
     # ---- lifecycle ------------------------------------------------------------------------
     @property
@@ -134,8 +147,10 @@ class Pipeline:
         for p in [p for p in self.users if p not in partitions]:
             del self.users[p]
             self.beacons.pop(p, None)
+            self.user_table.release(p)
         for p in [p for p in self.devices if p not in partitions]:
             del self.devices[p]
+            self.device_table.release(p)
         self.assigned = set(partitions)
         self.metrics.assigned.set(len(self.assigned))
         if self.order is not None:
@@ -153,8 +168,8 @@ class Pipeline:
         resume = await self._resume_offsets(todo, events)
         self.assigned |= todo
         keys: dict[int, list[bytes]] = {p: [] for p in todo}
-        if is_rocksdb(self.users_data):
-            keys = {p: partition_keys(self.users_data, p, self.home) for p in keys}
+        if self.user_table.rocksdb:
+            keys = {p: self.user_table.keys(p, self.home) for p in keys}
         else:  # one dict holds every partition: one pass
             for key in list(self.users_data.keys()):
                 if key[:1] == b"\x00":
@@ -163,15 +178,36 @@ class Pipeline:
                 if bucket is not None:
                     bucket.append(key)
         total = 0
+        stamps = []
         for p, part_keys in keys.items():
-            store = StateStore(partition_data(self.users_data, p))
+            store = StateStore(self.user_table.partition(p))
             up = self.users[p] = UserPartition(p, store, self.rules, reroute_topic(self.settings),
                                                native=self.settings.processing.native_engine)
             total += up.load(part_keys, resume[p])
+            stamps.append(up.meta.alerts_after)
+        stamps += [self.device_partition(p).meta.alerts_after for p in keys if p not in self.devices]
+        await self._fence(stamps)
         self.metrics.recovery.observe(time.perf_counter() - started)
         log.info(
             "rebuilt indexes of %d partitions (%d users) in %.2fs", len(keys), total, time.perf_counter() - started
         )
+
+    async def _fence(self, stamps: Sequence[int]) -> None:
+        """Partitions built from their recovered state, each stamped with when its last flush job was
+        taken (NONE: never flushed): hold back the alerts sent since the earliest (streams/fence.py)."""
+        if self.read_alerts is None or not stamps:
+            return
+        since = None if NONE in stamps else min(stamps) - FENCE_MARGIN_MS
+        started = time.perf_counter()
+        try:
+            n = self.fence.add_records(await self.read_alerts(since, self.fence.cap))
+        except (KafkaError, OSError, TimeoutError) as exc:  # an optimisation: duplicates possible, no loss
+            log.warning("could not read the alerts sent before this worker took its partitions (%s): a replay "
+                        "may send some again", type(exc).__name__)
+            return
+        log.info("alert fence: %d alerts sent since %s held back from replays (read in %.2fs)", n,
+                 "the beginning" if since is None else time.strftime("%H:%M:%S", time.gmtime(since / 1000)),
+                 time.perf_counter() - started)
 
     async def _resume_offsets(self, partitions: set[int], events: Sequence[Message]) -> dict[int, int | None]:
         """Per partition, the first events-topic offset not processed yet: the lowest in this
@@ -194,7 +230,7 @@ class Pipeline:
     def device_partition(self, p: int) -> DevicePartition:
         dp = self.devices.get(p)
         if dp is None:
-            data = partition_data(self.devices_data, p)
+            data = self.device_table.partition(p)
             dp = self.devices[p] = DevicePartition(p, data, self.rules, self.partitions)
         return dp
 
@@ -269,6 +305,8 @@ class Pipeline:
 
     async def _device_batch(self, events: Sequence[Message]) -> None:
         async with self.lock:
+            new = {msg.partition for msg in events} - self.devices.keys()
+            await self._fence([self.device_partition(p).meta.alerts_after for p in sorted(new)])
             started = self.clock()
             alerts: list[Alert] = []
             for p, batch in decoded_observations(events, self.partitions, self.out):
@@ -281,7 +319,13 @@ class Pipeline:
         await self.maybe_flush()
 
     async def _send_alerts(self, alerts: Sequence[Alert], started: float) -> None:
-        """Alerts leave at once (latency); the flush waits for their acknowledgement before acking."""
+        """Alerts leave at once (latency); the flush waits for their acknowledgement before acking.
+        Those a replay fired again that are on the topic already are held back (streams/fence.py)."""
+        before = self.fence.suppressed
+        alerts = self.fence.to_send(alerts)
+        self.metrics.alerts_held_back.inc(self.fence.suppressed - before)
+        if not alerts:
+            return
         topic = self.settings.alerts_topic
         records = [(topic, None, a.kafka_key, encode_alert(a)) for a in alerts]
         self.alerts_inflight.extend(await self.flusher.send(records))
@@ -389,13 +433,19 @@ class Pipeline:
         # changelogs
         changelog: list[OutRecord] = []
         users_cl, devices_cl = self.user_changelog, self.device_changelog
+        taken_ms = int(time.time() * 1000)  # the producer's clock, which stamps the alerts (streams/fence.py)
         for p, up in self.users.items():
-            changelog += [(users_cl, p, k, v) for k, v in up.drain()]
+            drained = up.drain()
+            changelog += [(users_cl, p, k, v) for k, v in drained]
+            if drained or up.meta_dirty or taken_ms - up.meta.alerts_after >= STAMP_REFRESH_MS:
+                up.meta.alerts_after, up.meta_dirty = taken_ms, True
             meta = up.drain_meta()
             if meta is not None:
                 changelog.append((users_cl, p, *meta))
             up.flushed_watermark = up.watermark
         for p, dp in self.devices.items():
+            if dp.dirty or dp.meta_dirty or taken_ms - dp.meta.alerts_after >= STAMP_REFRESH_MS:
+                dp.meta.alerts_after, dp.meta_dirty = taken_ms, True
             changelog += [(devices_cl, p, k, v) for k, v in dp.drain()]
         # the source offsets to commit: after the last message taken, per partition
         offsets: dict[tuple[str, int], int] = {}
@@ -413,6 +463,7 @@ class Pipeline:
         self.out, self.alerts_inflight, self.alert_started = Outputs(), InFlight(), []
         self.budget.job = held  # one job at a time: what it holds until it is durable
         self.pending, self.batch_started, self.pending_bytes = [], [], 0
+        self.faults.hit("taken")
         return job
 
     def _record(self, out: Outputs) -> None:

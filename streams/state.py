@@ -160,10 +160,12 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
 
 
 class PartitionMeta(msgspec.Struct, array_like=True):
-    """Per-partition stream time and the last UTC day closed on it."""
+    """Per-partition stream time and the last UTC day closed on it; when the flush job that wrote it
+    was taken (wall-clock ms: alerts sent after it may come from changes beyond it, streams/fence.py)."""
 
     stream_time: int = NONE
     closed_day: int = NONE
+    alerts_after: int = NONE
 
 
 _user_encoder = msgspec.msgpack.Encoder()
