@@ -28,7 +28,15 @@ from sinks.late import LateSink
 from streams import gauges
 from streams.consumer import Fetched, LeanTransport
 from streams.faults import Faults
-from streams.kafka_io import TABLES, changelog_topic, device_topic, new_producer, read_since, reroute_topic, ssl_context
+from streams.kafka_io import (
+    TABLES,
+    KafkaFenceSource,
+    changelog_topic,
+    device_topic,
+    new_producer,
+    reroute_topic,
+    ssl_context,
+)
 from streams.localstate import close_on_revoke
 from streams.metrics import Metrics
 from streams.ordering import InOrder
@@ -188,7 +196,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         # that got them there
         raw_sink=RawSink(ch, cap + proc.batch_max_messages) if settings.clickhouse_raw_messages else None,
         late_sink=LateSink(ch, cap, DATABASE),
-        read_alerts=lambda since_ms, most: read_since(settings.kafka, settings.alerts_topic, since_ms, most),
+        fence_source=KafkaFenceSource(settings),
     )
 
     async def commit(offsets: dict[tuple[str, int], int]) -> bool:

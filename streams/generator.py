@@ -52,6 +52,7 @@ class GenConfig:
     batch_window_ms: int = 10 * MINUTE_MS  # an SDK sends a user's batch when full or this old
     hostile: bool = False  # mix in hostile but valid input (streams/hostile.py)
     hostile_scale: float = 1.0  # its size: 1 = what issue 23 names; less for tests
+    weights: tuple[int, ...] = WEIGHTS  # of PERSONAS (a test may want more bots, farms or churners)
 
 
 @dataclass
@@ -141,7 +142,7 @@ def generate(cfg: GenConfig) -> History:
     personas: dict[str, str] = {}
     plans: list[tuple[str, str, str, list[int]]] = []
     for i in range(cfg.users):
-        persona = rng.choices(PERSONAS, WEIGHTS)[0]
+        persona = rng.choices(PERSONAS, cfg.weights)[0]
         user = f"u{i:07d}"
         personas[user] = persona
         app = cfg.apps[i % len(cfg.apps)]

@@ -305,14 +305,14 @@ async def group_lag(kafka: KafkaSettings, group: str, topic: str) -> int:
 
 
 async def read_since(kafka: KafkaSettings, topic: str, since_ms: int | None, per_partition: int,
-                     timeout_s: float = 60) -> list[bytes | None]:
-    """The values of ``topic``'s records with a timestamp at or after ``since_ms`` (None: from the
+                     timeout_s: float = 60) -> list[tuple[bytes | None, int]]:
+    """(value, timestamp) of ``topic``'s records with a timestamp at or after ``since_ms`` (None: from the
     beginning), at most the last ``per_partition`` of each partition, up to the end offsets at call time."""
     consumer = AIOKafkaConsumer(**client_kwargs(kafka), enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20,
                                 fetch_max_bytes=64 << 20)
     await consumer.start()
-    values: list[bytes | None] = []
+    values: list[tuple[bytes | None, int]] = []
     try:
         parts = [TopicPartition(topic, p) for p in range(await topic_partitions(kafka, topic) or 0)]
         if not parts:
@@ -337,13 +337,31 @@ async def read_since(kafka: KafkaSettings, topic: str, since_ms: int | None, per
                 raise TimeoutError(f"reading {topic} did not finish in {timeout_s}s")
             batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=50_000)
             for tp, recs in batch.items():
-                values.extend(r.value for r in recs if r.offset < ends[tp])
+                values.extend((r.value, r.timestamp) for r in recs if r.offset < ends[tp])
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
     return values
+
+
+class KafkaFenceSource:
+    """What the alert fence reads (streams/fence.py FenceSource), from the worker's topics."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def alerts_since(self, since_ms: int | None, per_partition: int) -> list[tuple[bytes | None, int]]:
+        return await read_since(self.settings.kafka, self.settings.alerts_topic, since_ms, per_partition)
+
+    async def source_ends(self, partitions: set[int]) -> dict[tuple[str, int], int]:
+        settings = self.settings
+        ends: dict[tuple[str, int], int] = {}
+        for topic in (settings.events_topic, reroute_topic(settings), device_topic(settings)):
+            ends.update({(topic, p): end for p, end in (await end_offsets(settings.kafka, topic)).items()
+                         if p in partitions})
+        return ends
 
 
 async def read_topic(kafka: KafkaSettings, topic: str, timeout_s: float = 120) -> list[Any]:

@@ -30,7 +30,7 @@ from streams.collector import PacedCollector
 from streams.delivery import InFlight, OutRecord
 from streams.devices import DeviceObservations, DevicePartition, decoded_observations, obs_encoder, obs_records
 from streams.engine import EPISODE_RULES, Outputs, RulesByApp, StateStore, UserPartition, activity_columns
-from streams.fence import FENCE_MARGIN_MS, AlertFence
+from streams.fence import FenceSource, ReplayFence
 from streams.flush import Flusher, FlushJob
 from streams.kafka_io import PartitionCache, device_topic, reroute_topic
 from streams.localstate import LocalTable
@@ -38,7 +38,7 @@ from streams.metrics import AppLabels, Metrics
 from streams.ordering import InOrder
 from streams.routing import SLICE_BYTES, Record, route, slices
 from streams.settings import Settings
-from streams.state import NONE, SEP, split_key
+from streams.state import SEP, split_key
 
 log = logging.getLogger("vitals.pipeline")
 
@@ -66,7 +66,7 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         raw_sink: RawSink | None = None,
         late_sink: LateSink | None = None,
-        read_alerts: Callable[[int | None, int], Awaitable[list[bytes | None]]] | None = None,
+        fence_source: FenceSource | None = None,
     ) -> None:
         self.settings = settings
         self.partitions = partitions
@@ -116,10 +116,9 @@ class Pipeline:
         self.accepting: Callable[[], bool] = lambda: True  # False while a rebalance settles
         self.reseek: Callable[[], Awaitable[None]] | None = None  # seek the consumer to the committed offsets
         self.collector: PacedCollector | None = None  # set by the worker with processing.gc_paced
-        # alerts a replay fires again that are on the alerts topic already (streams/fence.py), read with
-        # ``read_alerts(since_ms, at most per partition)``; None: no fence (every replayed alert is sent)
-        self.fence = AlertFence()
-        self.read_alerts = read_alerts
+        # alerts a replay fires again that are on the alerts topic already (streams/fence.py), read from
+        # ``fence_source``; None: no fence (every replayed alert is sent again)
+        self.fence = ReplayFence(fence_source)
 
     # ---- lifecycle ------------------------------------------------------------------------
     @property
@@ -152,6 +151,7 @@ class Pipeline:
             del self.devices[p]
             self.device_table.release(p)
         self.assigned = set(partitions)
+        self.fence.forget(self.assigned)
         self.metrics.assigned.set(len(self.assigned))
         if self.order is not None:
             self.order.new_generation()
@@ -186,28 +186,19 @@ class Pipeline:
             total += up.load(part_keys, resume[p])
             stamps.append(up.meta.alerts_after)
         stamps += [self.device_partition(p).meta.alerts_after for p in keys if p not in self.devices]
-        await self._fence(stamps)
+        await self._fence(stamps, set(keys))
         self.metrics.recovery.observe(time.perf_counter() - started)
         log.info(
             "rebuilt indexes of %d partitions (%d users) in %.2fs", len(keys), total, time.perf_counter() - started
         )
 
-    async def _fence(self, stamps: Sequence[int]) -> None:
-        """Partitions built from their recovered state, each stamped with when its last flush job was
-        taken (NONE: never flushed): hold back the alerts sent since the earliest (streams/fence.py)."""
-        if self.read_alerts is None or not stamps:
-            return
-        since = None if NONE in stamps else min(stamps) - FENCE_MARGIN_MS
-        started = time.perf_counter()
+    async def _fence(self, stamps: Sequence[int], partitions: set[int]) -> None:
+        """Hold back the alerts a replay of these partitions would send again (streams/fence.py)."""
         try:
-            n = self.fence.add_records(await self.read_alerts(since, self.fence.cap))
+            await self.fence.extend(stamps, partitions, self.order.start_offset if self.order else None)
         except (KafkaError, OSError, TimeoutError) as exc:  # an optimisation: duplicates possible, no loss
             log.warning("could not read the alerts sent before this worker took its partitions (%s): a replay "
                         "may send some again", type(exc).__name__)
-            return
-        log.info("alert fence: %d alerts sent since %s held back from replays (read in %.2fs)", n,
-                 "the beginning" if since is None else time.strftime("%H:%M:%S", time.gmtime(since / 1000)),
-                 time.perf_counter() - started)
 
     async def _resume_offsets(self, partitions: set[int], events: Sequence[Message]) -> dict[int, int | None]:
         """Per partition, the first events-topic offset not processed yet: the lowest in this
@@ -306,7 +297,7 @@ class Pipeline:
     async def _device_batch(self, events: Sequence[Message]) -> None:
         async with self.lock:
             new = {msg.partition for msg in events} - self.devices.keys()
-            await self._fence([self.device_partition(p).meta.alerts_after for p in sorted(new)])
+            await self._fence([self.device_partition(p).meta.alerts_after for p in sorted(new)], new)
             started = self.clock()
             alerts: list[Alert] = []
             for p, batch in decoded_observations(events, self.partitions, self.out):
@@ -431,28 +422,30 @@ class Pipeline:
         rows = activity_columns(out.dirty_rows, {p: up.store for p, up in self.users.items()},
                              settings.processing.native_engine)
         # changelogs
-        changelog: list[OutRecord] = []
-        users_cl, devices_cl = self.user_changelog, self.device_changelog
-        taken_ms = int(time.time() * 1000)  # the producer's clock, which stamps the alerts (streams/fence.py)
-        for p, up in self.users.items():
-            drained = up.drain()
-            changelog += [(users_cl, p, k, v) for k, v in drained]
-            if drained or up.meta_dirty or taken_ms - up.meta.alerts_after >= STAMP_REFRESH_MS:
-                up.meta.alerts_after, up.meta_dirty = taken_ms, True
-            meta = up.drain_meta()
-            if meta is not None:
-                changelog.append((users_cl, p, *meta))
-            up.flushed_watermark = up.watermark
-        for p, dp in self.devices.items():
-            if dp.dirty or dp.meta_dirty or taken_ms - dp.meta.alerts_after >= STAMP_REFRESH_MS:
-                dp.meta.alerts_after, dp.meta_dirty = taken_ms, True
-            changelog += [(devices_cl, p, k, v) for k, v in dp.drain()]
         # the source offsets to commit: after the last message taken, per partition
         offsets: dict[tuple[str, int], int] = {}
         for msg in self.pending:
             tp = (msg.topic, msg.partition)
             if msg.offset >= offsets.get(tp, -1):
                 offsets[tp] = msg.offset + 1
+        # changelogs; the partitions' meta records stamped for the alert fence (streams/fence.py)
+        changelog: list[OutRecord] = []
+        users_cl, devices_cl = self.user_changelog, self.device_changelog
+        taken_ms = int(time.time() * 1000)  # the producer's clock, which stamps the alerts
+        stamp = self.fence.stamp(offsets, taken_ms)
+        for p, up in self.users.items():
+            drained = up.drain()
+            changelog += [(users_cl, p, k, v) for k, v in drained]
+            if drained or up.meta_dirty or stamp - up.meta.alerts_after >= STAMP_REFRESH_MS:
+                up.meta.alerts_after, up.meta_dirty = stamp, True
+            meta = up.drain_meta()
+            if meta is not None:
+                changelog.append((users_cl, p, *meta))
+            up.flushed_watermark = up.watermark
+        for p, dp in self.devices.items():
+            if dp.dirty or dp.meta_dirty or stamp - dp.meta.alerts_after >= STAMP_REFRESH_MS:
+                dp.meta.alerts_after, dp.meta_dirty = stamp, True
+            changelog += [(devices_cl, p, k, v) for k, v in dp.drain()]
         raw: list[RawMessage] = []
         if self.flusher.raw_sink is not None:  # raw storage: the events topic's messages as they came
             events_topic = settings.events_topic
