@@ -55,7 +55,7 @@ make_tls() { # dir: a CA and a CA-signed broker certificate, PEM (Kafka's ssl.ke
 
 secure_mode() { [ -n "${VITALS_KAFKA_SCRAM_USER:-}" ] && [ -n "${VITALS_KAFKA_SCRAM_PASSWORD_FILE:-}" ]; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { python3 -I -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 java_run() { # main-class args...
   local main="$1"; shift

@@ -48,7 +48,7 @@ class Live:
     alerts: list[dict[str, Any]]
 
     def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
-        done = subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env or self.deployment.env,
+        done = subprocess.run([sys.executable, "-P", "-m", "streams.cli", *args], env=env or self.deployment.env,
                               capture_output=True, timeout=timeout)
         assert done.returncode in (0, 3), done.stderr.decode()[-3000:]
         return done.stdout.decode()
