@@ -63,7 +63,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from sinks.base import SinkBackpressure
     from sinks.views import view_ddl
 
-    vitals.clickhouse.extra_ddl = view_ddl()
+    vitals.clickhouse.extra_ddl = view_ddl(vitals.clickhouse.database)
     try:
         vitals.clickhouse.ensure_schema()
     except SinkBackpressure as exc:  # unavailable, not misconfigured: the sink retries with backoff
@@ -199,16 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_views(args: argparse.Namespace) -> int:
-    from sinks.views import ensure_views, view_ddl
-
-    if args.print_sql:
-        print(";\n\n".join(view_ddl()) + ";")
-        return 0
     from sinks.clickhouse import ClickHouse
+    from sinks.views import ensure_views, view_ddl
 
     settings = load_settings()
     ch = ClickHouse(settings.effective_clickhouse_dsn, ca_cert=settings.clickhouse_ca,
                     verify=settings.clickhouse_verify)
+    if args.print_sql:  # for the configured database; nothing is opened
+        print(";\n\n".join(view_ddl(ch.database)) + ";")
+        return 0
     try:
         ch.ensure_schema()
         ensure_views(ch)

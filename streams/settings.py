@@ -18,6 +18,8 @@ from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urls
 
 import msgspec
 
+from sinks.database import database_of
+
 
 class ConfigError(ValueError):
     """Bad configuration: raised at startup, never later."""
@@ -214,6 +216,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             if parts.scheme != "chdb" and not _host_and_port(parts):  # no DSN in the message: it may hold a password
                 raise ConfigError("clickhouse_dsn: no valid host:port; percent-encode special characters "
                                   "(@ : / ? #) in its user and password")
+            try:
+                database_of(dsn)
+            except ValueError as exc:
+                raise ConfigError(f"clickhouse_dsn: {exc}") from None
         for app, override in self.apps.items():
             # time is per partition, shared by every app on it: these cannot differ per app
             shared = sorted(PARTITION_WIDE & override.rules.keys())
