@@ -35,6 +35,7 @@ from sinks.database import database_of, qualified, without_database
 from sinks.errors import ClickHouseRefused, classify
 from sinks.partitions import DAY_MS, PARTITION_LIMIT_SETTING, split
 from sinks.schema import schema_ddl
+from streams.private import narrow_tree, private_dir
 from streams.settings import ConfigError, redact_dsn
 
 ACTIVITY_COLUMNS = [
@@ -113,6 +114,14 @@ def client_kwargs(dsn: str, *, ca_cert: str | None = None, verify: bool = True) 
     return kwargs
 
 
+def embedded_dir(dsn: str) -> str | None:
+    """The directory of a ``chdb:///dir`` DSN (None for a server, or chdb in memory)."""
+    parts = urlsplit(dsn)
+    if parts.scheme != "chdb" or parts.netloc or parts.path in ("", ":memory:"):
+        return None
+    return parts.path
+
+
 def embedded_dir_in_use(dsn: str) -> str | None:
     """The directory of a ``chdb:///dir`` DSN if another process holds its engine, else None.
 
@@ -169,6 +178,9 @@ class ClickHouse:
             from clickhouse_connect.driver.exceptions import ClickHouseError
 
             kwargs = client_kwargs(self.dsn, ca_cert=self.ca_cert, verify=self.verify)
+            engine_dir = embedded_dir(self.dsn)
+            if engine_dir is not None:  # its owner's only, files an earlier version left readable included
+                narrow_tree(private_dir(engine_dir))
             try:
                 self._client = clickhouse_connect.get_client(**kwargs)
             except ClickHouseError as exc:

@@ -30,15 +30,20 @@ def check_name(database: str) -> str:
     return database
 
 
-def database_of(dsn: str) -> str:
-    """The database a DSN names (ValueError if not a plain identifier), or ``vitals``."""
+def named_database(dsn: str) -> str | None:
+    """The database a DSN names itself (ValueError if not a plain identifier), None if none."""
     parts = urlsplit(dsn)
     name = ""
     if parts.scheme != "chdb":
         name = unquote(parts.path.strip("/").split("/")[0])
     if not name:
         name = dict(parse_qsl(parts.query)).get("database", "")
-    return check_name(name or DEFAULT_DATABASE)
+    return check_name(name) if name else None
+
+
+def database_of(dsn: str) -> str:
+    """The database of a DSN: the one it names (ValueError if not a plain identifier), or ``vitals``."""
+    return named_database(dsn) or DEFAULT_DATABASE
 
 
 def qualified(database: str, name: str) -> str:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streams.localstate import private_dir
+from streams.private import private_dir, private_process
 from streams.settings import ConfigError, ProcessingSettings, Settings, load_settings
 
 if TYPE_CHECKING:  # the worker's modules load with the command that needs them
@@ -223,6 +223,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    private_process()  # whatever vitals writes (state, the embedded ClickHouse, logs, reports): its user's only
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

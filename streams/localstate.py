@@ -13,7 +13,6 @@ the "current event" it is processing). Instead each table partition is addressed
 from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
-from pathlib import Path
 from typing import Any
 
 from faust.types import TP
@@ -102,12 +101,3 @@ def record_persisted(store: Any, changelog: str, last_offsets: dict[int, int]) -
         for partition, offset in last_offsets.items():
             store.set_persisted_offset(TP(changelog, partition), offset)
 
-
-def private_dir(path: str | Path) -> Path:
-    """The data directory, created (or narrowed) to its owner only (0700): it holds users' personal data
-    (state, the embedded ClickHouse)."""
-    path = Path(path)
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
-    return path

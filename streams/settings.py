@@ -335,7 +335,7 @@ def redact_dsn(dsn: str) -> str:
     return f"{scheme}://{rest}"
 
 
-def _read_secret_file(name: str, path: str) -> str:
+def read_secret_file(name: str, path: str) -> str:
     try:
         with open(path, encoding="utf-8") as fh:
             value = fh.read()
@@ -374,7 +374,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
         if file_var in env:
             if name in env:
                 raise ConfigError(f"set {name} or {file_var}, not both")
-            env[name] = _read_secret_file(file_var, env[file_var])
+            env[name] = read_secret_file(file_var, env[file_var])
     for name, target in ENV_KEYS.items():
         if name in env:
             raw: Any = env[name]

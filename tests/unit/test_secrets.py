@@ -162,7 +162,7 @@ def test_unreadable_ca_files_fail_at_startup_naming_the_setting(tmp_path: Path) 
 
 
 def test_the_data_directory_is_its_owners_only(tmp_path: Path) -> None:
-    from streams.localstate import private_dir
+    from streams.private import private_dir
 
     assert private_dir(tmp_path / "new" / "data").stat().st_mode & 0o777 == 0o700
     wide = tmp_path / "wide"
