@@ -49,7 +49,7 @@ if exts:
 def build_extension(tree: Path) -> None:
     """Build the C extensions the checkout ``tree`` declares in its pyproject.toml, in place (as pip
     builds them)."""
-    subprocess.run([sys.executable, "-c", BUILD_INPLACE], cwd=tree, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-P", "-c", BUILD_INPLACE], cwd=tree, check=True, stdout=subprocess.DEVNULL)
 
 
 def main() -> int:

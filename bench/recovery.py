@@ -66,7 +66,7 @@ def start_and_time(env: dict[str, str], log_path: Path, users: int) -> dict[str,
     durations."""
     started = time.time()
     with open(log_path, "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--no-supervise"], env=env,
+        worker = subprocess.Popen([sys.executable, "-P", "-m", "streams.cli", "worker", "--no-supervise"], env=env,
                                   stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 900

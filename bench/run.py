@@ -167,17 +167,18 @@ def _until_lag_zero(settings, procs, topics_done, timeout_s: float = 7200, sampl
     raise TimeoutError(f"lag did not reach 0 within {timeout_s:.0f}s")
 
 
-def start(args: list[str], env: Mapping[str, str], cwd: str | None = None) -> subprocess.Popen[bytes]:
+def start(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
     """A process in its own process group (a supervised worker's child is in it too). Its output
     is dropped, or appended to a file in ``VITALS_BENCH_LOG_DIR`` if set (a diagnosis, e.g. of
     the ``SIGUSR1`` dumps of a worker under load)."""
     log_dir = os.environ.get("VITALS_BENCH_LOG_DIR")
     if not log_dir:
         return subprocess.Popen(args, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True, cwd=cwd)
+                                start_new_session=True)
     Path(log_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(log_dir) / f"{Path(args[1 if args[1] != '-m' else 2]).name}-{time.time_ns()}.log", "ab") as out:
-        return subprocess.Popen(args, env=dict(env), stdout=out, stderr=out, start_new_session=True, cwd=cwd)
+    name = Path(next(a for a in args[1:] if not a.startswith("-"))).name  # the module or script
+    with open(Path(log_dir) / f"{name}-{time.time_ns()}.log", "ab") as out:
+        return subprocess.Popen(args, env=dict(env), stdout=out, stderr=out, start_new_session=True)
 
 
 def stop(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = 120) -> None:
@@ -201,15 +202,14 @@ def stop(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = 120) -> No
 
 
 def run_process(args: list[str], envs: Sequence[Mapping[str, str]], n_messages: int, settings,  # type: ignore[no-untyped-def]
-                cwd: str | None = None) -> dict[str, float]:
+                ) -> dict[str, float]:
     """Run ``args`` once per environment (processes of one consumer group) until the group's lag
-    is 0; time from first progress, CPU of all of them, peak RSS per process. ``cwd``: where they
-    run (``python -m`` imports the packages of that directory first)."""
+    is 0; time from first progress, CPU of all of them, peak RSS per process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs += [start(args, env, cwd) for env in envs]
+        procs += [start(args, env) for env in envs]
         rss = PeakRss(*(p.pid for p in procs))
         first, done = _until_lag_zero(settings, procs, {settings.events_topic: n_messages}, sampler=rss)
     finally:
@@ -225,9 +225,12 @@ def run_process(args: list[str], envs: Sequence[Mapping[str, str]], n_messages: 
 def vitals_line(envs: Sequence[Mapping[str, str]], settings, n_msgs: int, n_events: int,  # type: ignore[no-untyped-def]
                 tree: str | None = None) -> dict[str, float]:
     """vitals workers (one per environment) in the group of ``settings``, to lag 0; the code of the
-    checkout ``tree`` if given (its C extension built in place), else this one's."""
-    r = run_process([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"], envs, n_msgs, settings,
-                    tree)
+    checkout ``tree`` if given (its C extension built in place; first on the path through PYTHONPATH, which
+    the worker's ``python -P`` child inherits), else this one's."""
+    if tree:
+        envs = [dict(env, PYTHONPATH=tree) for env in envs]
+    r = run_process([sys.executable, "-P", "-m", "streams.cli", "worker", "--loglevel", "WARNING"], envs, n_msgs,
+                    settings)
     r["events"] = n_events
     r["events_per_s"] = n_events / r["seconds"]
     r["cpu_s_per_million"] = r["cpu_s"] / n_events * 1e6
@@ -248,7 +251,7 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
     out["ceiling"] = asyncio.run(ceiling(bootstrap, topic, partitions, n_msgs))
     print(f"[{shape}] peer (Quix Streams)...", file=sys.stderr)
     app_id = f"peer-{tag}"
-    r = run_process([sys.executable, str(ROOT / "bench" / "peer_app.py"), app_id, bootstrap, topic,
+    r = run_process([sys.executable, "-P", str(ROOT / "bench" / "peer_app.py"), app_id, bootstrap, topic,
                      str(work / app_id)], [env], n_msgs, load_settings(env=dict(env, VITALS_APP_ID=app_id)))
     r["events"] = n_events
     r["events_per_s"] = n_events / r["seconds"]
@@ -275,14 +278,14 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
             asyncio.run(produce_history(sub_settings, sub))
             app_id = f"{mode}-{tag}"
             sub_settings = load_settings(env=dict(sub_env, VITALS_APP_ID=app_id))
-            r = run_process([sys.executable, str(ROOT / "bench" / "floor_app.py"), mode, app_id, bootstrap, sub_topic,
-                             str(partitions), str(work / app_id)], [env], len(sub.messages), sub_settings)
+            r = run_process([sys.executable, "-P", str(ROOT / "bench" / "floor_app.py"), mode, app_id, bootstrap,
+                             sub_topic, str(partitions), str(work / app_id)], [env], len(sub.messages), sub_settings)
             r["events"] = count
         else:
             app_id = f"{mode}-{tag}"
             s2 = load_settings(env=dict(env, VITALS_APP_ID=app_id))
-            r = run_process([sys.executable, str(ROOT / "bench" / "floor_app.py"), mode, app_id, bootstrap, topic,
-                             str(partitions), str(work / app_id)], [env], n_msgs, s2)
+            r = run_process([sys.executable, "-P", str(ROOT / "bench" / "floor_app.py"), mode, app_id, bootstrap,
+                             topic, str(partitions), str(work / app_id)], [env], n_msgs, s2)
             r["events"] = n_events
         r["events_per_s"] = r["events"] / r["seconds"]
         out[mode] = r
@@ -312,7 +315,7 @@ def measure_latency(shape: str, bootstrap: str, partitions: int, rate: float, se
     env = _env(bootstrap, app_id, f"{app_id}.events", work)
     settings = load_settings(env=env)
     asyncio.run(_prestart(settings))
-    proc = start([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"], env)
+    proc = start([sys.executable, "-P", "-m", "streams.cli", "worker", "--loglevel", "WARNING"], env)
     try:
         return asyncio.run(latency_phase(settings, shape, partitions, rate, seconds))
     finally:

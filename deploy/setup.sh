@@ -34,8 +34,8 @@ fi
 # mid-download: pip resumes a broken download itself, and the whole install is retried (finished
 # downloads come from pip's cache)
 . deploy/retry.sh
-python3 -m venv .venv
-retry 5 .venv/bin/python -m pip install -q --timeout 60 --upgrade pip
-retry 5 .venv/bin/python -m pip install -q --timeout 60 --resume-retries 20 -e '.[test]'
+python3 -I -m venv .venv
+retry 5 .venv/bin/python -I -m pip install -q --timeout 60 --upgrade pip
+retry 5 .venv/bin/python -I -m pip install -q --timeout 60 --resume-retries 20 -e '.[test]'
 bash deploy/kafka/kafka.sh jars >/dev/null
 echo "setup: ready (.venv, Kafka jars in ~/.cache/vitals)" >&2

@@ -28,59 +28,15 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import orjson
 
 from schemas.alerts import Alert
-from sinks import late, native
+from sinks import native
 from sinks.base import BatchingSink, Row, SinkBackpressure
 from sinks.columns import ActivityColumns
+from sinks.database import database_of, qualified, without_database
 from sinks.errors import ClickHouseRefused, classify
 from sinks.partitions import DAY_MS, PARTITION_LIMIT_SETTING, split
+from sinks.schema import schema_ddl
+from streams.private import narrow_tree, private_dir
 from streams.settings import ConfigError, redact_dsn
-
-DATABASE = "vitals"
-
-DDL = (
-    f"CREATE DATABASE IF NOT EXISTS {DATABASE}",
-    f"""CREATE TABLE IF NOT EXISTS {DATABASE}.user_activity_daily (
-        app_id LowCardinality(String),
-        user_id String,
-        day Date,
-        {late.COUNTER_COLUMNS_DDL},
-        version UInt64
-    ) ENGINE = ReplacingMergeTree(version)
-    PARTITION BY toYYYYMM(day)
-    ORDER BY (app_id, day, user_id)
-    SETTINGS non_replicated_deduplication_window = 1000""",
-    f"""CREATE TABLE IF NOT EXISTS {DATABASE}.alerts (
-        alert_id String,
-        status LowCardinality(String),
-        rule LowCardinality(String),
-        level Nullable(UInt8),
-        app_id LowCardinality(String),
-        user_id Nullable(String),
-        device_id Nullable(String),
-        user_ids Array(String),
-        episode_start Int64,
-        triggered_at Int64,
-        evidence String,
-        schema_version UInt8
-    ) ENGINE = ReplacingMergeTree
-    ORDER BY (app_id, rule, alert_id, status)
-    SETTINGS non_replicated_deduplication_window = 1000""",
-    # raw storage (SPEC section 1: props and late events are carried to it): every message of the
-    # events topic as it arrived, once per (topic, partition, offset) after FINAL; the
-    # ``raw_events`` view (sinks/views.py) reads its events
-    f"""CREATE TABLE IF NOT EXISTS {DATABASE}.raw_messages (
-        topic LowCardinality(String),
-        partition UInt32,
-        offset UInt64,
-        timestamp DateTime64(3, 'UTC'),
-        key String,
-        value String
-    ) ENGINE = ReplacingMergeTree
-    PARTITION BY toYYYYMM(timestamp)
-    ORDER BY (topic, partition, offset)
-    SETTINGS non_replicated_deduplication_window = 1000""",
-    *late.ddl(DATABASE),  # events beyond the state's days: their ledger and the rows' late part
-)
 
 ACTIVITY_COLUMNS = [
     "app_id",
@@ -121,10 +77,13 @@ def client_kwargs(dsn: str, *, ca_cert: str | None = None, verify: bool = True) 
     An ``https://`` DSN means TLS (``secure=True``, certificate verified unless ``verify`` is off,
     against ``ca_cert`` when given) whatever the port; ``http://`` means plain HTTP. clickhouse-connect
     itself infers TLS from the port only. User and password are percent-decoded from the DSN and
-    sent by clickhouse-connect as an HTTP Basic header, never in the URL.
+    sent by clickhouse-connect as an HTTP Basic header, never in the URL. The DSN's database
+    (:func:`sinks.database.database_of`) is not among them: the client gets it once connected, as
+    its default for unqualified names (vitals qualifies its own), so a database not created yet
+    does not fail the connection.
     """
     if dsn.startswith("chdb:"):
-        return {"dsn": dsn}
+        return {"dsn": without_database(dsn)}
     parts = urlsplit(dsn)
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"unsupported ClickHouse DSN scheme {parts.scheme!r}")
@@ -136,7 +95,6 @@ def client_kwargs(dsn: str, *, ca_cert: str | None = None, verify: bool = True) 
         "port": parts.port or (8443 if secure else 8123),
         "username": unquote(parts.username) if parts.username else None,
         "password": unquote(parts.password) if parts.password else "",
-        "database": unquote(parts.path.strip("/").split("/")[0]) or None,
         "connect_timeout": 5,
         "send_receive_timeout": 30,
         "autogenerate_session_id": False,
@@ -147,11 +105,21 @@ def client_kwargs(dsn: str, *, ca_cert: str | None = None, verify: bool = True) 
             kwargs["ca_cert"] = ca_cert
     for key, value in parse_qsl(parts.query):  # extra client options or settings in the DSN
         key = "username" if key == "user" else key
-        if key in ("username", "password", "database") and not kwargs[key]:
+        if key == "database":
+            continue
+        if key in ("username", "password") and not kwargs[key]:
             kwargs[key] = value  # credentials given as parameters rather than in the userinfo
         else:
             kwargs.setdefault(key, value)
     return kwargs
+
+
+def embedded_dir(dsn: str) -> str | None:
+    """The directory of a ``chdb:///dir`` DSN (None for a server, or chdb in memory)."""
+    parts = urlsplit(dsn)
+    if parts.scheme != "chdb" or parts.netloc or parts.path in ("", ":memory:"):
+        return None
+    return parts.path
 
 
 def embedded_dir_in_use(dsn: str) -> str | None:
@@ -181,10 +149,15 @@ def embedded_dir_in_use(dsn: str) -> str | None:
 
 
 class ClickHouse:
-    """A lazily opened clickhouse-connect client; all calls from one worker thread."""
+    """A lazily opened clickhouse-connect client; all calls from one worker thread. Its tables are in
+    the DSN's database (``database``; :meth:`table` names them)."""
 
     def __init__(self, dsn: str, *, ca_cert: str | None = None, verify: bool = True) -> None:
         self.dsn = dsn
+        try:
+            self.database = database_of(dsn)
+        except ValueError as exc:  # load_settings refuses such a DSN first, naming the setting
+            raise ConfigError(f"the ClickHouse DSN {redact_dsn(dsn)}: {exc}") from None
         self.ca_cert = ca_cert
         self.verify = verify
         self._client: Any = None
@@ -195,12 +168,19 @@ class ClickHouse:
     def __repr__(self) -> str:
         return f"ClickHouse({redact_dsn(self.dsn)!r})"
 
+    def table(self, name: str) -> str:
+        """``name`` qualified with this DSN's database."""
+        return qualified(self.database, name)
+
     def client(self) -> Any:
         if self._client is None:
             import clickhouse_connect
             from clickhouse_connect.driver.exceptions import ClickHouseError
 
             kwargs = client_kwargs(self.dsn, ca_cert=self.ca_cert, verify=self.verify)
+            engine_dir = embedded_dir(self.dsn)
+            if engine_dir is not None:  # its owner's only, files an earlier version left readable included
+                narrow_tree(private_dir(engine_dir))
             try:
                 self._client = clickhouse_connect.get_client(**kwargs)
             except ClickHouseError as exc:
@@ -215,6 +195,7 @@ class ClickHouse:
                 if verdict.code is not None and not verdict.retriable:  # e.g. refused credentials
                     raise ClickHouseRefused(f"the connection to {redact_dsn(self.dsn)}", verdict) from exc
                 raise SinkBackpressure(1.0, exc) from None  # unreachable or not up yet: retried
+            self._client.database = self.database  # for unqualified names (vitals query)
         return self._client
 
     def ensure_schema(self) -> None:
@@ -228,12 +209,12 @@ class ClickHouse:
             return
         client = self.client()
         try:
-            for statement in (*DDL, *self.extra_ddl):
-                client.command(statement)
+            for statement in (*schema_ddl(self.database), *self.extra_ddl):
+                client.command(statement, use_database=False)  # qualified; the database may not exist yet
         except Exception as exc:
             verdict = classify(exc)
             if not verdict.retriable:
-                raise ClickHouseRefused(f"the creation of the {DATABASE} schema", verdict) from exc
+                raise ClickHouseRefused(f"the creation of the {self.database} schema", verdict) from exc
             self._client = None
             raise SinkBackpressure(1.0, exc) from None
         self._schema_ready = True
@@ -242,7 +223,7 @@ class ClickHouse:
         """Insert column-oriented Python values (clickhouse-connect serializes them) into a table
         without a partition key."""
         self._insert(table, 1, lambda client: client.insert(
-            f"{DATABASE}.{table}", data, column_names=columns, column_oriented=True,
+            self.table(table), data, column_names=columns, column_oriented=True,
             settings={"insert_deduplication_token": token},
         ))
 
@@ -250,7 +231,7 @@ class ClickHouse:
         """Insert a block already in ClickHouse's Native format (see :mod:`sinks.native`) whose rows
         fall into at most ``partitions`` partitions of the table (see :mod:`sinks.partitions`)."""
         self._insert(table, partitions, lambda client: client.raw_insert(
-            f"{DATABASE}.{table}", columns, insert_block=block, fmt="Native",
+            self.table(table), columns, insert_block=block, fmt="Native",
             settings={"insert_deduplication_token": token,
                       "max_partitions_per_insert_block": PARTITION_LIMIT_SETTING},
         ))
@@ -270,7 +251,7 @@ class ClickHouse:
             except Exception as exc:
                 verdict = classify(exc, partitions=partitions)
                 if not verdict.retriable:
-                    raise ClickHouseRefused(f"an insert into {DATABASE}.{table}", verdict, table) from exc
+                    raise ClickHouseRefused(f"an insert into {self.table(table)}", verdict, table) from exc
                 if isinstance(exc, OperationalError):  # network, timeout, server unavailable: a new client
                     self._client = None
                     raise SinkBackpressure(0.5, exc) from None

@@ -64,12 +64,12 @@ RETRIABLE: dict[int, str] = {
 }
 
 _SCHEMA = ("the table's columns or types differ from what this version writes: compare SHOW CREATE TABLE "
-           "with sinks/clickhouse.py's DDL and migrate (or rename) the table, then restart the worker")
+           "with sinks/schema.py's DDL and migrate (or rename) the table, then restart the worker")
 _MISSING = ("the table or database is missing (dropped while the worker ran?): restart the worker, which "
             "creates missing tables at startup")
 _CREDENTIALS = "ClickHouse refused the credentials: check the user and password of VITALS_CLICKHOUSE_DSN"
 _GRANTS = ("the ClickHouse user lacks a grant or is read-only: it needs CREATE, INSERT and SELECT on the "
-           "vitals database, and may not be readonly = 1")
+           "DSN's database (default vitals), and may not be readonly = 1")
 _SETTINGS = ("a settings profile forbids a setting vitals sends with each insert (insert_deduplication_token, "
              f"max_partitions_per_insert_block = {PARTITION_LIMIT_SETTING}): allow them for the vitals user")
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from sinks.base import BatchingSink
+from sinks.database import qualified
 from sinks.partitions import MAX_PARTITIONS, month_of_day
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ KEYS_PER_STATEMENT = 1000  # (app_id, user_id, day) keys recomputed by one INSER
 def ddl(database: str) -> tuple[str, ...]:
     late = ", ".join(f"ADD COLUMN IF NOT EXISTS late_{c} {t} DEFAULT 0" for c, t in COUNTER_TYPES.items())
     return (
-        f"""CREATE TABLE IF NOT EXISTS {database}.late_events (
+        f"""CREATE TABLE IF NOT EXISTS {qualified(database, 'late_events')} (
             app_id LowCardinality(String),
             user_id String,
             day Date,
@@ -56,7 +57,7 @@ def ddl(database: str) -> tuple[str, ...]:
         ) ENGINE = ReplacingMergeTree
         ORDER BY (app_id, user_id, day, event_hash)
         SETTINGS non_replicated_deduplication_window = 1000""",
-        f"ALTER TABLE {database}.user_activity_daily {late}",
+        f"ALTER TABLE {qualified(database, 'user_activity_daily')} {late}",
     )
 
 
@@ -66,12 +67,13 @@ def recompute_sql(database: str) -> str:
     late = ", ".join(f"l.{c}" for c in COUNTERS)
     sums = ", ".join(f"sum({c}) AS {c}" for c in COUNTERS)
     base = ", ".join(f"{c} - late_{c} AS {c}" for c in COUNTERS)
-    return f"""INSERT INTO {database}.user_activity_daily (app_id, user_id, day, {", ".join(COUNTERS)}, version,
+    daily, ledger = qualified(database, "user_activity_daily"), qualified(database, "late_events")
+    return f"""INSERT INTO {daily} (app_id, user_id, day, {", ".join(COUNTERS)}, version,
         {", ".join("late_" + c for c in COUNTERS)})
     SELECT l.app_id, l.user_id, l.day, {total}, b.events + l.events, {late}
-    FROM (SELECT app_id, user_id, day, {sums} FROM {database}.late_events FINAL
+    FROM (SELECT app_id, user_id, day, {sums} FROM {ledger} FINAL
           WHERE (app_id, user_id, day) IN %(keys)s GROUP BY app_id, user_id, day) AS l
-    LEFT JOIN (SELECT app_id, user_id, day, {base} FROM {database}.user_activity_daily FINAL
+    LEFT JOIN (SELECT app_id, user_id, day, {base} FROM {daily} FINAL
                WHERE (app_id, user_id, day) IN %(keys)s) AS b USING (app_id, user_id, day)"""
 
 
@@ -88,10 +90,9 @@ class LateSink(BatchingSink[ColdEvent]):
 
     name = "late_events"
 
-    def __init__(self, ch: ClickHouse, cap_rows: int, database: str) -> None:
+    def __init__(self, ch: ClickHouse, cap_rows: int) -> None:
         super().__init__(cap_rows)
         self.ch = ch
-        self.database = database
 
     def write(self, batch: Sequence[ColdEvent]) -> None:
         data: list[list[Any]] = [[] for _ in LEDGER_COLUMNS]
@@ -104,7 +105,7 @@ class LateSink(BatchingSink[ColdEvent]):
         self.ch.insert("late_events", LEDGER_COLUMNS, data, hashlib.blake2b(token, digest_size=16).hexdigest())
         # the rows of the days touched, a group of months at a time (a table partition per month)
         keys = sorted({(app_id, user_id, day) for app_id, user_id, day, _, _ in batch}, key=lambda k: k[2])
-        sql = recompute_sql(self.database)
+        sql = recompute_sql(self.ch.database)
         for group in _month_groups(keys):
             for start in range(0, len(group), KEYS_PER_STATEMENT):
                 chunk = group[start : start + KEYS_PER_STATEMENT]

@@ -23,7 +23,7 @@ import faust
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
-from sinks.clickhouse import DATABASE, ActivitySink, AlertSink, ClickHouse, RawSink
+from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse, RawSink
 from sinks.late import LateSink
 from streams import gauges
 from streams.consumer import Fetched, LeanTransport
@@ -195,7 +195,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         # a job's raw messages: below flush_max_rows (<= cap) when a flush is due, plus the fetch
         # that got them there
         raw_sink=RawSink(ch, cap + proc.batch_max_messages) if settings.clickhouse_raw_messages else None,
-        late_sink=LateSink(ch, cap, DATABASE),
+        late_sink=LateSink(ch, cap),
         fence_source=KafkaFenceSource(settings),
     )
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streams.localstate import private_dir
+from streams.private import private_dir, private_process
 from streams.settings import ConfigError, ProcessingSettings, Settings, load_settings
 
 if TYPE_CHECKING:  # the worker's modules load with the command that needs them
@@ -63,7 +63,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from sinks.base import SinkBackpressure
     from sinks.views import view_ddl
 
-    vitals.clickhouse.extra_ddl = view_ddl()
+    vitals.clickhouse.extra_ddl = view_ddl(vitals.clickhouse.database)
     try:
         vitals.clickhouse.ensure_schema()
     except SinkBackpressure as exc:  # unavailable, not misconfigured: the sink retries with backoff
@@ -199,16 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_views(args: argparse.Namespace) -> int:
-    from sinks.views import ensure_views, view_ddl
-
-    if args.print_sql:
-        print(";\n\n".join(view_ddl()) + ";")
-        return 0
     from sinks.clickhouse import ClickHouse
+    from sinks.views import ensure_views, view_ddl
 
     settings = load_settings()
     ch = ClickHouse(settings.effective_clickhouse_dsn, ca_cert=settings.clickhouse_ca,
                     verify=settings.clickhouse_verify)
+    if args.print_sql:  # for the configured database; nothing is opened
+        print(";\n\n".join(view_ddl(ch.database)) + ";")
+        return 0
     try:
         ch.ensure_schema()
         ensure_views(ch)
@@ -224,6 +223,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    private_process()  # whatever vitals writes (state, the embedded ClickHouse, logs, reports): its user's only
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sinks.clickhouse import ClickHouse
+from sinks.database import qualified
 from streams.kafka_io import committed_offsets, device_topic, end_offsets, reroute_topic
 from streams.metrics import AppLabels, Metrics
 from streams.settings import RuleSettings, Settings
@@ -32,14 +33,17 @@ def refresh_lag(metrics: Metrics, topic: str, assigned: set[int], committed: Off
         metrics.consumer_lag.labels(str(p)).set(max(0, lag))
 
 
-PRODUCT_SQL = """
+def product_sql(database: str) -> str:
+    """(app id, DAU, complainers, cohort, retained) of each app's last closed day."""
+    daily = qualified(database, "user_activity_daily")
+    return f"""
 SELECT app_id, countIf(has_d) AS dau, countIf(has_d AND complained) AS complainers,
        countIf(first_day = d - 1) AS cohort, countIf(first_day = d - 1 AND has_d) AS retained
 FROM (
     SELECT u.app_id AS app_id, u.user_id AS user_id, min(u.day) AS first_day, max(u.day = l.d) AS has_d,
            max(u.day = l.d AND u.complaints > 0) AS complained, any(l.d) AS d
-    FROM vitals.user_activity_daily AS u FINAL
-    INNER JOIN (SELECT app_id, max(day) - 1 AS d FROM vitals.user_activity_daily GROUP BY app_id) AS l
+    FROM {daily} AS u FINAL
+    INNER JOIN (SELECT app_id, max(day) - 1 AS d FROM {daily} GROUP BY app_id) AS l
         ON u.app_id = l.app_id
     WHERE u.day <= l.d
     GROUP BY u.app_id, u.user_id
@@ -49,7 +53,7 @@ GROUP BY app_id
 
 
 def pool_by_label(rows: Iterable[Sequence[Any]], labels: AppLabels) -> dict[str, tuple[int, int, int, int]]:
-    """``PRODUCT_SQL``'s rows (app id, DAU, complainers, cohort, retained) summed per app label: a
+    """``product_sql``'s rows (app id, DAU, complainers, cohort, retained) summed per app label: a
     configured app's own figures, and those of every other app pooled under ``other`` (the users
     are distinct per app, so the sums count (app, user) pairs; each app at its own last closed day)."""
     pooled: dict[str, tuple[int, int, int, int]] = {}
@@ -65,7 +69,8 @@ def product_gauges(ch: ClickHouse, metrics: Metrics, labels: AppLabels, rules_fo
     """DAU, next-day retention and complaint rate of the last closed day, per app label (from
     ClickHouse; ``other``: pooled over the apps not configured, see :func:`pool_by_label`), and the
     label's alert thresholds for the last two (``other``: the default rules, which those apps use)."""
-    for label, (dau, complainers, cohort, retained) in pool_by_label(ch.query(PRODUCT_SQL), labels).items():
+    rows = ch.query(product_sql(ch.database))
+    for label, (dau, complainers, cohort, retained) in pool_by_label(rows, labels).items():
         rules = rules_for(label)
         metrics.retention_threshold.labels(label).set(rules.retention_alert_below)
         metrics.complaint_threshold.labels(label).set(rules.complaint_rate_alert_above)

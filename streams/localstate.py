@@ -18,7 +18,6 @@ the "current event" it is processing). Instead each table partition is addressed
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, MutableMapping
-from pathlib import Path
 from typing import Any, Final
 
 from faust.types import TP
@@ -161,11 +160,3 @@ def close_on_revoke(store: Any) -> None:
     store.revoke_partitions = revoke_partitions
 
 
-def private_dir(path: str | Path) -> Path:
-    """The data directory, created (or narrowed) to its owner only (0700): it holds users' personal data
-    (state, the embedded ClickHouse)."""
-    path = Path(path)
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
-    return path

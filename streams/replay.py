@@ -6,7 +6,14 @@ Time is event time only (SPEC section 2) and alert ids hash (event app_id, rule,
 start), so the replay decides the same alerts with the same ids as live processing did. Its
 outputs go elsewhere by default so downstream consumers see nothing twice: alerts and dead
 letters to ``<replay app id>.alerts`` / ``.events.dlq``, local state and the embedded ClickHouse
-under ``<data dir>/replays/<replay app id>``. Options point them anywhere else.
+under ``<data dir>/replays/<replay app id>``, and the ClickHouse tables into a database of their own
+(``<live database>_replay``, ``vitals_replay`` by default) on whichever ClickHouse the replay uses:
+against the live server it never writes into the live tables (refused if told to). Options point
+them anywhere else.
+
+The replay's DSN is the configured one (``VITALS_CLICKHOUSE_DSN`` or its ``_FILE``), or read from
+``--clickhouse-dsn-file``; ``--clickhouse-dsn`` on the command line, which ``ps`` shows to every user
+of the machine, is refused if it holds a password.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ import sys
 import time
 from pathlib import Path
 
+from sinks.database import database_of, location, named_database, replay_database, with_database
 from streams.kafka_io import end_offsets
-from streams.localstate import private_dir
-from streams.settings import ConfigError, Settings, load_settings
+from streams.private import private_dir
+from streams.settings import ConfigError, Settings, load_settings, read_secret_file, redact_dsn
 from streams.worker_metrics import save_snapshot, snapshot_path
 
 
@@ -46,11 +54,42 @@ def replay_env(base: Settings, args: argparse.Namespace, environ: dict[str, str]
         VITALS_DATA_DIR=data_dir,
         VITALS_METRICS_PORT=str(args.metrics_port or _free_port()),
     )
-    if args.clickhouse_dsn:
-        env["VITALS_CLICKHOUSE_DSN"] = args.clickhouse_dsn
-    elif "VITALS_CLICKHOUSE_DSN" not in env and not base.clickhouse_dsn:
-        env["VITALS_CLICKHOUSE_DSN"] = f"chdb://{Path(data_dir).resolve()}/clickhouse"
+    env.pop("VITALS_CLICKHOUSE_DSN_FILE", None)  # the replay's DSN is passed whole, in the environment
+    env["VITALS_CLICKHOUSE_DSN"] = replay_dsn(base, args, data_dir)
     return env
+
+
+def _given_dsn(args: argparse.Namespace) -> str | None:
+    """The DSN given to the replay: from ``--clickhouse-dsn-file``, or ``--clickhouse-dsn`` if it holds no
+    secret (on a command line every user of the machine can read it)."""
+    if args.clickhouse_dsn_file:
+        if args.clickhouse_dsn:
+            raise ConfigError("give --clickhouse-dsn or --clickhouse-dsn-file, not both")
+        return read_secret_file("--clickhouse-dsn-file", args.clickhouse_dsn_file)
+    if args.clickhouse_dsn and redact_dsn(args.clickhouse_dsn) != args.clickhouse_dsn:
+        raise ConfigError(
+            f"--clickhouse-dsn {redact_dsn(args.clickhouse_dsn)} holds a password, which a command line shows to "
+            "every user of this machine (ps): put the DSN in a file readable by you only (--clickhouse-dsn-file) "
+            "or in VITALS_CLICKHOUSE_DSN, or the password in VITALS_CLICKHOUSE_PASSWORD(_FILE)")
+    return args.clickhouse_dsn or None
+
+
+def replay_dsn(base: Settings, args: argparse.Namespace, data_dir: str) -> str:
+    """The replay's ClickHouse: the given DSN, else the configured one, else the embedded engine in its
+    data dir; its database ``--clickhouse-database``, else the one the given DSN names, else
+    ``<live database>_replay``. Never the live database of the live ClickHouse."""
+    given = _given_dsn(args)
+    source = given or base.clickhouse_dsn or f"chdb://{Path(data_dir).resolve()}/clickhouse"
+    live = base.effective_clickhouse_dsn
+    try:
+        database = replay_database(database_of(live), args.clickhouse_database or (given and named_database(given)))
+        dsn = with_database(source, database)
+    except ValueError as exc:
+        raise ConfigError(f"replay: {exc}") from None
+    if database == database_of(live) and location(dsn) == location(live):
+        raise ConfigError(f"replay: {database} is the live database on the live ClickHouse; the replay writes "
+                          "into a database of its own (default <live database>_replay)")
+    return dsn
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -82,9 +121,13 @@ def run_replay(args: argparse.Namespace) -> int:
     print(f"alerts_topic={settings.alerts_topic}")
     print(f"dlq_topic={settings.dlq_topic}")
     print(f"data_dir={settings.data_dir}")
+    dsn = redact_dsn(settings.effective_clickhouse_dsn)
+    print(f"clickhouse_database={database_of(settings.effective_clickhouse_dsn)}")
+    print(f"clickhouse_dsn={dsn}")  # its password, if any, as configured
     print(
         f"vitals replay: done. Report on it: VITALS_APP_ID={settings.app_id} VITALS_DATA_DIR={settings.data_dir} "
-        f"VITALS_ALERTS_TOPIC={settings.alerts_topic} VITALS_DLQ_TOPIC={settings.dlq_topic} vitals report",
+        f"VITALS_ALERTS_TOPIC={settings.alerts_topic} VITALS_DLQ_TOPIC={settings.dlq_topic} "
+        f"VITALS_CLICKHOUSE_DSN='{dsn}' vitals report",
         file=sys.stderr,
     )
     return 0
@@ -96,7 +139,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--alerts-topic", default=None, help="default <replay app id>.alerts")
     p.add_argument("--dlq-topic", default=None, help="default <replay app id>.events.dlq")
     p.add_argument("--data-dir", default=None, help="default <data dir>/replays/<replay app id>")
-    p.add_argument("--clickhouse-dsn", default=None, help="default: the configured DSN, or chdb in the data dir")
+    p.add_argument("--clickhouse-dsn", default=None,
+                   help="default: the configured DSN, or chdb in the data dir; no password here (ps shows it)")
+    p.add_argument("--clickhouse-dsn-file", default=None, help="a file holding the replay's DSN (with its password)")
+    p.add_argument("--clickhouse-database", default=None,
+                   help="default: the database --clickhouse-dsn names, else <live database>_replay")
     p.add_argument("--metrics-port", type=int, default=None, help="default: a free port")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the replay to catch up")
     p.add_argument("--quiet", action="store_true", help="no progress lines")

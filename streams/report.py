@@ -197,7 +197,7 @@ def render(d: ReportData, rules: RuleSettings) -> str:
         + fake_section(d)
         + devices_section(d)
         + quality_section(d)
-        + _section("Alerts by rule", alerts_table(d), "Episodes opened and resolved (vitals.alerts FINAL).")
+        + _section("Alerts by rule", alerts_table(d), f"Episodes opened and resolved ({d.database}.alerts FINAL).")
     )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>vitals report</title>'

@@ -31,6 +31,7 @@ class DeviceRow:
 class ReportData:
     generated_at: str
     source: str
+    database: str = "vitals"  # the DSN's (sinks/database.py)
     apps: list[str] = field(default_factory=list)
     days: list[str] = field(default_factory=list)
     totals: dict[str, Any] = field(default_factory=dict)
@@ -53,50 +54,50 @@ def _day(v: Any) -> str:
 
 
 def read_clickhouse(ch: ClickHouse, data: ReportData) -> None:
-    q = ch.query
+    q, t = ch.query, ch.table
     events, users, payers, amount = q(
         "SELECT sum(events), uniqExact(app_id, user_id), uniqExactIf((app_id, user_id), payments > 0), "
-        "sum(payment_amount) FROM vitals.user_activity_daily FINAL"
+        f"sum(payment_amount) FROM {t('user_activity_daily')} FINAL"
     )[0]
     data.totals = {"events": int(events or 0), "users": int(users or 0), "payers": int(payers or 0),
                    "revenue": float(amount or 0)}
-    data.apps = [r[0] for r in q("SELECT DISTINCT app_id FROM vitals.user_activity_daily ORDER BY app_id")]
-    rows = q("SELECT day, sum(dau), sum(wau), sum(mau) FROM vitals.active_users_daily GROUP BY day ORDER BY day")
+    data.apps = [r[0] for r in q(f"SELECT DISTINCT app_id FROM {t('user_activity_daily')} ORDER BY app_id")]
+    rows = q(f"SELECT day, sum(dau), sum(wau), sum(mau) FROM {t('active_users_daily')} GROUP BY day ORDER BY day")
     data.active = {_day(d): (int(a), int(w), int(m)) for d, a, w, m in rows}
     data.days = list(data.active)
     retention: dict[str, dict[int, tuple[int, int]]] = defaultdict(dict)
     for cohort, offset, size, kept in q(
-        "SELECT cohort_day, day_offset, sum(cohort_size), sum(retained) FROM vitals.retention_cohorts "
+        f"SELECT cohort_day, day_offset, sum(cohort_size), sum(retained) FROM {t('retention_cohorts')} "
         "GROUP BY cohort_day, day_offset ORDER BY cohort_day, day_offset"
     ):
         retention[_day(cohort)][int(offset)] = (int(size), int(kept))
     data.retention = dict(retention)
     ladder: dict[str, dict[str, int]] = defaultdict(dict)
-    for day, rule, n in q("SELECT day, rule, sum(users) FROM vitals.churn_ladder_daily GROUP BY day, rule"):
+    for day, rule, n in q(f"SELECT day, rule, sum(users) FROM {t('churn_ladder_daily')} GROUP BY day, rule"):
         ladder[rule][_day(day)] = int(n)
     data.ladder = dict(ladder)
     data.recall = {
         _day(d): (int(a), int(b), int(c), int(e))
         for d, a, b, c, e in q(
             "SELECT day, sum(flagged), sum(back_in_window), sum(back_later), sum(not_back) "
-            "FROM vitals.recall_outcomes GROUP BY day ORDER BY day"
+            f"FROM {t('recall_outcomes')} GROUP BY day ORDER BY day"
         )
     }
     fake: dict[str, dict[str, int]] = defaultdict(dict)
-    for day, rule, n in q("SELECT day, rule, sum(flagged_users) FROM vitals.fake_flags_daily GROUP BY day, rule"):
+    for day, rule, n in q(f"SELECT day, rule, sum(flagged_users) FROM {t('fake_flags_daily')} GROUP BY day, rule"):
         fake[rule][_day(day)] = int(n)
     data.fake = dict(fake)
     data.fake_share = {
         _day(d): (int(a), int(f))
         for d, a, f in q(
-            "SELECT day, sum(active_users), sum(flagged_users) FROM vitals.fake_activity_share "
+            f"SELECT day, sum(active_users), sum(flagged_users) FROM {t('fake_activity_share')} "
             "GROUP BY day ORDER BY day"
         )
     }
     data.alerts_by_rule = {
         rule: (int(o), int(r))
         for rule, o, r in q(
-            "SELECT rule, countIf(status = 'open'), countIf(status = 'resolved') FROM vitals.alerts FINAL "
+            f"SELECT rule, countIf(status = 'open'), countIf(status = 'resolved') FROM {t('alerts')} FINAL "
             "GROUP BY rule ORDER BY rule"
         )
     }
@@ -104,8 +105,9 @@ def read_clickhouse(ch: ClickHouse, data: ReportData) -> None:
 
 def flagged_devices(ch: ClickHouse) -> dict[tuple[str, str], int]:
     """Devices flagged by ``fake.device_farm`` -> the users the rule named (capped at its threshold)."""
+    t = ch.table
     rows = ch.query(
-        "SELECT app_id, device_id, max(length(user_ids)) FROM vitals.alerts FINAL "
+        f"SELECT app_id, device_id, max(length(user_ids)) FROM {t('alerts')} FINAL "
         "WHERE rule = 'fake.device_farm' AND status = 'open' GROUP BY app_id, device_id"
     )
     return {(a, str(d)): int(n) for a, d, n in rows}
@@ -170,6 +172,7 @@ def collect(settings: Settings, metrics_file: Path | None, use_kafka: bool = Tru
     )
     ch = ClickHouse(settings.effective_clickhouse_dsn, ca_cert=settings.clickhouse_ca,
                     verify=settings.clickhouse_verify)
+    data.database = ch.database
     try:
         ch.ensure_schema()
         ensure_views(ch)

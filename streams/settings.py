@@ -18,6 +18,8 @@ from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urls
 
 import msgspec
 
+from sinks.database import database_of
+
 
 class ConfigError(ValueError):
     """Bad configuration: raised at startup, never later."""
@@ -214,6 +216,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             if parts.scheme != "chdb" and not _host_and_port(parts):  # no DSN in the message: it may hold a password
                 raise ConfigError("clickhouse_dsn: no valid host:port; percent-encode special characters "
                                   "(@ : / ? #) in its user and password")
+            try:
+                database_of(dsn)
+            except ValueError as exc:
+                raise ConfigError(f"clickhouse_dsn: {exc}") from None
         for app, override in self.apps.items():
             # time is per partition, shared by every app on it: these cannot differ per app
             shared = sorted(PARTITION_WIDE & override.rules.keys())
@@ -329,7 +335,7 @@ def redact_dsn(dsn: str) -> str:
     return f"{scheme}://{rest}"
 
 
-def _read_secret_file(name: str, path: str) -> str:
+def read_secret_file(name: str, path: str) -> str:
     try:
         with open(path, encoding="utf-8") as fh:
             value = fh.read()
@@ -368,7 +374,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
         if file_var in env:
             if name in env:
                 raise ConfigError(f"set {name} or {file_var}, not both")
-            env[name] = _read_secret_file(file_var, env[file_var])
+            env[name] = read_secret_file(file_var, env[file_var])
     for name, target in ENV_KEYS.items():
         if name in env:
             raw: Any = env[name]

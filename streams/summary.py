@@ -21,16 +21,16 @@ async def dlq_reasons(settings: Settings) -> Counter[str]:
 def print_summary(settings: Settings, history: History | None = None) -> None:
     ch = ClickHouse(settings.effective_clickhouse_dsn, ca_cert=settings.clickhouse_ca,
                     verify=settings.clickhouse_verify)
-    q = ch.query
+    q, t = ch.query, ch.table
     events, users, days = q(
-        "SELECT sum(events), uniqExact(app_id, user_id), uniqExact(day) FROM vitals.user_activity_daily FINAL"
+        f"SELECT sum(events), uniqExact(app_id, user_id), uniqExact(day) FROM {t('user_activity_daily')} FINAL"
     )[0]
     print("\n== vitals: what it found ==")
     print(f"events counted (deduplicated): {events:,}   users: {users:,}   days: {days}")
     print("\nDAU, last 7 days:")
     for day, dau, payers, amount in q(
         "SELECT day, uniqExact(app_id, user_id), countIf(payments > 0), "
-        "sum(payment_amount) FROM vitals.user_activity_daily FINAL "
+        f"sum(payment_amount) FROM {t('user_activity_daily')} FINAL "
         "GROUP BY day ORDER BY day DESC LIMIT 7"
     )[::-1]:
         print(f"  {day}  DAU {dau:>7,}   payers {payers:>6,}   revenue {float(amount):>12,.2f}")
@@ -39,12 +39,12 @@ def print_summary(settings: Settings, history: History | None = None) -> None:
     print("\nalerts by rule (episodes opened / resolved):")
     for rule, opened, resolved in q(
         "SELECT rule, countIf(status = 'open'), countIf(status = 'resolved') "
-        "FROM vitals.alerts FINAL GROUP BY rule ORDER BY rule"
+        f"FROM {t('alerts')} FINAL GROUP BY rule ORDER BY rule"
     ):
         print(f"  {rule:<28} {opened:>7,} {resolved:>7,}")
     if history is not None:
         by_persona: dict[str, Counter[str]] = {}
-        rows = q("SELECT rule, user_id, user_ids FROM vitals.alerts FINAL WHERE status = 'open'")
+        rows = q(f"SELECT rule, user_id, user_ids FROM {t('alerts')} FINAL WHERE status = 'open'")
         for rule, user_id, user_ids in rows:
             for u in [user_id] if user_id else user_ids:
                 persona = history.personas.get(u, "?")
@@ -56,7 +56,7 @@ def print_summary(settings: Settings, history: History | None = None) -> None:
     for (raw,) in q(
         'SELECT any(concat(\'{"rule":"\', rule, \'","status":"\', status, \'","user":"\', '
         "ifNull(user_id, ifNull(device_id, '')), '\",\"episode_start\":', toString(episode_start), "
-        "',\"evidence\":', evidence, '}')) FROM vitals.alerts FINAL GROUP BY rule ORDER BY rule"
+        "',\"evidence\":', evidence, '}')) FROM " + t("alerts") + " FINAL GROUP BY rule ORDER BY rule"
     ):
         print("  " + raw[:300])
     ch.close()

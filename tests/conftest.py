@@ -49,11 +49,11 @@ class Deployment:
     def worker(self, name: str = "w0", extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         env = dict(self.env, **(extra_env or {}))
         log = open(self.base / f"{name}.log", "ab")  # noqa: SIM115
-        return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "INFO"], env=env,
+        return subprocess.Popen([sys.executable, "-P", "-m", "streams.cli", "worker", "--loglevel", "INFO"], env=env,
                                 stdout=log, stderr=log)
 
     def query(self, sql: str) -> list[list[object]]:
-        done = subprocess.run([sys.executable, "-m", "streams.cli", "query", sql], env=self.env, check=True,
+        done = subprocess.run([sys.executable, "-P", "-m", "streams.cli", "query", sql], env=self.env, check=True,
                               capture_output=True, timeout=300)
         return [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
 

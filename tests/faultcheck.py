@@ -45,7 +45,7 @@ def write_config(path: Path, partitions: int = 8, **processing: float | str) -> 
 def query_dir(deployment: Deployment, data_dir: Path, sql: str) -> list[list[Any]]:
     env = dict(deployment.env, VITALS_DATA_DIR=str(data_dir))
     env.pop("VITALS_CLICKHOUSE_DSN", None)
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "query", sql], env=env, check=True,
+    done = subprocess.run([sys.executable, "-P", "-m", "streams.cli", "query", sql], env=env, check=True,
                           capture_output=True, timeout=300)
     return [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
 

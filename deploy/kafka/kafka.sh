@@ -15,7 +15,10 @@
 # SCRAM-SHA-512: a CA and a broker certificate (SAN IP:127.0.0.1, DNS:localhost) are generated
 # in DIR/tls (clients trust DIR/tls/ca.pem), and the user's SCRAM credentials are written when
 # the storage is formatted. The controller and inter-broker listeners stay PLAINTEXT on loopback.
+# The password reaches the format tool through an argument file (0600, removed after use), never a
+# command line, which every user of the machine can read (ps).
 set -euo pipefail
+umask 077  # the broker's logs hold users' events: its user's only (the CA certificate is made readable below)
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")"
 libs="${VITALS_KAFKA_LIBS:-$HOME/.cache/vitals/kafka-$version}"
@@ -55,13 +58,24 @@ make_tls() { # dir: a CA and a CA-signed broker certificate, PEM (Kafka's ssl.ke
 
 secure_mode() { [ -n "${VITALS_KAFKA_SCRAM_USER:-}" ] && [ -n "${VITALS_KAFKA_SCRAM_PASSWORD_FILE:-}" ]; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { python3 -I -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 java_run() { # main-class args...
   local main="$1"; shift
   java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$here/log4j2.properties" \
     -cp "$libs/*" "$main" "$@"
+}
+
+java_run_secret() { # dir main-class args...: java_run with the main class and its arguments in a 0600
+  local argfile status=0  # file in dir (the java launcher's @-file), removed after
+  argfile="$(umask 077; mktemp "$1/.java-args.XXXXXX")"; shift
+  printf '"%s"\n' "$@" > "$argfile"  # one quoted argument a line
+  java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$here/log4j2.properties" \
+    -cp "$libs/*" "@$argfile" || status=$?
+  rm -f "$argfile"
+  return "$status"
 }
 
 start() {
@@ -120,15 +134,20 @@ PROPS
     echo "127.0.0.1:$port" > "$dir/bootstrap"
   fi
   if [ ! -f "$dir/data/meta.properties" ]; then
-    local cid; cid="$(java_run org.apache.kafka.tools.StorageTool random-uuid 2>/dev/null || java_run kafka.tools.StorageTool random-uuid)"
+    # the id is the last line (log4j may log to stdout before it)
+    local cid; cid="$({ java_run org.apache.kafka.tools.StorageTool random-uuid 2>/dev/null \
+      || java_run kafka.tools.StorageTool random-uuid; } | tail -n 1)"
     local scram=()
     if secure_mode; then  # SCRAM credentials live in the metadata log, written at format time
       local user="$VITALS_KAFKA_SCRAM_USER" password
       password="$(cat "$VITALS_KAFKA_SCRAM_PASSWORD_FILE")"
-      case "$user$password" in *[],=[\"]*) echo "SCRAM user/password must not hold , = [ ] or quotes" >&2; exit 2 ;; esac
+      case "$user$password" in *[],=[\"\\]*|*[[:cntrl:]]*)
+        echo "SCRAM user/password must not hold , = [ ] \\ quotes or control characters" >&2; exit 2 ;;
+      esac
       scram=(--add-scram "SCRAM-SHA-512=[name=$user,password=$password]")
     fi
-    java_run kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" "${scram[@]}" > "$dir/format.log" 2>&1
+    java_run_secret "$dir" kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" "${scram[@]}" \
+      > "$dir/format.log" 2>&1
   fi
   port="$(sed -n 's/^127.0.0.1:\(.*\)$/\1/p' "$dir/bootstrap")"
   nohup bash -c "exec java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \

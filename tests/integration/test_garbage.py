@@ -225,6 +225,6 @@ def test_a_dlq_topic_with_fewer_partitions_than_the_events_topic_stops_the_worke
     asyncio.run(create_small_dlq())
     with pytest.raises(ConfigError, match=f"topic {settings_.dlq_topic} has 2 partitions"):
         asyncio.run(_prestart(settings_))
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "worker", "--no-supervise"], env=deployment.env,
+    done = subprocess.run([sys.executable, "-P", "-m", "streams.cli", "worker", "--no-supervise"], env=deployment.env,
                           capture_output=True, timeout=120)
     assert done.returncode == 2 and b"fewer than the" in done.stderr, done.stderr[-2000:]

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sinks.clickhouse import DATABASE, ActivitySink, ClickHouse
+from sinks.clickhouse import ActivitySink, ClickHouse
 from sinks.columns import ActivityColumns
 from sinks.late import ColdEvent, LateSink
 from sinks.partitions import first_day_of, next_month
@@ -35,7 +35,7 @@ def ch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse]:
 
 def reset(ch: ClickHouse) -> None:
     for table in ("user_activity_daily", "late_events"):
-        ch.query(f"TRUNCATE TABLE {DATABASE}.{table}")
+        ch.query(f"TRUNCATE TABLE {ch.table(table)}")
 
 
 def write_state_rows(ch: ClickHouse, rows: list[tuple[str, str, int, Counts]]) -> None:
@@ -45,7 +45,7 @@ def write_state_rows(ch: ClickHouse, rows: list[tuple[str, str, int, Counts]]) -
 
 
 def write_late(ch: ClickHouse, events: list[ColdEvent]) -> None:
-    sink = LateSink(ch, 1_000_000, DATABASE)
+    sink = LateSink(ch, 1_000_000)
     sink.extend(events)
     sink.flush()
 

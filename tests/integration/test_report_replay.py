@@ -48,7 +48,7 @@ class Live:
     alerts: list[dict[str, Any]]
 
     def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
-        done = subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env or self.deployment.env,
+        done = subprocess.run([sys.executable, "-P", "-m", "streams.cli", *args], env=env or self.deployment.env,
                               capture_output=True, timeout=timeout)
         assert done.returncode in (0, 3), done.stderr.decode()[-3000:]
         return done.stdout.decode()
@@ -161,10 +161,13 @@ def test_replay_yields_the_same_alert_ids_and_aggregates(live: Live) -> None:
     replayed = [orjson.loads(r.value) for r in d.read(info["alerts_topic"])]
     assert _alert_ids(replayed) == _alert_ids(live.alerts) and replayed
     assert len(replayed) == len(_alert_ids(replayed))  # no duplicates either
-    env = dict(d.env, VITALS_APP_ID=app_id, VITALS_DATA_DIR=info["data_dir"])
-    sql = ("SELECT app_id, user_id, toString(day), events, toString(payment_amount) FROM vitals.user_activity_daily "
+    # the replay's tables are in a database of its own (in its own embedded engine here)
+    assert info["clickhouse_database"] == "vitals_replay" and info["clickhouse_dsn"].endswith("?database=vitals_replay")
+    env = dict(d.env, VITALS_APP_ID=app_id, VITALS_DATA_DIR=info["data_dir"],
+               VITALS_CLICKHOUSE_DSN=info["clickhouse_dsn"])
+    sql = ("SELECT app_id, user_id, toString(day), events, toString(payment_amount) FROM {}.user_activity_daily "
            "FINAL ORDER BY 1, 2, 3")
-    assert Deployment(env, d.base).query(sql) == d.query(sql)
+    assert Deployment(env, d.base).query(sql.format("vitals_replay")) == d.query(sql.format("vitals"))
 
 
 def test_inspect_shows_the_users_state_and_alerts(live: Live) -> None:

@@ -42,7 +42,9 @@ def flood(apps: int) -> list[MessageEvents]:
 
 
 class FakeClickHouse:
-    """What ``PRODUCT_SQL`` returns: (app id, DAU, complainers, cohort, retained) per app."""
+    """What ``product_sql`` returns: (app id, DAU, complainers, cohort, retained) per app."""
+
+    database = "vitals"
 
     def __init__(self, rows: Sequence[tuple[str, int, int, int, int]]) -> None:
         self.rows = rows

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from sinks.clickhouse import ClickHouse, client_kwargs
+from sinks.database import database_of
 from streams.kafka_io import client_kwargs as kafka_kwargs
 from streams.settings import ConfigError, load_settings, redact_dsn
 
@@ -96,7 +98,8 @@ def test_clickhouse_password_from_env_file_or_dsn(tmp_path: Path) -> None:
     for settings in variants:
         kwargs = client_kwargs(settings.effective_clickhouse_dsn, ca_cert="/etc/ca.pem")
         assert (kwargs["username"], kwargs["password"]) == ("vitals", SECRET)
-        assert (kwargs["host"], kwargs["port"], kwargs["database"]) == ("ch.example", 9440, "vitals")
+        assert (kwargs["host"], kwargs["port"]) == ("ch.example", 9440) and "database" not in kwargs
+        assert database_of(settings.effective_clickhouse_dsn) == "vitals"
         assert SECRET not in repr(settings)
         assert "vitals:***@ch.example:9440" in repr(settings)
 
@@ -115,18 +118,24 @@ def test_clickhouse_client_kwargs_tls() -> None:
     assert plain["interface"] == "http" and plain["secure"] is False and "verify" not in plain
     assert plain["compress"] == "lz4"
     assert client_kwargs("chdb:///tmp/x") == {"dsn": "chdb:///tmp/x"}
+    # the database is vitals' to create and name (sinks/database.py): never the client's at connect time
+    assert client_kwargs("chdb:///tmp/x?database=other") == {"dsn": "chdb:///tmp/x"}
     # credentials as query parameters, where the userinfo has none (it wins where it has them)
     query = client_kwargs("http://ch.example:8123/?user=u&password=s3cret&database=vitals")
-    assert (query["username"], query["password"], query["database"]) == ("u", "s3cret", "vitals")
+    assert (query["username"], query["password"]) == ("u", "s3cret") and "database" not in query
     both = client_kwargs("http://u:pw@ch.example:8123/db?password=other&user=x")
-    assert (both["username"], both["password"], both["database"]) == ("u", "pw", "db")
+    assert (both["username"], both["password"]) == ("u", "pw") and "database" not in both
     with pytest.raises(ValueError, match="scheme"):
         client_kwargs("ftp://u:pw@host/x")
 
 
 def test_clickhouse_repr_redacts() -> None:
-    ch = ClickHouse(f"https://vitals:{SECRET.replace('@', '%40')}@ch.example:9440/vitals", ca_cert="/etc/ca.pem")
+    ch = ClickHouse(f"https://vitals:{quote(SECRET, safe='')}@ch.example:9440/vitals", ca_cert="/etc/ca.pem")
     assert "s3cr" not in repr(ch) and "vitals:***@ch.example" in repr(ch)
+    # misread (the password not percent-encoded), its pieces look like a database name: refused unquoted
+    with pytest.raises(ConfigError) as refused:
+        ClickHouse(f"https://vitals:{SECRET.replace('@', '%40')}@ch.example:9440/vitals")
+    assert "s3cr" not in str(refused.value) and "p@ss" not in str(refused.value) and "vitals:***@" in str(refused.value)
 
 
 def test_redact_dsn_with_unencoded_password() -> None:
@@ -153,7 +162,7 @@ def test_unreadable_ca_files_fail_at_startup_naming_the_setting(tmp_path: Path) 
 
 
 def test_the_data_directory_is_its_owners_only(tmp_path: Path) -> None:
-    from streams.localstate import private_dir
+    from streams.private import private_dir
 
     assert private_dir(tmp_path / "new" / "data").stat().st_mode & 0o777 == 0o700
     wide = tmp_path / "wide"
