@@ -17,7 +17,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.transport.producer import ProducerBuffer
@@ -26,7 +26,7 @@ from faust.types import TP
 from sinks.clickhouse import DATABASE, ActivitySink, AlertSink, ClickHouse, RawSink
 from sinks.late import LateSink
 from streams import gauges
-from streams.consumer import Fetched, LeanTransport
+from streams.consumer import Fetched, LeanConsumer, LeanTransport
 from streams.faults import Faults
 from streams.kafka_io import TABLES, changelog_topic, device_topic, new_producer, reroute_topic, ssl_context
 from streams.localstate import close_on_revoke
@@ -204,7 +204,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         earliest = await app.consumer.earliest_offsets(TP(*tp))  # nothing committed yet (or 0)
         return int(earliest.get(TP(*tp), 0) or 0)
 
-    pipeline.order = InOrder(start_offset)
+    pipeline.order = InOrder(start_offset, seeks=lambda: cast(LeanConsumer, app.consumer).seeks)
     pipeline.accepting = lambda: not app.rebalancing
     pipeline.queued_bytes = lambda: queued_bytes((user_fetches, device_fetches))
     pipeline.reseek = lambda: app.consumer.perform_seek()
@@ -239,14 +239,14 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
 
     pipeline.on_failed_job = die
 
-    def fetch_agent(handle: Callable[[Sequence[Any]], Awaitable[None]]) -> Callable[[faust.StreamT[Fetched]], Any]:
-        """A thin agent: each current fetch's records to ``handle``; any failure is fatal."""
+    def fetch_agent(handle: Callable[[Sequence[Any], int], Awaitable[None]]) -> Callable[[faust.StreamT[Fetched]], Any]:
+        """A thin agent: each current fetch's records (and seek count) to ``handle``; any failure is fatal."""
 
         async def agent(stream: faust.StreamT[Fetched]) -> None:
             async for fetched in stream:
                 if await current(fetched):
                     try:
-                        await handle(fetched.records)
+                        await handle(fetched.records, fetched.seeks)
                     except Exception as exc:
                         die(exc)
 

@@ -199,38 +199,43 @@ class Pipeline:
         return dp
 
     # ---- batches ------------------------------------------------------------------------
-    async def _in_order(self, events: Sequence[Message]) -> tuple[Sequence[Message], bool]:
+    async def _in_order(self, events: Sequence[Message], seeks: int) -> tuple[Sequence[Message], bool]:
         """The messages to process now (see :mod:`streams.ordering`) and whether to seek afterwards."""
-        if self.order is None:
+        order = self.order
+        if order is None:
             return events, False
         if not self.accepting():  # fetched before the rebalance's seek: they come again after it
             self.metrics.stale_dropped.inc(len(events))
             return [], False
-        before = self.order.dropped
-        keep, seek = await self.order.select(events)
-        self.metrics.stale_dropped.inc(self.order.dropped - before)
+        before = order.dropped
+        keep, seek = await order.select(events, seeks)
+        self.metrics.stale_dropped.inc(order.dropped - before)
+        for (topic, p), expected, offset in order.stepped:
+            log.warning("%s[%d]: offsets %d to %d are not in the log (still missing after a seek back): "
+                        "stepped over", topic, p, expected, offset - 1)
+        order.stepped.clear()
         return keep, seek
 
     async def _seek_back(self) -> None:
         """Make everything processed durable and committed, then have the consumer fetch again
         from the committed offsets (after a gap: the missing range comes again, in order)."""
         await self.flush()
-        log.info("a gap in a partition's offsets: seeking back to the committed offsets (%d messages left)",
-                 self.order.dropped if self.order else 0)
+        gaps = ", ".join(f"{t}[{p}]" for t, p in sorted(self.order.asked)) if self.order else ""
+        log.info("a gap in the offsets of %s: seeking back to the committed offsets", gaps or "a partition")
         if self.reseek is not None:
             await self.reseek()
-        if self.order is not None:
-            self.order.seeked()
 
-    async def on_user_batch(self, events: Sequence[Message]) -> None:
-        events, seek = await self._in_order(events)
+    async def on_user_batch(self, events: Sequence[Message], seeks: int) -> None:
+        """One fetch of the events and reroute topics; ``seeks``: the consumer's seek count when the
+        fetch began (:class:`streams.consumer.Fetched`)."""
+        events, seek = await self._in_order(events, seeks)
         if events:
             await self._user_batch(events)
         if seek:
             await self._seek_back()
 
-    async def on_device_batch(self, events: Sequence[Message]) -> None:
-        events, seek = await self._in_order(events)
+    async def on_device_batch(self, events: Sequence[Message], seeks: int) -> None:
+        events, seek = await self._in_order(events, seeks)
         if events:
             await self._device_batch(events)
         if seek:
