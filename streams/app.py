@@ -26,7 +26,7 @@ from faust.types import TP
 from sinks.clickhouse import DATABASE, ActivitySink, AlertSink, ClickHouse, RawSink
 from sinks.late import LateSink
 from streams import gauges
-from streams.consumer import Fetched, LeanConsumer, LeanTransport
+from streams.consumer import Fetched, LeanConsumer, LeanTransport, RoutedChannel
 from streams.faults import Faults
 from streams.kafka_io import TABLES, changelog_topic, device_topic, new_producer, reroute_topic, ssl_context
 from streams.localstate import close_on_revoke
@@ -163,8 +163,9 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
     clear_end_signal_on_start(app.tables.recovery)  # see streams/restore.py
     source = app.topic(settings.events_topic, reroute_topic(settings), partitions=partitions, **raw)
     device_obs = app.topic(device_topic(settings), partitions=partitions, **raw)
-    # the consumer subscribes to these topics and hands their records over a fetch at a time
-    user_fetches, device_fetches = app.channel(maxsize=proc.fetch_queue), app.channel(maxsize=proc.fetch_queue)
+    # the consumer subscribes to these topics and hands their records over a fetch at a time (to agents
+    # whose queues a rebalance's end does not clear: streams/consumer.py)
+    user_fetches, device_fetches = (RoutedChannel(app, maxsize=proc.fetch_queue) for _ in range(2))
     app.lean_routes = {t: user_fetches for t in source.topics} | {t: device_fetches for t in device_obs.topics}
     for topic in (source, device_obs):
         app.topics.add(topic)

@@ -17,7 +17,12 @@ stays Faust's:
 * the same filters per record as Faust's loop: only active (or buffered) partitions, nothing
   from an older consumer generation, nothing while the flow is suspended (a rebalance); and, as
   Faust's conductor, nothing reaches an agent while the app's flow control is suspended (tables
-  recovering): resuming it clears the agents' queues, so a fetch handed over before would be lost.
+  recovering). The agents' queues are not cleared when the flow control resumes
+  (:class:`RoutedChannel`): that happens once more at the end of every rebalance, after the seek to
+  the committed offsets, and cleared the fetches handed over since the stream partitions resumed,
+  records from the new positions among them, which nothing fetched again (a partition read to its
+  end, nothing committed, until the lag watchdog). Fetches of an older generation are dropped by
+  the agent, records fetched before a seek by the pipeline's ordering.
   Not Faust's read-offset filter: the pipeline keeps each routed partition in offset order itself
   (:mod:`streams.ordering`), and each fetch carries the consumer's seek count when it began
   (:attr:`Fetched.seeks`), so the pipeline tells records fetched before a seek from a gap;
@@ -57,6 +62,7 @@ from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import faust
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import IllegalStateError
 from faust.transport import consumer as faust_consumer
@@ -78,6 +84,18 @@ class Fetched:
     seeks: int
     records: Sequence[Any]
     size: int = 0  # bytes, as the memory budget counts them (streams/budget.py)
+
+
+class RoutedChannel(faust.Channel):  # type: ignore[type-arg]
+    """A channel of fetches whose agents' queues the app's flow control does not clear when it resumes
+    (Faust's channels are cleared then, to drop what was queued before a rebalance)."""
+
+    @property
+    def queue(self) -> Any:
+        if self._queue is None:
+            maxsize = self.maxsize if self.maxsize is not None else self.app.conf.stream_buffer_maxsize
+            self._queue = self.app.FlowControlQueue(maxsize=maxsize, clear_on_resume=False)
+        return self._queue
 
 
 def lean_routes(app: AppT) -> Mapping[str, ChannelT]:
@@ -250,10 +268,10 @@ class LeanConsumer(faust_aiokafka.Consumer):
 
     async def _put(self, channel: ChannelT, fetched: Fetched) -> None:
         """Queue a fetch for the channel's agent, waiting while its queue is full, unless a rebalance
-        begins or the consumer stops. A rebalance's flow-control clear empties the agents' queues
-        and cancels a waiting put: the fetch is dropped with them (the new assignment seeks back
-        to the committed offsets). Unlike ``wait_first``, a cancelled put is not raised here: it
-        would end the fetch loop, and the worker would fetch nothing more."""
+        begins or the consumer stops. A rebalance (the consumer's flow suspended) cancels a waiting
+        put: the fetch is dropped (the new assignment seeks back to the committed offsets). Unlike
+        ``wait_first``, a cancelled put is not raised here: it would end the fetch loop, and the
+        worker would fetch nothing more."""
         put = asyncio.ensure_future(channel.put(fetched))  # type: ignore[arg-type]
         waits = [asyncio.ensure_future(self.suspend_flow.wait()), asyncio.ensure_future(self._stopped.wait())]
         try:

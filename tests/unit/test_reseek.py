@@ -182,3 +182,26 @@ def test_in_order_takes_each_offset_once_and_asks_one_seek_per_gap() -> None:
     assert order.stepped == [(("t", 0), 15, 30)]
     order.new_generation()
     assert offsets([32]) == ([], True)  # a new generation starts again from the committed offset
+
+
+def test_a_fetch_queued_for_an_agent_survives_the_flow_control_resume_that_ends_a_rebalance() -> None:
+    """Recovery resumes the stream partitions, seeks them to their committed offsets, then resumes
+    the app's flow control, which clears Faust's channels: fetches of records from the new positions,
+    handed over meanwhile, were lost with nothing to fetch them again (a partition read to its end,
+    nothing committed, until the lag watchdog). The routed channels keep them."""
+    import faust
+
+    from streams.consumer import RoutedChannel
+
+    app = faust.App("reseek-test", broker="kafka://127.0.0.1:9", web_enabled=False)
+
+    async def run() -> list[int]:
+        channels = [app.channel(maxsize=2), RoutedChannel(app, maxsize=2)]
+        agents = [channel.clone(is_iterator=True) for channel in channels]  # what an agent iterates
+        app.flow_control.resume()  # the app running
+        for channel in channels:
+            await channel.put(Fetched(3, 1, [Rec("ev", 0, 100)]))
+        app.flow_control.resume()  # a rebalance ends, after the seek
+        return [agent.queue.qsize() for agent in agents]
+
+    assert asyncio.run(run()) == [0, 1]  # Faust's channel lost the fetch; the routed one kept it
