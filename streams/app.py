@@ -23,6 +23,7 @@ import faust
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
+from sinks.base import SinkInvalid
 from sinks.clickhouse import DATABASE, ActivitySink, AlertSink, ClickHouse, RawSink
 from sinks.late import LateSink
 from streams import gauges
@@ -35,6 +36,7 @@ from streams.ordering import InOrder
 from streams.pipeline import Pipeline
 from streams.restore import clear_end_signal_on_start
 from streams.settings import Settings
+from streams.supervisor import EXIT_REFUSED
 from streams.watchdog import EXIT_STALLED, Watchdog
 
 EXIT_FAILED = 70  # EX_SOFTWARE: processing or a flush job failed; the supervisor starts a fresh worker
@@ -233,7 +235,14 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         """Crash-only: a failure inside processing or a flush job (not an outage: those are
         retried) may have lost outputs of processed messages. Faust would restart the agent and
         let later flushes commit past them; exiting makes the next worker process them again from
-        the committed offsets (the supervisor restarts it)."""
+        the committed offsets (the supervisor restarts it). But ClickHouse refusing the writes
+        whatever the rows (rows refused on their own are dead-lettered by the flush) would refuse a
+        fresh worker too: that stops, with the refusal in one line and an exit code the supervisor
+        does not restart."""
+        if isinstance(exc, SinkInvalid):
+            log.critical("stopping (exit code %d, not restarted): %s", EXIT_REFUSED, exc)
+            logging.shutdown()
+            os._exit(EXIT_REFUSED)
         log.critical("processing failed, exiting for a fresh worker: %r", exc, exc_info=exc)
         logging.shutdown()
         os._exit(EXIT_FAILED)

@@ -34,6 +34,7 @@ from streams.kafka_io import PartitionCache, device_topic, reroute_topic
 from streams.localstate import is_rocksdb, partition_data, partition_keys
 from streams.metrics import AppLabels, Metrics
 from streams.ordering import InOrder
+from streams.refusals import Refusals, activity_block
 from streams.routing import SLICE_BYTES, Record, route, slices
 from streams.settings import Settings
 from streams.state import SEP, split_key
@@ -102,6 +103,8 @@ class Pipeline:
             self._record, clock, late_sink,
         )
         self.faults = self.flusher.faults  # crash points of the fault-injection tests; inert by default
+        self.flusher.refusals = Refusals(settings.dlq_topic, (settings.events_topic, reroute_topic(settings)),
+                                         device_topic(settings), self.home, self.device_home)
         # set by the app: messages are taken per partition in offset order, once per generation
         self.order: InOrder | None = None
         self.accepting: Callable[[], bool] = lambda: True  # False while a rebalance settles
@@ -388,9 +391,11 @@ class Pipeline:
                 self.beacons[source] = up.flushed_watermark
                 beacon = obs_encoder.encode(DeviceObservations("", "", [], source, up.flushed_watermark))
                 records += [(devices, p, None, beacon) for p in range(self.partitions)]
-        # ClickHouse rows: the changed (user, day) counters as the state holds them now
-        rows = activity_columns(out.dirty_rows, {p: up.store for p, up in self.users.items()},
-                             settings.processing.native_engine)
+        # ClickHouse rows: the changed (user, day) counters as the state holds them now (a day no
+        # ClickHouse Date holds: refused, dead-lettered by the job)
+        native = settings.processing.native_engine
+        rows, refused = activity_block(out.dirty_rows, {p: up.store for p, up in self.users.items()},
+                                       lambda dirty, stores: activity_columns(dirty, stores, native))
         # changelogs
         changelog: list[OutRecord] = []
         users_cl, devices_cl = self.user_changelog, self.device_changelog
@@ -404,17 +409,20 @@ class Pipeline:
             changelog += [(devices_cl, p, k, v) for k, v in dp.drain()]
         # the source offsets to commit: after the last message taken, per partition
         offsets: dict[tuple[str, int], int] = {}
+        first: dict[tuple[str, int], int] = {}
         for msg in self.pending:
             tp = (msg.topic, msg.partition)
             if msg.offset >= offsets.get(tp, -1):
                 offsets[tp] = msg.offset + 1
+            first.setdefault(tp, msg.offset)
         raw: list[RawMessage] = []
         if self.flusher.raw_sink is not None:  # raw storage: the events topic's messages as they came
             events_topic = settings.events_topic
             raw = [(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value) for m in self.pending
                    if m.topic == events_topic]
         job = FlushJob(records, self.alerts_inflight, self.alert_started, rows, list(out.alerts), changelog,
-                       offsets, out, self.batch_started, raw, list(out.cold))
+                       offsets, out, self.batch_started, raw, list(out.cold), first,
+                       [("user_activity_daily", r) for r in refused])
         self.out, self.alerts_inflight, self.alert_started = Outputs(), InFlight(), []
         self.budget.job = held  # one job at a time: what it holds until it is durable
         self.pending, self.batch_started, self.pending_bytes = [], [], 0
