@@ -57,6 +57,8 @@ class Reason(enum.StrEnum):
     # a record of an internal topic (<app_id>-reroute, <app_id>-device-obs) that does not decode:
     # vitals wrote none such, so the message says which decoder refused it and why
     INTERNAL_UNDECODABLE = "internal_undecodable"
+    # no input's fault: a row ClickHouse refused on its own (streams/refusals.py), as JSON
+    SINK_REFUSED = "sink_refused"
 
 
 class Event(msgspec.Struct, gc=False, forbid_unknown_fields=True):

@@ -6,7 +6,11 @@ A sink receives rows with :meth:`BaseSink.add` and makes them durable with
 until a write succeeds. Two signals leave a sink:
 
 * :class:`SinkBackpressure` — rejected, retry later: the caller pauses consumption;
-* :class:`SinkInvalid` — these rows can never be written: dead-letter them.
+* :class:`SinkInvalid` — can never be written. When the refusal is about the rows' values
+  (``about_rows``: a constraint, a value the column cannot hold), :meth:`BatchingSink.flush` writes
+  halves of the batch until the rows refused on their own are found, writes the others and keeps
+  the refused ones (:meth:`BatchingSink.take_refused`) for the caller to dead-letter. Otherwise
+  (the table, the grants, the settings: nothing can pass) it is raised: the worker must stop.
 """
 
 from __future__ import annotations
@@ -31,7 +35,21 @@ class SinkBackpressure(Exception):
 
 
 class SinkInvalid(Exception):
-    """The batch holds data the sink can never accept (schema mismatch and the like)."""
+    """The batch holds data the sink can never accept (schema mismatch and the like).
+    ``about_rows``: the refusal is about the values of some rows, so other rows of the same batch
+    can pass; ``name`` a bounded name of the reason (a metric label)."""
+
+    about_rows: bool = False
+    code: int | None = None
+    name: str = "invalid"
+
+
+@dataclass(frozen=True)
+class Refused(Generic[Row]):
+    """A batch of one row that the sink refused on its own, and why."""
+
+    batch: Sequence[Row]
+    error: SinkInvalid
 
 
 class BaseSink(abc.ABC, Generic[Row]):
@@ -60,13 +78,30 @@ class BatchingSink(BaseSink[Row]):
     """Owns the buffer; subclasses implement :meth:`write` for one batch. The cap counts rows: an
     item of the buffer is one row unless :meth:`rows_in` says it holds more (a chunk of columns)."""
 
+    # rows refused on their own in one flush beyond which the refusal is taken for the table's, not
+    # the rows' (every row refused): the flush raises instead of writing the batch a row at a time
+    max_refused = 1000
+
     def __init__(self, cap_rows: int) -> None:
         self.buffer: list[Row] = []
         self.cap_rows = cap_rows
         self._rows = 0
+        self._refused: list[Refused[Row]] = []
 
     def rows_in(self, item: Row) -> int:
         return 1
+
+    def split(self, batch: Sequence[Row]) -> tuple[Sequence[Row], Sequence[Row]] | None:
+        """The batch in two halves by rows, or None when it holds one row."""
+        if len(batch) < 2:
+            return None
+        half = len(batch) // 2
+        return batch[:half], batch[half:]
+
+    def take_refused(self) -> list[Refused[Row]]:
+        """The rows refused on their own by the flushes since the last call (to dead-letter them)."""
+        refused, self._refused = self._refused, []
+        return refused
 
     def add(self, row: Row) -> None:
         n = self.rows_in(row)
@@ -91,13 +126,44 @@ class BatchingSink(BaseSink[Row]):
         """Write one batch durably or raise SinkBackpressure / SinkInvalid."""
 
     def flush(self) -> int:
+        """Write the buffer; rows refused on their own are kept for :meth:`take_refused`. Returns the
+        rows written. Raises SinkBackpressure (the buffer stays: a retry writes it again, halves
+        already written included, which the tables' deduplication absorbs) or a SinkInvalid that is
+        not about the rows."""
         if not self.buffer:
             return 0
         batch, rows = self.buffer, self._rows
-        self.write(batch)  # raises: the buffer stays as it is
+        refused: list[Refused[Row]] = []
+        self._write_or_bisect(batch, refused)  # raises: the buffer stays as it is
+        self._refused.extend(refused)
         self.buffer = []
         self._rows = 0
-        return rows
+        return rows - sum(self.rows_in(item) for r in refused for item in r.batch)
+
+    def _write_or_bisect(self, batch: Sequence[Row], refused: list[Refused[Row]]) -> None:
+        try:
+            self.write(batch)
+        except SinkInvalid as exc:
+            if not exc.about_rows:
+                raise
+            halves = self.split(batch)
+            if halves is not None:
+                for half in halves:
+                    self._write_or_bisect(half, refused)
+                return
+            if len(refused) >= self.max_refused:
+                raise TooManyRefused(self.name, self.max_refused, exc) from exc
+            refused.append(Refused(batch, exc))
+
+
+class TooManyRefused(SinkInvalid):
+    """More rows of one flush refused on their own than a sink dead-letters: the table, not the rows."""
+
+    def __init__(self, sink: str, limit: int, last: SinkInvalid) -> None:
+        super().__init__(f"{sink}: more than {limit} rows of one flush refused, each on its own; the last "
+                         f"refusal: {last}")
+        self.code = last.code
+        self.name = last.name
 
 
 def flush_with_retry(

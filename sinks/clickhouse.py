@@ -309,6 +309,14 @@ class ActivitySink(NativeSink[ActivityColumns]):
     def rows_in(self, item: ActivityColumns) -> int:
         return item.rows
 
+    def split(self, batch: Sequence[ActivityColumns]) -> tuple[Sequence[ActivityColumns],
+                                                               Sequence[ActivityColumns]] | None:
+        columns = ActivityColumns.join(batch)  # halves by rows, not by the chunks buffered
+        if columns.rows < 2:
+            return None
+        first, second = columns.take([range(columns.rows // 2), range(columns.rows // 2, columns.rows)])
+        return [first], [second]
+
     def write(self, batch: Sequence[ActivityColumns]) -> None:
         columns = ActivityColumns.join(batch)
         if columns.rows:  # partitioned by the month of ``day``

@@ -2,12 +2,19 @@
 
 A write that fails for a reason that can pass (the network, a timeout, an overloaded server,
 merges behind inserts) is retried: the sink raises :class:`sinks.base.SinkBackpressure` and the flush
-backs off while consumption pauses. One that cannot succeed however often it is retried (a schema
-that differs from the rows, a missing table, refused credentials or grants) raises
+backs off while consumption pauses. One that cannot succeed however often it is retried raises
 :class:`ClickHouseRefused`, a :class:`sinks.base.SinkInvalid` naming the table, the code and its name
-and what to do: the flush job fails and the worker exits for the supervisor (code 70), loudly,
-instead of retrying in silence for ever. Codes not listed as retriable count as not retriable, so an
-error nobody foresaw is seen at once; a restarted worker tries again anyway.
+and what to do. Two kinds:
+
+* about the rows (:data:`ROW_REFUSALS`: a ``CHECK`` constraint, a value out of its column's range,
+  a value clickhouse-connect cannot serialize): other rows of the batch can pass, so the sink finds
+  the refused rows by halving the batch, writes the others, and the flush dead-letters those
+  (reason ``sink_refused``, :mod:`streams.refusals`);
+* about the table or the server (a schema that differs from the rows, a missing table, refused
+  credentials or grants, a forbidden setting): nothing can pass, so the worker stops with exit code
+  78 (:data:`streams.supervisor.EXIT_REFUSED`), which its supervisor does not restart: a fresh worker
+  would fail the same way for ever. Codes not listed as retriable count as not retriable, so an error
+  nobody foresaw is seen at once.
 
 Where the code comes from (clickhouse-connect 1.12, chdb 4.4 / ClickHouse 26.9): every
 clickhouse-connect error carries ``.code`` (and ``.name``). Over HTTP it is the server's
@@ -98,6 +105,15 @@ NOT_RETRIABLE: dict[int, tuple[str, str]] = {
 }
 _OTHER = "not an error vitals knows to be passing: see the server's message below and its log"
 
+_ROWS = "some rows hold values the table refuses: they are dead-lettered (reason sink_refused), the others written"
+# what is about the values of some rows, not the table: the rows refused on their own are dead-lettered
+ROW_REFUSALS: dict[int, str] = {
+    131: "TOO_LARGE_STRING_SIZE",
+    321: "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
+    407: "DECIMAL_OVERFLOW",
+    469: "VIOLATED_CONSTRAINT",  # a CHECK constraint on the table
+}
+
 _CHDB_CODE = re.compile(r"\bCode:\s*(\d+)")
 
 
@@ -107,6 +123,7 @@ class Verdict:
     code: int | None
     name: str  # the code's name, or the exception's type where no code was given
     advice: str = ""
+    about_rows: bool = False  # not retriable, but only for some rows: the others can be written
 
 
 class ClickHouseRefused(SinkInvalid):
@@ -114,12 +131,14 @@ class ClickHouseRefused(SinkInvalid):
 
     def __init__(self, what: str, verdict: Verdict, table: str | None = None) -> None:
         error = f"error {verdict.code} {verdict.name}" if verdict.code is not None else verdict.name
-        super().__init__(f"ClickHouse refused {what}: {error}, which no retry can fix; the worker stops "
-                         f"without committing past it. {verdict.advice}")
+        then = ("the rows refused are dead-lettered" if verdict.about_rows else
+                "the worker stops without committing past it")
+        super().__init__(f"ClickHouse refused {what}: {error}, which no retry can fix; {then}. {verdict.advice}")
         self.table = table
         self.code = verdict.code
         self.name = verdict.name
         self.advice = verdict.advice
+        self.about_rows = verdict.about_rows
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -163,9 +182,12 @@ def classify(exc: BaseException, *, partitions: int | None = None) -> Verdict:
         name = type(exc).__name__
         if isinstance(exc, ch.OperationalError | OSError):
             return Verdict(True, None, name)
-        if isinstance(exc, ch.DataError | ch.ProgrammingError | ch.NotSupportedError | ch.InterfaceError):
+        if isinstance(exc, ch.DataError):  # a value it cannot serialize (a Date past 2149, ...)
             return Verdict(False, None, name, "clickhouse-connect refused the rows before sending them: "
-                           "a type or value the table's column cannot hold")
+                           "a value the table's column cannot hold", about_rows=True)
+        if isinstance(exc, ch.ProgrammingError | ch.NotSupportedError | ch.InterfaceError):
+            return Verdict(False, None, name, "clickhouse-connect refused the rows before sending them: "
+                           "a type the table's column cannot hold")
         if isinstance(exc, ch.Error):
             return Verdict(True, None, name)
         return Verdict(False, None, name, "an unexpected error in the sink (a bug): see the traceback")
@@ -175,5 +197,7 @@ def classify(exc: BaseException, *, partitions: int | None = None) -> Verdict:
                        "split by partition (sinks/partitions.py); report this as a bug")
     if code in RETRIABLE:
         return Verdict(True, code, RETRIABLE[code])
+    if code in ROW_REFUSALS:
+        return Verdict(False, code, ROW_REFUSALS[code], _ROWS, about_rows=True)
     name, advice = NOT_RETRIABLE.get(code, (getattr(exc, "name", None) or "UNKNOWN", _OTHER))
     return Verdict(False, code, name, advice)

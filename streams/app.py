@@ -17,16 +17,17 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
+from sinks.base import SinkInvalid
 from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse, RawSink
 from sinks.late import LateSink
 from streams import gauges
-from streams.consumer import Fetched, LeanTransport
+from streams.consumer import Fetched, LeanConsumer, LeanTransport, RoutedChannel
 from streams.faults import Faults
 from streams.kafka_io import (
     TABLES,
@@ -43,6 +44,7 @@ from streams.ordering import InOrder
 from streams.pipeline import Pipeline
 from streams.restore import clear_end_signal_on_start
 from streams.settings import Settings
+from streams.supervisor import EXIT_REFUSED
 from streams.watchdog import EXIT_STALLED, Watchdog
 
 EXIT_FAILED = 70  # EX_SOFTWARE: processing or a flush job failed; the supervisor starts a fresh worker
@@ -171,8 +173,9 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
     clear_end_signal_on_start(app.tables.recovery)  # see streams/restore.py
     source = app.topic(settings.events_topic, reroute_topic(settings), partitions=partitions, **raw)
     device_obs = app.topic(device_topic(settings), partitions=partitions, **raw)
-    # the consumer subscribes to these topics and hands their records over a fetch at a time
-    user_fetches, device_fetches = app.channel(maxsize=proc.fetch_queue), app.channel(maxsize=proc.fetch_queue)
+    # the consumer subscribes to these topics and hands their records over a fetch at a time (to agents
+    # whose queues a rebalance's end does not clear: streams/consumer.py)
+    user_fetches, device_fetches = (RoutedChannel(app, maxsize=proc.fetch_queue) for _ in range(2))
     app.lean_routes = {t: user_fetches for t in source.topics} | {t: device_fetches for t in device_obs.topics}
     for topic in (source, device_obs):
         app.topics.add(topic)
@@ -213,7 +216,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         earliest = await app.consumer.earliest_offsets(TP(*tp))  # nothing committed yet (or 0)
         return int(earliest.get(TP(*tp), 0) or 0)
 
-    pipeline.order = InOrder(start_offset)
+    pipeline.order = InOrder(start_offset, seeks=lambda: cast(LeanConsumer, app.consumer).seeks)
     pipeline.accepting = lambda: not app.rebalancing
     pipeline.queued_bytes = lambda: queued_bytes((user_fetches, device_fetches))
     pipeline.reseek = lambda: app.consumer.perform_seek()
@@ -241,21 +244,28 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         """Crash-only: a failure inside processing or a flush job (not an outage: those are
         retried) may have lost outputs of processed messages. Faust would restart the agent and
         let later flushes commit past them; exiting makes the next worker process them again from
-        the committed offsets (the supervisor restarts it)."""
+        the committed offsets (the supervisor restarts it). But ClickHouse refusing the writes
+        whatever the rows (rows refused on their own are dead-lettered by the flush) would refuse a
+        fresh worker too: that stops, with the refusal in one line and an exit code the supervisor
+        does not restart."""
+        if isinstance(exc, SinkInvalid):
+            log.critical("stopping (exit code %d, not restarted): %s", EXIT_REFUSED, exc)
+            logging.shutdown()
+            os._exit(EXIT_REFUSED)
         log.critical("processing failed, exiting for a fresh worker: %r", exc, exc_info=exc)
         logging.shutdown()
         os._exit(EXIT_FAILED)
 
     pipeline.on_failed_job = die
 
-    def fetch_agent(handle: Callable[[Sequence[Any]], Awaitable[None]]) -> Callable[[faust.StreamT[Fetched]], Any]:
-        """A thin agent: each current fetch's records to ``handle``; any failure is fatal."""
+    def fetch_agent(handle: Callable[[Sequence[Any], int], Awaitable[None]]) -> Callable[[faust.StreamT[Fetched]], Any]:
+        """A thin agent: each current fetch's records (and seek count) to ``handle``; any failure is fatal."""
 
         async def agent(stream: faust.StreamT[Fetched]) -> None:
             async for fetched in stream:
                 if await current(fetched):
                     try:
-                        await handle(fetched.records)
+                        await handle(fetched.records, fetched.seeks)
                     except Exception as exc:
                         die(exc)
 

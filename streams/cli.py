@@ -60,14 +60,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     vitals = build_app(settings, partitions)
     vitals.faults.load()
-    from sinks.base import SinkBackpressure
+    from sinks.base import SinkBackpressure, SinkInvalid
     from sinks.views import view_ddl
+    from streams.supervisor import EXIT_REFUSED
 
     vitals.clickhouse.extra_ddl = view_ddl(vitals.clickhouse.database)
     try:
         vitals.clickhouse.ensure_schema()
     except SinkBackpressure as exc:  # unavailable, not misconfigured: the sink retries with backoff
         log.warning("ClickHouse unavailable at startup (%s); writes will retry", type(exc.cause).__name__)
+    except SinkInvalid as exc:  # refused credentials, grants: a fresh worker would be refused the same
+        log.critical("stopping (exit code %d, not restarted): %s", EXIT_REFUSED, exc)
+        return EXIT_REFUSED
     vitals.metrics.serve(settings.metrics_host, settings.metrics_port)
     vitals.metrics.up.set(1)
     from schemas.alerts import RULES

@@ -15,10 +15,17 @@ stays Faust's:
 
 * the group membership, assignment, pausing during table recovery and the seeks;
 * the same filters per record as Faust's loop: only active (or buffered) partitions, nothing
-  below the partition's read offset, nothing from an older consumer generation, nothing while
-  the flow is suspended (a rebalance); and, as Faust's conductor, nothing reaches an agent
-  while the app's flow control is suspended (tables recovering): resuming it clears the agents'
-  queues, so a fetch handed over before would be lost;
+  from an older consumer generation, nothing while the flow is suspended (a rebalance); and, as
+  Faust's conductor, nothing reaches an agent while the app's flow control is suspended (tables
+  recovering). The agents' queues are not cleared when the flow control resumes
+  (:class:`RoutedChannel`): that happens once more at the end of every rebalance, after the seek to
+  the committed offsets, and cleared the fetches handed over since the stream partitions resumed,
+  records from the new positions among them, which nothing fetched again (a partition read to its
+  end, nothing committed, until the lag watchdog). Fetches of an older generation are dropped by
+  the agent, records fetched before a seek by the pipeline's ordering.
+  Not Faust's read-offset filter: the pipeline keeps each routed partition in offset order itself
+  (:mod:`streams.ordering`), and each fetch carries the consumer's seek count when it began
+  (:attr:`Fetched.seeks`), so the pipeline tells records fetched before a seek from a gap;
 * the agents (supervised, restarted, stopped with the app) and the channel queue's
   backpressure: the fetch loop waits while the agent is busy with earlier fetches;
 * at-least-once: nothing here acks or commits; the pipeline commits the offsets it made durable.
@@ -39,6 +46,13 @@ position at the log end, nothing routed, nothing committed), and are closed for 
   done, and the fetch loop runs meanwhile: a fetch from the committed offsets was filtered by the
   read offsets of the previous assignment (further on), and its records were lost. The read
   offsets are cleared before the seek.
+* And the other way round: a fetch that began before a seek hands its records over after it (the
+  fetch loop resumes behind the seek, or the seek reaches the partition after the fetch drained
+  it) and moved the read offset past the committed one again; the range fetched again from the
+  committed offset was then filtered out, and a partition the pipeline had sought back over a gap
+  never got its missing range (read to its end, nothing committed, until the lag watchdog). The
+  routed topics are not filtered by read offset at all (see above); it is kept up to date for the
+  diagnostics only.
 """
 
 from __future__ import annotations
@@ -48,6 +62,7 @@ from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import faust
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import IllegalStateError
 from faust.transport import consumer as faust_consumer
@@ -61,11 +76,26 @@ from streams.restore import BulkRestore
 @dataclass(frozen=True)
 class Fetched:
     """One fetch's records of the routed topics (aiokafka ``ConsumerRecord``s: topic, partition,
-    offset, key, value), in offset order per partition, from consumer generation ``generation``."""
+    offset, key, value), in offset order per partition, from consumer generation ``generation``;
+    ``seeks``: the consumer's seeks to the committed offsets completed when the fetch began (records
+    of a fetch that began before a seek may be from before it)."""
 
     generation: int
+    seeks: int
     records: Sequence[Any]
     size: int = 0  # bytes, as the memory budget counts them (streams/budget.py)
+
+
+class RoutedChannel(faust.Channel):  # type: ignore[type-arg]
+    """A channel of fetches whose agents' queues the app's flow control does not clear when it resumes
+    (Faust's channels are cleared then, to drop what was queued before a rebalance)."""
+
+    @property
+    def queue(self) -> Any:
+        if self._queue is None:
+            maxsize = self.maxsize if self.maxsize is not None else self.app.conf.stream_buffer_maxsize
+            self._queue = self.app.FlowControlQueue(maxsize=maxsize, clear_on_resume=False)
+        return self._queue
 
 
 def lean_routes(app: AppT) -> Mapping[str, ChannelT]:
@@ -81,9 +111,10 @@ def split_fetch(
     read_offset: MutableMapping[TP, int | None],
 ) -> tuple[dict[Any, list[Any]], dict[TP, list[Any]]]:
     """One fetch split into the records each route's channel gets (in offset order per partition)
-    and the partitions left to Faust's per-message path, with Faust's filters: only active or
-    buffered partitions (a paused one may still have records buffered), nothing below the
-    partition's read offset. Advances ``read_offset`` past what is routed."""
+    and the partitions left to Faust's per-message path, with Faust's filter of partitions: only
+    active or buffered ones (a paused one may still have records buffered). Routed records are not
+    filtered by the read offset (the pipeline orders them, see the module's docstring);
+    ``read_offset`` is set to the last one routed, for the diagnostics."""
     fetched: dict[Any, list[Any]] = {}
     others: dict[TP, list[Any]] = {}
     for tp, tp_records in records.items():
@@ -93,9 +124,6 @@ def split_fetch(
         if channel is None:
             others[tp] = tp_records
             continue
-        r_offset = read_offset.get(tp)
-        if r_offset is not None and tp_records and tp_records[0].offset < r_offset:
-            tp_records = [r for r in tp_records if r.offset >= r_offset]
         if tp_records:
             fetched.setdefault(channel, []).extend(tp_records)
             read_offset[tp] = tp_records[-1].offset
@@ -140,6 +168,7 @@ class LeanConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._restore = BulkRestore()  # recovering tables' changelogs, a fetch at a time
+        self.seeks = 0  # seeks to the committed offsets completed (see Fetched.seeks)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs in every worker test
         routes = lean_routes(self.app)
@@ -152,11 +181,12 @@ class LeanConsumer(faust_aiokafka.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(faust_consumer.CONSUMER_FETCHING)
+                seeks = self.seeks  # before the fetch begins: its records are from after these seeks
                 records, active = await self._wait_next_records(1.0)
                 await self.sleep(0)  # as Faust's loop: a fetch can return at once, over and over
                 if records and not self.should_stop:
                     if self.flow_active:
-                        await self._deliver(records, active, routes)
+                        await self._deliver(records, active, routes, seeks)
                     else:  # as Faust's getmany: fetched while the flow stopped, seek back
                         await self._seek_back()
                 unset_flag(faust_consumer.CONSUMER_FETCHING)
@@ -187,8 +217,9 @@ class LeanConsumer(faust_aiokafka.Consumer):
         The read offsets are cleared first: the fetch loop runs on while the seek awaits the
         consumer thread, and a fetch from the new positions filtered by the old read offsets
         (ahead of the committed ones after a rebalance) would lose its records, the read position
-        being past them (the pipeline's ordering drops what is not in order instead, and seeks
-        back over a gap)."""
+        being past them (Faust's per-message path; the routed topics are not filtered). Once every
+        partition is sought, :attr:`seeks` counts the seek: fetches that begin after it hold
+        records from the new positions only."""
         read_offset = self._read_offset
         for tp in list(read_offset):
             read_offset[tp] = None
@@ -206,6 +237,7 @@ class LeanConsumer(faust_aiokafka.Consumer):
         self._committed_offset.update(
             {faust_consumer.ensure_TP(tp): offset if offset else None
              for tp, offset in committed.items() if offset is not None})
+        self.seeks += 1  # every partition is at its committed offset (or its start) in aiokafka now
 
     async def _seek_back(self) -> None:
         try:
@@ -217,7 +249,7 @@ class LeanConsumer(faust_aiokafka.Consumer):
         return self.flow_active and not self.should_stop and self.app.consumer_generation_id == generation
 
     async def _deliver(self, records: Mapping[TP, list[Any]], active: set[TP] | None,
-                       routes: Mapping[str, ChannelT]) -> None:
+                       routes: Mapping[str, ChannelT], seeks: int) -> None:
         generation = self.app.consumer_generation_id
         for tp in records:
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
@@ -232,14 +264,14 @@ class LeanConsumer(faust_aiokafka.Consumer):
                 await self.wait_first(flow_control.acquire(), self.suspend_flow.wait())
             if not (self._live(generation) and flow_control.is_active()):
                 return  # a rebalance began: it seeks to the committed offsets, these come again
-            await self._put(channel, Fetched(generation, batch, message_bytes(batch)))
+            await self._put(channel, Fetched(generation, seeks, batch, message_bytes(batch)))
 
     async def _put(self, channel: ChannelT, fetched: Fetched) -> None:
         """Queue a fetch for the channel's agent, waiting while its queue is full, unless a rebalance
-        begins or the consumer stops. A rebalance's flow-control clear empties the agents' queues
-        and cancels a waiting put: the fetch is dropped with them (the new assignment seeks back
-        to the committed offsets). Unlike ``wait_first``, a cancelled put is not raised here: it
-        would end the fetch loop, and the worker would fetch nothing more."""
+        begins or the consumer stops. A rebalance (the consumer's flow suspended) cancels a waiting
+        put: the fetch is dropped (the new assignment seeks back to the committed offsets). Unlike
+        ``wait_first``, a cancelled put is not raised here: it would end the fetch loop, and the
+        worker would fetch nothing more."""
         put = asyncio.ensure_future(channel.put(fetched))  # type: ignore[arg-type]
         waits = [asyncio.ensure_future(self.suspend_flow.wait()), asyncio.ensure_future(self._stopped.wait())]
         try:

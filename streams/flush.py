@@ -9,7 +9,8 @@ taken):
 
 1. alerts, dead letters, rerouted events and device observations delivered to Kafka;
 2. aggregate rows, alerts and raw messages written to ClickHouse (off the event loop, retried
-   with backoff);
+   with backoff); rows ClickHouse refuses on their own are dead-lettered (:mod:`streams.refusals`),
+   the others written;
 3. changed state written to the tables' changelogs and delivered;
 4. the source offsets committed: everything up to them is durable.
 
@@ -33,7 +34,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from schemas.alerts import Alert
-from sinks.base import RetryPolicy, flush_with_retry
+from sinks.base import Refused, RetryPolicy, flush_with_retry
 from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
 from sinks.columns import ActivityColumns
 from sinks.late import ColdEvent, LateSink
@@ -41,6 +42,7 @@ from streams.delivery import InFlight, OutRecord, deliver, retriable, send_recor
 from streams.faults import OUTAGES, Faults
 from streams.localstate import LocalTable
 from streams.metrics import Metrics
+from streams.refusals import Refusals
 from streams.store import Outputs
 
 log = logging.getLogger("vitals.flush")
@@ -63,6 +65,8 @@ class FlushJob:
     batch_started: list[float] = field(default_factory=list)
     raw: list[RawMessage] = field(default_factory=list)  # the events topic's messages (raw storage)
     cold: list[ColdEvent] = field(default_factory=list)  # events older than the state's days (sinks/late.py)
+    first_offsets: dict[TopicPartition, int] = field(default_factory=dict)  # the first message flushed
+    refused: list[tuple[str, Refused[Any]]] = field(default_factory=list)  # (table, row) refused before sending
 
 
 class Flusher:
@@ -100,6 +104,7 @@ class Flusher:
         self.stopping = False
         self.faults = Faults()  # crash points of the fault-injection tests; inert by default
         self.commit_offsets: Callable[[dict[TopicPartition, int]], Awaitable[bool]] | None = None
+        self.refusals: Refusals | None = None  # set by the pipeline: refused rows to dead-letter records
         self.started: float | None = None  # set while a job runs (maybe retrying)
         self.flushes = 0
         self.commits = 0
@@ -175,16 +180,20 @@ class Flusher:
                 raise RuntimeError("events older than the state's days, and no late-events sink to count them")
             self.late_sink.extend(job.cold)
         loop = asyncio.get_running_loop()
+        refused = list(job.refused)
         for sink in self.sinks:
             n = sink.buffered
             if not n:
                 continue
             t0 = time.perf_counter()
-            await loop.run_in_executor(self.executor, self._flush_sink, sink)
+            rows_written = await loop.run_in_executor(self.executor, self._flush_sink, sink)
             metrics.flush_latency.labels(sink.name).observe(time.perf_counter() - t0)
-            metrics.sink_rows.labels(sink.name).inc(n)
+            metrics.sink_rows.labels(sink.name).inc(rows_written)
             metrics.sink_batches.labels(sink.name).inc()
             metrics.sink_batch_rows.labels(sink.name).observe(n)
+            refused += [(sink.name, r) for r in sink.take_refused()]
+        if refused:
+            await self._dead_letter(job, refused)
         self.faults.hit("inserted")
         # 3. changelogs
         written = await self.deliver(await self.send(job.changelog))
@@ -199,6 +208,20 @@ class Flusher:
         for started in job.batch_started:
             metrics.end_to_end.observe(now - started)
         self.flushes += 1
+
+    async def _dead_letter(self, job: FlushJob, refused: list[tuple[str, Refused[Any]]]) -> None:
+        """The rows ClickHouse refused on their own, to the dead-letter topic (delivered before the
+        commit) and counted."""
+        if self.refusals is None:
+            raise RuntimeError("rows refused by ClickHouse, and no dead-letter topic to send them to")
+        ranges = {tp: (job.first_offsets.get(tp, end - 1), end - 1) for tp, end in job.offsets.items()}
+        records = self.refusals.records(refused, ranges, int(self.clock() * 1000))
+        await self.deliver(await self.send(records))
+        for table, refusal in refused:
+            self.metrics.sink_refused.labels(table, refusal.error.name).inc()
+        self.metrics.dlq.labels("sink_refused").inc(len(refused))
+        log.error("ClickHouse refused %d rows on their own (%s); dead-lettered with reason sink_refused, "
+                  "the others written", len(refused), ", ".join(sorted({f"{t}: {r.error.name}" for t, r in refused})))
 
     async def _commit(self, job: FlushJob) -> None:
         """Commit, per source partition, the offset after the last message flushed.

@@ -101,6 +101,11 @@ class Metrics:
             "vitals_sink_failures_total", "Failed sink writes (each retry counts)", ["sink"], registry=r
         )
         self.sink_retries = Counter("vitals_sink_retries_total", "Sink write retries", ["sink"], registry=r)
+        self.sink_refused = Counter(
+            "vitals_sink_refused_rows_total",
+            "Rows ClickHouse refused on their own, dead-lettered (reason sink_refused); reason: the error's name",
+            ["table", "reason"], registry=r,
+        )
         self.sink_batch_rows = Histogram(
             "vitals_sink_batch_rows",
             "Rows per sink batch",

@@ -10,17 +10,26 @@ expects — the committed offset once the rebalance has settled — and:
 
 * takes a message at exactly that offset;
 * drops a message below it (already processed in this generation);
-* drops a message above it (a gap) and asks once for a seek back to the committed offset,
-  which the pipeline performs after flushing, so the missing range comes again, in order. A gap
-  still there ``settle_s`` after that seek is in the log itself (transaction markers, retention)
-  and is stepped over.
+* drops a message above it (a gap). Whether the gap is filled by a seek is told by the consumer's
+  *seek count* (:attr:`streams.consumer.LeanConsumer.seeks`, seeks to the committed offsets
+  completed so far) and the count each fetch carries, taken when its fetch began:
 
-Pure bookkeeping: offsets in, decisions out; the pipeline does the I/O.
+  - a fetch that began before the latest seek may hold records fetched before it: the range comes
+    again from the committed offset (never past the expected one: only processed messages are
+    committed), so the message is dropped and nothing asked;
+  - otherwise the gap is in what the consumer fetches now, and a seek back to the committed offset
+    is asked once (the pipeline flushes, commits and seeks);
+  - a gap still there in a fetch that began after that seek is in the log itself (transaction
+    markers, retention, compaction): stepped over.
+
+No clock: how long a loaded machine takes to process what was queued before a seek changes
+nothing (with a time limit, records fetched before the seek but processed after it were once
+stepped over as a gap, and the range in between lost). Pure bookkeeping: offsets in, decisions
+out; the pipeline does the I/O.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,29 +40,23 @@ TopicPartition = tuple[str, int]
 @dataclass
 class InOrder:
     start_offset: Callable[[TopicPartition], Awaitable[int]]  # where a partition starts in this generation
-    clock: Callable[[], float] = time.monotonic
-    settle_s: float = 5.0
+    seeks: Callable[[], int] = lambda: 0  # the consumer's seeks to the committed offsets completed so far
     next_offset: dict[TopicPartition, int] = field(default_factory=dict)
-    asked: set[TopicPartition] = field(default_factory=set)  # a seek was asked for, not done yet
-    seeked_at: dict[TopicPartition, float] = field(default_factory=dict)  # seek done, no progress since
+    # a gap seen in a fetch that began after every seek: a seek asked when the count stood at this
+    asked: dict[TopicPartition, int] = field(default_factory=dict)
     dropped: int = 0
+    # gaps in the log stepped over since the pipeline last took them: (partition, expected, offset)
+    stepped: list[tuple[TopicPartition, int, int]] = field(default_factory=list)
 
     def new_generation(self) -> None:
         """A rebalance: Faust seeks every partition to its committed offset; start over from there."""
         self.next_offset.clear()
         self.asked.clear()
-        self.seeked_at.clear()
 
-    def seeked(self) -> None:
-        """The pipeline has flushed and sought every partition back to its committed offset."""
-        now = self.clock()
-        for tp in self.asked:
-            self.seeked_at[tp] = now
-        self.asked.clear()
-
-    async def select(self, messages: Sequence[Any]) -> tuple[list[Any], bool]:
+    async def select(self, messages: Sequence[Any], fetched_after: int) -> tuple[list[Any], bool]:
         """The messages (``topic``, ``partition``, ``offset``) to process, in order, and whether a
-        seek back to the committed offsets is needed."""
+        seek back to the committed offsets is needed. ``fetched_after``: the consumer's seek count
+        when the fetch that brought them began."""
         keep: list[Any] = []
         seek = False
         for msg in messages:
@@ -61,17 +64,22 @@ class InOrder:
             expected = self.next_offset.get(tp)
             if expected is None:
                 expected = self.next_offset[tp] = await self.start_offset(tp)
-            if msg.offset == expected or (
-                msg.offset > expected and tp in self.seeked_at and self.clock() - self.seeked_at[tp] >= self.settle_s
-            ):  # in order, or a gap that a seek did not fill: the log has no records there
-                keep.append(msg)
-                self.next_offset[tp] = msg.offset + 1
-                self.seeked_at.pop(tp, None)
-            elif msg.offset < expected:
+            if msg.offset < expected:
                 self.dropped += 1
-            else:
-                self.dropped += 1
-                if tp not in self.asked and tp not in self.seeked_at:
-                    self.asked.add(tp)
-                    seek = True
+                continue
+            if msg.offset > expected:
+                asked = self.asked.get(tp)
+                if fetched_after < self.seeks():  # fetched before a seek: it comes again
+                    self.dropped += 1
+                    continue
+                if asked is None or fetched_after <= asked:  # a seek not asked yet, or still to come
+                    if asked is None:
+                        self.asked[tp] = self.seeks()
+                        seek = True
+                    self.dropped += 1
+                    continue
+                self.stepped.append((tp, expected, msg.offset))  # the seek did not fill it: not in the log
+            keep.append(msg)
+            self.next_offset[tp] = msg.offset + 1
+            self.asked.pop(tp, None)
         return keep, seek

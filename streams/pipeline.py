@@ -36,6 +36,7 @@ from streams.kafka_io import PartitionCache, device_topic, reroute_topic
 from streams.localstate import LocalTable
 from streams.metrics import AppLabels, Metrics
 from streams.ordering import InOrder
+from streams.refusals import Refusals, activity_block
 from streams.routing import SLICE_BYTES, Record, route, slices
 from streams.settings import Settings
 from streams.state import SEP, split_key
@@ -111,6 +112,8 @@ class Pipeline:
             self._record, clock, late_sink,
         )
         self.faults = self.flusher.faults  # crash points of the fault-injection tests; inert by default
+        self.flusher.refusals = Refusals(settings.dlq_topic, (settings.events_topic, reroute_topic(settings)),
+                                         device_topic(settings), self.home, self.device_home)
         # set by the app: messages are taken per partition in offset order, once per generation
         self.order: InOrder | None = None
         self.accepting: Callable[[], bool] = lambda: True  # False while a rebalance settles
@@ -226,38 +229,43 @@ class Pipeline:
         return dp
 
     # ---- batches ------------------------------------------------------------------------
-    async def _in_order(self, events: Sequence[Message]) -> tuple[Sequence[Message], bool]:
+    async def _in_order(self, events: Sequence[Message], seeks: int) -> tuple[Sequence[Message], bool]:
         """The messages to process now (see :mod:`streams.ordering`) and whether to seek afterwards."""
-        if self.order is None:
+        order = self.order
+        if order is None:
             return events, False
         if not self.accepting():  # fetched before the rebalance's seek: they come again after it
             self.metrics.stale_dropped.inc(len(events))
             return [], False
-        before = self.order.dropped
-        keep, seek = await self.order.select(events)
-        self.metrics.stale_dropped.inc(self.order.dropped - before)
+        before = order.dropped
+        keep, seek = await order.select(events, seeks)
+        self.metrics.stale_dropped.inc(order.dropped - before)
+        for (topic, p), expected, offset in order.stepped:
+            log.warning("%s[%d]: offsets %d to %d are not in the log (still missing after a seek back): "
+                        "stepped over", topic, p, expected, offset - 1)
+        order.stepped.clear()
         return keep, seek
 
     async def _seek_back(self) -> None:
         """Make everything processed durable and committed, then have the consumer fetch again
         from the committed offsets (after a gap: the missing range comes again, in order)."""
         await self.flush()
-        log.info("a gap in a partition's offsets: seeking back to the committed offsets (%d messages left)",
-                 self.order.dropped if self.order else 0)
+        gaps = ", ".join(f"{t}[{p}]" for t, p in sorted(self.order.asked)) if self.order else ""
+        log.info("a gap in the offsets of %s: seeking back to the committed offsets", gaps or "a partition")
         if self.reseek is not None:
             await self.reseek()
-        if self.order is not None:
-            self.order.seeked()
 
-    async def on_user_batch(self, events: Sequence[Message]) -> None:
-        events, seek = await self._in_order(events)
+    async def on_user_batch(self, events: Sequence[Message], seeks: int) -> None:
+        """One fetch of the events and reroute topics; ``seeks``: the consumer's seek count when the
+        fetch began (:class:`streams.consumer.Fetched`)."""
+        events, seek = await self._in_order(events, seeks)
         if events:
             await self._user_batch(events)
         if seek:
             await self._seek_back()
 
-    async def on_device_batch(self, events: Sequence[Message]) -> None:
-        events, seek = await self._in_order(events)
+    async def on_device_batch(self, events: Sequence[Message], seeks: int) -> None:
+        events, seek = await self._in_order(events, seeks)
         if events:
             await self._device_batch(events)
         if seek:
@@ -418,16 +426,19 @@ class Pipeline:
                 self.beacons[source] = up.flushed_watermark
                 beacon = obs_encoder.encode(DeviceObservations("", "", [], source, up.flushed_watermark))
                 records += [(devices, p, None, beacon) for p in range(self.partitions)]
-        # ClickHouse rows: the changed (user, day) counters as the state holds them now
-        rows = activity_columns(out.dirty_rows, {p: up.store for p, up in self.users.items()},
-                             settings.processing.native_engine)
-        # changelogs
+        # ClickHouse rows: the changed (user, day) counters as the state holds them now (a day no
+        # ClickHouse Date holds: refused, dead-lettered by the job)
+        native = settings.processing.native_engine
+        rows, refused = activity_block(out.dirty_rows, {p: up.store for p, up in self.users.items()},
+                                       lambda dirty, stores: activity_columns(dirty, stores, native))
         # the source offsets to commit: after the last message taken, per partition
         offsets: dict[tuple[str, int], int] = {}
+        first: dict[tuple[str, int], int] = {}
         for msg in self.pending:
             tp = (msg.topic, msg.partition)
             if msg.offset >= offsets.get(tp, -1):
                 offsets[tp] = msg.offset + 1
+            first.setdefault(tp, msg.offset)
         # changelogs; the partitions' meta records stamped for the alert fence (streams/fence.py)
         changelog: list[OutRecord] = []
         users_cl, devices_cl = self.user_changelog, self.device_changelog
@@ -452,7 +463,8 @@ class Pipeline:
             raw = [(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value) for m in self.pending
                    if m.topic == events_topic]
         job = FlushJob(records, self.alerts_inflight, self.alert_started, rows, list(out.alerts), changelog,
-                       offsets, out, self.batch_started, raw, list(out.cold))
+                       offsets, out, self.batch_started, raw, list(out.cold), first,
+                       [("user_activity_daily", r) for r in refused])
         self.out, self.alerts_inflight, self.alert_started = Outputs(), InFlight(), []
         self.budget.job = held  # one job at a time: what it holds until it is durable
         self.pending, self.batch_started, self.pending_bytes = [], [], 0

@@ -2,9 +2,11 @@
 
 Crash-only recovery: whatever stops a worker (the lag watchdog's exit, a Faust crash on a lost
 broker, an out-of-memory kill), a fresh process resumes from the committed offsets and the
-changelogs, so nothing is lost and nothing is counted twice. Configuration errors (exit 2) are
-not retried. SIGTERM/SIGINT/SIGUSR1 are forwarded; if the supervisor itself dies, the kernel
-kills the child (PR_SET_PDEATHSIG), so a worker never outlives the process that was started.
+changelogs, so nothing is lost and nothing is counted twice. Configuration errors (exit 2) and a
+ClickHouse that refuses the sink's writes whatever the rows (exit 78: a table, grant or setting to
+fix; a fresh worker would fail the same way) are not retried. SIGTERM/SIGINT/SIGUSR1 are
+forwarded; if the supervisor itself dies, the kernel kills the child (PR_SET_PDEATHSIG), so a
+worker never outlives the process that was started.
 Kubernetes and compose restart the container too; the supervisor just makes it faster and
 keeps the metrics port and logs in one place.
 """
@@ -23,6 +25,8 @@ from collections.abc import Sequence
 log = logging.getLogger("vitals.supervisor")
 
 EXIT_CONFIG = 2
+EXIT_REFUSED = 78  # EX_CONFIG: ClickHouse refuses the writes whatever the rows (streams/app.py)
+FINAL = (0, EXIT_CONFIG, EXIT_REFUSED)  # exit codes a worker is not restarted after
 CHILD_ENV = "VITALS_SUPERVISED"
 PR_SET_PDEATHSIG = 1
 
@@ -57,7 +61,7 @@ def supervise(argv: Sequence[str], healthy_after_s: float = 120.0, max_backoff_s
         started = time.monotonic()
         child = subprocess.Popen(list(argv), env=env, preexec_fn=preexec)
         code = child.wait()
-        if stopping or code in (0, EXIT_CONFIG):
+        if stopping or code in FINAL:
             return code if code >= 0 else 128 - code
         restarts = 1 if time.monotonic() - started >= healthy_after_s else restarts + 1
         delay = backoff(restarts, max_s=max_backoff_s)

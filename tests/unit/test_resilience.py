@@ -166,38 +166,6 @@ def test_restart_backoff_grows_and_caps() -> None:
     assert [backoff(n) for n in (1, 2, 3, 4, 5, 6, 7)] == [1, 2, 4, 8, 16, 30, 30]
 
 
-class Msg:
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self.topic, self.partition, self.offset = topic, partition, offset
-
-
-def test_in_order_takes_each_offset_once_in_order_and_seeks_back_over_a_gap() -> None:
-    from streams.ordering import InOrder
-
-    clock = Clock()
-
-    async def start(tp: tuple[str, int]) -> int:
-        return 10  # the committed offset after the rebalance
-
-    order = InOrder(start, clock=clock, settle_s=5)
-
-    def offsets(batch: list[int]) -> tuple[list[int], bool]:
-        keep, seek = asyncio.run(order.select([Msg("t", 0, o) for o in batch]))
-        return [m.offset for m in keep], seek
-
-    assert offsets([10, 11, 11, 12]) == ([10, 11, 12], False)  # a repeat is dropped
-    assert offsets([20, 21]) == ([], True)  # a gap: nothing taken, one seek asked
-    assert offsets([22]) == ([], False)  # still the gap, the seek is pending: no second ask
-    order.seeked()
-    assert offsets([5, 13, 14]) == ([13, 14], False)  # the seek brought the range back, in order
-    assert offsets([30]) == ([], True)
-    order.seeked()
-    clock.now = 6.0
-    assert offsets([30, 31]) == ([30, 31], False)  # still there after the seek settled: a real gap in the log
-    order.new_generation()
-    assert offsets([32]) == ([], True)  # a new generation starts again from the committed offset
-
-
 def test_embedded_clickhouse_dir_in_use_only_while_another_engine_holds_its_lock(tmp_path: Path) -> None:
     import fcntl
     import os
