@@ -211,8 +211,8 @@ def test_refused_rows_become_dead_letters_naming_the_table_the_error_and_the_sou
 
 def test_the_supervisor_does_not_restart_a_worker_that_clickhouse_refuses() -> None:
     code = f"import sys; print('ran', flush=True); sys.exit({EXIT_REFUSED})"
-    done = subprocess.run([sys.executable, "-c", "import sys; from streams.supervisor import supervise; "
-                           f"sys.exit(supervise([sys.executable, '-c', {code!r}]))"],
+    done = subprocess.run([sys.executable, "-P", "-c", "import sys; from streams.supervisor import supervise; "
+                           f"sys.exit(supervise([sys.executable, '-I', '-c', {code!r}]))"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == EXIT_REFUSED
     assert done.stdout.count("ran") == 1 and "starting a new one" not in done.stderr
