@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import orjson
@@ -45,8 +45,9 @@ class FenceSource(Protocol):
         beginning), at most the last ``per_partition`` of each partition."""
         ...
 
-    async def source_ends(self, partitions: set[int]) -> dict[TopicPartition, int]:
-        """The end offsets of the source topics' ``partitions`` (events, reroute, device observations)."""
+    async def replay_ends(self, partitions: set[int]) -> dict[TopicPartition, int]:
+        """The end offsets of the source topics' ``partitions`` (events, reroute, device observations)
+        where the group's committed offset is below the end: what a replay processes again ends there."""
         ...
 
 
@@ -120,21 +121,18 @@ class ReplayFence:
         self.alerts = AlertFence(cap)
         self.replay_ends: dict[TopicPartition, int] = {}  # where the topics ended when the fence was read
 
-    async def extend(self, stamps: Sequence[int], partitions: set[int],
-                     start_offset: Callable[[TopicPartition], Awaitable[int]] | None) -> None:
+    async def extend(self, stamps: Sequence[int], partitions: set[int]) -> None:
         """Partitions built from their recovered state, stamped as their last flush job wrote them
         (NONE: never flushed): hold back the alerts sent since the earliest stamp, until processing
-        has passed where their source partitions end now (``start_offset``: where they resume)."""
+        has passed where their source partitions end now."""
         if self.source is None or not stamps:
             return
         since = None if NONE in stamps else min(stamps)
         started = time.perf_counter()
         records = await self.source.alerts_since(since, self.alerts.cap)
         n = self.alerts.add_records(records, since)
-        for tp, end in (await self.source.source_ends(partitions)).items():
-            start = await start_offset(tp) if start_offset is not None else 0
-            if start < end:
-                self.replay_ends[tp] = max(end, self.replay_ends.get(tp, end))
+        for tp, end in (await self.source.replay_ends(partitions)).items():
+            self.replay_ends[tp] = max(end, self.replay_ends.get(tp, end))
         log.info("alert fence: %d alerts sent since %s held back from replays (read in %.2fs)", n,
                  "the beginning" if since is None else time.strftime("%H:%M:%S", time.gmtime(since / 1000)),
                  time.perf_counter() - started)

@@ -289,13 +289,18 @@ async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
             await consumer.stop()
 
 
-async def committed_offsets(kafka: KafkaSettings, group: str, topic: str) -> dict[int, int]:
+async def group_offsets(kafka: KafkaSettings, group: str) -> dict[tuple[str, int], int]:
+    """The group's committed offsets, per (topic, partition)."""
     admin = await start_admin(kafka)
     try:
         offsets = await admin.list_consumer_group_offsets(group)
-        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
+        return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
     finally:
         await admin.close()
+
+
+async def committed_offsets(kafka: KafkaSettings, group: str, topic: str) -> dict[int, int]:
+    return {p: offset for (t, p), offset in (await group_offsets(kafka, group)).items() if t == topic}
 
 
 async def group_lag(kafka: KafkaSettings, group: str, topic: str) -> int:
@@ -355,12 +360,13 @@ class KafkaFenceSource:
     async def alerts_since(self, since_ms: int | None, per_partition: int) -> list[tuple[bytes | None, int]]:
         return await read_since(self.settings.kafka, self.settings.alerts_topic, since_ms, per_partition)
 
-    async def source_ends(self, partitions: set[int]) -> dict[tuple[str, int], int]:
+    async def replay_ends(self, partitions: set[int]) -> dict[tuple[str, int], int]:
         settings = self.settings
+        committed = await group_offsets(settings.kafka, settings.app_id)
         ends: dict[tuple[str, int], int] = {}
         for topic in (settings.events_topic, reroute_topic(settings), device_topic(settings)):
             ends.update({(topic, p): end for p, end in (await end_offsets(settings.kafka, topic)).items()
-                         if p in partitions})
+                         if p in partitions and committed.get((topic, p), 0) < end})
         return ends
 
 

@@ -198,7 +198,7 @@ class Pipeline:
     async def _fence(self, stamps: Sequence[int], partitions: set[int]) -> None:
         """Hold back the alerts a replay of these partitions would send again (streams/fence.py)."""
         try:
-            await self.fence.extend(stamps, partitions, self.order.start_offset if self.order else None)
+            await self.fence.extend(stamps, partitions)
         except (KafkaError, OSError, TimeoutError) as exc:  # an optimisation: duplicates possible, no loss
             log.warning("could not read the alerts sent before this worker took its partitions (%s): a replay "
                         "may send some again", type(exc).__name__)

@@ -57,7 +57,7 @@ class Source:
         self.reads.append(since_ms)
         return [(v, ts) for v, ts in self.records if since_ms is None or ts >= since_ms][-per_partition:]
 
-    async def source_ends(self, partitions: set[int]) -> dict[tuple[str, int], int]:
+    async def replay_ends(self, partitions: set[int]) -> dict[tuple[str, int], int]:
         return {tp: end for tp, end in self.ends.items() if tp[1] in partitions}
 
 
@@ -65,13 +65,10 @@ def test_replay_fence_reads_from_the_earliest_stamp_and_empties_after_the_replay
     import asyncio
 
     a1, a2, a3 = alert("u1"), alert("u2"), alert("u3")
-    source = Source([record(a1, 5_000), record(a2, 20_000), record(a3, 30_000)], {("ev", 0): 100, ("ev", 1): 50})
-
-    async def start(tp: tuple[str, int]) -> int:
-        return {("ev", 0): 60, ("ev", 1): 50}[tp]  # partition 1 has nothing to replay
+    source = Source([record(a1, 5_000), record(a2, 20_000), record(a3, 30_000)], {("ev", 0): 100})
 
     fence = ReplayFence(source)
-    asyncio.run(fence.extend([25_000, 15_000], {0, 1}, start))
+    asyncio.run(fence.extend([25_000, 15_000], {0, 1}))
     assert source.reads == [15_000] and len(fence.alerts) == 2
     assert fence.replay_ends == {("ev", 0): 100}
     assert list(fence.to_send([a2, alert("u9")])) == [alert("u9")]
@@ -87,6 +84,6 @@ def test_replay_fence_never_stamped_reads_from_the_beginning() -> None:
 
     source = Source([record(alert("u1"), 5)], {})
     fence = ReplayFence(source)
-    asyncio.run(fence.extend([-1, 7_000], {0}, None))
+    asyncio.run(fence.extend([-1, 7_000], {0}))
     assert source.reads == [None] and len(fence.alerts) == 1
     assert ReplayFence(None).stamp({}, 50_000) == 50_000 - FENCE_MARGIN_MS
