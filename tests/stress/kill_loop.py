@@ -1,7 +1,7 @@
 """The kill loop (issue 24): SIGKILL a worker several times over a big single-event history and count
 the alerts lost (must be 0) and sent twice (SPEC section 4: rare), against the rules oracle.
 
-    .venv/bin/python -P -m tests.stress.kill_loop [--events 316000] [--kills 3] [--runs 3] [--store memory]
+    .venv/bin/python -m tests.stress.kill_loop [--events 316000] [--kills 3] [--runs 3] [--store memory]
 
 Each run: its own local Kafka broker, a history of 500 users over 150 days (bursts, device farms,
 churners, 2% redeliveries, bounded disorder), produced, then one supervised worker killed (SIGKILL of
