@@ -10,7 +10,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from streams import localkafka
+from streams.devtools import local_kafka as localkafka
 
 PASSWORD = "pw-" + "s3cr3t#?/@x"
 

@@ -1,0 +1,26 @@
+"""Start and stop the local single-node Kafka of deploy/kafka/kafka.sh (real Apache Kafka)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "kafka.sh"
+
+
+def start(directory: Path, port: int | None = None, extra_props: Path | None = None) -> str:
+    """Start (formatting on first use) and return host:port once the broker is up."""
+    env = None
+    if extra_props is not None:
+        import os
+
+        env = dict(os.environ, VITALS_KAFKA_EXTRA_PROPS=str(extra_props))
+    args = ["bash", str(SCRIPT), "start", str(directory)] + ([str(port)] if port else [])
+    done = subprocess.run(args, check=True, capture_output=True, text=True, env=env, timeout=600)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def stop(directory: Path, kill: bool = False) -> None:
+    subprocess.run(
+        ["bash", str(SCRIPT), "kill" if kill else "stop", str(directory)], check=True, capture_output=True, timeout=120
+    )
