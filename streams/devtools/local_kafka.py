@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "kafka.sh"
+
+def find_script() -> Path:
+    """deploy/kafka/kafka.sh: the checkout's (an editable install, the tests), else the installed copy's,
+    which the package's data files put under ``<prefix>/share/vitals-stream/deploy`` (pyproject.toml)."""
+    checkout = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "kafka.sh"
+    installed = Path(sys.prefix) / "share" / "vitals-stream" / "deploy" / "kafka" / "kafka.sh"
+    return installed if not checkout.is_file() and installed.is_file() else checkout
+
+
+SCRIPT = find_script()
 
 
 def start(directory: Path, port: int | None = None, extra_props: Path | None = None) -> str:
