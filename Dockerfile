@@ -8,12 +8,12 @@ COPY streams ./streams
 COPY sinks ./sinks
 COPY schemas ./schemas
 COPY deploy ./deploy
-# the C extensions (streams/engine_c/, schemas/_decode.c) are compiled here; the compiler is removed again.
+# the C extensions (streams/engine/c/, schemas/_decode.c) are compiled here; the compiler is removed again.
 # python -P everywhere: WORKDIR holds the source tree, which must never shadow the installed package
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
  && pip install --no-cache-dir '.[rocksdb]' \
  && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
- && python -P -c "import streams._engine, schemas._decode" && chown -R vitals /var/lib/vitals
+ && python -P -c "import streams.engine._engine, schemas._decode" && chown -R vitals /var/lib/vitals
 USER vitals
 EXPOSE 9464
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \

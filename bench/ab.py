@@ -25,10 +25,10 @@ from pathlib import Path
 from bench.engine import SHAPES, history_for
 from bench.run import ROOT, _env, vitals_line
 from bench.workdir import fresh_run_dir, remove_run_dir
-from streams import localkafka
-from streams.cli import _prestart
-from streams.produce import produce_history
-from streams.settings import load_settings
+from streams.config.settings import load_settings
+from streams.devtools import local_kafka as localkafka
+from streams.devtools.produce import produce_history
+from streams.kafka.topics import prepare_topics
 
 BUILD_INPLACE = """
 import tomllib
@@ -87,7 +87,7 @@ def main() -> int:
         history = history_for(args.shape, args.events, args.users, args.days, args.partitions, 42)
         topic = f"bench-ab-{uuid.uuid4().hex[:6]}"
         settings = load_settings(env=_env(bootstrap, topic, topic, work))
-        asyncio.run(_prestart(settings))
+        asyncio.run(prepare_topics(settings))
         asyncio.run(produce_history(settings, history, progress=True))
         n_msgs, n_events = len(history.messages), history.n_events
         del history
@@ -99,7 +99,7 @@ def main() -> int:
                 if path is not None:
                     env["VITALS_CONFIG"] = path
                 run_settings = load_settings(env=env)
-                asyncio.run(_prestart(run_settings))
+                asyncio.run(prepare_topics(run_settings))
                 r = vitals_line([env], run_settings, n_msgs, n_events, trees[name])
                 runs[name].append(r)
                 print(f"round {round_ + 1} {name:>12}: {r['events_per_s']:>9,.0f} events/s "

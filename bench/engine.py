@@ -2,9 +2,9 @@
 
     python -m bench.engine [--events 200000 --users 20000 --shape batch] [--profile]
 
-Generates a history with ``streams/generator.py`` and feeds its messages' bytes, in batches of
+Generates a history with ``streams/devtools/generator.py`` and feeds its messages' bytes, in batches of
 ``--batch-messages`` messages, through what ``Pipeline.on_user_batch`` and its flush do with
-them: decode, validate and route to the home partition (``streams.routing``; mis-keyed events
+them: decode, validate and route to the home partition (``streams.engine.routing``; mis-keyed events
 are re-encoded for the reroute topic), ``UserPartition.apply``, and per flush the state drain
 (encode) and the building of the ClickHouse rows. Prints µs per event for each stage, events/s,
 and a digest of the outputs (alerts, rows, outcomes) so two versions of the engine can be
@@ -30,14 +30,15 @@ from typing import Any
 
 import orjson
 
-from streams.engine import Outputs, RulesByApp, StateStore, UserPartition, activity_columns
-from streams.generator import DAY_MS, GenConfig, History, generate
-from streams.kafka_io import PartitionCache, home_partition
-from streams.routing import route
-from streams.settings import load_settings
+from schemas.time_units import DAY_MS
+from streams.config.settings import load_settings
+from streams.devtools.generator import GenConfig, History, generate
+from streams.engine.partition import Outputs, RulesByApp, StateStore, UserPartition, activity_columns
+from streams.engine.partitioner import PartitionCache, home_partition
+from streams.engine.routing import route
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("route", "apply", "drain", "rows")  # route: decode, validate and route (streams.routing)
+STAGES = ("route", "apply", "drain", "rows")  # route: decode, validate and route (streams.engine.routing)
 TOPIC = "vitals.events"
 
 

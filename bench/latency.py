@@ -19,8 +19,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.kafka_io import client_kwargs, home_partition, new_producer, topic_partitions
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.engine.partitioner import home_partition
+from streams.kafka.client import client_kwargs, new_producer
+from streams.kafka.topics import topic_partitions
 
 BURST = 100  # events of a probe, in one minute: the default fake.burst threshold
 POOL = 200_000  # background users: each comes back rarely enough never to burst

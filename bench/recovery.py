@@ -25,11 +25,13 @@ from pathlib import Path
 import orjson
 
 from bench.workdir import fresh_run_dir, remove_run_dir
-from streams import localkafka
-from streams.delivery import InFlight, deliver, send_records
-from streams.kafka_io import PartitionCache, changelog_topic, new_producer
-from streams.settings import Settings, load_settings
-from streams.state import split_key
+from streams.config.settings import Settings, load_settings
+from streams.devtools import local_kafka as localkafka
+from streams.engine.partitioner import PartitionCache
+from streams.engine.state import split_key
+from streams.kafka.client import new_producer
+from streams.kafka.topics import changelog_topic
+from streams.worker.delivery import InFlight, deliver, send_records
 
 REBUILT = re.compile(r"rebuilt indexes of \d+ partitions \((\d+) users\)")
 STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
@@ -112,9 +114,9 @@ def measure_recovery(bootstrap: str, work: Path, users: int, partitions: int = 8
     (with ``store = "rocksdb"``, a second start too: local databases plus the changelog tail).
     Working files go under ``work``."""
     from bench.states import day_of_activity
-    from streams.cli import _prestart
-    from streams.generator import GenConfig, History, Message
-    from streams.produce import produce_history
+    from streams.devtools.generator import GenConfig, History, Message
+    from streams.devtools.produce import produce_history
+    from streams.kafka.topics import prepare_topics
 
     app_id = f"rec{int(time.time())}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VITALS_")}
@@ -126,7 +128,7 @@ def measure_recovery(bootstrap: str, work: Path, users: int, partitions: int = 8
         config.write_text('[processing]\nstore = "rocksdb"\n')
         env["VITALS_CONFIG"] = str(config)
     settings = load_settings(env=env)
-    asyncio.run(_prestart(settings))
+    asyncio.run(prepare_topics(settings))
     t = time.perf_counter()
     records = build_states(data if data is not None else day_of_activity(users), partitions)
     print(f"built {len(records):,} user states in {time.perf_counter() - t:.1f}s "

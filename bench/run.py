@@ -40,12 +40,12 @@ from bench.recovery import measure_recovery
 from bench.states import day_of_activity
 from bench.targets import check, table
 from bench.workdir import fresh_run_dir, remove_run_dir
-from streams import localkafka
-from streams.cli import _prestart
-from streams.generator import History
-from streams.produce import produce_history
-from streams.runner import lag_by_partition
-from streams.settings import RuleSettings, load_settings
+from streams.config.settings import RuleSettings, load_settings
+from streams.devtools import local_kafka as localkafka
+from streams.devtools.generator import History
+from streams.devtools.produce import produce_history
+from streams.devtools.worker_process import lag_by_partition
+from streams.kafka.topics import prepare_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 LATENESS_MS = RuleSettings().allowed_lateness_s * 1000  # the workers' (default) watermark lag
@@ -243,7 +243,7 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
     topic = f"bench-{shape}-{tag}"
     env = _env(bootstrap, f"bench-{shape}-{tag}", topic, work)
     settings = load_settings(env=env)
-    asyncio.run(_prestart(settings))
+    asyncio.run(prepare_topics(settings))
     asyncio.run(produce_history(settings, history, progress=True))
     n_msgs, n_events = len(history.messages), history.n_events
     out: dict[str, dict[str, float]] = {}
@@ -274,7 +274,7 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
             sub_topic = f"{topic}-naive"
             sub_env = dict(env, VITALS_EVENTS_TOPIC=sub_topic)
             sub_settings = load_settings(env=sub_env)
-            asyncio.run(_prestart(sub_settings))
+            asyncio.run(prepare_topics(sub_settings))
             asyncio.run(produce_history(sub_settings, sub))
             app_id = f"{mode}-{tag}"
             sub_settings = load_settings(env=dict(sub_env, VITALS_APP_ID=app_id))
@@ -300,7 +300,7 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
         app_id = f"bench-{shape}-{tag}-x2"
         x2_env = _env(bootstrap, app_id, topic, work)
         x2_settings = load_settings(env=x2_env)
-        asyncio.run(_prestart(x2_settings))
+        asyncio.run(prepare_topics(x2_settings))
         envs = [dict(x2_env, VITALS_DATA_DIR=str(work / app_id / f"w{i}")) for i in range(2)]
         out["vitals x2"] = r2 = vitals_line(envs, x2_settings, n_msgs, n_events)
         r2["ratio_to_vitals"] = r2["events_per_s"] / r["events_per_s"]
@@ -314,7 +314,7 @@ def measure_latency(shape: str, bootstrap: str, partitions: int, rate: float, se
     app_id = f"bench-lat-{shape}-{tag}"
     env = _env(bootstrap, app_id, f"{app_id}.events", work)
     settings = load_settings(env=env)
-    asyncio.run(_prestart(settings))
+    asyncio.run(prepare_topics(settings))
     proc = start([sys.executable, "-P", "-m", "streams.cli", "worker", "--loglevel", "WARNING"], env)
     try:
         return asyncio.run(latency_phase(settings, shape, partitions, rate, seconds))

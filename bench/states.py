@@ -4,8 +4,8 @@ of the state-size figure (``bench.run``) and of the recovery benchmark (``bench.
 from __future__ import annotations
 
 from schemas.events import Event
-from streams.engine import MessageEvents, Outputs, RulesByApp, StateStore, UserPartition
-from streams.settings import load_settings
+from streams.config.settings import load_settings
+from streams.engine.partition import MessageEvents, Outputs, RulesByApp, StateStore, UserPartition
 
 DAY_START_MS = 1_767_225_600_000  # 2026-01-01
 DAY_OF_A_USER = ("login", "view", "like", "view", "comment")  # one batch message per user

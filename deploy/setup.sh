@@ -36,6 +36,8 @@ fi
 . deploy/retry.sh
 python3 -I -m venv .venv
 retry 5 .venv/bin/python -I -m pip install -q --timeout 60 --upgrade pip
+# the distribution was called `vitals` before (a name PyPI gives another project): an older install goes
+.venv/bin/python -I -m pip uninstall -q -y vitals 2>/dev/null || true
 retry 5 .venv/bin/python -I -m pip install -q --timeout 60 --resume-retries 20 -e '.[test]'
 bash deploy/kafka/kafka.sh jars >/dev/null
 echo "setup: ready (.venv, Kafka jars in ~/.cache/vitals)" >&2

@@ -18,6 +18,11 @@ BURST = "fake.burst"
 DEVICE_FARM = "fake.device_farm"
 
 RULES: tuple[str, ...] = (NO_LOGIN_SHORT, ACTIVITY_DROP, NO_INTERACTION, NO_LOGIN_LONG, HOLLOW, BURST, DEVICE_FARM)
+CHURN_RULES: tuple[str, ...] = (NO_LOGIN_SHORT, ACTIVITY_DROP, NO_INTERACTION, NO_LOGIN_LONG)
+FAKE_RULES: tuple[str, ...] = (HOLLOW, BURST, DEVICE_FARM)
+# the rules whose alerts open an episode that a later alert resolves, in the order of a user's
+# episode slots (``UserState.open``)
+EPISODE_RULES: tuple[str, ...] = (NO_LOGIN_SHORT, ACTIVITY_DROP, NO_INTERACTION, NO_LOGIN_LONG, HOLLOW)
 LEVELS: dict[str, int | None] = {
     NO_LOGIN_SHORT: 0,
     ACTIVITY_DROP: 1,

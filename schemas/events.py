@@ -57,7 +57,7 @@ class Reason(enum.StrEnum):
     # a record of an internal topic (<app_id>-reroute, <app_id>-device-obs) that does not decode:
     # vitals wrote none such, so the message says which decoder refused it and why
     INTERNAL_UNDECODABLE = "internal_undecodable"
-    # no input's fault: a row ClickHouse refused on its own (streams/refusals.py), as JSON
+    # no input's fault: a row ClickHouse refused on its own (streams/worker/refusals.py), as JSON
     SINK_REFUSED = "sink_refused"
 
 

@@ -28,15 +28,16 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import orjson
 
 from schemas.alerts import Alert
-from sinks import native
+from schemas.time_units import DAY_MS
+from sinks import native_format as native
 from sinks.base import BatchingSink, Row, SinkBackpressure
 from sinks.columns import ActivityColumns
-from sinks.database import database_of, qualified, without_database
 from sinks.errors import ClickHouseRefused, classify
-from sinks.partitions import DAY_MS, PARTITION_LIMIT_SETTING, split
+from sinks.partitions import PARTITION_LIMIT_SETTING, split
 from sinks.schema import schema_ddl
-from streams.private import narrow_tree, private_dir
-from streams.settings import ConfigError, redact_dsn
+from streams.config.clickhouse_dsn import database_of, qualified, without_database
+from streams.config.private_files import narrow_tree, private_dir
+from streams.config.settings import ConfigError, redact_dsn
 
 ACTIVITY_COLUMNS = [
     "app_id",
@@ -78,7 +79,7 @@ def client_kwargs(dsn: str, *, ca_cert: str | None = None, verify: bool = True) 
     against ``ca_cert`` when given) whatever the port; ``http://`` means plain HTTP. clickhouse-connect
     itself infers TLS from the port only. User and password are percent-decoded from the DSN and
     sent by clickhouse-connect as an HTTP Basic header, never in the URL. The DSN's database
-    (:func:`sinks.database.database_of`) is not among them: the client gets it once connected, as
+    (:func:`streams.config.clickhouse_dsn.database_of`) is not among them: the client gets it once connected, as
     its default for unqualified names (vitals qualifies its own), so a database not created yet
     does not fail the connection.
     """
@@ -228,7 +229,7 @@ class ClickHouse:
         ))
 
     def insert_native(self, table: str, columns: list[str], block: bytes, token: str, partitions: int = 1) -> None:
-        """Insert a block already in ClickHouse's Native format (see :mod:`sinks.native`) whose rows
+        """Insert a block already in ClickHouse's Native format (see :mod:`sinks.native_format`) whose rows
         fall into at most ``partitions`` partitions of the table (see :mod:`sinks.partitions`)."""
         self._insert(table, partitions, lambda client: client.raw_insert(
             self.table(table), columns, insert_block=block, fmt="Native",
@@ -276,7 +277,7 @@ def _token(table: str, data: list[list[Any]]) -> str:
 
 
 class NativeSink(BatchingSink[Row]):
-    """A sink whose batches go to one table as a Native-format block (:mod:`sinks.native`)."""
+    """A sink whose batches go to one table as a Native-format block (:mod:`sinks.native_format`)."""
 
     name: str  # the table
 

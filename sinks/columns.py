@@ -11,7 +11,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from sinks import native
+from sinks import native_format as native
 
 # (app_id, user_id, day number, events, logins, payments, amount_micros, posts, social, complaints)
 ActivityRow = tuple[str, str, int, int, int, int, int, int, int, int]

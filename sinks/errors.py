@@ -9,10 +9,10 @@ and what to do. Two kinds:
 * about the rows (:data:`ROW_REFUSALS`: a ``CHECK`` constraint, a value out of its column's range,
   a value clickhouse-connect cannot serialize): other rows of the batch can pass, so the sink finds
   the refused rows by halving the batch, writes the others, and the flush dead-letters those
-  (reason ``sink_refused``, :mod:`streams.refusals`);
+  (reason ``sink_refused``, :mod:`streams.worker.refusals`);
 * about the table or the server (a schema that differs from the rows, a missing table, refused
   credentials or grants, a forbidden setting): nothing can pass, so the worker stops with exit code
-  78 (:data:`streams.supervisor.EXIT_REFUSED`), which its supervisor does not restart: a fresh worker
+  78 (:data:`streams.ops.supervisor.EXIT_REFUSED`), which its supervisor does not restart: a fresh worker
   would fail the same way for ever. Codes not listed as retriable count as not retriable, so an error
   nobody foresaw is seen at once.
 

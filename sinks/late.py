@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from sinks.base import BatchingSink
-from sinks.database import qualified
 from sinks.partitions import MAX_PARTITIONS, month_of_day
+from streams.config.clickhouse_dsn import qualified
 
 if TYPE_CHECKING:
     from sinks.clickhouse import ClickHouse
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 # (app_id, user_id, day number, event-id hash, the event's counters as a state day holds them)
 ColdEvent = tuple[str, str, int, int, tuple[int, int, int, int, int, int, int]]
 
-# a day's counters as ClickHouse columns, in the order of a state day (streams/state.py): user_activity_daily's
+# a day's counters as ClickHouse columns, in the order of a state day (streams/engine/state.py): user_activity_daily's
 # (sinks/clickhouse.py), the ledger's, and the ``late_*`` part of user_activity_daily
 COUNTER_TYPES = {"events": "UInt64", "logins": "UInt64", "payments": "UInt64", "payment_amount": "Decimal(38, 6)",
                  "content_posts": "UInt64", "social": "UInt64", "complaints": "UInt64"}

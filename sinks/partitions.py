@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 MAX_PARTITIONS = 50  # months (partitions) one insert of the sinks may touch
 PARTITION_LIMIT_SETTING = 100  # max_partitions_per_insert_block sent with each insert (2x margin)
-DAY_MS = 86_400_000  # the unit of a key in epoch milliseconds (``DateTime64(3, 'UTC')``)
 LAST_MONTH = 999_912  # toYYYYMM of a DateTime64 saturates at December 9999 (checked on chdb 26)
 
 

@@ -1,10 +1,10 @@
 """The tables vitals writes (sinks/clickhouse.py, sinks/late.py), created in the DSN's database
-(sinks/database.py) when missing; the analyst views over them are in sinks/views.py."""
+(streams/config/clickhouse_dsn.py) when missing; the analyst views over them are in sinks/views.py."""
 
 from __future__ import annotations
 
 from sinks import late
-from sinks.database import qualified
+from streams.config.clickhouse_dsn import qualified
 
 
 def schema_ddl(database: str) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
 """ClickHouse views for analysts, over ``user_activity_daily``, ``alerts`` and ``raw_messages``
-(see sinks/schema.py), in the DSN's database (sinks/database.py).
+(see sinks/schema.py), in the DSN's database (streams/config/clickhouse_dsn.py).
 
 Created by the worker at startup and by ``vitals report`` / ``vitals views`` (``CREATE OR REPLACE``,
 so an upgrade replaces the definitions). Every view is plain SQL on the tables; the
@@ -38,17 +38,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sinks.database import qualified
+from schemas.alerts import EPISODE_RULES
+from schemas.time_units import DAY_MS
+from streams.config.clickhouse_dsn import qualified
 
-DAY_MS = 86_400_000
 RECALL_WINDOW_MS = 72 * 3_600_000  # SPEC: the "golden 72 hours" after the no-login flag
-EPISODE_RULES = (
-    "churn.no_login_72h",
-    "churn.activity_drop",
-    "churn.no_interaction_60d",
-    "churn.no_login_90d",
-    "fake.hollow_activity",
-)
 
 _DAY_OF = "addDays(toDate('1970-01-01'), intDiv({ms}, {day}))"  # UTC day of an epoch-ms value
 _EPISODE_RULES_SQL = ", ".join(f"'{r}'" for r in EPISODE_RULES)

@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams import localkafka
-from streams.settings import Settings, load_settings
+from streams.config.settings import Settings, load_settings
+from streams.devtools import local_kafka as localkafka
 
 
 def free_port() -> int:
@@ -58,7 +58,7 @@ class Deployment:
         return [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
     def read(self, topic: str) -> list[object]:
-        from streams.kafka_io import read_topic
+        from streams.kafka.read import read_topic
 
         return asyncio.run(read_topic(self.settings.kafka, topic))
 

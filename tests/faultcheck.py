@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from streams.generator import History
+from streams.devtools.generator import History
 from tests.conftest import Deployment
 from tests.oracle import expected_daily, expected_dlq_reasons, valid_events
 

@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 
 from schemas.events import Event, _Bad, validate
-from streams.generator import History
+from streams.devtools.generator import History
 
 DAY_MS = 86_400_000
 NOW_MS = 4_102_444_800_000  # 2100-01-01: generated histories are all in the past

@@ -3,7 +3,7 @@
 It replays each partition's events in delivery order exactly as the spec describes time
 (stream time, watermark, lateness, the clock-skew cap of a record's timestamp) and evaluates every
 rule for *every* user of the partition on every watermark advance and day close — no indexes, no
-candidate sets, no shared code with ``streams.rules``. It is slow by design and meant for small
+candidate sets, no shared code with ``streams.engine.rules``. It is slow by design and meant for small
 histories (the one shortcut: absence deadlines are scanned only once the watermark reaches a lower
 bound of them all).
 """
@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from schemas.events import Event
-from streams.kafka_io import home_partition
+from streams.engine.partitioner import home_partition
 
 H = 3_600_000
 D = 86_400_000

@@ -23,11 +23,11 @@ from hypothesis import strategies as st
 
 from schemas import SCHEMA_DIR
 from schemas.events import Event, _Bad, validate
-from streams.cli import _prestart
-from streams.generator import GenConfig, History, Message, generate
-from streams.kafka_io import home_partition
-from streams.produce import produce_history
-from streams.runner import stop_worker, wait_for_lag_zero
+from streams.devtools.generator import GenConfig, History, Message, generate
+from streams.devtools.produce import produce_history
+from streams.devtools.worker_process import stop_worker, wait_for_lag_zero
+from streams.engine.partitioner import home_partition
+from streams.kafka.topics import prepare_topics
 from tests.histories import histories
 from tests.oracle_rules import expected_alerts
 
@@ -92,7 +92,7 @@ def process(deployment, history: History, kills: int = 0, seed: int = 0) -> None
 
 
 def test_generated_history_alerts_equal_oracle(deployment) -> None:  # type: ignore[no-untyped-def]
-    partitions = asyncio.run(_prestart(deployment.settings))
+    partitions = asyncio.run(prepare_topics(deployment.settings))
     cfg = GenConfig(users=400, days=16, events=20_000, seed=11, batch=5, partitions=partitions, unkeyed_rate=0.0,
                     dup_rate=0.02, invalid_rate=0.005)
     history = generate(cfg)
@@ -112,7 +112,7 @@ def test_sigkill_restarts_lose_no_alert_and_keep_ids(deployment) -> None:  # typ
 
     # as in the fault tests: dead members leave the group after 6 s, quick restarts
     deployment.env["VITALS_CONFIG"] = str(write_config(deployment.base / "vitals.toml"))
-    partitions = asyncio.run(_prestart(deployment.settings))
+    partitions = asyncio.run(prepare_topics(deployment.settings))
     cfg = GenConfig(users=1500, days=14, events=60_000, seed=5, batch=1, partitions=partitions, unkeyed_rate=0.0)
     history = generate(cfg)
     process(deployment, history, kills=3, seed=3)
@@ -143,7 +143,7 @@ def test_hypothesis_histories_through_real_worker(kafka_bootstrap, tmp_path_fact
     from tests.conftest import make_deployment
 
     deployment = make_deployment(kafka_bootstrap, tmp_path_factory.mktemp("hyp"))
-    partitions = asyncio.run(_prestart(deployment.settings))
+    partitions = asyncio.run(prepare_topics(deployment.settings))
     history = _history_from_events(events, partitions)
     process(deployment, history)
     got, _ = read_alerts(deployment)

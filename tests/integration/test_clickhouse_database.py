@@ -18,7 +18,7 @@ from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse
 from sinks.columns import ActivityColumns
 from sinks.late import LateSink
 from sinks.views import ensure_views
-from streams.report_data import ReportData, read_clickhouse
+from streams.report.data import ReportData, read_clickhouse
 
 pytestmark = pytest.mark.integration
 

@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from sinks import native
+from schemas.time_units import DAY_MS
+from sinks import native_format as native
 from sinks.base import RetryPolicy, SinkBackpressure, flush_with_retry
 from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse, RawMessage, RawSink
 from sinks.columns import ActivityColumns, ActivityRow
 from sinks.errors import ClickHouseRefused, Verdict, classify, error_code
-from sinks.partitions import DAY_MS, PARTITION_LIMIT_SETTING, first_day_of, next_month
-from streams.flush import Flusher
-from streams.metrics import Metrics
+from sinks.partitions import PARTITION_LIMIT_SETTING, first_day_of, next_month
+from streams.ops.metrics import Metrics
+from streams.worker.flush import Flusher
 
 MONTHS = [201501]
 while len(MONTHS) < 130:  # ten years and ten months

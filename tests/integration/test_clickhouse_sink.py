@@ -9,7 +9,7 @@ import pytest
 
 from sinks.clickhouse import ActivitySink, ClickHouse, RawSink
 from sinks.columns import ActivityColumns
-from sinks.native import byte_strings, leb128, same_strings, strings
+from sinks.native_format import byte_strings, leb128, same_strings, strings
 
 ROWS = [
     # app, user, day, events, logins, payments, amount micros, posts, social, complaints

@@ -196,9 +196,9 @@ def start_and_stop(image: Image, deployment: Deployment, cwd: Path, name: str) -
 
 
 def test_the_build_check_imports_the_installed_package(image: Image) -> None:
-    plain = subprocess.run([str(image.venv / "bin" / "python"), "-c", "import streams._engine"], cwd=image.workdir,
-                           env=clean_env(), capture_output=True, text=True, timeout=60)
-    assert plain.returncode != 0 and "streams._engine" in plain.stderr  # the trap: the source tree shadows
+    plain = subprocess.run([str(image.venv / "bin" / "python"), "-c", "import streams.engine._engine"],
+                           cwd=image.workdir, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert plain.returncode != 0 and "streams.engine._engine" in plain.stderr  # the trap: the source tree shadows
     check = subprocess.run(image.python_argv(image.check), cwd=image.workdir, env=clean_env(), capture_output=True,
                            text=True, timeout=60)
     assert check.returncode == 0, check.stderr

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from streams import localkafka
-from streams.cli import _prestart
-from streams.generator import WEIGHTS, GenConfig, History, generate
-from streams.kafka_io import committed_offsets
-from streams.produce import produce_history
-from streams.runner import consumer_lag, stop_worker, wait_for_lag_zero
+from streams.devtools import local_kafka as localkafka
+from streams.devtools.generator import WEIGHTS, GenConfig, History, generate
+from streams.devtools.produce import produce_history
+from streams.devtools.worker_process import consumer_lag, stop_worker, wait_for_lag_zero
+from streams.kafka.offsets import committed_offsets
+from streams.kafka.topics import prepare_topics
 from tests.conftest import Deployment, free_port, make_deployment
 from tests.faultcheck import check_all, write_config
 from tests.procs import process_tree
@@ -48,7 +48,7 @@ def prepare(deployment: Deployment, tmp_path: Path, seed: int, events: int = 40_
             ) -> tuple[History, int]:
     """Generate a history and produce it (only its ``first`` messages when given: see ``produce_rest``)."""
     deployment.env["VITALS_CONFIG"] = str(write_config(tmp_path / "vitals.toml", partitions, **processing))
-    n = asyncio.run(_prestart(deployment.settings))
+    n = asyncio.run(prepare_topics(deployment.settings))
     cfg = GenConfig(users=1200, days=14, events=events, seed=seed, batch=1, partitions=n, unkeyed_rate=0.0,
                     dup_rate=0.02, invalid_rate=0.005, weights=weights)
     history = generate(cfg)
@@ -81,7 +81,7 @@ def finish(deployment: Deployment, history: History, *workers) -> None:  # type:
             stop_worker(w)
 
 
-# personas (streams/generator.py PERSONAS): more churners, hollow users, bots and device farms than usual
+# personas (streams/devtools/generator.py PERSONAS): more churners, hollow users, bots and device farms than usual
 DENSE = (22, 8, 6, 18, 8, 12, 13, 13)
 PLANNED = [["batch", 4], ["taken", 2], ["kafka", 3], ["clickhouse", 2], ["inserted", 3], ["changelog", 2],
            ["recovery", 1], ["batch", 9], ["taken", 5], ["kafka", 1], ["clickhouse", 5], ["inserted", 1],
@@ -94,7 +94,7 @@ def test_22_kills_planned_and_random_lose_no_alert(deployment: Deployment, tmp_p
     recovery), then SIGKILLs at random points — 22 deaths — over a history dense in bursts, device
     farms and day rules; the supervisor restarts the worker every time. Every alert of the oracle
     comes (tests/faultcheck.py) and duplicates stay rare: the alert fence holds back what a replay
-    fires again (streams/fence.py)."""
+    fires again (streams/worker/fence.py)."""
     # small fetches and flushes: many passes through every crash point before the backlog is done
     history, partitions = prepare(deployment, tmp_path, seed=21, events=50_000, weights=DENSE, store=store,
                                   batch_max_messages=500, flush_max_rows=2000)
@@ -124,7 +124,8 @@ def test_22_kills_planned_and_random_lose_no_alert(deployment: Deployment, tmp_p
     assert log.count("fault injection: dying at") == len(planned), "every planned crash happened"
     assert log.count("worker exited with code") >= 22, "the supervisor restarted the worker after each death"
     if store == "memory":
-        assert "changelog records a fetch at a time" in log, "restarts restored the tables in bulk (streams/restore.py)"
+        assert "changelog records a fetch at a time" in log, \
+            "restarts restored the tables in bulk (streams/worker/restore.py)"
     check_all(deployment, history, partitions, [Path(deployment.env["VITALS_DATA_DIR"])])
     from tests.integration.test_alerts_oracle import read_alerts
 

@@ -1,4 +1,4 @@
-"""Two gaps between Faust and aiokafka that lost a partition's records (streams/consumer.py), shown
+"""Two gaps between Faust and aiokafka that lost a partition's records (streams/worker/consumer.py), shown
 on the real broker with aiokafka's own fetcher, and closed by what the lean consumer passes it."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.consumer import ActiveView, seek_to_start
+from streams.worker.consumer import ActiveView, seek_to_start
 
 
 async def _with_topic(bootstrap: str, body: Callable[[str, AIOKafkaConsumer], Awaitable[None]]) -> None:
@@ -86,11 +86,11 @@ def test_prestart_creates_the_tables_changelogs_compacted_before_any_worker_subs
     """A changelog Faust creates as the worker starts can miss the consumer's first metadata
     request; the group's assignor then ignores it until the next refresh (5 minutes), and a
     table partition moved meanwhile is not recovered. So the worker's prestart creates them."""
-    from streams.cli import _prestart
-    from streams.kafka_io import TABLES, changelog_topic, start_admin
+    from streams.kafka.client import start_admin
+    from streams.kafka.topics import TABLES, changelog_topic, prepare_topics
 
     settings = deployment.settings
-    partitions = asyncio.run(_prestart(settings))
+    partitions = asyncio.run(prepare_topics(settings))
 
     async def described() -> dict[str, tuple[int, str]]:
         admin = await start_admin(settings.kafka)

@@ -26,12 +26,14 @@ from hypothesis import strategies as st
 
 from schemas import SCHEMA_DIR
 from schemas.events import decode_message
-from streams.cli import _prestart
-from streams.generator import DAY_MS, GenConfig, generate
-from streams.kafka_io import home_partition, new_producer, send_many, start_admin
-from streams.produce import produce_history
-from streams.runner import stop_worker, wait_for_lag_zero
-from streams.settings import ConfigError
+from schemas.time_units import DAY_MS
+from streams.config.settings import ConfigError
+from streams.devtools.generator import GenConfig, generate
+from streams.devtools.produce import produce_history
+from streams.devtools.worker_process import stop_worker, wait_for_lag_zero
+from streams.engine.partitioner import home_partition
+from streams.kafka.client import new_producer, send_many, start_admin
+from streams.kafka.topics import prepare_topics
 from tests.conftest import Deployment
 from tests.garbage import garbage_values
 from tests.oracle import expected_daily
@@ -76,7 +78,7 @@ def produce(deployment: Deployment, records: list[tuple[int, bytes | None, bytes
 
 def test_worker_accounts_for_every_garbage_record(deployment: Deployment) -> None:
     settings_ = deployment.settings
-    partitions = asyncio.run(_prestart(settings_))
+    partitions = asyncio.run(prepare_topics(settings_))
     cfg = GenConfig(users=300, days=6, events=6_000, seed=5, batch=10, invalid_rate=0.0, dup_rate=0.02,
                     unkeyed_rate=0.01, partitions=partitions)
     history = generate(cfg)
@@ -185,7 +187,7 @@ def test_invalid_message_near_the_size_limit_is_dead_lettered(deployment: Deploy
     the worker crashed on it after every restart. The record now holds a capped prefix, the size
     and the hash of the original, well under a broker's default 1 MB limit."""
     settings_ = deployment.settings
-    asyncio.run(_prestart(settings_))
+    asyncio.run(prepare_topics(settings_))
     big = b'{"event_id":"e","user_id":"u","type":"view","ts":"not a time","pad":"' + b"x" * 3_800_000 + b'"}'
     produce(deployment, [(0, b"u", big)])
     worker = deployment.worker("big")
@@ -224,7 +226,7 @@ def test_a_dlq_topic_with_fewer_partitions_than_the_events_topic_stops_the_worke
 
     asyncio.run(create_small_dlq())
     with pytest.raises(ConfigError, match=f"topic {settings_.dlq_topic} has 2 partitions"):
-        asyncio.run(_prestart(settings_))
+        asyncio.run(prepare_topics(settings_))
     done = subprocess.run([sys.executable, "-P", "-m", "streams.cli", "worker", "--no-supervise"], env=deployment.env,
                           capture_output=True, timeout=120)
     assert done.returncode == 2 and b"fewer than the" in done.stderr, done.stderr[-2000:]

@@ -1,5 +1,5 @@
 """The hostile run (issue 23, "Done when"): a generated history with hostile but valid input mixed in
-(``vitals generate --hostile``, streams/hostile.py: a hot user, a steady bot, a device shared by
+(``vitals generate --hostile``, streams/devtools/hostile.py: a hot user, a steady bot, a device shared by
 many users, a tenant flood, ten years of backfill with their original record timestamps, offline
 phones syncing 45-day-old events, a fast clock) through one real worker on the real broker and the
 embedded ClickHouse, once for the module. After lag 0: the worker never restarted;
@@ -27,12 +27,12 @@ import orjson
 import pytest
 
 from schemas.events import Event, decode_message
-from streams.cli import _prestart
-from streams.generator import GenConfig, History, Message, generate
-from streams.hostile import BOT_USER, FAST_AHEAD_MS, FAST_CLOCK_USER, ZERO_DEVICE, Landmarks, history_landmarks
-from streams.kafka_io import start_admin
-from streams.produce import produce_history
-from streams.runner import stop_worker, wait_for_lag_zero
+from streams.devtools.generator import GenConfig, History, Message, generate
+from streams.devtools.hostile import BOT_USER, FAST_AHEAD_MS, FAST_CLOCK_USER, ZERO_DEVICE, Landmarks, history_landmarks
+from streams.devtools.produce import produce_history
+from streams.devtools.worker_process import stop_worker, wait_for_lag_zero
+from streams.kafka.client import start_admin
+from streams.kafka.topics import prepare_topics
 from tests.conftest import make_deployment
 from tests.oracle import expected_daily
 from tests.oracle_rules import Alert, Cfg, expected_alerts
@@ -109,7 +109,7 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     started = time.monotonic()
     deployment = make_deployment(kafka_bootstrap, tmp_path_factory.mktemp("hostile"))
     settings_ = deployment.settings
-    partitions = asyncio.run(_prestart(settings_))
+    partitions = asyncio.run(prepare_topics(settings_))
     cfg = GenConfig(users=300, days=10, events=10_000, seed=23, batch=5, partitions=partitions, unkeyed_rate=0.0,
                     hostile=True, hostile_scale=SCALE)
     history = generate(cfg)

@@ -23,12 +23,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from schemas import SCHEMA_DIR
 from schemas.events import decode_message_reference
-from streams.cli import _prestart
-from streams.devices import DeviceObservations, obs_encoder
-from streams.generator import DAY_MS, GenConfig, History, generate
-from streams.kafka_io import committed_offsets, device_topic, new_producer, reroute_topic
-from streams.produce import produce_history
-from streams.runner import stop_worker, wait_for_lag_zero
+from schemas.time_units import DAY_MS
+from streams.devtools.generator import GenConfig, History, generate
+from streams.devtools.produce import produce_history
+from streams.devtools.worker_process import stop_worker, wait_for_lag_zero
+from streams.engine.devices import DeviceObservations, obs_encoder
+from streams.kafka.client import new_producer
+from streams.kafka.offsets import committed_offsets
+from streams.kafka.topics import device_topic, prepare_topics, reroute_topic
 from tests.conftest import Deployment
 from tests.integration.test_alerts_oracle import assert_same, delivered, read_alerts
 from tests.oracle import expected_daily, expected_dlq_reasons
@@ -94,7 +96,7 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_garbage_on_internal_topics_is_dead_lettered_and_the_worker_goes_on(deployment: Deployment) -> None:
     settings_ = deployment.settings
-    partitions = asyncio.run(_prestart(settings_))
+    partitions = asyncio.run(prepare_topics(settings_))
     cfg = GenConfig(users=400, days=12, events=16_000, seed=23, batch=5, partitions=partitions, unkeyed_rate=0.0,
                     dup_rate=0.02, invalid_rate=0.005)
     history = generate(cfg)

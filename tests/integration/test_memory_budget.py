@@ -1,4 +1,4 @@
-"""The memory budget (streams/budget.py) on the real broker and the embedded ClickHouse: 1 MiB batch
+"""The memory budget (streams/worker/budget.py) on the real broker and the embedded ClickHouse: 1 MiB batch
 messages stream in while ClickHouse is down for 60 s (a planned outage: every sink write refused as
 retriable). Consumption pauses at the budget instead of memory growing, and once ClickHouse is back
 every event is counted exactly. (With the budget raised out of reach, RSS grows by about the whole
@@ -15,9 +15,10 @@ import urllib.request
 import orjson
 import pytest
 
-from streams.cli import _prestart
-from streams.kafka_io import home_partition, new_producer, send_many
-from streams.runner import stop_worker, wait_for_lag_zero
+from streams.devtools.worker_process import stop_worker, wait_for_lag_zero
+from streams.engine.partitioner import home_partition
+from streams.kafka.client import new_producer, send_many
+from streams.kafka.topics import prepare_topics
 from tests.conftest import Deployment
 from tests.procs import process_tree, rss_kb, wait_for
 
@@ -60,7 +61,7 @@ def test_consumption_pauses_at_the_budget_through_a_clickhouse_outage(deployment
     config.write_text(f"[processing]\nmemory_budget_mb = {BUDGET_MB}\nlag_watchdog_s = 0\n")
     deployment.env["VITALS_CONFIG"] = str(config)
     settings = deployment.settings
-    partitions = asyncio.run(_prestart(settings))
+    partitions = asyncio.run(prepare_topics(settings))
     plan = deployment.base / "faults.json"
     plan.write_text(json.dumps([["clickhouse_outage", OUTAGE_S]]))
     worker = deployment.worker("budget", {"VITALS_FAULTS_FILE": str(plan)})

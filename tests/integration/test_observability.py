@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.cli import _prestart
-from streams.generator import GenConfig, generate
-from streams.produce import produce_history
-from streams.runner import wait_for_lag_zero
+from streams.devtools.generator import GenConfig, generate
+from streams.devtools.produce import produce_history
+from streams.devtools.worker_process import wait_for_lag_zero
+from streams.kafka.topics import prepare_topics
 from tests.conftest import free_port
 from tests.procs import wait_for
 
@@ -62,7 +62,7 @@ def _query(base: str, expr: str) -> dict:
 
 def test_real_prometheus_scrapes_worker_and_every_expression_works(deployment, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings = deployment.settings
-    partitions = asyncio.run(_prestart(settings))
+    partitions = asyncio.run(prepare_topics(settings))
     history = generate(GenConfig(users=800, days=10, events=30_000, seed=3, batch=10, partitions=partitions))
     asyncio.run(produce_history(settings, history))
     worker = deployment.worker()
@@ -120,9 +120,9 @@ def test_sigusr1_dumps_tasks_and_each_partitions_fetch_state(deployment, tmp_pat
     tell why a partition stopped being consumed."""
     import signal
 
-    from streams.runner import stop_worker
+    from streams.devtools.worker_process import stop_worker
 
-    asyncio.run(_prestart(deployment.settings))
+    asyncio.run(prepare_topics(deployment.settings))
     log = tmp_path / "w0.log"
     worker = deployment.worker("w0")
     sent = 0

@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from schemas.events import decode_message_reference
-from streams.cli import _prestart
-from streams.generator import GenConfig, generate
-from streams.produce import produce_history
-from streams.runner import stop_worker, wait_for_lag_zero
+from streams.devtools.generator import GenConfig, generate
+from streams.devtools.produce import produce_history
+from streams.devtools.worker_process import stop_worker, wait_for_lag_zero
+from streams.kafka.topics import prepare_topics
 from tests.oracle import expected_daily, expected_dlq_reasons
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ QUERY = ("SELECT app_id, user_id, toString(day), events, logins, payments, toStr
 
 def run_history(deployment, cfg: GenConfig):  # type: ignore[no-untyped-def]
     settings = deployment.settings
-    cfg.partitions = asyncio.run(_prestart(settings))
+    cfg.partitions = asyncio.run(prepare_topics(settings))
     history = generate(cfg)
     asyncio.run(produce_history(settings, history))
     worker = deployment.worker()

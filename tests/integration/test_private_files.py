@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli import _prestart
-from streams.generator import GenConfig, generate
-from streams.produce import produce_history
-from streams.runner import stop_worker, wait_for_lag_zero
+from streams.devtools.generator import GenConfig, generate
+from streams.devtools.produce import produce_history
+from streams.devtools.worker_process import stop_worker, wait_for_lag_zero
+from streams.kafka.topics import prepare_topics
 from tests.conftest import Deployment
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def test_nothing_under_the_data_dir_is_readable_by_others(deployment: Deployment
     assert len(exposed(data)) > 10  # the trap: the engine's own files are world-readable under umask 022
 
     settings = deployment.settings
-    partitions = asyncio.run(_prestart(settings))
+    partitions = asyncio.run(prepare_topics(settings))
     history = generate(GenConfig(users=60, days=6, events=3_000, seed=5, batch=5, partitions=partitions))
     asyncio.run(produce_history(settings, history))
     worker = deployment.worker()

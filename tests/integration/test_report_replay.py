@@ -24,11 +24,11 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.cli import _prestart
-from streams.generator import GenConfig, History, generate
-from streams.produce import produce_history
-from streams.runner import stop_worker, wait_for_lag_zero
-from streams.worker_metrics import save_snapshot, snapshot_path
+from streams.devtools.generator import GenConfig, History, generate
+from streams.devtools.produce import produce_history
+from streams.devtools.worker_process import stop_worker, wait_for_lag_zero
+from streams.kafka.topics import prepare_topics
+from streams.ops.metrics_snapshot import save_snapshot, snapshot_path
 from tests import oracle_views as ov
 from tests.conftest import Deployment, make_deployment
 from tests.oracle import expected_daily
@@ -58,7 +58,7 @@ class Live:
 def live(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Live:
     deployment = make_deployment(kafka_bootstrap, tmp_path_factory.mktemp("report"))
     settings = deployment.settings
-    partitions = asyncio.run(_prestart(settings))
+    partitions = asyncio.run(prepare_topics(settings))
     cfg = GenConfig(users=500, days=24, events=20_000, seed=21, batch=5, partitions=partitions, unkeyed_rate=0.0,
                     apps=("default", "shop"))
     history = generate(cfg)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka_io import changelog_topic, end_offsets
-from streams.produce import produce_history
-from streams.runner import stop_worker, wait_for_lag_zero
+from streams.devtools.produce import produce_history
+from streams.devtools.worker_process import stop_worker, wait_for_lag_zero
+from streams.kafka.offsets import end_offsets
+from streams.kafka.topics import changelog_topic
 from tests.conftest import Deployment
 from tests.faultcheck import check_all
 from tests.integration.test_faults import LAG_TIMEOUT_S, finish, poll, prepare, produce_rest, progressed

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.runner import stop_worker
+from streams.devtools.worker_process import stop_worker
 from tests.conftest import Deployment, free_port
 from tests.integration.test_faults import finish, poll, prepare, produce_rest, progressed
 

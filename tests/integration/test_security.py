@@ -24,11 +24,11 @@ import pytest
 
 from sinks.base import SinkBackpressure
 from sinks.clickhouse import ClickHouse
-from streams import localkafka
-from streams.cli import _prestart
-from streams.generator import GenConfig, generate
-from streams.produce import produce_history
-from streams.runner import stop_worker, wait_for_lag_zero
+from streams.devtools import local_kafka as localkafka
+from streams.devtools.generator import GenConfig, generate
+from streams.devtools.produce import produce_history
+from streams.devtools.worker_process import stop_worker, wait_for_lag_zero
+from streams.kafka.topics import prepare_topics
 from tests.conftest import Deployment, make_deployment
 from tests.oracle import expected_daily, expected_dlq_reasons
 from tests.procs import listening_ports, wait_for
@@ -89,7 +89,7 @@ def test_worker_end_to_end_over_sasl_ssl(secure_kafka: SecureKafka, tmp_path: Pa
     assert settings.kafka.sasl_password == secure_kafka.password  # read from the _FILE variable
     cfg = GenConfig(users=300, days=8, events=8_000, seed=11, batch=10, dup_rate=0.02, invalid_rate=0.01,
                     unkeyed_rate=0.01)
-    cfg.partitions = asyncio.run(_prestart(settings))
+    cfg.partitions = asyncio.run(prepare_topics(settings))
     history = generate(cfg)
     asyncio.run(produce_history(settings, history))
     worker = deployment.worker("secure")

@@ -21,12 +21,13 @@ import orjson
 import pytest
 
 from schemas import SCHEMA_DIR
-from streams.cli import _prestart
-from streams.generator import Message
-from streams.kafka_io import PartitionCache, new_producer, start_admin
-from streams.produce import send_messages
-from streams.runner import stop_worker, wait_for_lag_zero
-from streams.supervisor import EXIT_REFUSED
+from streams.devtools.generator import Message
+from streams.devtools.produce import send_messages
+from streams.devtools.worker_process import stop_worker, wait_for_lag_zero
+from streams.engine.partitioner import PartitionCache
+from streams.kafka.client import new_producer, start_admin
+from streams.kafka.topics import prepare_topics
+from streams.ops.supervisor import EXIT_REFUSED
 from tests.conftest import Deployment, free_port
 from tests.faultcheck import write_config
 from tests.integration.test_faults import metric, poll, scrape
@@ -42,7 +43,7 @@ def setup(deployment: Deployment, tmp_path: Path, *statements: str) -> None:
     """Topics, and the test's own database as the worker will find it (the engine is one process per
     directory: set up in a child that exits before the worker starts)."""
     deployment.env["VITALS_CONFIG"] = str(write_config(tmp_path / "vitals.toml", PARTITIONS, flush_interval_s=0.5))
-    asyncio.run(_prestart(deployment.settings))
+    asyncio.run(prepare_topics(deployment.settings))
     script = ("import sys\nfrom sinks.clickhouse import ClickHouse\n"
               "ch = ClickHouse(sys.argv[1])\nclient = ch.client()\n"
               "for statement in sys.argv[2:]:\n    client.command(statement)\nch.close()\n")

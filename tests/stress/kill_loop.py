@@ -21,11 +21,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from streams import localkafka
-from streams.cli import _prestart
-from streams.generator import GenConfig, generate
-from streams.produce import produce_history
-from streams.runner import consumer_lag, stop_worker, wait_for_lag_zero
+from streams.devtools import local_kafka as localkafka
+from streams.devtools.generator import GenConfig, generate
+from streams.devtools.produce import produce_history
+from streams.devtools.worker_process import consumer_lag, stop_worker, wait_for_lag_zero
+from streams.kafka.topics import prepare_topics
 from tests.conftest import make_deployment
 from tests.faultcheck import write_config
 from tests.integration.test_alerts_oracle import delivered, read_alerts
@@ -38,7 +38,7 @@ def one_run(base: Path, seed: int, events: int, kills: int, store: str) -> dict[
     try:
         deployment = make_deployment(bootstrap, base)
         deployment.env["VITALS_CONFIG"] = str(write_config(base / "vitals.toml", 8, store=store))
-        partitions = asyncio.run(_prestart(deployment.settings))
+        partitions = asyncio.run(prepare_topics(deployment.settings))
         history = generate(GenConfig(users=500, days=150, events=events, seed=seed, batch=1, partitions=partitions,
                                      unkeyed_rate=0.0, dup_rate=0.02))
         asyncio.run(produce_history(deployment.settings, history))

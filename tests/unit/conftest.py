@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.engine import UserPartition
+from streams.engine.partition import UserPartition
 
 
 @pytest.fixture(params=["c", "python"])

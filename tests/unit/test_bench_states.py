@@ -4,7 +4,7 @@ and a tracked user's state stays within the 1 KB target of issue 5."""
 from __future__ import annotations
 
 from bench.states import DAY_OF_A_USER, day_of_activity
-from streams.state import decode_user
+from streams.engine.state import decode_user
 
 
 def test_a_day_of_activity_leaves_one_compact_state_per_user() -> None:

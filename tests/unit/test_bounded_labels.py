@@ -13,11 +13,11 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.events import Event
-from streams.devices import DeviceObservations, DevicePartition
-from streams.engine import MessageEvents, Outputs, RulesByApp, StateStore, UserPartition
-from streams.gauges import pool_by_label, product_gauges
-from streams.metrics import OTHER_APP, AppLabels, Metrics
-from streams.settings import Settings, load_settings
+from streams.config.settings import Settings, load_settings
+from streams.engine.devices import DeviceObservations, DevicePartition
+from streams.engine.partition import MessageEvents, Outputs, RulesByApp, StateStore, UserPartition
+from streams.ops.gauges import pool_by_label, product_gauges
+from streams.ops.metrics import OTHER_APP, AppLabels, Metrics
 
 APPS = 100_000
 T0 = 1_767_225_600_000  # 2026-01-01

@@ -1,4 +1,4 @@
-"""The memory budget's arithmetic (streams/budget.py) and its setting."""
+"""The memory budget's arithmetic (streams/worker/budget.py) and its setting."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from streams.budget import MB, MESSAGE_BYTES, MemoryBudget, message_bytes
-from streams.settings import ConfigError, load_settings
+from streams.config.settings import ConfigError, load_settings
+from streams.worker.budget import MB, MESSAGE_BYTES, MemoryBudget, message_bytes
 
 
 @dataclass

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.collector import PacedCollector
-from streams.metrics import Metrics
+from streams.ops.metrics import Metrics
+from streams.ops.paced_gc import PacedCollector
 
 
 class Node:

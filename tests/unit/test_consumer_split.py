@@ -1,4 +1,4 @@
-"""The lean consumption path's split of one fetch (streams/consumer.py), without a broker."""
+"""The lean consumption path's split of one fetch (streams/worker/consumer.py), without a broker."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from faust.types import TP
 
-from streams.consumer import split_fetch
+from streams.worker.consumer import split_fetch
 
 
 @dataclass
@@ -65,7 +65,7 @@ class _Thread:
         return "the aiokafka consumer"
 
     async def call_thread(self, fun: object, consumer: str, tps: list[TP]) -> None:
-        from streams.consumer import seek_to_start
+        from streams.worker.consumer import seek_to_start
 
         assert fun is seek_to_start and consumer == "the aiokafka consumer"
         self.to_beginning.extend(tps)
@@ -75,7 +75,7 @@ def test_perform_seek_sends_source_partitions_without_a_commit_to_their_beginnin
     import asyncio
     from types import SimpleNamespace
 
-    from streams.consumer import LeanConsumer
+    from streams.worker.consumer import LeanConsumer
 
     ev0, ev1, ev2, cl0 = TP("ev", 0), TP("ev", 1), TP("ev", 2), TP("app-users-changelog", 0)
     thread = _Thread({ev0: 7, ev1: None, ev2: 0, cl0: None})
@@ -91,11 +91,11 @@ def test_perform_seek_sends_source_partitions_without_a_commit_to_their_beginnin
     assert thread.read_during_seek == {ev0: None, ev1: None}
     assert consumer._read_offset == {ev0: 7, ev1: None, ev2: 0, cl0: None}
     assert consumer._committed_offset == {ev0: 7, ev2: None}  # as Faust's own perform_seek
-    assert consumer.seeks == 1  # counted once every partition is sought (streams/ordering.py)
+    assert consumer.seeks == 1  # counted once every partition is sought (streams/worker/ordering.py)
 
 
 def test_the_active_view_follows_the_live_set_and_is_never_empty() -> None:
-    from streams.consumer import ActiveView
+    from streams.worker.consumer import ActiveView
 
     live: set[TP] = {TP("ev", 0)}
     view = ActiveView(live)

@@ -14,7 +14,9 @@ import pytest
 from schemas.alerts import Alert
 from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse, RawSink
 from sinks.columns import ActivityColumns
-from sinks.database import (
+from sinks.late import LateSink
+from sinks.views import view_ddl
+from streams.config.clickhouse_dsn import (
     database_of,
     location,
     qualified,
@@ -22,9 +24,7 @@ from sinks.database import (
     with_database,
     without_database,
 )
-from sinks.late import LateSink
-from sinks.views import view_ddl
-from streams.settings import ConfigError, load_settings
+from streams.config.settings import ConfigError, load_settings
 
 
 @pytest.mark.parametrize(("dsn", "database"), [
@@ -102,8 +102,10 @@ def recorded(ch: ClickHouse) -> Recorder:
 
 def every_statement(database: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """What the sinks, views, report, summary and gauges send for a DSN naming ``database``."""
-    from streams import gauges, report_data, summary
-    from streams.metrics import AppLabels, Metrics
+    from streams.devtools import run_summary as summary
+    from streams.ops import gauges
+    from streams.ops.metrics import AppLabels, Metrics
+    from streams.report import data as report_data
 
     dsn = f"chdb:///nowhere/ch?database={database}"
     ch = ClickHouse(dsn)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from streams.settings import ENV_KEYS
+from streams.config.settings import ENV_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,7 +62,7 @@ def test_dependencies_order_the_stack() -> None:
 def test_k8s_manifests_use_the_settings_and_ports() -> None:
     import tomllib
 
-    from streams.settings import load_settings
+    from streams.config.settings import load_settings
 
     docs = [d for f in sorted((ROOT / "deploy/k8s").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
     kinds = {d["kind"]: d for d in docs}

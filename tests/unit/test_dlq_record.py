@@ -15,17 +15,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import SCHEMA_DIR
-from schemas.events import Invalid, Reason
-from sinks.kafka import (
+from schemas.dead_letters import (
     KEY_MAX_BYTES,
     MAX_RECORD_BYTES,
     ORIGINAL_B64_MAX_BYTES,
     ORIGINAL_TEXT_MAX_BYTES,
+    DeadLetter,
     dead_letter_key,
     dead_letter_record,
 )
-from streams.deepjson import dumps_deep
-from streams.store import DeadLetter
+from schemas.events import Invalid, Reason
+from streams.engine.deepjson import dumps_deep
 
 SCHEMA = json.loads((SCHEMA_DIR / "dlq.schema.json").read_text())
 BROKER_DEFAULT_MAX_MESSAGE = 1_048_588  # Kafka's default message.max.bytes

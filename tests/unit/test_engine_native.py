@@ -1,4 +1,4 @@
-"""Property: the engine's C loop (streams/engine_c/) leaves exactly what its Python loop leaves —
+"""Property: the engine's C loop (streams/engine/c/) leaves exactly what its Python loop leaves —
 alerts in order, rows, device observations, outcomes, dead letters, every state record and index —
 on random histories sent as batch messages from the events and reroute topics, with replays and
 apps of their own rules. Fails where the extension is not built."""
@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from schemas.events import Event
 from sinks.columns import ActivityColumns
-from streams.engine import (
+from streams.config.settings import load_settings
+from streams.engine.partition import (
     NATIVE_BUILT,
     MessageEvents,
     Outputs,
@@ -22,9 +23,8 @@ from streams.engine import (
     UserPartition,
     activity_columns,
 )
-from streams.settings import load_settings
-from streams.state import encode
-from streams.store import activity_rows
+from streams.engine.state import encode
+from streams.engine.store import activity_rows
 from tests.histories import histories
 
 REROUTE = "vitals.events.reroute"
@@ -69,7 +69,7 @@ def run(native: bool, batches: list[list[MessageEvents]], rules: RulesByApp, rep
 
 
 def test_extension_is_built() -> None:
-    assert NATIVE_BUILT, "pip install builds streams/engine_c/"
+    assert NATIVE_BUILT, "pip install builds streams/engine/c/"
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -7,10 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.events import Event
-from streams.devices import DeviceObservations, DevicePartition
-from streams.engine import MessageEvents, Outputs, RulesByApp, StateStore, UserPartition
-from streams.settings import load_settings
-from streams.state import encode
+from streams.config.settings import load_settings
+from streams.engine.devices import DeviceObservations, DevicePartition
+from streams.engine.partition import MessageEvents, Outputs, RulesByApp, StateStore, UserPartition
+from streams.engine.state import encode
 from tests.histories import T0, D, H, histories
 from tests.oracle_rules import Cfg, device_alerts, partition_alerts
 

@@ -23,7 +23,7 @@ from schemas.events import (
     _parse,
     decode_message,
 )
-from streams.store import event_json
+from streams.engine.store import event_json
 from tests.garbage import GOOD_TEMPLATE, NOW_MS, deep_text, garbage_values
 
 WHOLE = {Reason.NOT_JSON, Reason.NOT_OBJECT, Reason.EMPTY_BATCH, Reason.BATCH_TOO_LONG, Reason.BATCH_TOO_LARGE}

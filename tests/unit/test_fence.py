@@ -1,4 +1,4 @@
-"""The alert fence (streams/fence.py): alerts already on the topic are held back once, nothing else."""
+"""The alert fence (streams/worker/fence.py): alerts already on the topic are held back once, nothing else."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.alerts import make_alert
-from streams.fence import FENCE_MARGIN_MS, AlertFence, ReplayFence
+from streams.worker.fence import FENCE_MARGIN_MS, AlertFence, ReplayFence
 
 
 def alert(user: str, status: str = "open", start: int = 60_000):  # type: ignore[no-untyped-def]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import orjson
 
-from streams.generator import MINUTE_MS, GenConfig, generate
+from schemas.time_units import MINUTE_MS
+from streams.devtools.generator import GenConfig, generate
 
 
 def _batches(window_ms: int) -> list[tuple[int, list[int]]]:

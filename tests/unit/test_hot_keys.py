@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from schemas.alerts import Alert
-from streams.devices import OBS_RECORD_BYTES, DeviceObservations, DevicePartition, obs_decoder, obs_records
-from streams.engine import RulesByApp
-from streams.settings import ConfigError, load_settings
+from streams.config.settings import ConfigError, load_settings
+from streams.engine.devices import OBS_RECORD_BYTES, DeviceObservations, DevicePartition, obs_decoder, obs_records
+from streams.engine.partition import RulesByApp
 
 DAY = 20_454
 T = DAY * 86_400_000
@@ -66,8 +66,8 @@ def hot_messages(first: int, n: int, start_ts: int, per_message: int = 1000, eve
 
 @pytest.mark.usefixtures("engine_impl")
 def test_a_hot_users_ids_are_sealed_in_bounded_records_and_dedup_stays_exact() -> None:
-    from streams.dedup import INLINE_IDS, PREFIX, SEGMENT_IDS
-    from streams.engine import Outputs, StateStore, UserPartition
+    from streams.engine.dedup import INLINE_IDS, PREFIX, SEGMENT_IDS
+    from streams.engine.partition import Outputs, StateStore, UserPartition
 
     data: dict[bytes, bytes] = {}
     rules = RulesByApp(load_settings(env={}))
@@ -111,11 +111,11 @@ def test_sealing_and_the_c_loop_agree_with_the_python_loop(monkeypatch: pytest.M
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    import streams.engine as engine_mod
-    import streams.store as store_mod
+    import streams.engine.partition as engine_mod
+    import streams.engine.store as store_mod
     from schemas.events import Event
-    from streams.engine import Outputs, StateStore, UserPartition
-    from streams.state import encode
+    from streams.engine.partition import Outputs, StateStore, UserPartition
+    from streams.engine.state import encode
 
     monkeypatch.setattr(engine_mod, "INLINE_IDS", 3)
     monkeypatch.setattr(store_mod, "INLINE_IDS", 3)

@@ -19,19 +19,19 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas import SCHEMA_DIR
+from schemas.dead_letters import dead_letter_doc
 from schemas.events import Reason
-from sinks.kafka import dead_letter_doc
-from streams.devices import (
+from streams.engine.devices import (
     BadObservations,
     DeviceObservations,
     decode_observations,
     decoded_observations,
     obs_encoder,
 )
-from streams.engine import Outputs
-from streams.kafka_io import PartitionCache
-from streams.metrics import AppLabels, Metrics
-from streams.routing import route
+from streams.engine.partition import Outputs
+from streams.engine.partitioner import PartitionCache
+from streams.engine.routing import route
+from streams.ops.metrics import AppLabels, Metrics
 from tests.garbage import garbage_values
 from tests.records import Rec
 

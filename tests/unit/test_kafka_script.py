@@ -10,7 +10,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from streams import localkafka
+from streams.devtools import local_kafka as localkafka
 
 PASSWORD = "pw-" + "s3cr3t#?/@x"
 
@@ -77,3 +77,21 @@ def test_a_password_the_argument_file_cannot_carry_is_refused(tmp_path: Path) ->
     done = subprocess.run(["bash", str(localkafka.SCRIPT), "start", str(tmp_path / "broker")], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "must not hold" in done.stderr
+
+
+def test_an_installed_copy_ships_the_script_and_what_it_reads() -> None:
+    """``vitals kafka``/``vitals run`` outside a checkout: the package's data files hold kafka.sh and every
+    file it reads next to itself (``$here/pom.xml``, ``$here/log4j2.properties``, ``$here/../retry.sh``),
+    where :func:`local_kafka.find_script` looks (a checkout uses its own deploy/)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    shipped = {f"{dest}/{Path(src).name}" for dest, files in data.items() for src in files}
+    prefix = "share/vitals-stream/deploy"
+    assert {f"{prefix}/kafka/kafka.sh", f"{prefix}/kafka/pom.xml", f"{prefix}/kafka/log4j2.properties",
+            f"{prefix}/retry.sh"} <= shipped
+    script = (root / "deploy/kafka/kafka.sh").read_text()
+    assert {"$here/pom.xml", "$here/log4j2.properties", "$here/../retry.sh"} <= {
+        w.strip('"\'') for w in script.replace("=", " ").split() if w.strip('"\'').startswith("$here/")}
+    assert localkafka.find_script() == root / "deploy/kafka/kafka.sh"

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from schemas.events import Event
-from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
-from streams.settings import load_settings
-from streams.state import event_hash
-from streams.store import activity_rows
+from streams.config.settings import load_settings
+from streams.engine.partition import Outputs, RulesByApp, StateStore, UserPartition
+from streams.engine.state import event_hash
+from streams.engine.store import activity_rows
 
 pytestmark = pytest.mark.usefixtures("engine_impl")  # the engine's C loop and its Python loop
 

@@ -1,4 +1,4 @@
-"""The RocksDB store never gets ahead of its changelog (streams/localstate.py): the engine's writes
+"""The RocksDB store never gets ahead of its changelog (streams/worker/local_state.py): the engine's writes
 wait in a partition's pending writes until the flush job has delivered their changelog records."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from faust.types import TP
 
 rocksdict = pytest.importorskip("rocksdict")
 
-from streams.localstate import LocalTable, RocksPartition  # noqa: E402
+from streams.worker.local_state import LocalTable, RocksPartition  # noqa: E402
 
 
 class FakeStore:

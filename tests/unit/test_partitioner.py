@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.events import Event
-from streams import _engine
-from streams.kafka_io import PartitionCache, home_partition, murmur2_32, murmur2_32_py
+from streams.engine import _engine
+from streams.engine.partitioner import PartitionCache, home_partition, murmur2_32, murmur2_32_py
 
 
 @given(st.binary(max_size=300))
@@ -33,8 +33,8 @@ def test_home_partition_is_the_default_partitioners(user: str, partitions: int) 
 def test_elsewhere_names_the_events_of_users_homed_on_another_partition(
         users: list[str | None], partitions: int, data: st.DataObject) -> None:
     """The C loop and the Python loop of ``PartitionCache.elsewhere`` agree with the partitioner."""
-    import streams.engine  # noqa: F401  (tells the extension the Event type)
-    from streams import kafka_io
+    import streams.engine.partition  # noqa: F401  (tells the extension the Event type)
+    from streams.engine import partitioner
 
     partition = data.draw(st.integers(0, partitions - 1))
     events: list[Event | None] = [None if u is None else Event(f"e{i}", u, "view", 1_800_000_000_000)
@@ -43,8 +43,8 @@ def test_elsewhere_names_the_events_of_users_homed_on_another_partition(
                 if u is not None and (p := home_partition(u.encode(), partitions)) != partition]
     cache = PartitionCache(partitions)
     assert cache.elsewhere(events, partition) == expected  # C, where the extension is built
-    saved, kafka_io._elsewhere_c = kafka_io._elsewhere_c, None
+    saved, partitioner._elsewhere_c = partitioner._elsewhere_c, None
     try:
         assert cache.elsewhere(events, partition) == expected  # Python
     finally:
-        kafka_io._elsewhere_c = saved
+        partitioner._elsewhere_c = saved

@@ -9,9 +9,9 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas.time_units import DAY_MS
 from sinks.columns import ActivityColumns, ActivityRow
 from sinks.partitions import (
-    DAY_MS,
     LAST_MONTH,
     MAX_PARTITIONS,
     first_day_of,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streams.private import narrow_tree, private_dir
+from streams.config.private_files import narrow_tree, private_dir
 
 
 def mode(path: Path) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from streams.progress import Progress
+from streams.devtools.progress import Progress
 
 
 class Clock:

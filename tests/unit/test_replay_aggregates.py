@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from schemas.events import Event
-from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
-from streams.settings import load_settings
-from streams.state import decode_user
+from streams.config.settings import load_settings
+from streams.engine.partition import Outputs, RulesByApp, StateStore, UserPartition
+from streams.engine.state import decode_user
 from tests.histories import T0, D, histories
 
 pytestmark = pytest.mark.usefixtures("engine_impl")  # the engine's C loop and its Python loop

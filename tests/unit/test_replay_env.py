@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from sinks.database import database_of
 from streams import cli
-from streams.replay import add_parser, replay_env
-from streams.settings import ConfigError, load_settings
+from streams.cli.replay import add_parser, replay_env
+from streams.config.clickhouse_dsn import database_of
+from streams.config.settings import ConfigError, load_settings
 
 SECRET = "s3cr3t-pw"
 LIVE = f"https://vitals:{SECRET}@ch.example:8443/vitals"
@@ -94,6 +94,6 @@ def test_the_command_exits_2_without_showing_the_password(monkeypatch: pytest.Mo
     try:
         code = cli.main(["replay", "--clickhouse-dsn", f"https://u:{SECRET}@ch.example/x"])
     finally:
-        assert os.umask(umask) == 0o077  # vitals keeps what it writes to its user (streams/private.py)
+        assert os.umask(umask) == 0o077  # vitals keeps what it writes to its user (streams/config/private_files.py)
     err = capsys.readouterr().err
     assert code == 2 and "holds a password" in err and SECRET not in err and "u:***@ch.example" in err

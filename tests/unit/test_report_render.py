@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from streams import charts
-from streams.report import render
-from streams.report_data import DeviceRow, ReportData
-from streams.settings import RuleSettings, load_settings
-from streams.thresholds import DEFAULT, effective, table
+from streams.config.settings import RuleSettings, load_settings
+from streams.report import charts
+from streams.report.data import DeviceRow, ReportData
+from streams.report.html import render
+from streams.report.thresholds import DEFAULT, effective, table
 
 DAYS = [f"2026-01-{d:02d}" for d in range(1, 11)]
 

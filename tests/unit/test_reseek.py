@@ -1,5 +1,5 @@
-"""Seeks back to the committed offsets, without a broker: the real ordering (streams/ordering.py),
-fetch split and seek (streams/consumer.py) around a model of aiokafka's fetcher for one partition
+"""Seeks back to the committed offsets, without a broker: the real ordering (streams/worker/ordering.py),
+fetch split and seek (streams/worker/consumer.py) around a model of aiokafka's fetcher for one partition
 (a fetch position, records handed over from it, a seek that moves it)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 from faust.types import TP
 
-from streams.consumer import Fetched, LeanConsumer, split_fetch
-from streams.ordering import InOrder
+from streams.worker.consumer import Fetched, LeanConsumer, split_fetch
+from streams.worker.ordering import InOrder
 
 EV0 = TP("ev", 0)
 
@@ -191,7 +191,7 @@ def test_a_fetch_queued_for_an_agent_survives_the_flow_control_resume_that_ends_
     nothing committed, until the lag watchdog). The routed channels keep them."""
     import faust
 
-    from streams.consumer import RoutedChannel
+    from streams.worker.consumer import RoutedChannel
 
     app = faust.App("reseek-test", broker="kafka://127.0.0.1:9", web_enabled=False)
 

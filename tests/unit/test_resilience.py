@@ -12,10 +12,10 @@ from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, Node
 from aiokafka.partitioner import murmur2
 
 from sinks.base import RetryPolicy
-from streams.delivery import InFlight, OutRecord, deliver, retriable
-from streams.faults import Faults
-from streams.supervisor import backoff
-from streams.watchdog import Watchdog
+from streams.ops.faults import Faults
+from streams.ops.supervisor import backoff
+from streams.ops.watchdog import Watchdog
+from streams.worker.delivery import InFlight, OutRecord, deliver, retriable
 
 
 class Clock:
@@ -108,7 +108,7 @@ class Batch:
 
 
 def test_deliver_resends_failed_batches_until_acknowledged() -> None:
-    from streams.delivery import send_records
+    from streams.worker.delivery import send_records
 
     placed: dict[bytes, int] = {}
 

@@ -1,5 +1,5 @@
 """A recovery waits for its own end: the end signal a bulk restore left set is cleared at the
-next recovery's start (streams/restore.py)."""
+next recovery's start (streams/worker/restore.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 
 import faust
 
-from streams.restore import clear_end_signal_on_start
+from streams.worker.restore import clear_end_signal_on_start
 
 
 def test_a_recovery_starts_with_the_end_signal_cleared() -> None:

@@ -1,13 +1,13 @@
-"""A fetch's records decoded and routed to the partitions of their users (streams/routing.py)."""
+"""A fetch's records decoded and routed to the partitions of their users (streams/engine/routing.py)."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
 
-from streams.engine import Outputs
-from streams.kafka_io import PartitionCache
-from streams.routing import route, slices
+from streams.engine.partition import Outputs
+from streams.engine.partitioner import PartitionCache
+from streams.engine.routing import route, slices
 from tests.records import Rec
 
 pytestmark = pytest.mark.usefixtures("engine_impl")  # the engine's C loop and its Python loop

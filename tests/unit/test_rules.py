@@ -6,10 +6,10 @@ import pytest
 
 from schemas.alerts import alert_id
 from schemas.events import Event
-from streams.devices import DeviceObservations, DevicePartition
-from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
-from streams.settings import load_settings
-from streams.state import NONE
+from streams.config.settings import load_settings
+from streams.engine.devices import DeviceObservations, DevicePartition
+from streams.engine.partition import Outputs, RulesByApp, StateStore, UserPartition
+from streams.engine.state import NONE
 
 pytestmark = pytest.mark.usefixtures("engine_impl")  # the engine's C loop and its Python loop
 

@@ -10,9 +10,9 @@ from urllib.parse import quote
 import pytest
 
 from sinks.clickhouse import ClickHouse, client_kwargs
-from sinks.database import database_of
-from streams.kafka_io import client_kwargs as kafka_kwargs
-from streams.settings import ConfigError, load_settings, redact_dsn
+from streams.config.clickhouse_dsn import database_of
+from streams.config.settings import ConfigError, load_settings, redact_dsn
+from streams.kafka.client import client_kwargs as kafka_kwargs
 
 SECRET = "s3cr:t/p@ss?w#rd"  # characters that need percent-encoding in a DSN
 SASL = {
@@ -118,7 +118,7 @@ def test_clickhouse_client_kwargs_tls() -> None:
     assert plain["interface"] == "http" and plain["secure"] is False and "verify" not in plain
     assert plain["compress"] == "lz4"
     assert client_kwargs("chdb:///tmp/x") == {"dsn": "chdb:///tmp/x"}
-    # the database is vitals' to create and name (sinks/database.py): never the client's at connect time
+    # the database is vitals' to create and name (streams/config/clickhouse_dsn.py): never the client's at connect time
     assert client_kwargs("chdb:///tmp/x?database=other") == {"dsn": "chdb:///tmp/x"}
     # credentials as query parameters, where the userinfo has none (it wins where it has them)
     query = client_kwargs("http://ch.example:8123/?user=u&password=s3cret&database=vitals")
@@ -162,7 +162,7 @@ def test_unreadable_ca_files_fail_at_startup_naming_the_setting(tmp_path: Path) 
 
 
 def test_the_data_directory_is_its_owners_only(tmp_path: Path) -> None:
-    from streams.private import private_dir
+    from streams.config.private_files import private_dir
 
     assert private_dir(tmp_path / "new" / "data").stat().st_mode & 0o777 == 0o700
     wide = tmp_path / "wide"

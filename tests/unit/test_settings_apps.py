@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.settings import ConfigError, load_settings
+from streams.config.settings import ConfigError, load_settings
 
 pytestmark = pytest.mark.usefixtures("engine_impl")  # the engine's C loop and its Python loop
 
@@ -31,7 +31,7 @@ def test_unknown_store_fails_at_startup() -> None:
 
 def test_outcomes_are_counted_per_app() -> None:
     from schemas.events import Event
-    from streams.engine import Outputs, RulesByApp, StateStore, UserPartition
+    from streams.engine.partition import Outputs, RulesByApp, StateStore, UserPartition
 
     t0 = 1_767_225_600_000
     events = [Event("e1", "u1", "view", t0, app_id="shop"), Event("e1", "u1", "view", t0, app_id="shop"),

@@ -1,6 +1,6 @@
-"""Rows a sink can never write (sinks/base.py, sinks/errors.py, streams/refusals.py), without I/O: a
+"""Rows a sink can never write (sinks/base.py, sinks/errors.py, streams/worker/refusals.py), without I/O: a
 refusal about some rows is narrowed to them by halving the batch and the rest written; one about
-the table stops the worker (streams/supervisor.py), not restarted."""
+the table stops the worker (streams/ops/supervisor.py), not restarted."""
 
 from __future__ import annotations
 
@@ -30,11 +30,11 @@ from sinks.base import (
 from sinks.clickhouse import ActivitySink
 from sinks.columns import ActivityColumns, ActivityRow
 from sinks.errors import ROW_REFUSALS, ClickHouseRefused, classify
-from streams.engine import NATIVE_BUILT, activity_columns
-from streams.refusals import MAX_DATE_DAY, DateOutOfRange, Refusals, activity_block
-from streams.state import UserState
-from streams.store import StateStore
-from streams.supervisor import EXIT_REFUSED
+from streams.engine.partition import NATIVE_BUILT, activity_columns
+from streams.engine.state import UserState
+from streams.engine.store import StateStore
+from streams.ops.supervisor import EXIT_REFUSED
+from streams.worker.refusals import MAX_DATE_DAY, DateOutOfRange, Refusals, activity_block
 
 SCHEMA = json.loads((SCHEMA_DIR / "dlq.schema.json").read_text())
 
@@ -211,7 +211,7 @@ def test_refused_rows_become_dead_letters_naming_the_table_the_error_and_the_sou
 
 def test_the_supervisor_does_not_restart_a_worker_that_clickhouse_refuses() -> None:
     code = f"import sys; print('ran', flush=True); sys.exit({EXIT_REFUSED})"
-    done = subprocess.run([sys.executable, "-P", "-c", "import sys; from streams.supervisor import supervise; "
+    done = subprocess.run([sys.executable, "-P", "-c", "import sys; from streams.ops.supervisor import supervise; "
                            f"sys.exit(supervise([sys.executable, '-I', '-c', {code!r}]))"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == EXIT_REFUSED

@@ -1,5 +1,5 @@
 """The sink buffer (sinks/base.py) and a flush's activity columns (sinks/columns.py, and their C
-builder in streams/engine_c/columns.c), without I/O."""
+builder in streams/engine/c/columns.c), without I/O."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from sinks.base import BatchingSink, SinkBackpressure
 from sinks.columns import ActivityColumns, ActivityRow
-from streams.engine import NATIVE_BUILT, activity_columns
-from streams.state import UserState
-from streams.store import StateStore, activity_rows
+from streams.engine.partition import NATIVE_BUILT, activity_columns
+from streams.engine.state import UserState
+from streams.engine.store import StateStore, activity_rows
 
 
 class Recording(BatchingSink[ActivityColumns]):

@@ -3,7 +3,8 @@ dedup answers; the current layout round-trips."""
 
 from __future__ import annotations
 
-from streams.state import HOUR_MS, UserState, _UserStateV1, decode_user, encode, event_hash
+from schemas.time_units import HOUR_MS
+from streams.engine.state import UserState, _UserStateV1, decode_user, encode, event_hash
 
 
 def test_previous_layout_converts() -> None:

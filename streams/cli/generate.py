@@ -1,0 +1,48 @@
+"""``vitals generate``: a deterministic generated history into the events topic."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from streams.config.settings import load_settings
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    g = sub.add_parser("generate", help="produce a generated event history into the events topic")
+    g.add_argument("--users", type=int, default=20_000)
+    g.add_argument("--days", type=int, default=21)
+    g.add_argument("--events", type=int, default=300_000)
+    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--batch", type=int, default=1, help="events per message (1 = single-event messages)")
+    g.add_argument("--hostile", action="store_true",
+                   help="mix in hostile but valid input: a hot user, a steady bot, a device of 100k users, "
+                        "100k app ids, ten years of backfill, offline phones, a fast clock "
+                        "(streams/devtools/hostile.py)")
+    g.add_argument("--scale", type=float, default=1.0, help="size of the hostile input (1 = full size)")
+    g.set_defaults(func=cmd_generate)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from streams.devtools.generator import GenConfig, generate
+    from streams.devtools.produce import produce_history
+    from streams.kafka.topics import prepare_topics
+
+    settings = load_settings()
+    cfg = GenConfig(
+        users=args.users,
+        days=args.days,
+        events=args.events,
+        seed=args.seed,
+        batch=args.batch,
+        partitions=asyncio.run(prepare_topics(settings)),
+        hostile=args.hostile,
+        hostile_scale=args.scale,
+    )
+    print(f"generating about {cfg.events:,} events of {cfg.users:,} users over {cfg.days} days"
+          f"{f' with hostile input (scale {cfg.hostile_scale:g})' if cfg.hostile else ''}...", file=sys.stderr)
+    history = generate(cfg)
+    print(f"producing {len(history.messages):,} messages to {settings.events_topic}", file=sys.stderr)
+    asyncio.run(produce_history(settings, history, progress=True))
+    return 0

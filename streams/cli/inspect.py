@@ -1,0 +1,36 @@
+"""``vitals inspect USER_ID``: one user's state from the users changelog, open episodes, last alerts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import orjson
+
+from streams.config.settings import load_settings
+from streams.report.inspection import as_dict, find_user, print_text
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    try:
+        found = asyncio.run(find_user(settings, args.app, args.user_id, args.alerts))
+    except LookupError as exc:
+        print(f"vitals inspect: {exc}", file=sys.stderr)
+        return 1
+    doc = as_dict(found, args.app, args.user_id, settings.rules_for(args.app).allowed_lateness_s * 1000)
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        print_text(doc)
+    return 0 if doc["found"] else 3
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("inspect", help="one user's current state, open episodes and last alerts")
+    p.add_argument("user_id")
+    p.add_argument("--app", default="default", help="the event app_id (default: default)")
+    p.add_argument("--alerts", type=int, default=10, help="how many of the last alerts to show")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_inspect)

@@ -1,0 +1,93 @@
+"""``vitals worker``: one worker, supervised (restarted in a fresh process when it dies)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from streams.config.private_files import private_dir
+from streams.config.settings import ProcessingSettings, load_settings
+
+if TYPE_CHECKING:  # the worker's modules load with the command that needs them
+    from streams.ops.metrics import Metrics
+    from streams.worker.pipeline import Pipeline
+
+log = logging.getLogger("vitals")
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    w = sub.add_parser("worker", help="run one worker (more can join the same consumer group)")
+    w.add_argument("--loglevel", default=os.environ.get("VITALS_LOGLEVEL", "INFO"))
+    w.add_argument("--no-supervise", action="store_true",
+                   help="run the worker in this process (no restart when it dies)")
+    w.set_defaults(func=cmd_worker)
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = load_settings()  # a bad configuration stops here, before any process is started
+    _setup_logging(args.loglevel)
+    from streams.ops.supervisor import CHILD_ENV, supervise
+
+    if os.environ.get(CHILD_ENV) != "1" and not args.no_supervise:
+        return supervise([sys.executable, "-P", "-m", "streams.cli", "worker", "--loglevel", args.loglevel],
+                         max_backoff_s=settings.processing.restart_backoff_max_s)
+    log.info("starting worker: %r", settings)
+    private_dir(settings.data_dir)  # local state (and chdb's default home)
+    from streams.kafka.topics import prepare_topics
+
+    partitions = asyncio.run(prepare_topics(settings))
+    from faust import Worker
+
+    from streams.worker.app import build_app
+
+    vitals = build_app(settings, partitions)
+    vitals.faults.load()
+    from sinks.base import SinkBackpressure, SinkInvalid
+    from sinks.views import view_ddl
+    from streams.ops.supervisor import EXIT_REFUSED
+
+    vitals.clickhouse.extra_ddl = view_ddl(vitals.clickhouse.database)
+    try:
+        vitals.clickhouse.ensure_schema()
+    except SinkBackpressure as exc:  # unavailable, not misconfigured: the sink retries with backoff
+        log.warning("ClickHouse unavailable at startup (%s); writes will retry", type(exc.cause).__name__)
+    except SinkInvalid as exc:  # refused credentials, grants: a fresh worker would be refused the same
+        log.critical("stopping (exit code %d, not restarted): %s", EXIT_REFUSED, exc)
+        return EXIT_REFUSED
+    vitals.metrics.serve(settings.metrics_host, settings.metrics_port)
+    vitals.metrics.up.set(1)
+    from schemas.alerts import RULES
+
+    vitals.metrics.init_series(("user_activity_daily", "alerts"), RULES, vitals.pipeline.app_label.values)
+    log.info("metrics on http://%s:%d/metrics, %d partitions", settings.metrics_host, settings.metrics_port, partitions)
+    worker = Worker(vitals.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    _tune_runtime(settings.processing, vitals.pipeline, vitals.metrics)
+    worker.execute_from_commandline()
+    return 0
+
+
+def _tune_runtime(proc: ProcessingSettings, pipeline: Pipeline, metrics: Metrics) -> None:
+    """Everything imported and built so far lives as long as the worker: out of the collector's
+    sight (``gc.freeze``); then garbage collection at the pipeline's pace (``gc_paced``) or young
+    collections less often, if configured; the GIL handed over sooner to the consumer and sink
+    threads."""
+    import gc
+
+    from streams.ops.paced_gc import PacedCollector
+
+    sys.setswitchinterval(proc.gil_switch_interval_ms / 1000)
+    gc.collect()
+    gc.freeze()
+    if proc.gc_paced:
+        pipeline.collector = PacedCollector(proc.gc_full_interval_s, metrics.gc_seconds)
+        pipeline.collector.start()
+    elif proc.gc_gen0_threshold:
+        gc.set_threshold(proc.gc_gen0_threshold, *gc.get_threshold()[1:])

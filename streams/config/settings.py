@@ -1,0 +1,405 @@
+"""One typed settings object, built once at startup from a TOML file and the environment.
+
+Precedence: defaults < TOML file (``VITALS_CONFIG``) < environment variables (SPEC section 5).
+Unknown keys and ill-typed values raise :class:`ConfigError` with the offending path.
+Thresholds of SPEC section 3 live in :class:`RuleSettings`; ``[apps.<app_id>.rules]`` overrides
+them per tenant.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+import msgspec
+
+from streams.config.clickhouse_dsn import database_of
+
+
+class ConfigError(ValueError):
+    """Bad configuration: raised at startup, never later."""
+
+
+# windows and counts a rule cannot work with at 0
+AT_LEAST_ONE = frozenset({"no_login_short_h", "no_login_long_d", "no_interaction_d", "activity_drop_window_d",
+                          "hollow_window_d", "hollow_post_window_d", "burst_events_per_minute", "device_farm_users"})
+
+
+# the device-farm threshold's ceiling: a device's state holds fewer user ids than this per day (each up to 512
+# bytes of UTF-8) for the few days it keeps, and its alert lists them: its records stay under 512 KiB (SPEC 4)
+MAX_DEVICE_FARM_USERS = 100
+
+
+class RuleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Every threshold of SPEC section 3 (defaults as in the spec)."""
+
+    allowed_lateness_s: int = 3600
+    # an event's time moves stream time at most this far past its Kafka record's timestamp (SPEC 2)
+    max_clock_skew_s: int = 300
+    dedup_horizon_s: int = 86_400
+    no_login_short_h: int = 72
+    no_login_long_d: int = 90
+    no_interaction_d: int = 60
+    activity_drop_min_base: int = 10
+    activity_drop_ratio: float = 0.7
+    activity_drop_window_d: int = 7
+    hollow_window_d: int = 30
+    hollow_min_active_days: int = 10
+    hollow_max_payment: float = 100.0
+    hollow_post_window_d: int = 7
+    hollow_posts_below: int = 3
+    hollow_social_below: int = 10
+    burst_events_per_minute: int = 100
+    device_farm_users: int = 5
+    retention_alert_below: float = 0.18
+    complaint_rate_alert_above: float = 0.03
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"rules.{name} must be a number >= 0, got {value}")
+            if name in AT_LEAST_ONE and value < 1:
+                raise ConfigError(f"rules.{name} must be >= 1, got {value}")
+        for name in ("retention_alert_below", "complaint_rate_alert_above"):
+            if getattr(self, name) > 1:
+                raise ConfigError(f"rules.{name} is a share of users: 0..1, got {getattr(self, name)}")
+        if self.device_farm_users > MAX_DEVICE_FARM_USERS:  # the users of a device-day are held and listed
+            raise ConfigError(f"rules.device_farm_users must be <= {MAX_DEVICE_FARM_USERS}, "
+                              f"got {self.device_farm_users}")
+        if self.hollow_window_d < self.hollow_post_window_d:
+            raise ConfigError("rules.hollow_post_window_d must not exceed rules.hollow_window_d")
+        if self.retention_days_needed > 400:
+            raise ConfigError("rule windows longer than 400 days are not supported")
+
+    @property
+    def retention_days_needed(self) -> int:
+        """Days of per-day counters the rules look back over (the state keeps this many)."""
+        return max(2 * self.activity_drop_window_d, self.hollow_window_d) + 2
+
+
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+class KafkaSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    bootstrap: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    partitions: int = 8  # used when vitals creates the topics
+    replication_factor: int = 1
+
+    def __post_init__(self) -> None:
+        if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            raise ConfigError(f"kafka.security_protocol: unknown protocol {self.security_protocol!r}")
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ConfigError("kafka: SASL needs sasl_mechanism, sasl_username and sasl_password")
+        if self.sasl_mechanism is not None and self.sasl_mechanism not in SASL_MECHANISMS:
+            raise ConfigError(f"kafka.sasl_mechanism must be one of {', '.join(SASL_MECHANISMS)}")
+        if self.partitions < 1:
+            raise ConfigError("kafka.partitions must be >= 1")
+
+    def __repr__(self) -> str:  # never print the password
+        return (
+            f"KafkaSettings(bootstrap={self.bootstrap!r}, security_protocol={self.security_protocol!r}, "
+            f"sasl_mechanism={self.sasl_mechanism!r}, sasl_username={self.sasl_username!r}, "
+            f"sasl_password={'***' if self.sasl_password else None!r}, ssl_cafile={self.ssl_cafile!r})"
+        )
+
+    def __rich_repr__(self) -> Any:  # msgspec's default would yield every field, the password too
+        yield "bootstrap", self.bootstrap
+        yield "security_protocol", self.security_protocol
+
+
+class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    batch_max_messages: int = 5000  # most messages one fetch hands over (Kafka max.poll.records)
+    fetch_queue: int = 2  # fetches queued for each agent ahead of its processing (the consumer waits beyond)
+    flush_interval_s: float = 1.0
+    flush_max_rows: int = 250_000
+    # bytes held in flight (queued fetches, processed messages and outputs, the flush job: streams/worker/budget.py);
+    # at the budget consumption pauses. The default leaves a 2 GiB container room for the state and engine
+    memory_budget_mb: int = 512
+    sink_buffer_cap_rows: int = 500_000
+    sink_retry_initial_s: float = 0.2
+    sink_retry_max_s: float = 10.0
+    lag_watchdog_s: float = 120.0  # exit (and be restarted) if a lagging partition's commit stalls this long; 0: off
+    restart_backoff_max_s: float = 30.0  # the supervisor's longest wait between restarts of a dying worker
+    session_timeout_s: float = 15.0  # a dead worker's partitions move after this
+    store: str = "memory"  # memory | rocksdb (local state survives restarts; needs the rocksdict package)
+    # garbage collection at the pipeline's pace (streams/ops/paced_gc.py): Python's automatic collector
+    # off, a full collection after a flush job every gc_full_interval_s
+    gc_paced: bool = True
+    gc_full_interval_s: float = 60.0
+    # without gc_paced: allocations between young-generation collections (Python's default is 700;
+    # 0 keeps it)
+    gc_gen0_threshold: int = 50_000
+    # how long a thread holds the GIL while another waits for it (Python's default is 5 ms): the
+    # consumer and the ClickHouse threads each wait that long per turn behind a busy engine
+    gil_switch_interval_ms: float = 1.0
+    # the engine's per-event loop and the event decoder's first pass in C (streams/engine/c/,
+    # schemas/_decode.c, built by pip install); false: in Python (and msgspec)
+    native_engine: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_max_messages < 1 or self.flush_max_rows < 1:
+            raise ConfigError("processing: batch sizes must be >= 1")
+        if self.memory_budget_mb < 16:
+            raise ConfigError(f"processing.memory_budget_mb must be >= 16, got {self.memory_budget_mb}")
+        if not 1 <= self.fetch_queue <= 64:
+            raise ConfigError("processing.fetch_queue must be in [1, 64]")
+        if self.sink_buffer_cap_rows < self.flush_max_rows:
+            raise ConfigError("processing.sink_buffer_cap_rows must be >= flush_max_rows")
+        if self.gc_gen0_threshold < 0:
+            raise ConfigError("processing.gc_gen0_threshold must be >= 0")
+        if not 0 < self.gc_full_interval_s < float("inf"):
+            raise ConfigError("processing.gc_full_interval_s must be a positive number of seconds")
+        if not 0 < self.gil_switch_interval_ms <= 100:
+            raise ConfigError("processing.gil_switch_interval_ms must be in (0, 100]")
+        if self.store not in ("memory", "rocksdb"):
+            raise ConfigError(f"processing.store must be memory or rocksdb, got {self.store!r}")
+        if self.store == "rocksdb":
+            import importlib.util
+
+            if importlib.util.find_spec("rocksdict") is None:
+                raise ConfigError("processing.store = rocksdb needs the rocksdict package (vitals[rocksdb])")
+
+
+PARTITION_WIDE = frozenset({"allowed_lateness_s", "max_clock_skew_s"})  # the watermark is per partition, not per app
+
+
+class AppOverride(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    rules: dict[str, Any] = {}
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    app_id: str = "vitals"
+    events_topic: str = "vitals.events"
+    alerts_topic: str = "vitals.alerts"
+    dlq_topic: str = "vitals.events.dlq"
+    clickhouse_dsn: str = ""  # default: chdb:///<data_dir>/clickhouse
+    clickhouse_user: str | None = None  # override the DSN's user (http(s) only)
+    clickhouse_password: str | None = None  # override the DSN's password (http(s) only)
+    clickhouse_ca: str | None = None
+    clickhouse_verify: bool = True
+    # raw storage: every message of the events topic, as it arrived, in ``raw_messages``
+    clickhouse_raw_messages: bool = True
+    metrics_port: int = 9464
+    metrics_host: str = "127.0.0.1"
+    data_dir: str = "./.vitals"
+    kafka: KafkaSettings = KafkaSettings()
+    processing: ProcessingSettings = ProcessingSettings()
+    rules: RuleSettings = RuleSettings()
+    apps: dict[str, AppOverride] = {}
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.metrics_port < 65536):
+            raise ConfigError(f"metrics_port out of range: {self.metrics_port}")
+        for name in ("app_id", "events_topic", "alerts_topic", "dlq_topic"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} must not be empty")
+        dsn = self.clickhouse_dsn
+        if dsn:
+            parts = urlsplit(dsn)
+            if parts.scheme not in ("chdb", "http", "https"):
+                raise ConfigError("clickhouse_dsn must be chdb:///dir or http(s)://user:pass@host:port/db")
+            if parts.scheme != "chdb" and not _host_and_port(parts):  # no DSN in the message: it may hold a password
+                raise ConfigError("clickhouse_dsn: no valid host:port; percent-encode special characters "
+                                  "(@ : / ? #) in its user and password")
+            try:
+                database_of(dsn)
+            except ValueError as exc:
+                raise ConfigError(f"clickhouse_dsn: {exc}") from None
+        for app, override in self.apps.items():
+            # time is per partition, shared by every app on it: these cannot differ per app
+            shared = sorted(PARTITION_WIDE & override.rules.keys())
+            if shared:
+                raise ConfigError(f"apps.{app}.rules: {', '.join(shared)} is partition-wide; set it in [rules] only")
+            self.rules_for(app) if override.rules else None
+
+    @property
+    def effective_clickhouse_dsn(self) -> str:
+        """The DSN the sink uses; ``clickhouse_user``/``clickhouse_password`` are merged into an http(s)
+        DSN (percent-encoded). Holds the secret: print only through :func:`redact_dsn`."""
+        dsn = self.clickhouse_dsn or f"chdb://{Path(self.data_dir).resolve()}/clickhouse"
+        parts = urlsplit(dsn)
+        if parts.scheme not in ("http", "https") or (self.clickhouse_user is None and self.clickhouse_password is None):
+            return dsn
+        user = self.clickhouse_user if self.clickhouse_user is not None else unquote_or_none(parts.username)
+        password = self.clickhouse_password if self.clickhouse_password is not None else unquote_or_none(parts.password)
+        userinfo = quote(user or "default", safe="")
+        if password is not None:
+            userinfo += ":" + quote(password, safe="")
+        netloc = f"{userinfo}@{parts.netloc.rpartition('@')[2]}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    def rules_for(self, app_id: str) -> RuleSettings:
+        override = self.apps.get(app_id)
+        if override is None or not override.rules:
+            return self.rules
+        merged = msgspec.to_builtins(self.rules) | dict(override.rules)
+        try:
+            return msgspec.convert(merged, RuleSettings)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"apps.{app_id}.rules: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(app_id={self.app_id!r}, events_topic={self.events_topic!r}, "
+            f"clickhouse_dsn={redact_dsn(self.effective_clickhouse_dsn)!r}, kafka={self.kafka!r})"
+        )
+
+    def __rich_repr__(self) -> Any:  # msgspec's default would yield every field, secrets too
+        yield "app_id", self.app_id
+        yield "clickhouse_dsn", redact_dsn(self.effective_clickhouse_dsn)
+        yield "kafka", self.kafka
+
+
+ENV_KEYS: dict[str, tuple[str, ...]] = {
+    "VITALS_KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
+    "VITALS_APP_ID": ("app_id",),
+    "VITALS_EVENTS_TOPIC": ("events_topic",),
+    "VITALS_ALERTS_TOPIC": ("alerts_topic",),
+    "VITALS_DLQ_TOPIC": ("dlq_topic",),
+    "VITALS_CLICKHOUSE_DSN": ("clickhouse_dsn",),
+    "VITALS_METRICS_PORT": ("metrics_port",),
+    "VITALS_DATA_DIR": ("data_dir",),
+    "VITALS_STORE": ("processing", "store"),  # memory | rocksdb
+    # secured Kafka: secrets only from the environment or the config file
+    "VITALS_KAFKA_SECURITY_PROTOCOL": ("kafka", "security_protocol"),
+    "VITALS_KAFKA_SASL_MECHANISM": ("kafka", "sasl_mechanism"),
+    "VITALS_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
+    "VITALS_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
+    "VITALS_KAFKA_SSL_CAFILE": ("kafka", "ssl_cafile"),
+    "VITALS_CLICKHOUSE_USER": ("clickhouse_user",),
+    "VITALS_CLICKHOUSE_PASSWORD": ("clickhouse_password",),
+    "VITALS_CLICKHOUSE_CA": ("clickhouse_ca",),
+    "VITALS_METRICS_HOST": ("metrics_host",),
+}
+
+# Secrets can also come from files (Kubernetes/Docker secrets): NAME_FILE holds the value of NAME.
+SECRET_FILE_KEYS = (
+    "VITALS_KAFKA_SASL_USERNAME",
+    "VITALS_KAFKA_SASL_PASSWORD",
+    "VITALS_CLICKHOUSE_DSN",
+    "VITALS_CLICKHOUSE_USER",
+    "VITALS_CLICKHOUSE_PASSWORD",
+)
+
+_SECRET_QUERY_KEYS = frozenset({"password", "pass", "pwd", "secret", "token", "access_token"})
+
+
+def _host_and_port(parts: SplitResult) -> bool:
+    """A host, and a port that is a number if any (an unencoded password reads as the port)."""
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    return bool(parts.hostname) and (port is None or port > 0)
+
+
+def unquote_or_none(value: str | None) -> str | None:
+    return unquote(value) if value is not None else None
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with its password (userinfo and secret-looking query parameters) replaced by ``***``.
+
+    Works on the text, so a DSN with unencoded special characters in the password (which
+    ``urlsplit`` misreads) is still redacted: everything up to the last ``@`` is userinfo.
+    """
+    scheme, sep, rest = dsn.partition("://")
+    if not sep:
+        return dsn
+    userinfo, at, tail = rest.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}:***@{tail}" if colon else f"{userinfo}@{tail}"
+    head, qmark, query = rest.partition("?")
+    if qmark:
+        query, hash_, fragment = query.partition("#")
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _SECRET_QUERY_KEYS for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*")
+        rest = f"{head}?{query}{hash_}{fragment}"
+    return f"{scheme}://{rest}"
+
+
+def read_secret_file(name: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            value = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: {path} is not UTF-8 text") from None
+    value = value.rstrip("\r\n")
+    if not value:
+        raise ConfigError(f"{name}: {path} is empty")
+    return value
+
+
+def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
+
+
+def load_settings(env: Mapping[str, str] | None = None, config_file: str | None = None, **overrides: Any) -> Settings:
+    """Build the settings: file, then environment, then explicit keyword overrides."""
+    env = os.environ if env is None else env
+    tree: dict[str, Any] = {}
+    path = config_file or env.get("VITALS_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                tree = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    env = dict(env)
+    for name in SECRET_FILE_KEYS:
+        file_var = f"{name}_FILE"
+        if file_var in env:
+            if name in env:
+                raise ConfigError(f"set {name} or {file_var}, not both")
+            env[name] = read_secret_file(file_var, env[file_var])
+    for name, target in ENV_KEYS.items():
+        if name in env:
+            raw: Any = env[name]
+            if target == ("metrics_port",):
+                try:
+                    raw = int(raw)
+                except ValueError as exc:
+                    raise ConfigError(f"{name} must be an integer port, got {raw!r}") from exc
+            _set_path(tree, target, raw)
+    for key, value in overrides.items():
+        _set_path(tree, tuple(key.split("__")), value)
+    try:
+        settings = msgspec.convert(tree, Settings)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+    for name, path in (("kafka.ssl_cafile", settings.kafka.ssl_cafile), ("clickhouse_ca", settings.clickhouse_ca)):
+        if path is not None and not os.access(path, os.R_OK):
+            raise ConfigError(f"{name}: cannot read {path}")
+    if settings.processing.native_engine:
+        import importlib.util
+
+        for module, source in (("streams.engine._engine", "streams/engine/c/"),
+                               ("schemas._decode", "schemas/_decode.c")):
+            if importlib.util.find_spec(module) is None:
+                raise ConfigError(f"processing.native_engine: the C extension {module} ({source}) is not built; "
+                                  "install vitals with pip (it needs a C compiler and Python's headers) or set it "
+                                  "false")
+    return settings

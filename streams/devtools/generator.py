@@ -1,0 +1,294 @@
+"""Deterministic traffic generator: realistic event histories with personas and faults.
+
+Personas (each made to trigger what it is named for):
+regular, payer, creator, churner (stops: no_login_72h, activity_drop, later no_interaction_60d),
+returner (a gap of 4-5 days: no_login_72h opens then resolves), hollow (logs in daily with thin
+activity: fake.hollow_activity), bot (one burst of 120+ events in a minute: fake.burst) and
+farm (six users on one device on one day: fake.device_farm).
+
+``GenConfig.hostile`` mixes in hostile but valid input (issue 23, ``streams/devtools/hostile.py``): a hot user,
+a steady bot, a device shared by 100k users, 100k app ids, ten years of backfill with their original
+record timestamps, offline phones syncing 45-day-old events, a fast clock; ``hostile_scale`` shrinks it.
+
+Faults: redelivered duplicates, bounded out-of-order delivery, a few events delivered too late,
+unkeyed or mis-keyed messages, and invalid payloads with known reasons.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import orjson
+
+from schemas.time_units import DAY_MS, MINUTE_MS
+from streams.engine.partitioner import home_partition
+
+PERSONAS = ("regular", "payer", "creator", "churner", "returner", "hollow", "bot", "farm")
+WEIGHTS = (40, 10, 8, 12, 8, 10, 6, 6)
+ENGAGE = ("view", "like", "comment", "share", "follow", "view", "view", "search")
+
+
+@dataclass
+class GenConfig:
+    users: int = 2000
+    days: int = 21
+    events: int = 100_000  # approximate target
+    seed: int = 1
+    batch: int = 1  # events per message (1 = single-event messages)
+    partitions: int = 8
+    start_ms: int = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+    dup_rate: float = 0.01
+    disorder_ms: int = 20 * MINUTE_MS
+    too_late_rate: float = 0.0005
+    too_late_ms: int = 3 * 3_600_000
+    unkeyed_rate: float = 0.002
+    invalid_rate: float = 0.002
+    apps: tuple[str, ...] = ("default",)
+    batch_window_ms: int = 10 * MINUTE_MS  # an SDK sends a user's batch when full or this old
+    hostile: bool = False  # mix in hostile but valid input (streams/devtools/hostile.py)
+    hostile_scale: float = 1.0  # its size: 1 = what issue 23 names; less for tests
+    weights: tuple[int, ...] = WEIGHTS  # of PERSONAS (a test may want more bots, farms or churners)
+
+
+@dataclass
+class Message:
+    partition: int
+    key: bytes | None
+    value: bytes
+    sort_ts: int
+    expect_invalid: list[str] = field(default_factory=list)
+    timestamp: int | None = None  # the Kafka record's timestamp (epoch ms); None: the producer's clock at send
+
+
+@dataclass
+class History:
+    config: GenConfig
+    messages: list[Message]
+    personas: dict[str, str]  # user_id -> persona
+
+    @property
+    def n_events(self) -> int:
+        return sum(1 for m in self.messages for _ in _events_of(m.value))
+
+    def behind_watermark(self, lateness_ms: int) -> float:
+        """The share of events that arrive below their partition's watermark (stream time, the
+        largest ``ts`` delivered before on the message's partition, minus ``lateness_ms``)."""
+        stream_time: dict[int, int] = {}
+        behind = total = 0
+        for m in self.messages:
+            st = stream_time.get(m.partition, -1)
+            for ev in _events_of(m.value):
+                ts = ev.get("ts") if isinstance(ev, dict) else None
+                if not isinstance(ts, int):
+                    continue
+                total += 1
+                if st >= 0 and ts < st - lateness_ms:
+                    behind += 1
+                st = max(st, ts)
+            stream_time[m.partition] = st
+        return behind / total if total else 0.0
+
+
+def _events_of(value: bytes) -> list[object]:
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return [None]
+    return doc if isinstance(doc, list) else [doc]
+
+
+def _active_days(persona: str, days: int, rng: random.Random) -> list[int]:
+    if persona == "churner":
+        stop = rng.randint(max(2, days // 3), max(3, (2 * days) // 3))
+        return [d for d in range(stop) if rng.random() < 0.9]
+    if persona == "returner":
+        gap_start = rng.randint(2, max(3, days - 7))
+        gap = rng.randint(4, 5)
+        return [d for d in range(days) if not gap_start <= d < gap_start + gap and rng.random() < 0.9]
+    if persona == "hollow":
+        return list(range(days))
+    p = {"regular": 0.6, "payer": 0.7, "creator": 0.7, "bot": 0.5, "farm": 0.5}[persona]
+    # half of the regular users join during the history (new-user cohorts for retention)
+    joined = rng.randrange(days) if persona == "regular" and rng.random() < 0.5 else 0
+    return [d for d in range(joined, days) if d == joined or rng.random() < p]
+
+
+def _day_types(persona: str, n: int, rng: random.Random) -> list[str]:
+    if persona == "hollow":
+        return ["login"] + ["view"] * max(0, min(n, 3) - 1)
+    types = ["login"]
+    for _ in range(n - 1):
+        r = rng.random()
+        if persona == "payer" and r < 0.15:
+            types.append("payment")
+        elif persona == "creator" and r < 0.3:
+            types.append("content_post")
+        elif r < 0.01:
+            types.append("complaint")
+        elif r < 0.03:
+            types.append("logout")
+        else:
+            types.append(rng.choice(ENGAGE))
+    return types
+
+
+def generate(cfg: GenConfig) -> History:
+    rng = random.Random(cfg.seed)
+    personas: dict[str, str] = {}
+    plans: list[tuple[str, str, str, list[int]]] = []
+    for i in range(cfg.users):
+        persona = rng.choices(PERSONAS, cfg.weights)[0]
+        user = f"u{i:07d}"
+        personas[user] = persona
+        app = cfg.apps[i % len(cfg.apps)]
+        plans.append((user, app, persona, _active_days(persona, cfg.days, rng)))
+    active = sum(len(p[3]) for p in plans) or 1
+    mean = max(1.0, cfg.events / active)
+    events: list[dict[str, object]] = []
+    seq = 0
+    farm_devices: dict[int, list[str]] = {}
+    n_farm = 0
+    for user, app, persona, days in plans:
+        device = f"d-{user}"
+        for d in days:
+            n = max(1, int(rng.expovariate(1 / mean) + 0.5)) if persona != "hollow" else rng.randint(1, 3)
+            day_start = cfg.start_ms + d * DAY_MS
+            session = day_start + rng.randint(6 * 3_600_000, 20 * 3_600_000)
+            for j, etype in enumerate(_day_types(persona, n, rng)):
+                seq += 1
+                ev: dict[str, object] = {
+                    "event_id": f"e{seq:010d}",
+                    "user_id": user,
+                    "type": etype,
+                    "ts": session + j * rng.randint(1_000, 120_000),
+                    "app_id": app,
+                    "device_id": device,
+                }
+                if etype == "payment":
+                    ev["amount"] = round(rng.uniform(0.5, 60), 2)
+                if rng.random() < 0.02:
+                    ev["props"] = {"screen": rng.choice(["home", "feed", "shop"]), "v": rng.randint(1, 9)}
+                events.append(ev)
+        if persona == "bot" and days:
+            d = rng.choice(days)
+            minute = cfg.start_ms + d * DAY_MS + rng.randint(60, 1300) * MINUTE_MS
+            for _ in range(rng.randint(110, 140)):
+                seq += 1
+                events.append(
+                    {
+                        "event_id": f"e{seq:010d}",
+                        "user_id": user,
+                        "type": "view",
+                        "ts": minute + rng.randint(0, MINUTE_MS - 1),
+                        "app_id": app,
+                        "device_id": device,
+                    }
+                )
+        if persona == "farm":
+            farm_devices.setdefault(n_farm // 6, []).append(user)  # six users share one device
+            n_farm += 1
+    for group, members in farm_devices.items():
+        d = rng.randint(0, cfg.days - 1)
+        for user in members[:8]:
+            seq += 1
+            events.append(
+                {
+                    "event_id": f"e{seq:010d}",
+                    "user_id": user,
+                    "type": "view",
+                    "ts": cfg.start_ms + d * DAY_MS + rng.randint(0, DAY_MS - 1),
+                    "app_id": plans[int(user[1:])][1],
+                    "device_id": f"farm-{group}",
+                }
+            )
+    messages = list(_deliver(events, cfg, rng))
+    if cfg.hostile:
+        from streams.devtools.hostile import mix_in
+
+        messages = mix_in(cfg, messages, personas)
+    return History(cfg, messages, personas)
+
+
+def _deliver(events: list[dict[str, object]], cfg: GenConfig, rng: random.Random) -> Iterator[Message]:
+    """Order by event time with bounded disorder, batch per user, add faults."""
+    keyed: list[tuple[int, int, dict[str, object]]] = []
+    for i, ev in enumerate(events):
+        ts = int(ev["ts"])  # type: ignore[arg-type]
+        jitter = rng.randint(0, cfg.disorder_ms)
+        if rng.random() < cfg.too_late_rate:
+            jitter += cfg.too_late_ms
+        keyed.append((ts + jitter, i, ev))
+    keyed.sort(key=lambda t: (t[0], t[1]))
+    msgs: list[Message] = []
+    if cfg.batch <= 1:
+        for sort_ts, _, ev in keyed:
+            msgs.append(_message([ev], sort_ts, cfg, rng))
+    else:
+        # an SDK sends a user's batch when it is full or when its first event is batch_window_ms old
+        window = cfg.batch_window_ms
+        open_batches: dict[str, tuple[int, int, list[dict[str, object]]]] = {}  # user: (first, id, events)
+        expiring: list[tuple[int, int, str]] = []  # (send time, id, user) of the open batches
+        end = keyed[-1][0] if keyed else 0
+        for n, (sort_ts, _, ev) in enumerate(keyed):
+            while expiring and expiring[0][0] < sort_ts:
+                due, batch_id, user = heapq.heappop(expiring)
+                opened = open_batches.get(user)
+                if opened is not None and opened[1] == batch_id:  # not sent since (full)
+                    msgs.append(_message(opened[2], due, cfg, rng))
+                    del open_batches[user]
+            user = str(ev["user_id"])
+            opened = open_batches.get(user)
+            if opened is None:
+                opened = open_batches[user] = (sort_ts, n, [])
+                heapq.heappush(expiring, (min(sort_ts + window, end), n, user))
+            opened[2].append(ev)
+            if len(opened[2]) >= cfg.batch:
+                msgs.append(_message(opened[2], sort_ts, cfg, rng))
+                del open_batches[user]
+        for first, _, batch in open_batches.values():  # sent at the window's end, or the history's
+            msgs.append(_message(batch, min(first + window, end), cfg, rng))
+        msgs.sort(key=lambda m: m.sort_ts)
+    out: list[Message] = []
+    for m in msgs:
+        out.append(m)
+        if rng.random() < cfg.dup_rate:
+            out.append(Message(m.partition, m.key, m.value, m.sort_ts + rng.randint(0, 10 * MINUTE_MS)))
+        if rng.random() < cfg.invalid_rate:
+            out.append(_invalid(m, rng, cfg))
+    out.sort(key=lambda m: m.sort_ts)
+    return iter(out)
+
+
+def _message(batch: list[dict[str, object]], sort_ts: int, cfg: GenConfig, rng: random.Random) -> Message:
+    user = str(batch[0]["user_id"]).encode()
+    value = orjson.dumps(batch[0] if cfg.batch <= 1 and len(batch) == 1 else batch)
+    if rng.random() < cfg.unkeyed_rate:
+        # an SDK that forgot the key: unkeyed, on a partition that is usually not the user's
+        return Message(rng.randrange(cfg.partitions), None, value, sort_ts)
+    return Message(home_partition(user, cfg.partitions), user, value, sort_ts)
+
+
+def _invalid(near: Message, rng: random.Random, cfg: GenConfig) -> Message:
+    kind = rng.randrange(6)
+    base = {"event_id": f"bad{rng.randrange(10**9)}", "user_id": "u-bad", "type": "view", "ts": near.sort_ts}
+    if kind == 0:
+        return Message(near.partition, near.key, b"{not json", near.sort_ts, ["not_json"])
+    if kind == 1:
+        doc = dict(base)
+        del doc["user_id"]
+        return Message(near.partition, near.key, orjson.dumps(doc), near.sort_ts, ["missing_field"])
+    if kind == 2:
+        doc = dict(base, type="payment", amount=-5)
+        return Message(near.partition, near.key, orjson.dumps(doc), near.sort_ts, ["bad_amount"])
+    if kind == 3:
+        doc = dict(base, ts=86_400_000)
+        return Message(near.partition, near.key, orjson.dumps(doc), near.sort_ts, ["ts_out_of_range"])
+    if kind == 4:
+        good = dict(base, event_id=f"ok{rng.randrange(10**9)}", user_id=f"u{rng.randrange(cfg.users):07d}")
+        bad = dict(base, ts="yesterday")
+        key = str(good["user_id"]).encode()
+        return Message(home_partition(key, cfg.partitions), key, orjson.dumps([good, bad]), near.sort_ts, ["bad_ts"])
+    return Message(near.partition, near.key, b"\xff\xfe garbage", near.sort_ts, ["not_json"])

@@ -1,0 +1,36 @@
+"""Start and stop the local single-node Kafka of deploy/kafka/kafka.sh (real Apache Kafka)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def find_script() -> Path:
+    """deploy/kafka/kafka.sh: the checkout's (an editable install, the tests), else the installed copy's,
+    which the package's data files put under ``<prefix>/share/vitals-stream/deploy`` (pyproject.toml)."""
+    checkout = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "kafka.sh"
+    installed = Path(sys.prefix) / "share" / "vitals-stream" / "deploy" / "kafka" / "kafka.sh"
+    return installed if not checkout.is_file() and installed.is_file() else checkout
+
+
+SCRIPT = find_script()
+
+
+def start(directory: Path, port: int | None = None, extra_props: Path | None = None) -> str:
+    """Start (formatting on first use) and return host:port once the broker is up."""
+    env = None
+    if extra_props is not None:
+        import os
+
+        env = dict(os.environ, VITALS_KAFKA_EXTRA_PROPS=str(extra_props))
+    args = ["bash", str(SCRIPT), "start", str(directory)] + ([str(port)] if port else [])
+    done = subprocess.run(args, check=True, capture_output=True, text=True, env=env, timeout=600)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def stop(directory: Path, kill: bool = False) -> None:
+    subprocess.run(
+        ["bash", str(SCRIPT), "kill" if kill else "stop", str(directory)], check=True, capture_output=True, timeout=120
+    )

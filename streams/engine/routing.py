@@ -1,0 +1,104 @@
+"""A fetch's records of the events and reroute topics, decoded and routed to the partition of
+users each event belongs to (pure: no Kafka, no state).
+
+Invalid events become dead letters. An event whose user lives on another partition (a producer
+that keyed it wrongly) is sent there through the reroute topic. Either way its place in its
+message is kept (None), so the events that stay keep their index in the batch, which their
+replay position and their dead letters' index are built from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar
+
+from schemas.dead_letters import DeadLetter
+from schemas.events import NATIVE_DECODER, Event, Invalid, decode_message
+from streams.engine.partition import MessageEvents, Outputs, event_json
+from streams.engine.store import internal_undecodable
+
+
+class Record(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int  # Kafka's, epoch ms (negative: none)
+    key: bytes | None
+    value: bytes | None
+
+
+R = TypeVar("R", bound=Record)
+
+
+class Homes(Protocol):
+    """User ids to their home partition (``kafka_io.PartitionCache``)."""
+
+    def __call__(self, user_id: str) -> int: ...
+
+    def elsewhere(self, events: list[Any], partition: int) -> list[tuple[int, int]]: ...
+
+
+def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, native: bool = NATIVE_DECODER,
+          internal_topic: str = "") -> dict[int, list[MessageEvents]]:
+    """Per source partition, its messages' events for ``UserPartition.apply``, in order; dead
+    letters, reroutes and their outcomes go to ``out``. ``native``: the C decoder first.
+    ``now_ms``: the wall clock, for records without a timestamp. ``internal_topic`` (the reroute topic)
+    holds only valid events vitals wrote: what does not decode there is dead-lettered as
+    ``internal_undecodable``, the decoder's reason in its message."""
+    per_partition: dict[int, list[MessageEvents]] = {}
+    for msg in records:
+        # "too far in the future" is judged against the record's timestamp (SPEC section 1), so a
+        # replay of history decides the same; the wall clock only for a record without one
+        record_ts = msg.timestamp
+        decoded, invalid = decode_message(msg.value, record_ts if record_ts >= 0 else now_ms, native)
+        kept: list[Event | None] = decoded  # type: ignore[assignment]
+        if invalid:
+            internal = msg.topic == internal_topic
+            for inv in invalid:
+                cause = internal_undecodable(f"{msg.topic}: {inv.reason}: {inv.message}", inv.original,
+                                             inv.index) if internal else inv
+                out.dead_letters.append(DeadLetter(cause, msg.topic, msg.partition, msg.offset, msg.key))
+                out.outcomes[("", "invalid:" + cause.reason)] += 1
+            if decoded:
+                kept = _at_batch_index(decoded, invalid)
+        partition = msg.partition
+        moved = home.elsewhere(kept, partition)
+        if moved:
+            if kept is decoded:
+                kept = list(decoded)
+            for index, p in moved:
+                event = kept[index]
+                assert event is not None
+                kept[index] = None
+                out.reroutes.append((p, event.user_id.encode(), event_json(event)))
+                out.outcomes[(event.app_id, "rerouted")] += 1
+        messages = per_partition.get(partition)
+        if messages is None:
+            messages = per_partition[partition] = []
+        messages.append((msg.topic, msg.offset, msg.key, kept, record_ts))
+    return per_partition
+
+
+def _at_batch_index(events: list[Event], invalid: list[Invalid]) -> list[Event | None]:
+    """The valid events of a batch at their index in it, None where it held an invalid one."""
+    bad = {inv.index for inv in invalid}
+    valid = iter(events)
+    return [None if i in bad else next(valid) for i in range(len(events) + len(bad))]
+
+
+SLICE_BYTES = 1 << 19  # a fetch is processed in slices of about this many bytes of messages
+
+
+def slices(messages: Sequence[R], limit: int) -> list[Sequence[R]]:
+    """``messages`` in consecutive slices, each ending with the message whose value brings it to
+    ``limit`` bytes (the last one may hold less)."""
+    out: list[Sequence[R]] = []
+    start = size = 0
+    for i, msg in enumerate(messages):
+        size += len(msg.value or b"")
+        if size >= limit:
+            out.append(messages[start : i + 1])
+            start, size = i + 1, 0
+    if start < len(messages):
+        out.append(messages[start:])
+    return out
