@@ -46,7 +46,7 @@ def setup(deployment: Deployment, tmp_path: Path, *statements: str) -> None:
     asyncio.run(prepare_topics(deployment.settings))
     script = ("import sys\nfrom sinks.clickhouse import ClickHouse\n"
               "ch = ClickHouse(sys.argv[1])\nclient = ch.client()\n"
-              "for statement in sys.argv[2:]:\n    client.command(statement)\nch.close()\n")
+              "for statement in sys.argv[2:]:\n    client.command(statement, use_database=False)\nch.close()\n")
     subprocess.run([sys.executable, "-P", "-c", script, deployment.settings.effective_clickhouse_dsn, *statements],
                    env=deployment.env, check=True, timeout=300)
 

@@ -25,7 +25,7 @@ for a in "$@"; do
 done
 case "$*" in
   *random-uuid*) echo "5599q8-JQzm8ywpw_Tya9Q" ;;
-  *kafka.Kafka*) echo "Kafka Server started" ;;
+  *kafka.Kafka*) echo "Kafka Server started"; exec sleep 300 ;;  # a broker runs until stopped
 esac
 """
 
