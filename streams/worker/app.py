@@ -30,18 +30,15 @@ from streams.config.settings import Settings
 from streams.kafka.client import new_producer, ssl_context
 from streams.kafka.read import KafkaFenceSource
 from streams.kafka.topics import TABLES, changelog_topic, device_topic, reroute_topic
-from streams.ops import gauges
+from streams.ops import exit_codes, gauges
 from streams.ops.faults import Faults
 from streams.ops.metrics import Metrics
-from streams.ops.supervisor import EXIT_REFUSED
-from streams.ops.watchdog import EXIT_STALLED, Watchdog
+from streams.ops.watchdog import Watchdog
 from streams.worker.consumer import Fetched, LeanConsumer, LeanTransport, RoutedChannel
 from streams.worker.local_state import close_on_revoke
 from streams.worker.ordering import InOrder
 from streams.worker.pipeline import Pipeline
 from streams.worker.restore import clear_end_signal_on_start
-
-EXIT_FAILED = 70  # EX_SOFTWARE: processing or a flush job failed; the supervisor starts a fresh worker
 
 log = logging.getLogger("vitals.app")
 
@@ -243,12 +240,12 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         fresh worker too: that stops, with the refusal in one line and an exit code the supervisor
         does not restart."""
         if isinstance(exc, SinkInvalid):
-            log.critical("stopping (exit code %d, not restarted): %s", EXIT_REFUSED, exc)
+            log.critical("stopping (exit code %d, not restarted): %s", exit_codes.REFUSED, exc)
             logging.shutdown()
-            os._exit(EXIT_REFUSED)
+            os._exit(exit_codes.REFUSED)
         log.critical("processing failed, exiting for a fresh worker: %r", exc, exc_info=exc)
         logging.shutdown()
-        os._exit(EXIT_FAILED)
+        os._exit(exit_codes.FAILED)
 
     pipeline.on_failed_job = die
 
@@ -311,10 +308,10 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
 
             log.error("watchdog: consumption stalled (%s); exiting with code %d for a fresh consumer",
                       ", ".join(f"{s.topic}[{s.partition}] committed {s.committed} < end {s.end} for "
-                                f"{s.since_s:.0f}s" for s in stalls[:5]), EXIT_STALLED)
+                                f"{s.since_s:.0f}s" for s in stalls[:5]), exit_codes.STALLED)
             dump(app, pipeline.state_lines())
             logging.shutdown()
-            os._exit(EXIT_STALLED)  # crash-only: the supervisor restarts us from committed offsets
+            os._exit(exit_codes.STALLED)  # crash-only: the supervisor restarts us from committed offsets
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:

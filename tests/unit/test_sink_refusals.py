@@ -33,7 +33,7 @@ from sinks.errors import ROW_REFUSALS, ClickHouseRefused, classify
 from streams.engine.partition import NATIVE_BUILT, activity_columns
 from streams.engine.state import UserState
 from streams.engine.store import StateStore
-from streams.ops.supervisor import EXIT_REFUSED
+from streams.ops.exit_codes import REFUSED as EXIT_REFUSED
 from streams.worker.refusals import MAX_DATE_DAY, DateOutOfRange, Refusals, activity_block
 
 SCHEMA = json.loads((SCHEMA_DIR / "dlq.schema.json").read_text())
