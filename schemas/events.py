@@ -187,7 +187,8 @@ def validate(obj: object, now_ms: int) -> Event:
     props = obj.get("props")
     if (props is not None or "props" in obj) and type(props) is not dict:  # an explicit null too
         raise _Bad(Reason.BAD_TYPE, "'props' must be an object")
-    return Event(obj["event_id"], obj["user_id"], etype, ts, app_id, device_id, amount, props)
+    # device_id and props are None when absent: Event types them without None on purpose (see there)
+    return Event(obj["event_id"], obj["user_id"], etype, ts, app_id, device_id, amount, props)  # type: ignore[arg-type]
 
 
 def _event_slices(value: bytes) -> list[bytes]:
@@ -253,7 +254,7 @@ def _decode_fast(value: bytes, now_ms: int) -> list[Event] | None:
         doc = _fast_decoder.decode(value)
     except Exception:  # any decode or validation error (and RecursionError, UnicodeDecodeError)
         return None
-    if type(doc) is list:
+    if isinstance(doc, list):  # an Event or a list of them
         events: list[Event] = doc
         if len(value) > MAX_EVENT_BYTES:
             try:

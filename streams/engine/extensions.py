@@ -116,4 +116,4 @@ def decoder(native: bool = BUILT) -> Callable[[bytes, int], list[Event] | None] 
         return None
     if _loaded is None:
         raise RuntimeError(MISSING)
-    return _loaded[1].decode  # type: ignore[no-any-return]
+    return _loaded[1].decode

@@ -79,7 +79,7 @@ def activity_columns(dirty_rows: dict[tuple[bytes, int, str, str, int], None], s
     the extension is built."""
     c = extensions.engine(native)
     if c is None:
-        return ActivityColumns.from_rows(activity_rows_py(dirty_rows, stores))  # type: ignore[arg-type]
+        return ActivityColumns.from_rows(activity_rows_py(dirty_rows, stores))
 
     def lookup(key: bytes, p: int) -> UserState | None:
         store = stores.get(p)
@@ -394,7 +394,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
         if self._c is None:
             return self.store.drain(self.position, prune)
         cutoffs = prune_cutoffs(*prune) if prune[0] >= 0 else None  # as StateStore.drain, its loop in C
-        return self._c.drain(self.store.dirty, self.store.data, self.position, cutoffs, encode,  # type: ignore[no-any-return]
+        return self._c.drain(self.store.dirty, self.store.data, self.position, cutoffs, encode,
                              self.store.sealed.seal, INLINE_IDS)
 
     def drain_meta(self) -> tuple[bytes, bytes] | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn, cast
 
 import faust
+from faust.tables.manager import TableManager
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
@@ -46,7 +47,7 @@ class FaustApp(faust.App):
     """Faust's app on :class:`streams.worker.consumer.LeanTransport`: the topics in ``lean_routes`` reach
     their agents a fetch at a time (see :mod:`streams.worker.consumer`)."""
 
-    lean_routes: dict[str, faust.ChannelT]
+    lean_routes: dict[str, RoutedChannel]
     _settled: asyncio.Event | None = None
     on_sigusr1: Callable[[], None] | None = None  # the operator's dump (see build_app)
 
@@ -197,8 +198,8 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
     pipeline = Pipeline(
         settings,
         partitions,
-        users.data,  # type: ignore[arg-type]
-        devices.data,  # type: ignore[arg-type]
+        users.data,
+        devices.data,
         (users.changelog_topic.get_topic_name(), devices.changelog_topic.get_topic_name()),
         ActivitySink(ch, cap),
         AlertSink(ch, cap),
@@ -253,15 +254,15 @@ def _tables(app: FaustApp, settings: Settings, partitions: int) -> tuple[Any, An
         if table.changelog_topic.get_topic_name() != changelog_topic(settings, name):  # created before start
             raise RuntimeError(f"Faust names the {name} changelog {table.changelog_topic.get_topic_name()!r}")
         close_on_revoke(table.data)
-    clear_end_signal_on_start(app.tables.recovery)  # see streams/worker/restore.py
+    clear_end_signal_on_start(cast(TableManager, app.tables).recovery)  # see streams/worker/restore.py
     return users, devices
 
 
 def _fetch_channels(app: FaustApp, settings: Settings, partitions: int) -> tuple[RoutedChannel, RoutedChannel]:
     """The source and device-observation topics, and the channels their fetches reach the agents on."""
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    source = app.topic(settings.events_topic, reroute_topic(settings), partitions=partitions, **raw)
-    device_obs = app.topic(device_topic(settings), partitions=partitions, **raw)
+    source, device_obs = (app.topic(*names, partitions=partitions, key_type=bytes, value_type=bytes,
+                                    key_serializer="raw", value_serializer="raw")
+                          for names in ((settings.events_topic, reroute_topic(settings)), (device_topic(settings),)))
     # the consumer subscribes to these topics and hands their records over a fetch at a time (to agents
     # whose queues a rebalance's end does not clear: streams/worker/consumer.py)
     user_fetches, device_fetches = (RoutedChannel(app, maxsize=settings.processing.fetch_queue) for _ in range(2))
@@ -372,13 +373,17 @@ def _rebalances_and_signals(app: FaustApp, pipeline: Pipeline, settings: Setting
     """Assignments and revokes to the pipeline, the SIGUSR1 dump, the pipeline stopped at shutdown."""
 
     @app.on_partitions_assigned.connect
-    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+    # a signal handler: (sender, /, *args, signal=..., **kwargs), as mode's SignalHandlerT types it; Faust
+    # sends the assigned and revoked partitions as the first positional argument
+    async def on_assigned(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        assigned: set[Any] = args[0]
         parts = {tp.partition for tp in assigned if tp.topic == settings.events_topic}
         log.info("assigned event partitions %s", sorted(parts))
         pipeline.on_assigned(parts)
 
     @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+    async def on_revoked(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        revoked: set[Any] = args[0]
         log.info("partitions revoked: %d; flushing", len(revoked))
         try:
             await pipeline.on_revoked()
@@ -394,5 +399,5 @@ def _rebalances_and_signals(app: FaustApp, pipeline: Pipeline, settings: Setting
     app.on_sigusr1 = sigusr1_dump
 
     @app.on_before_shutdown.connect
-    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+    async def on_shutdown(sender: Any, /, *args: Any, **kwargs: Any) -> None:
         await pipeline.stop()
