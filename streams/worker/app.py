@@ -138,25 +138,28 @@ class FaustSource:
     def queued_bytes(self) -> int:
         return queued_bytes(self.channels)
 
+    @property
+    def consumer(self) -> LeanConsumer:
+        return cast(LeanConsumer, self.app.consumer)  # the transport's (LeanTransport)
+
     def seeks(self) -> int:
-        return cast(LeanConsumer, self.app.consumer).seeks
+        return self.consumer.seeks
 
     async def start_offset(self, tp: tuple[str, int]) -> int:
         """Where a partition starts once a rebalance settled: the committed offset Faust sought to."""
-        consumer = self.app.consumer
-        committed = consumer._committed_offset.get(TP(*tp))  # type: ignore[attr-defined]
+        consumer = self.consumer
+        committed = consumer._committed_offset.get(TP(*tp))
         if committed is not None:
             return int(committed)
         earliest = await consumer.earliest_offsets(TP(*tp))  # nothing committed yet (or 0)
         return int(earliest.get(TP(*tp), 0) or 0)
 
     async def reseek(self) -> None:
-        await self.app.consumer.perform_seek()
+        await self.consumer.perform_seek()
 
     async def commit(self, offsets: dict[tuple[str, int], int]) -> bool:
         """Commit exactly these offsets (the pipeline's flushed positions), bypassing Faust's acks."""
-        consumer = self.app.consumer
-        return bool(await consumer._commit({TP(topic, p): o for (topic, p), o in offsets.items()}))  # type: ignore[attr-defined]
+        return bool(await self.consumer._commit({TP(topic, p): o for (topic, p), o in offsets.items()}))
 
     def failed(self, exc: BaseException) -> None:
         die(exc)
