@@ -12,6 +12,11 @@
  *
  * What it saves: msgspec makes a new str for every string of every event; here the values that
  * repeat (a message's user, its app and device, the event types) are made once and shared.
+ *
+ * Its Python twin: schemas/events.py, _decode_fast (msgspec's typed decoder and the same checks), then
+ * decode_message_reference; tests/unit/test_decode_native.py compares them. Loaded and configured once
+ * by streams/engine/extensions.py (the constants: schemas.events.decoder_constants), which hands its
+ * decode() to decode_message where processing.native_engine asks for it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any, NoReturn
@@ -186,7 +187,8 @@ def validate(obj: object, now_ms: int) -> Event:
     props = obj.get("props")
     if (props is not None or "props" in obj) and type(props) is not dict:  # an explicit null too
         raise _Bad(Reason.BAD_TYPE, "'props' must be an object")
-    return Event(obj["event_id"], obj["user_id"], etype, ts, app_id, device_id, amount, props)
+    # device_id and props are None when absent: Event types them without None on purpose (see there)
+    return Event(obj["event_id"], obj["user_id"], etype, ts, app_id, device_id, amount, props)  # type: ignore[arg-type]
 
 
 def _event_slices(value: bytes) -> list[bytes]:
@@ -252,7 +254,7 @@ def _decode_fast(value: bytes, now_ms: int) -> list[Event] | None:
         doc = _fast_decoder.decode(value)
     except Exception:  # any decode or validation error (and RecursionError, UnicodeDecodeError)
         return None
-    if type(doc) is list:
+    if isinstance(doc, list):  # an Event or a list of them
         events: list[Event] = doc
         if len(value) > MAX_EVENT_BYTES:
             try:
@@ -279,30 +281,28 @@ def _decode_fast(value: bytes, now_ms: int) -> list[Event] | None:
 _props_decoder = msgspec.json.Decoder(dict[str, Any])  # the C decoder's props: as the typed decoder reads them
 
 
-def _configure_native() -> Any:
-    try:
-        from schemas import _decode
-    except ImportError:  # not built: the msgspec path alone (a worker refuses to start, settings.py)
-        return None
-    _decode.configure({
+def decoder_constants() -> dict[str, Any]:
+    """What the C decoder (``schemas._decode``, its Python twin :func:`_decode_fast` then
+    :func:`decode_message_reference`) is configured with: the Event struct, the props decoder, the
+    limits; ``streams.engine.extensions`` loads and configures it."""
+    return {
         "Event": Event, "props": _props_decoder.decode, "default_app": "default", "limits": _STR_LIMITS | _OPT_LIMITS,
         "MIN_TS_MS": MIN_TS_MS, "MAX_FUTURE_MS": MAX_FUTURE_MS, "MAX_EVENT_BYTES": MAX_EVENT_BYTES,
         "MAX_BATCH_EVENTS": MAX_BATCH_EVENTS, "MAX_PAYMENT_AMOUNT": MAX_PAYMENT_AMOUNT,
-    })
-    return _decode
+    }
 
 
-_native = _configure_native()
-NATIVE_DECODER = _native is not None
+FirstDecoder = Callable[[bytes, int], "list[Event] | None"]  # the C decoder's decode(value, now_ms)
 
 
-def decode_message(value: bytes | None, now_ms: int, native: bool = NATIVE_DECODER
+def decode_message(value: bytes | None, now_ms: int, first: FirstDecoder | None = None
                    ) -> tuple[list[Event], list[Invalid]]:
-    """Decode one message value (an event or a batch of events). ``native``: try the C decoder
-    (schemas/_decode.c) first; it takes the messages written the usual way and leaves the rest here."""
+    """Decode one message value (an event or a batch of events). ``first``: the C decoder
+    (schemas/_decode.c, from ``streams.engine.extensions.decoder``) tried first; it takes the messages
+    written the usual way (None: the others) and leaves the rest here."""
     if value and len(value) <= MAX_BATCH_BYTES:
-        if native and _native is not None:  # a worker with native_engine refuses to start without it
-            events = _native.decode(value, now_ms)
+        if first is not None:
+            events = first(value, now_ms)
             if events is not None:
                 return events, []
         events = _decode_fast(value, now_ms)

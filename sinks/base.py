@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 Row = TypeVar("Row")
 
@@ -166,8 +166,14 @@ class TooManyRefused(SinkInvalid):
         self.name = last.name
 
 
+class Flushable(Protocol):
+    """What :func:`flush_with_retry` flushes: a sink, or a stand-in for one (a planned outage)."""
+
+    def flush(self) -> int: ...
+
+
 def flush_with_retry(
-    sink: BaseSink[Row],
+    sink: Flushable,
     policy: RetryPolicy,
     *,
     should_stop: Callable[[], bool] = lambda: False,

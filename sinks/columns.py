@@ -10,6 +10,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from sinks import native_format as native
 
@@ -29,8 +30,9 @@ ACTIVITY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("social", "UInt64"),
     ("complaints", "UInt64"),
 )
-_ENCODE = (native.strings, native.strings, native.date, *(native.uint64,) * 3, native.decimal128,
-           *(native.uint64,) * 3)
+# each column's encoder, in ACTIVITY_COLUMNS' order
+_ENCODE: tuple[Callable[[Sequence[Any]], bytes], ...] = (
+    native.strings, native.strings, native.date, *(native.uint64,) * 3, native.decimal128, *(native.uint64,) * 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,10 @@ class ActivityColumns:
         amounts = [int.from_bytes(self.values[6][i:i + 16], "little", signed=True)
                    for i in range(0, 16 * self.rows, 16)]
         counters += [amounts, *(_read_fixed("Q", v) for v in self.values[7:])]
-        return list(zip(apps, users, days, *counters, strict=True))  # type: ignore[arg-type]
+        return list(zip(apps, users, days, *counters, strict=True))
+
+
+_WORD_CODE: dict[str, Literal["H", "Q"]] = {"Date": "H", "UInt64": "Q", "Decimal(38, 6)": "Q"}  # array codes
 
 
 def _picker(data: bytes, type_name: str, n: int) -> Callable[[Sequence[int]], bytes]:
@@ -98,16 +103,16 @@ def _picker(data: bytes, type_name: str, n: int) -> Callable[[Sequence[int]], by
         items = [data[start:end] for start, _, end in _string_spans(data, n)]
         return lambda rows: b"".join(map(items.__getitem__, rows))
     # fixed width: the values as native words and back unchanged, so the byte order does not matter
-    code = {"Date": "H", "UInt64": "Q", "Decimal(38, 6)": "Q"}[type_name]
+    code = _WORD_CODE[type_name]
     words = memoryview(data).cast(code)
     if type_name != "Decimal(38, 6)":
-        return lambda rows: array(code, map(words.__getitem__, rows)).tobytes()
+        return lambda rows: array(code, [words[r] for r in rows]).tobytes()
     low, high = words[0::2], words[1::2]  # an Int128 is two words
 
     def pick_decimals(rows: Sequence[int]) -> bytes:
         out = array(code, bytes(16 * len(rows)))
-        out[0::2] = array(code, map(low.__getitem__, rows))
-        out[1::2] = array(code, map(high.__getitem__, rows))
+        out[0::2] = array(code, [low[r] for r in rows])
+        out[1::2] = array(code, [high[r] for r in rows])
         return out.tobytes()
 
     return pick_decimals

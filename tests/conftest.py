@@ -19,6 +19,15 @@ from streams.config.settings import Settings, load_settings
 from streams.devtools import local_kafka as localkafka
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that starts the local Kafka (the ``kafka_bootstrap`` fixture, also through ``deployment``)
+    carries the ``integration`` marker, so ``-m "not integration"`` never starts a broker."""
+    unmarked = [item.nodeid for item in items if "kafka_bootstrap" in getattr(item, "fixturenames", ())
+                and item.get_closest_marker("integration") is None]
+    if unmarked:
+        raise pytest.UsageError(f"tests that start Kafka without the integration marker: {', '.join(unmarked)}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -21,6 +21,7 @@ import sys
 
 from streams.config.private_files import private_process
 from streams.config.settings import ConfigError
+from streams.ops import exit_codes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +41,6 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"vitals: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return exit_codes.CONFIG
 
 

@@ -9,6 +9,7 @@ import sys
 import orjson
 
 from streams.config.settings import load_settings
+from streams.ops import exit_codes
 from streams.report.inspection import as_dict, find_user, print_text
 
 
@@ -18,7 +19,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         found = asyncio.run(find_user(settings, args.app, args.user_id, args.alerts))
     except LookupError as exc:
         print(f"vitals inspect: {exc}", file=sys.stderr)
-        return 1
+        return exit_codes.FAILED_COMMAND
     doc = as_dict(found, args.app, args.user_id, settings.rules_for(args.app).allowed_lateness_s * 1000)
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")

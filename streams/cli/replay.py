@@ -30,6 +30,7 @@ from streams.config.clickhouse_dsn import database_of, location, named_database,
 from streams.config.private_files import private_dir
 from streams.config.settings import ConfigError, Settings, load_settings, read_secret_file, redact_dsn
 from streams.kafka.offsets import end_offsets
+from streams.ops import exit_codes
 from streams.ops.metrics_snapshot import save_snapshot, snapshot_path
 
 
@@ -103,7 +104,7 @@ def run_replay(args: argparse.Namespace) -> int:
     total = sum(asyncio.run(end_offsets(settings.kafka, settings.events_topic)).values())
     if total == 0:
         print(f"vitals replay: {settings.events_topic} is empty, nothing to replay", file=sys.stderr)
-        return 1
+        return exit_codes.FAILED_COMMAND
     asyncio.run(prepare_topics(settings))
     log_path = Path(settings.data_dir) / "worker.log"
     print(

@@ -52,7 +52,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     vitals.faults.load()
     from sinks.base import SinkBackpressure, SinkInvalid
     from sinks.views import view_ddl
-    from streams.ops.supervisor import EXIT_REFUSED
+    from streams.ops import exit_codes
 
     vitals.clickhouse.extra_ddl = view_ddl(vitals.clickhouse.database)
     try:
@@ -60,8 +60,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except SinkBackpressure as exc:  # unavailable, not misconfigured: the sink retries with backoff
         log.warning("ClickHouse unavailable at startup (%s); writes will retry", type(exc.cause).__name__)
     except SinkInvalid as exc:  # refused credentials, grants: a fresh worker would be refused the same
-        log.critical("stopping (exit code %d, not restarted): %s", EXIT_REFUSED, exc)
-        return EXIT_REFUSED
+        log.critical("stopping (exit code %d, not restarted): %s", exit_codes.REFUSED, exc)
+        return exit_codes.REFUSED
     vitals.metrics.serve(settings.metrics_host, settings.metrics_port)
     vitals.metrics.up.set(1)
     from schemas.alerts import RULES
@@ -71,7 +71,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = Worker(vitals.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
     _tune_runtime(settings.processing, vitals.pipeline, vitals.metrics)
     worker.execute_from_commandline()
-    return 0
+    return exit_codes.OK
 
 
 def _tune_runtime(proc: ProcessingSettings, pipeline: Pipeline, metrics: Metrics) -> None:

@@ -20,6 +20,7 @@ import heapq
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import orjson
 
@@ -216,7 +217,7 @@ def _deliver(events: list[dict[str, object]], cfg: GenConfig, rng: random.Random
     """Order by event time with bounded disorder, batch per user, add faults."""
     keyed: list[tuple[int, int, dict[str, object]]] = []
     for i, ev in enumerate(events):
-        ts = int(ev["ts"])  # type: ignore[arg-type]
+        ts = int(cast(int, ev["ts"]))  # built by _event: an int
         jitter = rng.randint(0, cfg.disorder_ms)
         if rng.random() < cfg.too_late_rate:
             jitter += cfg.too_late_ms

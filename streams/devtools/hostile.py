@@ -38,6 +38,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 import orjson
 
@@ -203,7 +204,7 @@ def hostile_messages(cfg: GenConfig, live_end_ms: int, live_users: list[tuple[st
            for i, ts in enumerate(times)]
     for n, first in enumerate(range(0, len(hot), HOT_BATCH)):
         batch = hot[first : first + HOT_BATCH]
-        msg = out.send(batch, int(batch[-1]["ts"]) + 1_000)  # type: ignore[arg-type]
+        msg = out.send(batch, int(cast(int, batch[-1]["ts"])) + 1_000)
         if n == 2 or (n < 2 and first + HOT_BATCH >= len(hot)):  # the third (or the last of fewer)
             out.again(msg, msg.sort_ts + 10 * MINUTE_MS)
 
@@ -246,7 +247,7 @@ def hostile_messages(cfg: GenConfig, live_end_ms: int, live_users: list[tuple[st
              for i, ts in enumerate(_spread(rng, BURST_EVENTS, minute, MINUTE_MS - 1_000))]
     for first in range(0, len(burst), 60):
         part = burst[first : first + 60]
-        out.send(part, int(part[-1]["ts"]) + 500)  # type: ignore[arg-type]
+        out.send(part, int(cast(int, part[-1]["ts"])) + 500)
 
     # backfill: ten years of months, one batch per user and month, original record timestamps
     offline_day_ms = marks.offline_day * DAY_MS

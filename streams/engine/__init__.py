@@ -13,6 +13,10 @@
 * ``routing`` — a fetch's records decoded, validated and routed to their users' partitions
 * ``partitioner`` — Kafka's murmur2 partitioner: a user's or device's home partition
 * ``deepjson`` — JSON encoding without a nesting limit
+* ``firing`` — what an event fires on the spot (an episode ended, a burst), shared by both loops
+* ``extensions`` — the facade of the C extensions: loaded and configured once, ``BUILT``, and a table of
+  each C file, its Python twin and the test comparing them
 * ``c/`` — the C extension ``streams.engine._engine``: the per-event loop, the activity columns, the
-  changelog drain, the partitioner (Python where it is not built; ``processing.native_engine``)
+  changelog drain, the partitioner (the Python twins where it is not built or ``processing.native_engine``
+  is false)
 """

@@ -14,6 +14,8 @@ from __future__ import annotations
 import heapq
 
 NEVER = 1 << 62
+# the heap is compacted when it holds more than twice the live deadlines plus this (the C loop is told it)
+HEAP_SLACK = 1024
 
 
 class DeadlineIndex:
@@ -47,7 +49,7 @@ class DeadlineIndex:
         if old is not None and old < deadline:
             return  # the entry at ``old`` stands for it
         heap = self._heap
-        if len(heap) > 2 * len(deadlines) + 1024:
+        if len(heap) > 2 * len(deadlines) + HEAP_SLACK:
             self._compact()
         heapq.heappush(heap, (deadline, key))
         if deadline < self.next_at:

@@ -12,21 +12,17 @@ batches and ship what it leaves in :class:`Outputs`. Per event, in partition ord
 
 from __future__ import annotations
 
-import heapq
-from types import ModuleType
 from typing import ClassVar
 
 from xxhash import xxh3_64_intdigest
 
 from schemas import alerts as A
-from schemas.alerts import make_alert
 from schemas.dead_letters import DeadLetter
-from schemas.events import ENGAGEMENT_EXCLUDED, SOCIAL_TYPES, Event
+from schemas.events import ENGAGEMENT_EXCLUDED, Event
 from sinks.columns import ActivityColumns
-from streams.config.settings import RuleSettings
-from streams.engine import rules as R
+from streams.engine import extensions
 from streams.engine.dedup import INLINE_IDS
-from streams.engine.indexes import DeadlineIndex, LastActiveIndex
+from streams.engine.firing import TYPE_COUNTER, burst_alert, resolve
 from streams.engine.partition_indexes import (
     EPISODE_RULES,
     MAX_BATCH,
@@ -41,7 +37,6 @@ from streams.engine.partition_indexes import (
 )
 from streams.engine.state import (
     AMOUNT_MICROS,
-    COMPLAINTS,
     DAY_MS,
     DEVICE_LATE_DAYS,
     HOUR_MS,
@@ -68,11 +63,6 @@ from streams.engine.watermark import WatermarkActions
 __all__ = ["EPISODE_RULES", "MAX_BATCH", "NO_CAP", "DeadLetter", "MessageEvents", "Outputs", "RulesByApp", "StateStore",
            "UserPartition", "activity_columns", "event_json", "meta_key"]
 
-# counter index of each event type beyond EVENTS (payments also add their amount)
-TYPE_COUNTER = {"login": LOGINS, "payment": PAYMENTS, "content_post": POSTS, "complaint": COMPLAINTS,
-                **dict.fromkeys(SOCIAL_TYPES, SOCIAL)}
-
-
 _NO_STATE = UserState(first_ts=NONE)
 # one message's events for UserPartition.apply: source topic, offset, key, events (None: sent elsewhere),
 # the Kafka record's timestamp (epoch ms; negative: none, and stream time is not capped)
@@ -82,85 +72,42 @@ NO_CAP = (1 << 63) - 1  # the stream-time cap of a message without a record time
 LATE_BEYOND_STATE = "late:beyond_state"
 
 
-def resolve(alerts: list[A.Alert], state: UserState, ts: int, is_login: bool, app_id: str, user_id: str,
-            wm: int) -> None:
-    """A login (else an engagement) at ``ts`` ends the open absence episodes it can (R.on_activity)."""
-    for d in R.on_activity(state, ts, is_login, not is_login):
-        alerts.append(make_alert(d.status, d.rule, app_id, user_id, d.episode_start, wm, d.evidence))
-
-
-def burst_alert(alerts: list[A.Alert], state: UserState, ts: int, count: int, rules: RuleSettings, app_id: str,
-                user_id: str, wm: int) -> None:
-    """``count`` events in the minute of ``ts`` reach the burst threshold: the day's alert, once."""
-    d = R.burst_reached(state, ts, count, rules)
-    if d is not None:
-        alerts.append(make_alert("open", d.rule, app_id, user_id, d.episode_start, wm, d.evidence))
-
-
-def _configure_native() -> ModuleType | None:
-    """The C loop of :meth:`UserPartition.apply` (streams/engine/c/), told the struct types, the
-    constants and the Python functions it calls back; None when the extension is not built."""
-    try:
-        from streams.engine import _engine
-    except ImportError:
-        return None
-    _engine.configure({
-        "Event": Event, "UserState": UserState, "NONE": NONE, "LOGINS": LOGINS, "PAYMENTS": PAYMENTS,
-        "POSTS": POSTS, "SOCIAL": SOCIAL, "DAY_MS": DAY_MS, "HOUR_MS": HOUR_MS, "MINUTE_MS": MINUTE_MS,
-        "MAX_BATCH": MAX_BATCH, "DEVICE_LATE_DAYS": DEVICE_LATE_DAYS, "RUN_CHANGED": RUN_CHANGED,
-        "RUN_APPLIED": RUN_APPLIED, "RUN_LOGIN": RUN_LOGIN, "RUN_ENGAGE": RUN_ENGAGE, "RUN_FIRST": RUN_FIRST,
-        "RUN_ACTIVE": RUN_ACTIVE, "O_SHORT": OPEN_NO_LOGIN_SHORT, "O_INTER": OPEN_NO_INTERACTION,
-        "O_LONG": OPEN_NO_LOGIN_LONG,
-        "to_micros": to_micros, "resolve": resolve, "burst_alert": burst_alert, "TYPE_COUNTER": TYPE_COUNTER,
-        "ENGAGEMENT_EXCLUDED": ENGAGEMENT_EXCLUDED, "NO_COUNTS": NO_COUNTS, "NO_LOGIN_SHORT": A.NO_LOGIN_SHORT,
-        "NO_INTERACTION": A.NO_INTERACTION, "NO_LOGIN_LONG": A.NO_LOGIN_LONG, "DeadlineIndex": DeadlineIndex,
-        "LastActiveIndex": LastActiveIndex, "heappush": heapq.heappush,
-    })
-    return _engine
-
-
-_native = _configure_native()
-NATIVE_BUILT = _native is not None
-NATIVE_MISSING = ("the engine's C extension (streams/engine/c/) is not built: install vitals with pip (it needs a C "
-                  "compiler and Python's headers), or set processing.native_engine = false")
-
-
 def activity_columns(dirty_rows: dict[tuple[bytes, int, str, str, int], None], stores: dict[int, StateStore],
-                     native: bool = NATIVE_BUILT) -> ActivityColumns:
+                     native: bool = extensions.BUILT) -> ActivityColumns:
     """The ClickHouse rows of changed (user, day) counters (``store.activity_rows``) as Native-format
     columns, built in C without a Python object per row if ``native`` (processing.native_engine) and
     the extension is built."""
-    if not native or _native is None:
-        return ActivityColumns.from_rows(activity_rows_py(dirty_rows, stores))  # type: ignore[arg-type]
+    c = extensions.engine(native)
+    if c is None:
+        return ActivityColumns.from_rows(activity_rows_py(dirty_rows, stores))
 
     def lookup(key: bytes, p: int) -> UserState | None:
         store = stores.get(p)
         return store.get(key) if store is not None else None
 
-    rows, *values = _native.activity_columns(dirty_rows, {p: store.dirty for p, store in stores.items()}, lookup)
+    rows, *values = c.activity_columns(dirty_rows, {p: store.dirty for p, store in stores.items()}, lookup)
     return ActivityColumns(rows, tuple(values))
 
 
 class UserPartition(PartitionIndexes, WatermarkActions):
     """State and indexes of one partition of users, and the events applied to them."""
 
-    native_default: ClassVar[bool] = NATIVE_BUILT  # the C loop, where not chosen explicitly
+    native_default: ClassVar[bool] = extensions.BUILT  # the C loop, where not chosen explicitly
 
     def __init__(self, partition: int, store: StateStore, rules: RulesByApp, reroute_topic: str = "",
                  native: bool | None = None) -> None:
         super().__init__(partition, store, rules)
         self.reroute_topic = reroute_topic
         native = self.native_default if native is None else native
-        if native and _native is None:
-            raise RuntimeError(NATIVE_MISSING)
+        self._c = extensions.engine(native)  # None: the Python loop (RuntimeError: asked for, not built)
         self.native = native
 
     # ---- processing ----------------------------------------------------------------------
     def apply(self, messages: list[MessageEvents], out: Outputs) -> None:
         """Apply the events of ``messages`` in order (see :meth:`_apply_py`): in C when the
         extension is built and :attr:`native` is on, else in Python."""
-        if self.native:
-            _native.apply(self, messages, out)
+        if self._c is not None:
+            self._c.apply(self, messages, out)
         else:
             self._apply_py(messages, out)
 
@@ -444,10 +391,10 @@ class UserPartition(PartitionIndexes, WatermarkActions):
         """Changed user states (stamped with the current position), for the changelog; a hot user's
         sealed id segments before its state (None: a segment deleted)."""
         prune = (self.watermark, self.rules.keep_days, self.rules.max_dedup_ms, self.rules.lateness_ms)
-        if not self.native:
+        if self._c is None:
             return self.store.drain(self.position, prune)
         cutoffs = prune_cutoffs(*prune) if prune[0] >= 0 else None  # as StateStore.drain, its loop in C
-        return _native.drain(self.store.dirty, self.store.data, self.position, cutoffs, encode,  # type: ignore[no-any-return]
+        return self._c.drain(self.store.dirty, self.store.data, self.position, cutoffs, encode,
                              self.store.sealed.seal, INLINE_IDS)
 
     def drain_meta(self) -> tuple[bytes, bytes] | None:

@@ -1,11 +1,15 @@
 """Kafka's default partitioner (murmur2 on the key, as the Java client and aiokafka): the home partition
-of a user id or a device key. In C where the engine's extension is built (streams/engine/c/partitioner.c),
-else in Python (pure: no Kafka client)."""
+of a user id or a device key. In C (streams/engine/c/partitioner.c) where the extensions are built and
+``processing.native_engine`` asks for them (``native``), else in Python (pure: no Kafka client). The
+module-level :func:`home_partition` (tools, tests, the report) takes C where built: same result."""
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
+
+from streams.engine import extensions
 
 _WORDS = [struct.Struct(f"<{n}I").unpack_from for n in range(64)]
 
@@ -34,13 +38,7 @@ def murmur2_32_py(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
-try:
-    from streams.engine._engine import elsewhere as _elsewhere_c
-    from streams.engine._engine import home_partition as _home_c
-    from streams.engine._engine import murmur2 as murmur2_32
-except ImportError:  # the C extension is not built
-    murmur2_32 = murmur2_32_py
-    _home_c = _elsewhere_c = None
+murmur2_32: Callable[[bytes], int] = murmur2_32_py if not extensions.BUILT else extensions.engine().murmur2
 
 
 def home_partition(key: bytes, partitions: int) -> int:
@@ -48,18 +46,31 @@ def home_partition(key: bytes, partitions: int) -> int:
     return (murmur2_32(key) & 0x7FFFFFFF) % partitions
 
 
-class PartitionCache:
-    """user id -> home partition: murmur2 in C where the extension is built (no cache needed),
-    else cached (bounded), as murmur2 in pure Python costs microseconds."""
+def _home_partition_py(key: bytes, partitions: int) -> int:
+    return (murmur2_32_py(key) & 0x7FFFFFFF) % partitions
 
-    def __init__(self, partitions: int, limit: int = 1_000_000) -> None:
+
+def key_partitioner(native: bool = extensions.BUILT) -> Callable[[bytes, int], int]:
+    """(key, partitions) -> the key's partition: in C if ``native`` (processing.native_engine), else Python."""
+    return home_partition if native else _home_partition_py
+
+
+class PartitionCache:
+    """user id -> home partition: murmur2 in C if ``native`` (no cache needed), else cached (bounded), as
+    murmur2 in pure Python costs microseconds."""
+
+    def __init__(self, partitions: int, limit: int = 1_000_000, native: bool = extensions.BUILT) -> None:
         self.partitions = partitions
         self.limit = limit
         self._cache: dict[str, int] = {}
+        c = extensions.engine(native)  # None: Python (RuntimeError: asked for, not built)
+        self._home_c: Callable[[str, int], int] | None = None if c is None else c.home_partition
+        self._elsewhere_c: Callable[[list[Any], int, int], list[tuple[int, int]]] | None = (
+            None if c is None else c.elsewhere)
 
     def __call__(self, user_id: str) -> int:
-        if _home_c is not None:
-            return _home_c(user_id, self.partitions)
+        if self._home_c is not None:
+            return self._home_c(user_id, self.partitions)
         p = self._cache.get(user_id)
         if p is None:
             if len(self._cache) >= self.limit:
@@ -69,10 +80,9 @@ class PartitionCache:
 
     def elsewhere(self, events: list[Any], partition: int) -> list[tuple[int, int]]:
         """(index, home partition) of the events (``Event``, or None: skipped) of one message
-        whose user lives on another partition than ``partition``; the loop in C where built (the
-        C loop needs ``streams.engine.partition`` imported: it tells the extension the ``Event`` type)."""
-        if _elsewhere_c is not None:
-            return _elsewhere_c(events, partition, self.partitions)  # type: ignore[no-any-return]
+        whose user lives on another partition than ``partition``; the loop in C if ``native``."""
+        if self._elsewhere_c is not None:
+            return self._elsewhere_c(events, partition, self.partitions)
         out = []
         user: str | None = None
         p = partition

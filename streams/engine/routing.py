@@ -1,5 +1,6 @@
 """A fetch's records of the events and reroute topics, decoded and routed to the partition of
-users each event belongs to (pure: no Kafka, no state).
+users each event belongs to (:func:`route`), and applied there (:func:`apply_records`, the pipeline's one
+call per slice: the way down runs decode, route, apply, never back up). Pure: no Kafka.
 
 Invalid events become dead letters. An event whose user lives on another partition (a producer
 that keyed it wrongly) is sent there through the reroute topic. Either way its place in its
@@ -9,12 +10,13 @@ replay position and their dead letters' index are built from.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from schemas.dead_letters import DeadLetter
-from schemas.events import NATIVE_DECODER, Event, Invalid, decode_message
-from streams.engine.partition import MessageEvents, Outputs, event_json
+from schemas.events import Event, Invalid, decode_message
+from streams.engine import extensions
+from streams.engine.partition import MessageEvents, Outputs, UserPartition, event_json
 from streams.engine.store import internal_undecodable
 
 
@@ -38,19 +40,20 @@ class Homes(Protocol):
     def elsewhere(self, events: list[Any], partition: int) -> list[tuple[int, int]]: ...
 
 
-def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, native: bool = NATIVE_DECODER,
+def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, native: bool = extensions.BUILT,
           internal_topic: str = "") -> dict[int, list[MessageEvents]]:
     """Per source partition, its messages' events for ``UserPartition.apply``, in order; dead
-    letters, reroutes and their outcomes go to ``out``. ``native``: the C decoder first.
+    letters, reroutes and their outcomes go to ``out``. ``native`` (processing.native_engine): the C decoder first.
     ``now_ms``: the wall clock, for records without a timestamp. ``internal_topic`` (the reroute topic)
     holds only valid events vitals wrote: what does not decode there is dead-lettered as
     ``internal_undecodable``, the decoder's reason in its message."""
     per_partition: dict[int, list[MessageEvents]] = {}
+    first = extensions.decoder(native)
     for msg in records:
         # "too far in the future" is judged against the record's timestamp (SPEC section 1), so a
         # replay of history decides the same; the wall clock only for a record without one
         record_ts = msg.timestamp
-        decoded, invalid = decode_message(msg.value, record_ts if record_ts >= 0 else now_ms, native)
+        decoded, invalid = decode_message(msg.value, record_ts if record_ts >= 0 else now_ms, first)
         kept: list[Event | None] = decoded  # type: ignore[assignment]
         if invalid:
             internal = msg.topic == internal_topic
@@ -77,6 +80,18 @@ def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, nat
             messages = per_partition[partition] = []
         messages.append((msg.topic, msg.offset, msg.key, kept, record_ts))
     return per_partition
+
+
+def apply_records(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs,
+                  partitions: Mapping[int, UserPartition], native: bool = extensions.BUILT,
+                  internal_topic: str = "") -> None:
+    """A slice of a fetch's records decoded, routed (:func:`route`) and applied to their partitions
+    (``partitions``: each source partition's, built) in order; every output goes to ``out``."""
+    for p, messages in route(records, now_ms, home, out, native, internal_topic).items():
+        up = partitions[p]
+        before = len(out.alerts)
+        up.apply(messages, out)
+        up.count_episodes(out.alerts[before:])
 
 
 def _at_batch_index(events: list[Event], invalid: list[Invalid]) -> list[Event | None]:

@@ -115,13 +115,13 @@ def activity_rows(dirty_rows: Iterable[tuple[bytes, int, str, str, int]], stores
     states: dict[bytes, UserState] = {}
     for store in stores.values():  # the changed states of every partition, in one map
         states.update(store.dirty)
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     append = rows.append
     for key, day, app_id, user_id, p in dirty_rows:
         state = states.get(key)
         if state is None:  # unchanged (a replayed event re-writes its row): read it
-            store = stores.get(p)
-            state = store.get(key) if store is not None else None
+            held = stores.get(p)
+            state = held.get(key) if held is not None else None
             if state is None:
                 continue
         counters = state.days.get(day)

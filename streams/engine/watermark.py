@@ -4,6 +4,7 @@ days it closes, in time order (a mixin of ``UserPartition``, which holds the sta
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from schemas.alerts import make_alert
 from schemas.time_units import DAY_MS
@@ -26,7 +27,11 @@ class WatermarkActions:
     watch: set[bytes]  # users whose day rules may change with the state they have
     next_day_end: int
     position: int
-    watermark: int  # PartitionIndexes.watermark
+    if TYPE_CHECKING:
+
+        @property
+        def watermark(self) -> int: ...  # PartitionIndexes.watermark
+
     _next_deadline: Callable[[], int]
     _set_next_day_end: Callable[[], None]
 

@@ -32,7 +32,7 @@ async def read_since(kafka: KafkaSettings, topic: str, since_ms: int | None, per
         starts = await consumer.beginning_offsets(parts)
         if since_ms is not None:
             found = await consumer.offsets_for_times({tp: max(0, since_ms) for tp in parts})
-            starts = {tp: ends[tp] if found.get(tp) is None else found[tp].offset for tp in parts}  # type: ignore[union-attr]
+            starts = {tp: ends[tp] if found.get(tp) is None else found[tp].offset for tp in parts}
         remaining = set()
         for tp in parts:
             start = max(starts[tp], ends[tp] - per_partition)

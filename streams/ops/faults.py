@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from sinks.base import SinkBackpressure
+from streams.ops.exit_codes import KILLED
 
 log = logging.getLogger("vitals.faults")
 
@@ -88,6 +89,6 @@ class Faults:
         tmp.replace(self.path)
         log.warning("fault injection: dying at %r", point)
         if point == "clickhouse":  # die while the insert is running, not before it
-            threading.Timer(0.002, os._exit, (137,)).start()
+            threading.Timer(0.002, os._exit, (KILLED,)).start()
             return
-        os._exit(137)
+        os._exit(KILLED)

@@ -4,8 +4,8 @@ Crash-only recovery: whatever stops a worker (the lag watchdog's exit, a Faust c
 broker, an out-of-memory kill), a fresh process resumes from the committed offsets and the
 changelogs, so nothing is lost and nothing is counted twice. Configuration errors (exit 2) and a
 ClickHouse that refuses the sink's writes whatever the rows (exit 78: a table, grant or setting to
-fix; a fresh worker would fail the same way) are not retried. SIGTERM/SIGINT/SIGUSR1 are
-forwarded; if the supervisor itself dies, the kernel kills the child (PR_SET_PDEATHSIG), so a
+fix; a fresh worker would fail the same way) are not retried (the codes: ``streams.ops.exit_codes``).
+SIGTERM/SIGINT/SIGUSR1 are forwarded; if the supervisor itself dies, the kernel kills the child (PR_SET_PDEATHSIG), so a
 worker never outlives the process that was started.
 Kubernetes and compose restart the container too; the supervisor just makes it faster and
 keeps the metrics port and logs in one place.
@@ -22,11 +22,10 @@ import sys
 import time
 from collections.abc import Sequence
 
+from streams.ops.exit_codes import FINAL
+
 log = logging.getLogger("vitals.supervisor")
 
-EXIT_CONFIG = 2
-EXIT_REFUSED = 78  # EX_CONFIG: ClickHouse refuses the writes whatever the rows (streams/worker/app.py)
-FINAL = (0, EXIT_CONFIG, EXIT_REFUSED)  # exit codes a worker is not restarted after
 CHILD_ENV = "VITALS_SUPERVISED"
 PR_SET_PDEATHSIG = 1
 

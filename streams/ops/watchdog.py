@@ -6,7 +6,7 @@ keeps, per assigned topic partition, the committed offset and when it last moved
 is *stalled* when it has lag (end offset > committed) and its committed offset has not moved
 for ``stall_s`` seconds although the worker could have processed it: no rebalance in progress
 and no flush blocked on an unavailable sink (those are back-pressure, handled by retries).
-The worker then exits with :data:`EXIT_STALLED` and its supervisor starts a fresh one, which
+The worker then exits with ``streams.ops.exit_codes.STALLED`` and its supervisor starts a fresh one, which
 resumes from the committed offsets and the changelogs — crash-only recovery, nothing lost.
 
 Pure logic with an injected clock; the Kafka queries live in the caller.
@@ -17,8 +17,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-
-EXIT_STALLED = 75  # EX_TEMPFAIL: restart me
 
 TopicPartition = tuple[str, int]
 

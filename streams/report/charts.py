@@ -7,7 +7,7 @@ browser check can tell a chart that drew something from an empty one. An empty d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 PALETTE = ("#2563eb", "#16a34a", "#f59e0b", "#dc2626", "#7c3aed", "#0891b2", "#db2777", "#65a30d")
@@ -82,7 +82,7 @@ def _legend(names: Sequence[str], height: int = H) -> list[str]:
 def line_chart(
     title: str,
     labels: Sequence[str],
-    series: dict[str, Sequence[float | None]],
+    series: Mapping[str, Sequence[float | None]],
     *,
     percent: bool = False,
     threshold: float | None = None,
@@ -121,7 +121,8 @@ def line_chart(
     return _frame(title, body)
 
 
-def bar_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[float]], *, percent: bool = False) -> str:
+def bar_chart(title: str, labels: Sequence[str], series: Mapping[str, Sequence[float]], *,
+              percent: bool = False) -> str:
     """Stacked bars per x label, one colour per series."""
     totals = [sum(v[i] for v in series.values()) for i in range(len(labels))]
     if not labels or not series or max(totals, default=0) <= 0:
@@ -133,7 +134,7 @@ def bar_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[floa
     body = _y_axis(top, plot_h, percent)
     xs = [LEFT + slot * (i + 0.5) for i in range(len(labels))]
     for i, x in enumerate(xs):
-        y = TOP + plot_h
+        y: float = TOP + plot_h
         for k, values in enumerate(series.values()):
             h = plot_h * values[i] / top
             if h <= 0:

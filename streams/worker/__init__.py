@@ -1,7 +1,9 @@
 """A worker: the Faust app and the stages a fetch goes through until its offsets are committed.
 
-* ``app`` — the Faust app: topics, tables, thin agents, timers (``build_app``)
+* ``app`` — the Faust app: topics, tables, thin agents, timers (``build_app``), and ``FaustSource``
 * ``pipeline`` — ``Pipeline``: fetches in, per-partition engines, flush jobs out
+* ``source`` — ``Source``: what the pipeline needs from its consumer (commit, start offsets, seeks, failure
+  handling), handed to its constructor
 * ``partitions`` — the user partitions rebuilt from the recovered table, with the offset each resumes from
 * ``flush_jobs`` — a flush job's parts assembled from what processing produced (records, changelogs, offsets)
 * ``flush`` — ``Flusher``: a job made durable in order (Kafka, ClickHouse, changelogs), then committed

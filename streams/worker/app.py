@@ -17,9 +17,10 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import faust
+from faust.tables.manager import TableManager
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
@@ -30,18 +31,14 @@ from streams.config.settings import Settings
 from streams.kafka.client import new_producer, ssl_context
 from streams.kafka.read import KafkaFenceSource
 from streams.kafka.topics import TABLES, changelog_topic, device_topic, reroute_topic
-from streams.ops import gauges
+from streams.ops import exit_codes, gauges
 from streams.ops.faults import Faults
 from streams.ops.metrics import Metrics
-from streams.ops.supervisor import EXIT_REFUSED
-from streams.ops.watchdog import EXIT_STALLED, Watchdog
+from streams.ops.watchdog import Watchdog
 from streams.worker.consumer import Fetched, LeanConsumer, LeanTransport, RoutedChannel
 from streams.worker.local_state import close_on_revoke
-from streams.worker.ordering import InOrder
 from streams.worker.pipeline import Pipeline
 from streams.worker.restore import clear_end_signal_on_start
-
-EXIT_FAILED = 70  # EX_SOFTWARE: processing or a flush job failed; the supervisor starts a fresh worker
 
 log = logging.getLogger("vitals.app")
 
@@ -50,7 +47,7 @@ class FaustApp(faust.App):
     """Faust's app on :class:`streams.worker.consumer.LeanTransport`: the topics in ``lean_routes`` reach
     their agents a fetch at a time (see :mod:`streams.worker.consumer`)."""
 
-    lean_routes: dict[str, faust.ChannelT]
+    lean_routes: dict[str, RoutedChannel]
     _settled: asyncio.Event | None = None
     on_sigusr1: Callable[[], None] | None = None  # the operator's dump (see build_app)
 
@@ -127,19 +124,112 @@ def queued_bytes(channels: Iterable[Any]) -> int:
     return total
 
 
+class FaustSource:
+    """The pipeline's consumer side (:class:`streams.worker.source.Source`) on the Faust app's consumer."""
+
+    def __init__(self, app: FaustApp, channels: Sequence[Any], faults: Faults) -> None:
+        self.app = app
+        self.channels = channels  # the agents' fetch channels, whose queued bytes the memory budget counts
+        self.faults = faults
+
+    def accepting(self) -> bool:
+        return not self.app.rebalancing
+
+    def queued_bytes(self) -> int:
+        return queued_bytes(self.channels)
+
+    @property
+    def consumer(self) -> LeanConsumer:
+        return cast(LeanConsumer, self.app.consumer)  # the transport's (LeanTransport)
+
+    def seeks(self) -> int:
+        return self.consumer.seeks
+
+    async def start_offset(self, tp: tuple[str, int]) -> int:
+        """Where a partition starts once a rebalance settled: the committed offset Faust sought to."""
+        consumer = self.consumer
+        committed = consumer._committed_offset.get(TP(*tp))
+        if committed is not None:
+            return int(committed)
+        earliest = await consumer.earliest_offsets(TP(*tp))  # nothing committed yet (or 0)
+        return int(earliest.get(TP(*tp), 0) or 0)
+
+    async def reseek(self) -> None:
+        await self.consumer.perform_seek()
+
+    async def commit(self, offsets: dict[tuple[str, int], int]) -> bool:
+        """Commit exactly these offsets (the pipeline's flushed positions), bypassing Faust's acks."""
+        return bool(await self.consumer._commit({TP(topic, p): o for (topic, p), o in offsets.items()}))
+
+    def failed(self, exc: BaseException) -> None:
+        die(exc)
+
+
+def die(exc: BaseException) -> NoReturn:
+    """Crash-only: a failure inside processing or a flush job (not an outage: those are
+    retried) may have lost outputs of processed messages. Faust would restart the agent and
+    let later flushes commit past them; exiting makes the next worker process them again from
+    the committed offsets (the supervisor restarts it). But ClickHouse refusing the writes
+    whatever the rows (rows refused on their own are dead-lettered by the flush) would refuse a
+    fresh worker too: that stops, with the refusal in one line and an exit code the supervisor
+    does not restart."""
+    if isinstance(exc, SinkInvalid):
+        log.critical("stopping (exit code %d, not restarted): %s", exit_codes.REFUSED, exc)
+        logging.shutdown()
+        os._exit(exit_codes.REFUSED)
+    log.critical("processing failed, exiting for a fresh worker: %r", exc, exc_info=exc)
+    logging.shutdown()
+    os._exit(exit_codes.FAILED)
+
+
 def build_app(settings: Settings, partitions: int, metrics: Metrics | None = None) -> VitalsApp:
-    """Build (not start) the Faust app. No I/O here."""
+    """Build (not start) the Faust app: the app, its tables and topics, the pipeline, its agents and timers.
+    No I/O here."""
     ProducerBuffer.max_messages = 10_000  # a class attribute in Faust (see NOTES), not a setting
     metrics = metrics or Metrics()
-    data_dir = Path(settings.data_dir)
+    proc = settings.processing
+    app = _faust_app(settings, partitions)
+    users, devices = _tables(app, settings, partitions)
+    user_fetches, device_fetches = _fetch_channels(app, settings, partitions)
+    faults = Faults.from_env(os.environ)
+    _recovery_faults((users, devices), faults)
+    ch = ClickHouse(
+        settings.effective_clickhouse_dsn, ca_cert=settings.clickhouse_ca, verify=settings.clickhouse_verify
+    )
+    cap = proc.sink_buffer_cap_rows
+    metrics.buffer_cap.set(cap)
+    pipeline = Pipeline(
+        settings,
+        partitions,
+        users.data,
+        devices.data,
+        (users.changelog_topic.get_topic_name(), devices.changelog_topic.get_topic_name()),
+        ActivitySink(ch, cap),
+        AlertSink(ch, cap),
+        metrics,
+        lambda: new_producer(settings.kafka),
+        FaustSource(app, (user_fetches, device_fetches), faults),
+        # a job's raw messages: below flush_max_rows (<= cap) when a flush is due, plus the fetch
+        # that got them there
+        raw_sink=RawSink(ch, cap + proc.batch_max_messages) if settings.clickhouse_raw_messages else None,
+        late_sink=LateSink(ch, cap),
+        fence_source=KafkaFenceSource(settings),
+    )
+    _agents(app, pipeline, metrics, user_fetches, device_fetches)
+    _timers(app, pipeline, settings, metrics, ch)
+    _rebalances_and_signals(app, pipeline, settings)
+    return VitalsApp(app, pipeline, metrics, ch, faults)
+
+
+def _faust_app(settings: Settings, partitions: int) -> FaustApp:
     proc = settings.processing
     store = "memory://" if proc.store == "memory" else "rocksdb://"  # a database per table partition in datadir
-    app = FaustApp(
+    return FaustApp(
         settings.app_id,
         broker=[f"kafka://{hp.strip()}" for hp in settings.kafka.bootstrap.split(",")],
         broker_credentials=_credentials(settings),
         store=store,
-        datadir=str(data_dir / "faust"),
+        datadir=str(Path(settings.data_dir) / "faust"),
         topic_partitions=partitions,
         topic_replication_factor=settings.kafka.replication_factor,
         web_enabled=False,
@@ -157,73 +247,51 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         stream_wait_empty=False,
         logging_config=None,
     )
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+def _tables(app: FaustApp, settings: Settings, partitions: int) -> tuple[Any, Any]:
+    """The users and devices tables (encoded state; the pipeline writes their changelogs)."""
     users, devices = tables = [app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes)
                                for name in TABLES]
     for name, table in zip(TABLES, tables, strict=True):
         if table.changelog_topic.get_topic_name() != changelog_topic(settings, name):  # created before start
             raise RuntimeError(f"Faust names the {name} changelog {table.changelog_topic.get_topic_name()!r}")
         close_on_revoke(table.data)
-    clear_end_signal_on_start(app.tables.recovery)  # see streams/worker/restore.py
-    source = app.topic(settings.events_topic, reroute_topic(settings), partitions=partitions, **raw)
-    device_obs = app.topic(device_topic(settings), partitions=partitions, **raw)
+    clear_end_signal_on_start(cast(TableManager, app.tables).recovery)  # see streams/worker/restore.py
+    return users, devices
+
+
+def _fetch_channels(app: FaustApp, settings: Settings, partitions: int) -> tuple[RoutedChannel, RoutedChannel]:
+    """The source and device-observation topics, and the channels their fetches reach the agents on."""
+    source, device_obs = (app.topic(*names, partitions=partitions, key_type=bytes, value_type=bytes,
+                                    key_serializer="raw", value_serializer="raw")
+                          for names in ((settings.events_topic, reroute_topic(settings)), (device_topic(settings),)))
     # the consumer subscribes to these topics and hands their records over a fetch at a time (to agents
     # whose queues a rebalance's end does not clear: streams/worker/consumer.py)
-    user_fetches, device_fetches = (RoutedChannel(app, maxsize=proc.fetch_queue) for _ in range(2))
+    user_fetches, device_fetches = (RoutedChannel(app, maxsize=settings.processing.fetch_queue) for _ in range(2))
     app.lean_routes = {t: user_fetches for t in source.topics} | {t: device_fetches for t in device_obs.topics}
     for topic in (source, device_obs):
         app.topics.add(topic)
+    return user_fetches, device_fetches
 
-    ch = ClickHouse(
-        settings.effective_clickhouse_dsn, ca_cert=settings.clickhouse_ca, verify=settings.clickhouse_verify
-    )
-    cap = proc.sink_buffer_cap_rows
-    metrics.buffer_cap.set(cap)
-    pipeline = Pipeline(
-        settings,
-        partitions,
-        users.data,  # type: ignore[arg-type]
-        devices.data,  # type: ignore[arg-type]
-        (users.changelog_topic.get_topic_name(), devices.changelog_topic.get_topic_name()),
-        ActivitySink(ch, cap),
-        AlertSink(ch, cap),
-        metrics,
-        lambda: new_producer(settings.kafka),
-        # a job's raw messages: below flush_max_rows (<= cap) when a flush is due, plus the fetch
-        # that got them there
-        raw_sink=RawSink(ch, cap + proc.batch_max_messages) if settings.clickhouse_raw_messages else None,
-        late_sink=LateSink(ch, cap),
-        fence_source=KafkaFenceSource(settings),
-    )
 
-    async def commit(offsets: dict[tuple[str, int], int]) -> bool:
-        """Commit exactly these offsets (the pipeline's flushed positions), bypassing Faust's acks."""
-        return bool(await app.consumer._commit({TP(topic, p): o for (topic, p), o in offsets.items()}))
+def _recovery_faults(tables: Sequence[Any], faults: Faults) -> None:
+    """Crash points of the fault tests, also while tables recover."""
+    if faults.path is None:
+        return
+    for table in tables:
+        apply_batch = table.apply_changelog_batch
 
-    pipeline.flusher.commit_offsets = commit
+        def recovering(batch: Any, _apply: Any = apply_batch) -> None:
+            faults.hit("recovery")
+            _apply(batch)
 
-    async def start_offset(tp: tuple[str, int]) -> int:
-        """Where a partition starts once a rebalance settled: the committed offset Faust sought to."""
-        committed = app.consumer._committed_offset.get(TP(*tp))
-        if committed is not None:
-            return int(committed)
-        earliest = await app.consumer.earliest_offsets(TP(*tp))  # nothing committed yet (or 0)
-        return int(earliest.get(TP(*tp), 0) or 0)
+        table.apply_changelog_batch = recovering
 
-    pipeline.order = InOrder(start_offset, seeks=lambda: cast(LeanConsumer, app.consumer).seeks)
-    pipeline.accepting = lambda: not app.rebalancing
-    pipeline.queued_bytes = lambda: queued_bytes((user_fetches, device_fetches))
-    pipeline.reseek = lambda: app.consumer.perform_seek()
-    pipeline.faults = pipeline.flusher.faults = faults = Faults.from_env(os.environ)
-    if faults.path is not None:  # crash points of the fault tests, also while tables recover
-        for table in (users, devices):
-            apply_batch = table.apply_changelog_batch
 
-            def recovering(batch: Any, _apply: Any = apply_batch) -> None:
-                faults.hit("recovery")
-                _apply(batch)
-
-            table.apply_changelog_batch = recovering  # type: ignore[method-assign]
+def _agents(app: FaustApp, pipeline: Pipeline, metrics: Metrics, user_fetches: RoutedChannel,
+            device_fetches: RoutedChannel) -> None:
+    """Thin agents: each current fetch to the pipeline; any failure is fatal (:func:`die`)."""
 
     async def current(fetched: Fetched) -> bool:
         """Whether a fetch is of the current consumer generation, once a rebalance in progress has
@@ -233,24 +301,6 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
             return True
         metrics.stale_dropped.inc(len(fetched.records))
         return False
-
-    def die(exc: BaseException) -> None:
-        """Crash-only: a failure inside processing or a flush job (not an outage: those are
-        retried) may have lost outputs of processed messages. Faust would restart the agent and
-        let later flushes commit past them; exiting makes the next worker process them again from
-        the committed offsets (the supervisor restarts it). But ClickHouse refusing the writes
-        whatever the rows (rows refused on their own are dead-lettered by the flush) would refuse a
-        fresh worker too: that stops, with the refusal in one line and an exit code the supervisor
-        does not restart."""
-        if isinstance(exc, SinkInvalid):
-            log.critical("stopping (exit code %d, not restarted): %s", EXIT_REFUSED, exc)
-            logging.shutdown()
-            os._exit(EXIT_REFUSED)
-        log.critical("processing failed, exiting for a fresh worker: %r", exc, exc_info=exc)
-        logging.shutdown()
-        os._exit(EXIT_FAILED)
-
-    pipeline.on_failed_job = die
 
     def fetch_agent(handle: Callable[[Sequence[Any], int], Awaitable[None]]) -> Callable[[faust.StreamT[Fetched]], Any]:
         """A thin agent: each current fetch's records (and seek count) to ``handle``; any failure is fatal."""
@@ -267,6 +317,11 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
 
     app.agent(user_fetches, name="ingest")(fetch_agent(pipeline.on_user_batch))
     app.agent(device_fetches, name="device_farm")(fetch_agent(pipeline.on_device_batch))
+
+
+def _timers(app: FaustApp, pipeline: Pipeline, settings: Settings, metrics: Metrics, ch: ClickHouse) -> None:
+    """The flush timer, the gauges and the lag watchdog."""
+    proc = settings.processing
 
     @app.timer(interval=max(0.05, proc.flush_interval_s / 4))
     async def flush_timer() -> None:
@@ -311,19 +366,27 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
 
             log.error("watchdog: consumption stalled (%s); exiting with code %d for a fresh consumer",
                       ", ".join(f"{s.topic}[{s.partition}] committed {s.committed} < end {s.end} for "
-                                f"{s.since_s:.0f}s" for s in stalls[:5]), EXIT_STALLED)
+                                f"{s.since_s:.0f}s" for s in stalls[:5]), exit_codes.STALLED)
             dump(app, pipeline.state_lines())
             logging.shutdown()
-            os._exit(EXIT_STALLED)  # crash-only: the supervisor restarts us from committed offsets
+            os._exit(exit_codes.STALLED)  # crash-only: the supervisor restarts us from committed offsets
+
+
+def _rebalances_and_signals(app: FaustApp, pipeline: Pipeline, settings: Settings) -> None:
+    """Assignments and revokes to the pipeline, the SIGUSR1 dump, the pipeline stopped at shutdown."""
 
     @app.on_partitions_assigned.connect
-    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+    # a signal handler: (sender, /, *args, signal=..., **kwargs), as mode's SignalHandlerT types it; Faust
+    # sends the assigned and revoked partitions as the first positional argument
+    async def on_assigned(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        assigned: set[Any] = args[0]
         parts = {tp.partition for tp in assigned if tp.topic == settings.events_topic}
         log.info("assigned event partitions %s", sorted(parts))
         pipeline.on_assigned(parts)
 
     @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+    async def on_revoked(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        revoked: set[Any] = args[0]
         log.info("partitions revoked: %d; flushing", len(revoked))
         try:
             await pipeline.on_revoked()
@@ -339,7 +402,5 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
     app.on_sigusr1 = sigusr1_dump
 
     @app.on_before_shutdown.connect
-    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+    async def on_shutdown(sender: Any, /, *args: Any, **kwargs: Any) -> None:
         await pipeline.stop()
-
-    return VitalsApp(app, pipeline, metrics, ch, faults)

@@ -86,7 +86,7 @@ class Fetched:
     size: int = 0  # bytes, as the memory budget counts them (streams/worker/budget.py)
 
 
-class RoutedChannel(faust.Channel):  # type: ignore[type-arg]
+class RoutedChannel(faust.Channel):
     """A channel of fetches whose agents' queues the app's flow control does not clear when it resumes
     (Faust's channels are cleared then, to drop what was queued before a rebalance)."""
 
@@ -229,7 +229,7 @@ class LeanConsumer(faust_aiokafka.Consumer):
         if uncommitted:
             thread = self._thread
             try:
-                await thread.call_thread(seek_to_start, thread._ensure_consumer(), uncommitted)  # type: ignore[attr-defined]
+                await thread.call_thread(seek_to_start, thread._ensure_consumer(), uncommitted)
             except IllegalStateError:  # revoked meanwhile: its next owner starts from "earliest"
                 self.log.info("partitions revoked before their seek to the beginning")
         read_offset.update(

@@ -54,7 +54,8 @@ class InFlight:
         self.failed_to_send = self.failed_to_send or other.failed_to_send
 
 
-async def send_records(producer: AIOKafkaProducer, records: Sequence[OutRecord]) -> InFlight:
+async def send_records(producer: AIOKafkaProducer, records: Sequence[OutRecord],
+                       partition_of: Callable[[bytes, int], int] = home_partition) -> InFlight:
     """Hand records to the producer in per-partition batches; a send that raises a retriable
     error leaves its records in the result without a future, to be re-sent by :func:`deliver`.
     A keyed record without a partition goes where the producer's default partitioner would put
@@ -69,7 +70,7 @@ async def send_records(producer: AIOKafkaProducer, records: Sequence[OutRecord])
             if topic not in counts:  # asked once per topic and call, also when it fails
                 counts[topic] = await _partition_count(producer, topic)
             if counts[topic]:
-                partition = home_partition(key, counts[topic])
+                partition = partition_of(key, counts[topic])
         if partition is None:  # unkeyed, or no metadata (the send fails and is retried by ``deliver``)
             await _send_one(producer, record, inflight)
             continue
@@ -132,6 +133,7 @@ async def deliver(
     should_stop: Callable[[], bool] = lambda: False,
     on_retry: Callable[[int, BaseException], None] = lambda attempt, exc: None,
     rng: random.Random | None = None,
+    partition_of: Callable[[bytes, int], int] = home_partition,
 ) -> dict[tuple[str, int], int]:
     """Wait until every record in flight is acknowledged, re-sending failed batches; return the
     last offset acknowledged per (topic, partition).
@@ -169,4 +171,4 @@ async def deliver(
         on_retry(attempt, last)
         await asyncio.sleep(policy.delay(attempt, rng))
         attempt += 1
-        inflight = await send_records(await producer(), failed)
+        inflight = await send_records(await producer(), failed, partition_of)

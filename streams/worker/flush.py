@@ -38,6 +38,7 @@ from sinks.base import Refused, RetryPolicy, flush_with_retry
 from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
 from sinks.columns import ActivityColumns
 from sinks.late import ColdEvent, LateSink
+from streams.engine.partitioner import home_partition
 from streams.engine.store import Outputs
 from streams.ops.faults import OUTAGES, Faults
 from streams.ops.metrics import Metrics
@@ -84,6 +85,11 @@ class Flusher:
         record: Callable[[Outputs], None],
         clock: Callable[[], float] = time.time,
         late_sink: LateSink | None = None,
+        *,
+        commit_offsets: Callable[[dict[TopicPartition, int]], Awaitable[bool]] | None = None,
+        faults: Faults | None = None,
+        refusals: Refusals | None = None,
+        partition_of: Callable[[bytes, int], int] = home_partition,
     ) -> None:
         self.metrics = metrics
         self.activity = activity
@@ -102,9 +108,10 @@ class Flusher:
         self._producer_factory = producer_factory
         self._producer: AIOKafkaProducer | None = None
         self.stopping = False
-        self.faults = Faults()  # crash points of the fault-injection tests; inert by default
-        self.commit_offsets: Callable[[dict[TopicPartition, int]], Awaitable[bool]] | None = None
-        self.refusals: Refusals | None = None  # set by the pipeline: refused rows to dead-letter records
+        self.faults = faults or Faults()  # crash points of the fault-injection tests; inert by default
+        self.commit_offsets = commit_offsets  # the consumer's commit (None: a job with offsets fails)
+        self.refusals = refusals  # refused rows to dead-letter records (None: a refusal fails the job)
+        self.partition_of = partition_of  # a keyed record's partition (Kafka's default partitioner)
         self.started: float | None = None  # set while a job runs (maybe retrying)
         self.flushes = 0
         self.commits = 0
@@ -126,7 +133,7 @@ class Flusher:
         if not records:
             return InFlight()
         try:
-            return await send_records(await self.producer(), records)
+            return await send_records(await self.producer(), records, self.partition_of)
         except KafkaError as exc:
             if not retriable(exc):
                 raise
@@ -140,7 +147,7 @@ class Flusher:
                         len(inflight), type(exc).__name__)
 
         return await deliver(self.producer, inflight, self.retry, should_stop=lambda: self.stopping,
-                             on_retry=on_retry)
+                             on_retry=on_retry, partition_of=self.partition_of)
 
     # ---- jobs -----------------------------------------------------------------------------
     async def stop(self) -> None:

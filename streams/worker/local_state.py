@@ -48,7 +48,7 @@ class RocksPartition(MutableMapping[bytes, bytes]):
         value = self.get(key)
         if value is None:
             raise KeyError(key)
-        return value  # type: ignore[no-any-return]
+        return value
 
     def get(self, key: bytes, default: Any = None) -> Any:
         if self.pending:
@@ -107,7 +107,7 @@ class LocalTable:
                 part = self._partitions[partition] = RocksPartition(self.store, partition)
             return part
         data = getattr(self.store, "data", None)
-        return data if type(data) is dict else self.store  # type: ignore[no-any-return]
+        return data if type(data) is dict else self.store
 
     def keys(self, partition: int, home: Any) -> list[bytes]:
         """Keys of user records on ``partition`` (records whose key starts with a NUL byte are metadata)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 
 from aiokafka import AIOKafkaProducer
 
@@ -24,8 +24,8 @@ from sinks.late import LateSink
 from streams.config.settings import Settings
 from streams.engine.devices import DevicePartition, decoded_observations
 from streams.engine.partition import Outputs, RulesByApp, StateStore, UserPartition, activity_columns
-from streams.engine.partitioner import PartitionCache
-from streams.engine.routing import SLICE_BYTES, route, slices
+from streams.engine.partitioner import PartitionCache, key_partitioner
+from streams.engine.routing import SLICE_BYTES, apply_records, slices
 from streams.kafka.topics import device_topic, reroute_topic
 from streams.ops.metrics import AppLabels, Metrics
 from streams.ops.paced_gc import PacedCollector
@@ -38,6 +38,7 @@ from streams.worker.local_state import LocalTable
 from streams.worker.ordering import InOrder
 from streams.worker.partitions import fence_partitions, partition_keys, resume_offsets
 from streams.worker.refusals import Refusals, activity_block
+from streams.worker.source import Source
 
 log = logging.getLogger("vitals.pipeline")
 
@@ -54,6 +55,7 @@ class Pipeline:
         alert_sink: AlertSink,
         metrics: Metrics,
         producer_factory: Callable[[], AIOKafkaProducer],
+        source: Source,
         clock: Callable[[], float] = time.time,
         raw_sink: RawSink | None = None,
         late_sink: LateSink | None = None,
@@ -72,8 +74,9 @@ class Pipeline:
         self.clock = clock
         self.rules = RulesByApp(settings)
         self.app_label = AppLabels(settings.apps)  # metric label values of app ids (bounded)
-        self.home = PartitionCache(partitions)  # user id -> partition
-        self.device_home = PartitionCache(partitions)  # device key (app id, SEP, device id) -> partition
+        native = settings.processing.native_engine  # the C extensions, or their Python twins
+        self.home = PartitionCache(partitions, native=native)  # user id -> partition
+        self.device_home = PartitionCache(partitions, native=native)  # device key (app id, SEP, device id) -> partition
         self.users: dict[int, UserPartition] = {}
         self.devices: dict[int, DevicePartition] = {}
         self.assigned: set[int] = set()
@@ -84,30 +87,27 @@ class Pipeline:
         self.budget = MemoryBudget(settings.processing.memory_budget_mb * MB)
         metrics.memory_budget_bytes.set(self.budget.limit)
         self.pending_bytes = 0
-        self.queued_bytes: Callable[[], int] = lambda: 0  # set by the app: bytes of the fetches queued
+        # the consumer side (streams/worker/source.py): commits, start offsets, seeks, failure handling
+        self.source = source
         self.alerts_inflight = InFlight()
         self.alert_started: list[tuple[float, int]] = []  # batch start, alerts sent from it
         self.batch_started: list[float] = []
         self.last_flush = clock()
         self.lock = asyncio.Lock()
         self.job: asyncio.Future[None] | None = None  # the flush job running in the background
-        # a job that failed (not a retriable outage: those are retried inside it) lost outputs of
-        # processed messages; the app exits the worker so they are processed again from the
-        # committed offsets. Without an app, the failure is raised by the next flush.
-        self.on_failed_job: Callable[[BaseException], None] = lambda exc: None
+        self.faults = source.faults  # crash points of the fault-injection tests; inert by default
         self.flusher = Flusher(
             metrics, activity, alert_sink, raw_sink, producer_factory,
             (self.user_table, self.device_table),
             RetryPolicy(settings.processing.sink_retry_initial_s, settings.processing.sink_retry_max_s),
             self._record, clock, late_sink,
+            commit_offsets=source.commit, faults=source.faults,
+            refusals=Refusals(settings.dlq_topic, (settings.events_topic, reroute_topic(settings)),
+                              device_topic(settings), self.home, self.device_home),
+            partition_of=key_partitioner(native),
         )
-        self.faults = self.flusher.faults  # crash points of the fault-injection tests; inert by default
-        self.flusher.refusals = Refusals(settings.dlq_topic, (settings.events_topic, reroute_topic(settings)),
-                                         device_topic(settings), self.home, self.device_home)
-        # set by the app: messages are taken per partition in offset order, once per generation
-        self.order: InOrder | None = None
-        self.accepting: Callable[[], bool] = lambda: True  # False while a rebalance settles
-        self.reseek: Callable[[], Awaitable[None]] | None = None  # seek the consumer to the committed offsets
+        # messages are taken per partition in offset order, once per consumer generation
+        self.order = InOrder(source.start_offset, seeks=source.seeks)
         self.collector: PacedCollector | None = None  # set by the worker with processing.gc_paced
         # alerts a replay fires again that are on the alerts topic already (streams/worker/fence.py), read from
         # ``fence_source``; None: no fence (every replayed alert is sent again)
@@ -146,8 +146,7 @@ class Pipeline:
         self.assigned = set(partitions)
         self.fence.forget(self.assigned)
         self.metrics.assigned.set(len(self.assigned))
-        if self.order is not None:
-            self.order.new_generation()
+        self.order.new_generation()
 
     async def _build_partitions(self, events: Sequence[Message]) -> None:
         """Rebuild the indexes of every assigned partition (and of any this batch is from) not
@@ -191,9 +190,7 @@ class Pipeline:
     async def _in_order(self, events: Sequence[Message], seeks: int) -> tuple[Sequence[Message], bool]:
         """The messages to process now (see :mod:`streams.worker.ordering`) and whether to seek afterwards."""
         order = self.order
-        if order is None:
-            return events, False
-        if not self.accepting():  # fetched before the rebalance's seek: they come again after it
+        if not self.source.accepting():  # fetched before the rebalance's seek: they come again after it
             self.metrics.stale_dropped.inc(len(events))
             return [], False
         before = order.dropped
@@ -209,10 +206,9 @@ class Pipeline:
         """Make everything processed durable and committed, then have the consumer fetch again
         from the committed offsets (after a gap: the missing range comes again, in order)."""
         await self.flush()
-        gaps = ", ".join(f"{t}[{p}]" for t, p in sorted(self.order.asked)) if self.order else ""
+        gaps = ", ".join(f"{t}[{p}]" for t, p in sorted(self.order.asked))
         log.info("a gap in the offsets of %s: seeking back to the committed offsets", gaps or "a partition")
-        if self.reseek is not None:
-            await self.reseek()
+        await self.source.reseek()
 
     async def on_user_batch(self, events: Sequence[Message], seeks: int) -> None:
         """One fetch of the events and reroute topics; ``seeks``: the consumer's seek count when the
@@ -242,16 +238,11 @@ class Pipeline:
 
     async def _user_slice(self, events: Sequence[Message]) -> None:
         started = self.clock()
-        now_ms = int(started * 1000)
         out = self.out
         n_alerts = len(out.alerts)
-        routed = route(events, now_ms, self.home, out, self.settings.processing.native_engine,
-                       reroute_topic(self.settings))
-        for p, messages in routed.items():
-            up = self.users[p]
-            before = len(out.alerts)
-            up.apply(messages, out)
-            up.count_episodes(out.alerts[before:])
+        # decoded, routed to their users' partitions and applied there (the engine: one way down)
+        apply_records(events, int(started * 1000), self.home, out, self.users,
+                      self.settings.processing.native_engine, reroute_topic(self.settings))
         out.messages += len(events)
         self.pending.extend(events)
         self.pending_bytes += message_bytes(events)
@@ -306,7 +297,7 @@ class Pipeline:
     def _held(self) -> MemoryBudget:
         """The memory budget with what is held now (streams/worker/budget.py), shown as a gauge."""
         budget = self.budget
-        budget.fetched = self.queued_bytes()
+        budget.fetched = self.source.queued_bytes()
         budget.processed = self.pending_bytes + OUTPUT_BYTES * self.buffered()
         self.metrics.memory_budget_ratio.set(budget.ratio)
         return budget
@@ -358,7 +349,9 @@ class Pipeline:
             self._collect()
         if job.cancelled() or job.exception() is None or self.flusher.stopping:
             return
-        self.on_failed_job(job.exception())  # type: ignore[arg-type]
+        exc = job.exception()
+        if exc is not None:
+            self.source.failed(exc)  # outputs of processed messages may be lost: the app exits the worker
 
     def _take_job(self) -> FlushJob | None:
         """Everything produced since the last job, in its final form (its parts: streams/worker/flush_jobs.py);

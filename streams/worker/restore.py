@@ -74,6 +74,7 @@ class BulkRestore:
             recovery.flush_buffers()
             recovery._set_recovery_ended()
             recovery.signal_recovery_end.set()
+            assert self.started is not None  # set with the first partition restored
             log.info("restored %d changelog records a fetch at a time in %.2fs", self.records,
                      time.monotonic() - self.started)
             self.records, self.started = 0, None

@@ -7,10 +7,13 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.worker.consumer import ActiveView, seek_to_start
+
+pytestmark = pytest.mark.integration
 
 
 async def _with_topic(bootstrap: str, body: Callable[[str, AIOKafkaConsumer], Awaitable[None]]) -> None:

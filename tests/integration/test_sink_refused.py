@@ -27,7 +27,7 @@ from streams.devtools.worker_process import stop_worker, wait_for_lag_zero
 from streams.engine.partitioner import PartitionCache
 from streams.kafka.client import new_producer, start_admin
 from streams.kafka.topics import prepare_topics
-from streams.ops.supervisor import EXIT_REFUSED
+from streams.ops.exit_codes import REFUSED as EXIT_REFUSED
 from tests.conftest import Deployment, free_port
 from tests.faultcheck import write_config
 from tests.integration.test_faults import metric, poll, scrape

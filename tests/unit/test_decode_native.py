@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import events as E
-from schemas.events import NATIVE_DECODER, decode_message, decode_message_reference
+from schemas.events import decode_message, decode_message_reference
+from streams.engine import extensions
 from tests.garbage import GOOD_TEMPLATE, NOW_MS, garbage_values
 from tests.garbage import events as event_docs
 
@@ -19,7 +20,9 @@ DIFF = settings(max_examples=300, deadline=None,
 
 
 def native(value: bytes) -> list[E.Event] | None:
-    return E._native.decode(value, NOW_MS)
+    decode = extensions.decoder()  # RuntimeError where the extensions are not built
+    assert decode is not None
+    return decode(value, NOW_MS)
 
 
 def _event(e: E.Event) -> str:
@@ -38,7 +41,7 @@ def assert_agrees(value: bytes) -> bool:
 
 
 def test_built() -> None:
-    assert NATIVE_DECODER, "pip install builds schemas/_decode.c"
+    assert extensions.BUILT, "pip install builds schemas/_decode.c"
 
 
 @DIFF
@@ -158,7 +161,7 @@ GOOD = orjson.dumps(GOOD_TEMPLATE)[:-1]  # an event without its closing brace
 def test_leaves_to_the_reference(raw: bytes) -> None:
     """Messages C does not take (None); decode_message still gives the reference's answer."""
     assert native(raw) is None
-    assert decode_message(raw, NOW_MS) == decode_message(raw, NOW_MS, native=False)
+    assert decode_message(raw, NOW_MS, extensions.decoder()) == decode_message(raw, NOW_MS)
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from schemas.events import Event
 from sinks.columns import ActivityColumns
 from streams.config.settings import load_settings
+from streams.engine import extensions
 from streams.engine.partition import (
-    NATIVE_BUILT,
     MessageEvents,
     Outputs,
     RulesByApp,
@@ -69,7 +69,7 @@ def run(native: bool, batches: list[list[MessageEvents]], rules: RulesByApp, rep
 
 
 def test_extension_is_built() -> None:
-    assert NATIVE_BUILT, "pip install builds streams/engine/c/"
+    assert extensions.BUILT, "pip install builds streams/engine/c/"
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

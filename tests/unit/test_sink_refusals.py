@@ -30,10 +30,11 @@ from sinks.base import (
 from sinks.clickhouse import ActivitySink
 from sinks.columns import ActivityColumns, ActivityRow
 from sinks.errors import ROW_REFUSALS, ClickHouseRefused, classify
-from streams.engine.partition import NATIVE_BUILT, activity_columns
+from streams.engine import extensions
+from streams.engine.partition import activity_columns
 from streams.engine.state import UserState
 from streams.engine.store import StateStore
-from streams.ops.supervisor import EXIT_REFUSED
+from streams.ops.exit_codes import REFUSED as EXIT_REFUSED
 from streams.worker.refusals import MAX_DATE_DAY, DateOutOfRange, Refusals, activity_block
 
 SCHEMA = json.loads((SCHEMA_DIR / "dlq.schema.json").read_text())
@@ -161,7 +162,7 @@ def dirty_store(rows: list[ActivityRow]) -> tuple[dict[tuple[bytes, int, str, st
     return dirty, store
 
 
-@pytest.mark.parametrize("native", [False, True] if NATIVE_BUILT else [False])
+@pytest.mark.parametrize("native", [False, True] if extensions.BUILT else [False])
 def test_a_day_no_clickhouse_date_holds_is_refused_before_the_insert(native: bool) -> None:
     far = (ROW[0], "u2", MAX_DATE_DAY + 20_000, *ROW[3:])  # year 2204: a clock as far as its record's
     dirty, store = dirty_store([ROW, far, (ROW[0], "u3", MAX_DATE_DAY, *ROW[3:])])

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from sinks.base import BatchingSink, SinkBackpressure
 from sinks.columns import ActivityColumns, ActivityRow
-from streams.engine.partition import NATIVE_BUILT, activity_columns
+from streams.engine import extensions
+from streams.engine.partition import activity_columns
 from streams.engine.state import UserState
 from streams.engine.store import StateStore, activity_rows
 
@@ -90,7 +91,7 @@ def states(rows: list[ActivityRow]) -> tuple[dict[tuple[bytes, int, str, str, in
     return dirty, store
 
 
-@pytest.mark.skipif(not NATIVE_BUILT, reason="the engine's C extension is not built")
+@pytest.mark.skipif(not extensions.BUILT, reason="the engine's C extension is not built")
 @given(rows_strategy)
 def test_c_builds_what_python_builds(rows: list[ActivityRow]) -> None:
     dirty, store = states(rows)
@@ -99,7 +100,7 @@ def test_c_builds_what_python_builds(rows: list[ActivityRow]) -> None:
     assert python == ActivityColumns.from_rows(activity_rows(dirty, {0: store}))  # type: ignore[arg-type]
 
 
-@pytest.mark.skipif(not NATIVE_BUILT, reason="the engine's C extension is not built")
+@pytest.mark.skipif(not extensions.BUILT, reason="the engine's C extension is not built")
 def test_c_refuses_what_python_refuses() -> None:
     for bad in [("a", "u", 0x10000, *ROW[3:]), (*ROW[:3], -1, *ROW[4:]), (*ROW[:6], 2**127, *ROW[7:])]:
         dirty, store = states([bad])  # type: ignore[list-item]
@@ -108,7 +109,7 @@ def test_c_refuses_what_python_refuses() -> None:
                 activity_columns(dirty, {0: store}, native=native)
 
 
-@pytest.mark.skipif(not NATIVE_BUILT, reason="the engine's C extension is not built")
+@pytest.mark.skipif(not extensions.BUILT, reason="the engine's C extension is not built")
 def test_rows_of_unchanged_states_are_read_from_the_store_and_missing_ones_skipped() -> None:
     dirty, store = states([ROW])
     key = next(iter(store.dirty))

@@ -10,7 +10,7 @@
 
 PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3) return PyErr_Format(PyExc_TypeError, "apply(partition, messages, out)");
-    if (EventType == NULL) return PyErr_Format(PyExc_RuntimeError, "vitals._engine: configure() first");
+    if (EventType == NULL) return PyErr_Format(PyExc_RuntimeError, "streams.engine._engine: configure() first");
     PyObject *self = args[0], *messages = args[1], *out = args[2];
     if (!PyList_Check(messages)) return PyErr_Format(PyExc_TypeError, "apply: messages must be a list");
 

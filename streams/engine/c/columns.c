@@ -78,7 +78,7 @@ enum { C_APP, C_USER, C_DAY, C_EVENTS, N_COLUMNS = C_EVENTS + 7 }; /* then the d
 
 PyObject *activity_columns(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3) return PyErr_Format(PyExc_TypeError, "activity_columns(dirty_rows, dirty, lookup)");
-    if (StateType == NULL) return PyErr_Format(PyExc_RuntimeError, "vitals._engine: configure() first");
+    if (StateType == NULL) return PyErr_Format(PyExc_RuntimeError, "streams.engine._engine: configure() first");
     PyObject *dirty_rows = args[0], *dirty = args[1], *lookup = args[2];
     if (!PyDict_Check(dirty_rows) || !PyDict_Check(dirty))
         return PyErr_Format(PyExc_TypeError, "activity_columns: a dict of rows and a dict of changed states");

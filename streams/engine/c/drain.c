@@ -44,7 +44,7 @@ static int dict_slot(PyObject *state, Py_ssize_t off, PyObject **out) {
     *out = slot(state, off);
     if (*out == NULL) return -1;
     if (!PyDict_Check(*out)) {
-        PyErr_SetString(PyExc_TypeError, "vitals._engine: a UserState map must be a dict");
+        PyErr_SetString(PyExc_TypeError, "streams.engine._engine: a UserState map must be a dict");
         return -1;
     }
     return 0;
@@ -93,7 +93,7 @@ static int prune_below(PyObject *state, long long day, long long hour, long long
     PyObject *bd = slot(state, S_burst_days);
     if (bd == NULL) return -1;
     if (!PyTuple_Check(bd)) {
-        PyErr_SetString(PyExc_TypeError, "vitals._engine: UserState.burst_days must be a tuple");
+        PyErr_SetString(PyExc_TypeError, "streams.engine._engine: UserState.burst_days must be a tuple");
         return -1;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(bd), n_kept = 0;
@@ -123,7 +123,7 @@ PyObject *drain(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     /* drain(dirty, data, position, cutoffs | None, encode, seal, inline_ids): StateStore.drain's loop */
     if (nargs != 7 || !PyDict_Check(args[0]))
         return PyErr_Format(PyExc_TypeError, "drain(dirty: dict, data, position, cutoffs, encode, seal, inline_ids)");
-    if (StateType == NULL) return PyErr_Format(PyExc_RuntimeError, "vitals._engine: configure() first");
+    if (StateType == NULL) return PyErr_Format(PyExc_RuntimeError, "streams.engine._engine: configure() first");
     PyObject *dirty = args[0], *data = args[1], *position = args[2], *cutoffs = args[3], *encode = args[4];
     PyObject *seal = args[5], *cutoff_hour = Py_None;
     long long inline_ids;

@@ -21,7 +21,8 @@ extern PyObject *s_rules, *s_meta, *s_store, *s_reroute_topic, *s_dirty_rows, *s
     *s_advance, *s_count, *s_cold_event, *s_compact, *s_touched, *s_dirty, *s_last_active, *k_short,
     *k_inter, *k_long;
 extern long long LOGINS, PAYMENTS, POSTS, SOCIAL, DAY_MS, HOUR_MS, MINUTE_MS, MAX_BATCH, DEVICE_LATE_DAYS,
-    RUN_CHANGED, RUN_APPLIED, RUN_LOGIN, RUN_ENGAGE, RUN_FIRST, RUN_ACTIVE, O_SHORT, O_INTER, O_LONG;
+    RUN_CHANGED, RUN_APPLIED, RUN_LOGIN, RUN_ENGAGE, RUN_FIRST, RUN_ACTIVE, O_SHORT, O_INTER, O_LONG, HEAP_SLACK;
+extern char KEY_SEP; /* state.SEP: between a key's app id and user id */
 #define NONE (-1LL)
 
 /* ---- small helpers ----------------------------------------------------------------------- */
@@ -32,7 +33,7 @@ static inline long long floordiv(long long a, long long b) { /* Python's floor d
 
 static inline PyObject *slot(PyObject *o, Py_ssize_t off) { /* borrowed */
     PyObject *v = *(PyObject **)((char *)o + off);
-    if (v == NULL) PyErr_SetString(PyExc_AttributeError, "vitals._engine: unset struct field");
+    if (v == NULL) PyErr_SetString(PyExc_AttributeError, "streams.engine._engine: unset struct field");
     return v;
 }
 
@@ -64,7 +65,7 @@ static inline int i64(PyObject *o, long long *out) {
     int overflow;
     long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
     if (overflow) {
-        PyErr_SetString(PyExc_OverflowError, "vitals._engine: an integer beyond 64 bits");
+        PyErr_SetString(PyExc_OverflowError, "streams.engine._engine: an integer beyond 64 bits");
         return -1;
     }
     if (v == -1 && PyErr_Occurred()) return -1;

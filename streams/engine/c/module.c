@@ -10,7 +10,20 @@
  * taken from their member descriptors by configure(): the same storage their attribute access
  * uses. Tests run the engine both ways and compare each with the batch oracle.
  *
- * The files: module.c (this: the configuration and the module), apply.c (the loop), run.c (what a
+ * Loaded and configured once, by streams/engine/extensions.py (the facade: every constant, type and
+ * callback below comes from Python through configure(); processing.native_engine picks C or Python).
+ *
+ *   C file          Python twin (the same algorithm)                       test comparing them (tests/unit/)
+ *   module.c        streams/engine/extensions.py (configure), firing.py    test_extensions.py (ATTRIBUTES below)
+ *   apply.c         partition.py UserPartition._apply_py                   test_engine_native.py, test_hot_keys.py
+ *   run.c           partition.py _end_run, indexes.py DeadlineIndex.set,   test_engine_native.py
+ *                   state.py user_key
+ *   columns.c       store.py activity_rows, sinks/columns.py ActivityColumns test_sinks.py, test_engine_native.py
+ *   drain.c         store.py StateStore.drain                              test_engine_native.py
+ *   partitioner.c   partitioner.py murmur2_32_py, PartitionCache           test_partitioner.py
+ *   (schemas/_decode.c, the decoder's first pass: schemas/events.py _decode_fast; test_decode_native.py)
+ *
+ * What they hold: module.c (this: the configuration and the module), apply.c (the loop), run.c (what a
  * run of one user's events writes: the day's counters, the absence deadlines, the run's end),
  * columns.c (a flush's ClickHouse rows as Native columns), drain.c (a flush's changed states),
  * partitioner.c (Kafka's murmur2 partitioner, the routing's search for mis-keyed events).
@@ -32,7 +45,33 @@ PyObject *s_rules, *s_meta, *s_store, *s_reroute_topic, *s_dirty_rows, *s_alerts
     *s_advance, *s_count, *s_cold_event, *s_compact, *s_touched, *s_dirty, *s_last_active, *k_short,
     *k_inter, *k_long;
 long long LOGINS, PAYMENTS, POSTS, SOCIAL, DAY_MS, HOUR_MS, MINUTE_MS, MAX_BATCH, DEVICE_LATE_DAYS,
-    RUN_CHANGED, RUN_APPLIED, RUN_LOGIN, RUN_ENGAGE, RUN_FIRST, RUN_ACTIVE, O_SHORT, O_INTER, O_LONG;
+    RUN_CHANGED, RUN_APPLIED, RUN_LOGIN, RUN_ENGAGE, RUN_FIRST, RUN_ACTIVE, O_SHORT, O_INTER, O_LONG, HEAP_SLACK;
+char KEY_SEP;
+
+/* Every attribute the C code reads, writes or calls by name, interned at import, and the Python object it
+   is on (exported as ATTRIBUTES: tests/unit/test_extensions.py checks each exists there). */
+static const struct {
+    PyObject **var;
+    const char *name, *owner;
+} NAMES[] = {
+    {&s_rules, "rules", "UserPartition"}, {&s_meta, "meta", "UserPartition"}, {&s_store, "store", "UserPartition"},
+    {&s_reroute_topic, "reroute_topic", "UserPartition"}, {&s_deadlines, "deadlines", "UserPartition"},
+    {&s_partition, "partition", "UserPartition"}, {&s_position, "position", "UserPartition"},
+    {&s_meta_dirty, "meta_dirty", "UserPartition"}, {&s_next_day_end, "next_day_end", "UserPartition"},
+    {&s_sealed_seen, "_sealed_seen", "UserPartition"}, {&s_set_next_day_end, "_set_next_day_end", "UserPartition"},
+    {&s_advance, "advance", "UserPartition"}, {&s_count, "_count", "UserPartition"},
+    {&s_cold_event, "_cold_event", "UserPartition"}, {&s_touched, "touched", "UserPartition"},
+    {&s_last_active, "last_active", "UserPartition"},
+    {&s_dirty_rows, "dirty_rows", "Outputs"}, {&s_alerts, "alerts", "Outputs"}, {&s_device_obs, "device_obs", "Outputs"},
+    {&s_stream_time, "stream_time", "PartitionMeta"}, {&s_closed_day, "closed_day", "PartitionMeta"},
+    {&s_lateness_ms, "lateness_ms", "RulesByApp"}, {&s_skew_ms, "skew_ms", "RulesByApp"},
+    {&s_periods, "periods", "RulesByApp"},
+    {&s_retention, "retention_days_needed", "RuleSettings"}, {&s_horizon_s, "dedup_horizon_s", "RuleSettings"},
+    {&s_burst, "burst_events_per_minute", "RuleSettings"},
+    {&s_get, "get", "StateStore"}, {&s_dirty, "dirty", "StateStore"},
+    {&s_compact, "_compact", "DeadlineIndex"},
+};
+#define N_NAMES ((Py_ssize_t)(sizeof(NAMES) / sizeof(NAMES[0])))
 
 static Py_ssize_t member_offset(PyTypeObject *type, const char *name) {
     PyObject *d = PyDict_GetItemString(type->tp_dict, name);
@@ -51,7 +90,7 @@ static Py_ssize_t member_offset(PyTypeObject *type, const char *name) {
 static int const_i64(PyObject *consts, const char *name, long long *out) {
     PyObject *v = PyDict_GetItemString(consts, name);
     if (v == NULL) {
-        PyErr_Format(PyExc_KeyError, "vitals._engine.configure: missing %s", name);
+        PyErr_Format(PyExc_KeyError, "streams.engine._engine.configure: missing %s", name);
         return -1;
     }
     return i64(v, out);
@@ -60,7 +99,7 @@ static int const_i64(PyObject *consts, const char *name, long long *out) {
 static int const_obj(PyObject *consts, const char *name, PyObject **out) {
     PyObject *v = PyDict_GetItemString(consts, name);
     if (v == NULL) {
-        PyErr_Format(PyExc_KeyError, "vitals._engine.configure: missing %s", name);
+        PyErr_Format(PyExc_KeyError, "streams.engine._engine.configure: missing %s", name);
         return -1;
     }
     Py_INCREF(v);
@@ -99,8 +138,12 @@ PyObject *configure(PyObject *mod, PyObject *consts) {
 #define CI(var) if (const_i64(consts, #var, &var) < 0) return NULL
     CI(LOGINS); CI(PAYMENTS); CI(POSTS); CI(SOCIAL); CI(DAY_MS); CI(HOUR_MS); CI(MINUTE_MS); CI(MAX_BATCH);
     CI(DEVICE_LATE_DAYS); CI(RUN_CHANGED); CI(RUN_APPLIED); CI(RUN_LOGIN); CI(RUN_ENGAGE); CI(RUN_FIRST);
-    CI(RUN_ACTIVE); CI(O_SHORT); CI(O_INTER); CI(O_LONG);
+    CI(RUN_ACTIVE); CI(O_SHORT); CI(O_INTER); CI(O_LONG); CI(HEAP_SLACK);
 #undef CI
+    PyObject *sep = PyDict_GetItemString(consts, "KEY_SEP");
+    if (sep == NULL || !PyUnicode_Check(sep) || PyUnicode_GET_LENGTH(sep) != 1 || PyUnicode_READ_CHAR(sep, 0) >= 0x80)
+        return PyErr_Format(PyExc_ValueError, "streams.engine._engine.configure: KEY_SEP must be one ASCII character");
+    KEY_SEP = (char)PyUnicode_READ_CHAR(sep, 0);
     if (const_i64(consts, "NONE", &(long long){0}) < 0 || PyLong_AsLongLong(PyDict_GetItemString(consts, "NONE"))
         != NONE) return PyErr_Format(PyExc_ValueError, "configure: NONE must be -1");
 #define CO(var, name) if (const_obj(consts, name, &var) < 0) return NULL
@@ -205,18 +248,21 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "streams.engine._engine", NULL, -1, methods};
 
 PyMODINIT_FUNC PyInit__engine(void) {
-#define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
-    INTERN(s_rules, "rules"); INTERN(s_meta, "meta"); INTERN(s_store, "store"); INTERN(s_reroute_topic, "reroute_topic");
-    INTERN(s_dirty_rows, "dirty_rows"); INTERN(s_alerts, "alerts"); INTERN(s_device_obs, "device_obs");
-    INTERN(s_deadlines, "deadlines"); INTERN(s_partition, "partition"); INTERN(s_position, "position");
-    INTERN(s_stream_time, "stream_time"); INTERN(s_closed_day, "closed_day"); INTERN(s_meta_dirty, "meta_dirty");
-    INTERN(s_next_day_end, "next_day_end"); INTERN(s_lateness_ms, "lateness_ms"); INTERN(s_skew_ms, "skew_ms"); INTERN(s_sealed_seen, "_sealed_seen");
-    INTERN(s_retention, "retention_days_needed"); INTERN(s_horizon_s, "dedup_horizon_s");
-    INTERN(s_burst, "burst_events_per_minute"); INTERN(s_periods, "periods"); INTERN(s_get, "get");
-    INTERN(s_set_next_day_end, "_set_next_day_end"); INTERN(s_advance, "advance");
-    INTERN(s_count, "_count"); INTERN(s_compact, "_compact"); INTERN(s_touched, "touched");
-    INTERN(s_dirty, "dirty"); INTERN(s_last_active, "last_active");
-    INTERN(s_cold_event, "_cold_event");
-#undef INTERN
-    return PyModule_Create(&module);
+    PyObject *attributes = PyTuple_New(N_NAMES);
+    if (attributes == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < N_NAMES; i++) {
+        if ((*NAMES[i].var = PyUnicode_InternFromString(NAMES[i].name)) == NULL) goto fail;
+        PyObject *pair = Py_BuildValue("(ss)", NAMES[i].name, NAMES[i].owner);
+        if (pair == NULL) goto fail;
+        PyTuple_SET_ITEM(attributes, i, pair);
+    }
+    PyObject *mod = PyModule_Create(&module);
+    if (mod == NULL || PyModule_AddObject(mod, "ATTRIBUTES", attributes) < 0) {
+        Py_XDECREF(mod);
+        goto fail;
+    }
+    return mod;
+fail:
+    Py_DECREF(attributes);
+    return NULL;
 }

@@ -53,7 +53,7 @@ PyObject *elsewhere(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     /* elsewhere(events, partition, partitions): PartitionCache.elsewhere's loop */
     if (nargs != 3 || !PyList_Check(args[0]))
         return PyErr_Format(PyExc_TypeError, "elsewhere(events: list, partition, partitions)");
-    if (EventType == NULL) return PyErr_Format(PyExc_RuntimeError, "vitals._engine: configure() first");
+    if (EventType == NULL) return PyErr_Format(PyExc_RuntimeError, "streams.engine._engine: configure() first");
     long partition = PyLong_AsLong(args[1]), partitions = PyLong_AsLong(args[2]);
     if ((partition == -1 || partitions == -1) && PyErr_Occurred()) return NULL;
     if (partitions < 1) return PyErr_Format(PyExc_ValueError, "elsewhere: partitions must be >= 1");

@@ -36,7 +36,7 @@ int day_load(PyObject *state, DayCounts *c, long long day, PyObject *day_obj) {
         t = no_counts;
     }
     if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 7) {
-        PyErr_SetString(PyExc_TypeError, "vitals._engine: a day's counters must be a 7-tuple");
+        PyErr_SetString(PyExc_TypeError, "streams.engine._engine: a day's counters must be a 7-tuple");
         return -1;
     }
     if (i64(PyTuple_GET_ITEM(t, 0), &c->n) < 0 || i64(PyTuple_GET_ITEM(t, 1), &c->logins) < 0
@@ -48,7 +48,7 @@ int day_load(PyObject *state, DayCounts *c, long long day, PyObject *day_obj) {
     return 0;
 }
 
-PyObject *make_user_key(PyObject *app, PyObject *user) { /* state.user_key: app \x1f user, UTF-8 */
+PyObject *make_user_key(PyObject *app, PyObject *user) { /* state.user_key: app KEY_SEP user, UTF-8 */
     Py_ssize_t n_app, n_user;
     const char *c_app = PyUnicode_AsUTF8AndSize(app, &n_app);
     if (c_app == NULL) return NULL;
@@ -58,7 +58,7 @@ PyObject *make_user_key(PyObject *app, PyObject *user) { /* state.user_key: app 
     if (key == NULL) return NULL;
     char *p = PyBytes_AS_STRING(key);
     memcpy(p, c_app, (size_t)n_app);
-    p[n_app] = '\x1f';
+    p[n_app] = KEY_SEP;
     memcpy(p + n_app + 1, c_user, (size_t)n_user);
     return key;
 }
@@ -112,7 +112,7 @@ static int deadline_set(PyObject *ix, PyObject *key, long long deadline) {
     PyObject *heap = slot(ix, D_heap);
     if (heap == NULL) goto fail;
     Py_INCREF(heap); /* the heap read before a compaction, as in Python (the new one holds the entry) */
-    if (PyList_GET_SIZE(heap) > 2 * PyDict_GET_SIZE(deadlines) + 1024) {
+    if (PyList_GET_SIZE(heap) > 2 * PyDict_GET_SIZE(deadlines) + HEAP_SLACK) {
         PyObject *r = PyObject_CallMethodNoArgs(ix, s_compact);
         if (r == NULL) { Py_DECREF(heap); goto fail; }
         Py_DECREF(r);
