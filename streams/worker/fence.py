@@ -18,12 +18,14 @@ Never a lost alert: only alerts read back from the topic are held back. Bounded:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import orjson
+from aiokafka.errors import KafkaError
 from xxhash import xxh3_128_intdigest
 
 from schemas.alerts import Alert
@@ -113,31 +115,60 @@ class AlertFence:
 
 
 class ReplayFence:
-    """The fence of one worker: read when partitions are built, emptied when their replay is over,
-    and the stamp each flush job writes into the partitions' meta records."""
+    """The fence of one worker: read in the background when partitions are built (processing goes on;
+    an alert to send waits for it), emptied when their replay is over, and the stamp each flush job
+    writes into the partitions' meta records."""
 
     def __init__(self, source: FenceSource | None, cap: int = FENCE_MAX) -> None:
         self.source = source  # None: no fence (every replayed alert is sent again)
         self.alerts = AlertFence(cap)
         self.replay_ends: dict[TopicPartition, int] = {}  # where the topics ended when the fence was read
+        self.processed: dict[TopicPartition, int] = {}  # the offsets the flush jobs taken so far commit
+        self.reads: list[asyncio.Future[None]] = []
+        self.pending_since: int | None = None  # the earliest time a read in progress reads from (0: all)
 
-    async def extend(self, stamps: Sequence[int], partitions: set[int]) -> None:
-        """Partitions built from their recovered state, stamped as their last flush job wrote them
-        (NONE: never flushed): hold back the alerts sent since the earliest stamp, until processing
-        has passed where their source partitions end now."""
+    def start(self, stamps: Sequence[int], partitions: set[int]) -> None:
+        """Partitions built from their recovered state, stamped as their last flush job wrote them: hold
+        back the alerts sent since the earliest stamp, until processing has passed where their source
+        partitions end now. Read in the background (:meth:`ready`). A partition never flushed (NONE) is
+        not fenced: only a worker that died before its first flush sent alerts of it (duplicates
+        possible then; a fresh worker reads nothing)."""
+        stamps = [stamp for stamp in stamps if stamp != NONE]  # a partition never flushed: nothing to fence
         if self.source is None or not stamps:
             return
-        since = None if NONE in stamps else min(stamps)
+        since = min(stamps)
+        self.pending_since = since if self.pending_since is None else min(self.pending_since, since)
+        self.reads.append(asyncio.ensure_future(self._read(self.source, since, partitions)))
+
+    async def _read(self, source: FenceSource, since: int | None, partitions: set[int]) -> None:
         started = time.perf_counter()
-        records = await self.source.alerts_since(since, self.alerts.cap)
-        n = self.alerts.add_records(records, since)
-        for tp, end in (await self.source.replay_ends(partitions)).items():
-            self.replay_ends[tp] = max(end, self.replay_ends.get(tp, end))
+        n = self.alerts.add_records(await source.alerts_since(since, self.alerts.cap), since)
+        for tp, end in (await source.replay_ends(partitions)).items():
+            if self.processed.get(tp, -1) < end:  # (a job taken meanwhile may have passed it)
+                self.replay_ends[tp] = max(end, self.replay_ends.get(tp, end))
         log.info("alert fence: %d alerts sent since %s held back from replays (read in %.2fs)", n,
                  "the beginning" if since is None else time.strftime("%H:%M:%S", time.gmtime(since / 1000)),
                  time.perf_counter() - started)
 
-    def to_send(self, alerts: Sequence[Alert]) -> Sequence[Alert]:
+    async def ready(self) -> None:
+        """Wait for the reads in progress (a failed one is an optimisation lost: duplicates possible)."""
+        while self.reads:
+            read = self.reads.pop(0)
+            try:
+                await read
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("could not read the alerts sent before this worker took its partitions (%s): a "
+                            "replay may send some again", type(exc).__name__)
+        self.pending_since = None
+
+    async def close(self) -> None:
+        for read in self.reads:
+            read.cancel()
+        await asyncio.gather(*self.reads, return_exceptions=True)
+        self.reads.clear()
+
+    async def to_send(self, alerts: Sequence[Alert]) -> Sequence[Alert]:
+        await self.ready()
         return self.alerts.to_send(alerts)
 
     @property
@@ -147,16 +178,20 @@ class ReplayFence:
     def forget(self, assigned: set[int]) -> None:
         """Partitions that left this worker are not replayed here."""
         self.replay_ends = {tp: end for tp, end in self.replay_ends.items() if tp[1] in assigned}
+        self.processed = {tp: off for tp, off in self.processed.items() if tp[1] in assigned}
 
     def stamp(self, offsets: dict[TopicPartition, int], taken_ms: int) -> int:
         """A flush job taken at ``taken_ms`` that commits ``offsets``: its partitions' stamp. A replay
         that reached where the topics ended empties the fence (nothing can match any more)."""
-        ends = self.replay_ends
+        ends, processed = self.replay_ends, self.processed
         for tp, offset in offsets.items():
+            processed[tp] = max(offset, processed.get(tp, offset))
             if offset >= ends.get(tp, offset + 1):
                 del ends[tp]
-        if not ends and len(self.alerts):
+        if not ends and not self.reads and len(self.alerts):
             self.alerts.clear()
         stamp = taken_ms - FENCE_MARGIN_MS
         floor = self.alerts.floor()
+        if self.pending_since is not None:  # a read in progress: what it will hold is not known yet
+            floor = self.pending_since if floor is None else min(floor, self.pending_since)
         return stamp if floor is None else min(stamp, floor)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from aiokafka.errors import KafkaError
-
 from streams.engine.routing import Record
 from streams.engine.state import split_key
 from streams.worker.fence import ReplayFence
@@ -52,11 +50,7 @@ def partition_keys(partitions: set[int], table: LocalTable, data: Mapping[bytes,
     return keys
 
 
-async def fence_partitions(fence: ReplayFence, stamps: Sequence[int], partitions: set[int]) -> None:
+def fence_partitions(fence: ReplayFence, stamps: Sequence[int], partitions: set[int]) -> None:
     """Hold back the alerts a replay of these partitions would send again (streams/worker/fence.py), read
-    from the alerts topic since the earliest of their ``stamps``."""
-    try:
-        await fence.extend(stamps, partitions)
-    except (KafkaError, OSError, TimeoutError) as exc:  # an optimisation: duplicates possible, no loss
-        log.warning("could not read the alerts sent before this worker took its partitions (%s): a replay "
-                    "may send some again", type(exc).__name__)
+    from the alerts topic since the earliest of their ``stamps``, in the background."""
+    fence.start(stamps, partitions)

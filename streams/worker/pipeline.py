@@ -125,6 +125,7 @@ class Pipeline:
             await self._wait_job()
         except Exception as exc:  # stopping anyway; the next worker replays from the committed offsets
             log.warning("flush job failed while stopping: %s", type(exc).__name__)
+        await self.fence.close()
         await self.flusher.stop()
 
     async def on_revoked(self) -> None:
@@ -177,7 +178,7 @@ class Pipeline:
 
     async def _fence(self, stamps: Sequence[int], partitions: set[int]) -> None:
         """Hold back the alerts a replay of these partitions would send again (streams/worker/fence.py)."""
-        await fence_partitions(self.fence, stamps, partitions)
+        fence_partitions(self.fence, stamps, partitions)
 
     def device_partition(self, p: int) -> DevicePartition:
         dp = self.devices.get(p)
@@ -271,7 +272,7 @@ class Pipeline:
         """Alerts leave at once (latency); the flush waits for their acknowledgement before acking.
         Those a replay fired again that are on the topic already are held back (streams/worker/fence.py)."""
         before = self.fence.suppressed
-        alerts = self.fence.to_send(alerts)
+        alerts = await self.fence.to_send(alerts)
         self.metrics.alerts_held_back.inc(self.fence.suppressed - before)
         if not alerts:
             return

@@ -67,23 +67,37 @@ def test_replay_fence_reads_from_the_earliest_stamp_and_empties_after_the_replay
     a1, a2, a3 = alert("u1"), alert("u2"), alert("u3")
     source = Source([record(a1, 5_000), record(a2, 20_000), record(a3, 30_000)], {("ev", 0): 100})
 
-    fence = ReplayFence(source)
-    asyncio.run(fence.extend([25_000, 15_000], {0, 1}))
-    assert source.reads == [15_000] and len(fence.alerts) == 2
-    assert fence.replay_ends == {("ev", 0): 100}
-    assert list(fence.to_send([a2, alert("u9")])) == [alert("u9")]
-    # while replaying, a job's stamp is no later than the alerts still held (sent before this worker)
-    assert fence.stamp({("ev", 0): 80}, taken_ms=90_000) == 30_000
-    # past where the topic ended: nothing can match any more, the stamp is the take time's
-    assert fence.stamp({("ev", 0): 100}, taken_ms=95_000) == 95_000 - FENCE_MARGIN_MS
-    assert len(fence.alerts) == 0 and not fence.replay_ends
+    async def scenario() -> None:
+        fence = ReplayFence(source)
+        fence.start([25_000, 15_000], {0, 1})
+        # read in the background: a job taken meanwhile is stamped no later than the read's start
+        assert fence.stamp({}, taken_ms=80_000) == 15_000
+        assert list(await fence.to_send([a2, alert("u9")])) == [alert("u9")]  # waits for the read
+        assert source.reads == [15_000] and len(fence.alerts) == 1
+        assert fence.replay_ends == {("ev", 0): 100}
+        # while replaying, a job's stamp is no later than the alerts still held (sent before this worker)
+        assert fence.stamp({("ev", 0): 80}, taken_ms=90_000) == 30_000
+        # past where the topic ended: nothing can match any more, the stamp is the take time's
+        assert fence.stamp({("ev", 0): 100}, taken_ms=95_000) == 95_000 - FENCE_MARGIN_MS
+        assert len(fence.alerts) == 0 and not fence.replay_ends
+
+    asyncio.run(scenario())
 
 
-def test_replay_fence_never_stamped_reads_from_the_beginning() -> None:
+def test_replay_fence_skips_partitions_never_flushed() -> None:
     import asyncio
 
-    source = Source([record(alert("u1"), 5)], {})
-    fence = ReplayFence(source)
-    asyncio.run(fence.extend([-1, 7_000], {0}))
-    assert source.reads == [None] and len(fence.alerts) == 1
-    assert ReplayFence(None).stamp({}, 50_000) == 50_000 - FENCE_MARGIN_MS
+    source = Source([record(alert("u1"), 7_500)], {("ev", 0): 10})
+
+    async def scenario() -> None:
+        fence = ReplayFence(source)
+        fence.start([-1, -1], {0})
+        assert not fence.reads, "nothing flushed, nothing to fence"
+        fence.start([-1, 7_000], {0})
+        fence.stamp({("ev", 0): 10}, taken_ms=60_000)  # a job past the end, taken before the read finished
+        await fence.ready()
+        assert source.reads == [7_000] and len(fence.alerts) == 1
+        assert not fence.replay_ends, "a replay already passed is not waited for"
+        assert ReplayFence(None).stamp({}, 50_000) == 50_000 - FENCE_MARGIN_MS
+
+    asyncio.run(scenario())
