@@ -3,7 +3,7 @@ FROM python:3.11.10-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 VITALS_METRICS_HOST=0.0.0.0 VITALS_DATA_DIR=/var/lib/vitals
 RUN useradd --system --uid 10001 --home-dir /var/lib/vitals --create-home vitals
 WORKDIR /opt/vitals
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY streams ./streams
 COPY sinks ./sinks
 COPY schemas ./schemas

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 
 def find_script() -> Path:
-    """deploy/kafka/kafka.sh: the checkout's (an editable install, the tests), else the installed copy's,
-    which the package's data files put under ``<prefix>/share/vitals-stream/deploy`` (pyproject.toml)."""
-    checkout = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "kafka.sh"
-    installed = Path(sys.prefix) / "share" / "vitals-stream" / "deploy" / "kafka" / "kafka.sh"
-    return installed if not checkout.is_file() and installed.is_file() else checkout
+    """kafka.sh: an installed copy's, which the build put in the package next to this module
+    (``streams/devtools/deploy/kafka/kafka.sh`` with ``../retry.sh``: setup.py), else the checkout's
+    deploy/kafka/kafka.sh (an editable install, the tests), its single source."""
+    here = Path(__file__).resolve().parent
+    installed = here / "deploy" / "kafka" / "kafka.sh"
+    return installed if installed.is_file() else here.parents[1] / "deploy" / "kafka" / "kafka.sh"
 
 
 SCRIPT = find_script()
