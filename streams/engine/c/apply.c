@@ -67,7 +67,7 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
             goto error;
         }
         PyObject *topic = PyTuple_GET_ITEM(msg, 0), *offset_obj = PyTuple_GET_ITEM(msg, 1);
-        PyObject *msg_key = PyTuple_GET_ITEM(msg, 2), *events = PyTuple_GET_ITEM(msg, 3);
+        PyObject *events = PyTuple_GET_ITEM(msg, 3);  /* the message's key (item 2) is not read here */
         int src = str_eq(topic, reroute);
         CHECK(src);
         long long offset, record_ts;
