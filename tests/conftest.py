@@ -1,4 +1,5 @@
-"""Shared fixtures: the real local Kafka broker (session-wide) and worker processes."""
+"""Shared fixtures: the real local Kafka broker (session-wide) and worker processes; and the guard that
+the tests leave the checkout as they found it (nothing modified, nothing new beside ignored files)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,53 @@ import pytest
 
 from streams.config.settings import Settings, load_settings
 from streams.devtools import local_kafka as localkafka
+
+ROOT = Path(__file__).resolve().parents[1]
+_TREE_BEFORE = pytest.StashKey[set[str] | None]()
+
+
+def tree_changes(root: Path = ROOT) -> set[str] | None:
+    """``git status --porcelain`` of the checkout at ``root``: each modified, deleted or untracked path
+    (not ignored ones: .venv, .vitals, caches), or None where ``root`` is not the top of a git work tree
+    (an unpacked sdist, a copy) or git cannot say."""
+    def git(*args: str) -> subprocess.CompletedProcess[str] | None:
+        try:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or top.returncode != 0 or Path(top.stdout.strip()).resolve() != root.resolve():
+        return None  # not a checkout, or a folder inside another project's checkout
+    status = git("status", "--porcelain", "--untracked-files=all", "--no-renames")
+    if status is None or status.returncode != 0:
+        return None
+    return {line[3:] for line in status.stdout.splitlines() if line.strip()}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_TREE_BEFORE] = tree_changes(session.config.rootpath)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when the tests changed the checkout: a path modified, deleted or created that was
+    clean before the session (paths already changed before it are the developer's, and not judged)."""
+    before = session.config.stash.get(_TREE_BEFORE, None)
+    after = tree_changes(session.config.rootpath) if before is not None else None
+    if before is None or after is None or not after - before:
+        return
+    paths = sorted(after - before)
+    report = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"the tests changed the checkout ({session.config.rootpath}): `git status --porcelain` shows, new"
+             " since the session started:", *(f"  {path}" for path in paths),
+             "a test must write under tmp_path, never into the repository"]
+    if report is not None:
+        report.write_sep("=", "checkout changed by the tests", red=True, bold=True)
+        for line in lines:
+            report.write_line(line, red=True)
+    else:
+        print("\n".join(lines), file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
