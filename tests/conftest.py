@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 from streams.config.settings import Settings, load_settings
 from streams.devtools import local_kafka as localkafka
+from tests.venvs import Installed, copy_as_cloned, install_fresh
 
 ROOT = Path(__file__).resolve().parents[1]
 _TREE_BEFORE = pytest.StashKey[set[str] | None]()
@@ -138,3 +140,18 @@ def make_deployment(kafka_bootstrap: str, tmp_path: Path) -> Deployment:
         "VITALS_METRICS_PORT": str(free_port()),
     })
     return Deployment(env, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def installed_vitals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    """vitals as a newcomer installs it, once per session: the repository as a fresh clone has it, and
+    ``pip install .`` (not editable) into a fresh venv outside the checkout (tests/venvs.py)."""
+    base = tmp_path_factory.mktemp("installed")
+    source = copy_as_cloned(base / "clone")
+    installed = install_fresh(base / "venv", source)
+    shutil.rmtree(source)  # the installed copy must not need its source
+    print(f"fresh venv and pip install . (not editable): {installed.install_s:.0f} s", file=sys.stderr)
+    try:
+        yield installed
+    finally:
+        shutil.rmtree(base, ignore_errors=True)  # the venv is large (the chdb engine)

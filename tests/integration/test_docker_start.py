@@ -14,15 +14,12 @@ Each case first shows its trap is real: in ``WORKDIR`` a plain ``python -c`` imp
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import os
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +28,7 @@ import pytest
 
 from tests.conftest import Deployment, make_deployment
 from tests.procs import wait_for
+from tests.venvs import clean_env, dockerignore_patterns, ignored, install_fresh
 
 pytestmark = pytest.mark.integration
 
@@ -67,17 +65,6 @@ def instructions(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def ignored(rel: str, patterns: list[str]) -> bool:
-    """Whether ``.dockerignore`` leaves ``rel`` (a path in the build context) out."""
-    for pattern in patterns:
-        if pattern.startswith("**/"):
-            if any(fnmatch.fnmatch("/".join(rel.split("/")[i:]), pattern[3:]) for i in range(rel.count("/") + 1)):
-                return True
-        elif fnmatch.fnmatch(rel, pattern) or rel.startswith(pattern.rstrip("/") + "/"):
-            return True
-    return False
-
-
 def copy_context(sources: list[str], dest: str, workdir: Path, patterns: list[str]) -> None:
     """``COPY sources... dest`` from the build context (ROOT) into ``workdir``."""
     target = workdir / dest
@@ -96,20 +83,10 @@ def copy_context(sources: list[str], dest: str, workdir: Path, patterns: list[st
                 shutil.copy2(path, out)
 
 
-def clean_env() -> dict[str, str]:
-    """This process's environment without its venv, Python or vitals settings."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("VITALS_", "PYTHON")) and k not in ("VIRTUAL_ENV", "PATH")}
-    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
-    return env
-
-
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
     base = tmp_path_factory.mktemp("image")
-    dockerignore = ROOT / ".dockerignore"
-    patterns = [p.strip() for p in dockerignore.read_text().splitlines()
-                if p.strip() and not p.startswith("#")] if dockerignore.exists() else []
+    patterns = dockerignore_patterns()
     workdir: Path | None = None
     env: dict[str, str] = {}
     check: list[str] = []
@@ -131,7 +108,6 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
             for step in args.split("&&"):
                 argv = shlex.split(step)
                 if argv[:2] == ["pip", "install"]:
-                    # the pip cache is kept (the image drops it: --no-cache-dir) so that reruns are fast
                     install = [a for a in argv[2:] if a != "--no-cache-dir"]
                 elif argv and argv[0] == "python":
                     check = argv
@@ -144,12 +120,9 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
     assert workdir is not None and install and check and health and entry, "the Dockerfile's steps were not found"
     assert not list(workdir.rglob("*.so")), "the build context holds extensions built in place"
     venv = base / "venv"
-    started = time.monotonic()
-    subprocess.run([sys.executable, "-P", "-m", "venv", str(venv)], check=True, env=clean_env(), timeout=300)
-    done = subprocess.run([str(venv / "bin" / "python"), "-P", "-m", "pip", "install", "-q", *install], cwd=workdir,
-                          env=clean_env(), capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    install_s = time.monotonic() - started
+    # the pip cache is kept (the image drops it: --no-cache-dir) so that reruns are fast
+    *pip_args, spec = install
+    install_s = install_fresh(venv, workdir, spec, pip_args=tuple(pip_args)).install_s
     print(f"fresh venv and pip install {' '.join(install)}: {install_s:.0f} s", file=sys.stderr)
     try:
         yield Image(workdir, venv, env, check, health, entry + cmd, install_s)
