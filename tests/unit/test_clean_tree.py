@@ -37,8 +37,8 @@ def run_session(project: Path, test_body: str) -> subprocess.CompletedProcess[st
     test = "from pathlib import Path\n\n\ndef test_it():\n    root = Path(__file__).parent\n"
     (project / "test_it.py").write_text(f"{test}    {test_body}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")} | {"PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(project)], cwd=project,
-                          env=env, capture_output=True, text=True, timeout=300)
+    argv = [sys.executable, "-P", "-m", "pytest", "-q", "-p", "no:cacheprovider", str(project)]
+    done = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, timeout=300)
     (project / "test_it.py").unlink()
     return done
 
