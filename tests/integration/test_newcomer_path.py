@@ -148,7 +148,8 @@ def said(argv: list[str], code: int | None, stderr: bytes | str, lines: int = 15
     text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
     tail = "\n".join(text.rstrip().splitlines()[-lines:])
     shown = " ".join(["vitals", *argv[1:]])
-    return f"`{shown}` exited {code}; stderr ends:\n{tail or '(nothing)'}"
+    status = "is still running" if code is None else f"exited {code}"
+    return f"`{shown}` {status}; stderr ends:\n{tail or '(nothing)'}"
 
 
 def ok(done: subprocess.CompletedProcess[bytes]) -> str:
@@ -207,31 +208,35 @@ def newcomer(installed_vitals: Installed, tmp_path_factory: pytest.TempPathFacto
                 person.vitals("kafka", "stop", "--dir", str(pid_file.parent), timeout=120)
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
-        report = request.config.pluginmanager.get_plugin("terminalreporter")
-        lines = [f"  {name:<52} {seconds:7.1f} s" for name, seconds in person.timings.items()]
+        lines = [f"  {name:<64} {seconds:7.1f} s" for name, seconds in person.timings.items()]
         text = "\nthe newcomer's path, timings:\n" + "\n".join(lines)
-        if report is not None:
-            report.write_line(text)
-        else:
+        (home / "timings.txt").write_text(text)
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
             print(text, file=sys.stderr)
 
 
+@dataclass
+class Broker:
+    args: list[str]  # how `vitals kafka start` was called
+    bootstrap: str  # what it printed
+
+
 @pytest.fixture(scope="module")
-def broker(newcomer: Newcomer) -> str:
-    """Step 1: ``vitals kafka start``, on 9092 when it is free (the default), else on a free port the test picks."""
+def broker(newcomer: Newcomer) -> Broker:
+    """Step 1: ``vitals kafka start``, on 9092 when it is free (the default), else on a free port the test picks.
+    Its jars resolved afresh from the installed pom.xml (Maven's local repository makes that quick)."""
     args = ["kafka", "start"] if port_is_free(9092) else ["kafka", "start", "--port", str(free_port())]
-    done = newcomer.vitals(*args, step="vitals " + " ".join(args))
+    env = newcomer.env(VITALS_KAFKA_LIBS=str(newcomer.home.parent / f"{newcomer.home.name}-kafka-libs"))
+    done = newcomer.vitals(*args, env=env, step="vitals " + " ".join(args) + " (jars resolved afresh)")
     printed = ok(done).strip().splitlines()
     assert printed, said(done.args, done.returncode, done.stderr)
-    bootstrap = printed[-1]
-    expected_port = args[-1] if "--port" in args else "9092"
-    assert bootstrap == f"127.0.0.1:{expected_port}", f"vitals kafka start printed {printed}"
-    assert accepts_connections(bootstrap), f"nothing accepts connections at {bootstrap}"
-    return bootstrap
+    assert accepts_connections(printed[-1]), f"vitals kafka start printed {printed}; nothing accepts connections there"
+    return Broker(args, printed[-1])
 
 
 @pytest.fixture(scope="module")
-def worker(newcomer: Newcomer, broker: str) -> subprocess.Popen[bytes]:
+def worker(newcomer: Newcomer, broker: Broker) -> subprocess.Popen[bytes]:
     """Step 2: ``vitals worker`` in the background, no bootstrap configured."""
     log = newcomer.home / "worker.log"
     began = time.monotonic()
@@ -252,11 +257,17 @@ def worker(newcomer: Newcomer, broker: str) -> subprocess.Popen[bytes]:
     return proc
 
 
-def test_kafka_start_records_its_broker(newcomer: Newcomer, broker: str) -> None:
-    assert recorded_bootstrap(newcomer.home) == broker, (
-        f"vitals kafka start printed {broker} but recorded {recorded_bootstrap(newcomer.home)!r}")
+def test_kafka_start_takes_the_default_port_or_the_one_given(broker: Broker) -> None:
+    port = broker.args[-1] if "--port" in broker.args else "9092"
+    assert broker.bootstrap == f"127.0.0.1:{port}", f"`vitals {' '.join(broker.args)}` printed {broker.bootstrap}"
+
+
+def test_kafka_start_records_its_broker(newcomer: Newcomer, broker: Broker) -> None:
+    assert recorded_bootstrap(newcomer.home) == broker.bootstrap, (
+        f"vitals kafka start printed {broker.bootstrap} but recorded {recorded_bootstrap(newcomer.home)!r}")
     again = newcomer.vitals("kafka", "start", step="vitals kafka start (again: already running)")
-    assert ok(again).strip().splitlines()[-1:] == [broker], "a second `vitals kafka start` did not name the broker"
+    assert ok(again).strip().splitlines()[-1:] == [broker.bootstrap], (
+        "a second `vitals kafka start` did not name the running broker")
 
 
 def test_generate_then_query_while_the_worker_runs(newcomer: Newcomer, worker: subprocess.Popen[bytes]) -> None:
@@ -299,7 +310,7 @@ def test_ctrl_c_stops_the_worker_cleanly(newcomer: Newcomer, worker: subprocess.
 
 
 @pytest.mark.parametrize("sizes", RUNS, ids=["first", "second"])
-def test_run_summarises_its_own_run(newcomer: Newcomer, broker: str, sizes: dict[str, int]) -> None:
+def test_run_summarises_its_own_run(newcomer: Newcomer, broker: Broker, sizes: dict[str, int]) -> None:
     expected = expected_events(**sizes)
     # a free metrics port of its own: the background worker's may still be held
     done = newcomer.vitals("run", *options(sizes), env=newcomer.env(VITALS_METRICS_PORT=str(free_port())),
@@ -310,7 +321,8 @@ def test_run_summarises_its_own_run(newcomer: Newcomer, broker: str, sizes: dict
         f"{stdout[:1500]}")
     report = run_report_path(stdout)
     assert report is not None and report.is_file(), f"vitals run's last line names no report: {stdout[-300:]}"
-    assert accepts_connections(broker), f"vitals run stopped the broker `vitals kafka start` started ({broker})"
+    assert accepts_connections(broker.bootstrap), (
+        f"vitals run stopped the broker `vitals kafka start` had started ({broker.bootstrap})")
 
 
 MISTAKES = {
@@ -332,7 +344,7 @@ def assert_config_error(done: subprocess.CompletedProcess[bytes]) -> None:
 
 
 @pytest.mark.parametrize("mistake", list(MISTAKES))
-def test_a_mistake_is_one_line_and_exit_2(newcomer: Newcomer, broker: str, mistake: str) -> None:
+def test_a_mistake_is_one_line_and_exit_2(newcomer: Newcomer, broker: Broker, mistake: str) -> None:
     extra = dict(MISTAKES[mistake])
     held = None
     if mistake == "metrics port in use":
@@ -353,14 +365,14 @@ def test_a_mistake_is_one_line_and_exit_2(newcomer: Newcomer, broker: str, mista
     assert_config_error(done)
 
 
-def test_kafka_start_on_a_directory_made_for_another_port(newcomer: Newcomer, broker: str) -> None:
+def test_kafka_start_on_a_directory_made_for_another_port(newcomer: Newcomer, broker: Broker) -> None:
     ok(newcomer.vitals("kafka", "stop", step="vitals kafka stop"))
-    assert not accepts_connections(broker), f"vitals kafka stop left the broker at {broker} up"
+    assert not accepts_connections(broker.bootstrap), f"vitals kafka stop left the broker at {broker.bootstrap} up"
     port = free_port()
-    while f":{port}" == broker[broker.rindex(":"):]:
+    while broker.bootstrap.endswith(f":{port}"):
         port = free_port()
     done = newcomer.vitals("kafka", "start", "--port", str(port), timeout=MISTAKE_TIMEOUT_S,
                            step="mistake: vitals kafka start --port (another port)")
     assert_config_error(done)
-    assert not accepts_connections(f"127.0.0.1:{port}") and not accepts_connections(broker), (
+    assert not accepts_connections(f"127.0.0.1:{port}") and not accepts_connections(broker.bootstrap), (
         "a broker was started all the same")
