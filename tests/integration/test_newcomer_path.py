@@ -257,6 +257,21 @@ def worker(newcomer: Newcomer, broker: Broker) -> subprocess.Popen[bytes]:
     return proc
 
 
+def test_the_install_carries_the_local_kafka_inside_the_package(newcomer: Newcomer) -> None:
+    """kafka.sh and what it reads next to itself live in the installed package (found wherever pip put it:
+    a venv, ``--user``, ``--prefix``), not in ``<prefix>/share`` data files."""
+    done = subprocess.run([newcomer.installed.bin("python"), "-P", "-c",
+                           "from streams.devtools.local_kafka import SCRIPT; print(SCRIPT)"],
+                          cwd=newcomer.home, env=newcomer.env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    script = Path(done.stdout.strip())
+    assert script.parts[-5:] == ("streams", "devtools", "deploy", "kafka", "kafka.sh"), script
+    assert script.resolve().is_relative_to(newcomer.installed.venv.resolve()), script
+    assert {p.name for p in script.parent.iterdir()} >= {"kafka.sh", "pom.xml", "log4j2.properties"}
+    assert (script.parent.parent / "retry.sh").is_file()
+    assert not (newcomer.installed.venv / "share" / "vitals-stream").exists()
+
+
 def test_kafka_start_takes_the_default_port_or_the_one_given(broker: Broker) -> None:
     port = broker.args[-1] if "--port" in broker.args else "9092"
     assert broker.bootstrap == f"127.0.0.1:{port}", f"`vitals {' '.join(broker.args)}` printed {broker.bootstrap}"
