@@ -39,10 +39,11 @@ class Sources:
             found = self._by_key.get(".".join(parts[:end]))
             if found is not None:
                 return found
-        return None
+        inside = [source for name, source in self._by_key.items() if name.startswith(f"{key}.")]
+        return inside[0] if inside else None
 
     def origin(self, key: str) -> str:
-        """For a message that names the key already: ``from VITALS_X``, ``from /etc/vitals.toml``,
+        """For a message that names the key already: ``from VITALS_APP_ID``, ``from /etc/vitals.toml``,
         ``set by the command`` or ``the default``."""
         found = self.lookup(key)
         if found is None:
@@ -51,7 +52,7 @@ class Sources:
         return "set by the command" if kind == "argument" else f"from {label}"
 
     def cite(self, key: str) -> str:
-        """For a message that does not name the key: ``from VITALS_X``, ``from kafka.bootstrap in
+        """For a message that does not name the key: ``from VITALS_KAFKA_BOOTSTRAP``, ``from kafka.bootstrap in
         /etc/vitals.toml``, ``kafka.bootstrap, set by the command`` or ``the default kafka.bootstrap``."""
         found = self.lookup(key)
         if found is None:
