@@ -100,9 +100,9 @@ def run_replay(args: argparse.Namespace) -> int:
 
     sources = Sources()
     base = load_settings(sources=sources)
-    wait_for_kafka(base.kafka, sources)
     env = replay_env(base, args)
     settings = load_settings(env=env)
+    wait_for_kafka(base.kafka, sources)  # once the arguments are checked
     private_dir(settings.data_dir)
     total = sum(asyncio.run(end_offsets(settings.kafka, settings.events_topic)).values())
     if total == 0:

@@ -22,7 +22,7 @@ from streams.config.bootstrap import parse_bootstrap
 from streams.config.clickhouse_dsn import database_of
 from streams.config.env_names import ENV_KEYS, SECRET_FILE_KEYS, check_env_names
 from streams.config.errors import ConfigError
-from streams.config.sources import Sources, explain, with_origin
+from streams.config.sources import Sources, explain
 from streams.config.unknown_keys import check_file_keys
 
 # windows and counts a rule cannot work with at 0
@@ -386,8 +386,6 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
         settings = msgspec.convert(tree, Settings)
     except msgspec.ValidationError as exc:
         raise explain(exc, sources) from None
-    except ConfigError as exc:  # raised outside msgspec's validation (a rule override of an app)
-        raise with_origin(exc, sources) from None
     try:
         parse_bootstrap(settings.kafka.bootstrap)
     except ValueError as exc:

@@ -12,7 +12,9 @@ import msgspec
 
 from streams.config.errors import ConfigError
 
-Kind = Literal["file", "env", "argument"]
+# file: the TOML file (label: its path); env: a variable (label: its name); argument: a keyword of
+# load_settings; other: anything else, the label saying what ("the broker `vitals kafka start` recorded")
+Kind = Literal["file", "env", "argument", "other"]
 
 
 class Sources:
@@ -22,7 +24,6 @@ class Sources:
         self._by_key: dict[str, tuple[Kind, str]] = {}
 
     def record(self, key: str, kind: Kind, label: str) -> None:
-        """``label``: the file's path (``file``), the variable's name (``env``), unused for ``argument``."""
         self._by_key[key] = (kind, label)
 
     def record_tree(self, tree: Mapping[str, Any], kind: Kind, label: str, prefix: str = "") -> None:
@@ -49,7 +50,7 @@ class Sources:
         if found is None:
             return "the default"
         kind, label = found
-        return "set by the command" if kind == "argument" else f"from {label}"
+        return {"argument": "set by the command", "other": label}.get(kind, f"from {label}")
 
     def cite(self, key: str) -> str:
         """For a message that does not name the key: ``from VITALS_KAFKA_BOOTSTRAP``, ``from kafka.bootstrap in
@@ -60,7 +61,9 @@ class Sources:
         kind, label = found
         if kind == "env":
             return f"from {label}"
-        return f"from {key} in {label}" if kind == "file" else f"{key}, set by the command"
+        if kind == "file":
+            return f"from {key} in {label}"
+        return f"{key}, set by the command" if kind == "argument" else f"{key}: {label}"
 
 
 _AT_PATH = re.compile(r"^(?P<message>.*) - at `\$(?P<path>[^`]*)`$", re.DOTALL)

@@ -90,6 +90,9 @@ def test_sources_of_each_kind(tmp_path: Path) -> None:
     assert sources.origin("data_dir") == "set by the command"
     assert sources.origin("metrics_port") == "the default"
     assert sources.cite("metrics_port") == "the default metrics_port"
+    sources.record("metrics_port", "other", "the port the replay chose")
+    assert sources.origin("metrics_port") == "the port the replay chose"
+    assert sources.cite("metrics_port") == "metrics_port: the port the replay chose"
 
 
 @pytest.mark.parametrize(("toml", "expected"), [
