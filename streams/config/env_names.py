@@ -76,10 +76,22 @@ def suggest(name: str, known: Iterable[str]) -> str | None:
     return by_tail[close[0]] if close else None
 
 
+def service_links(env: Mapping[str, str]) -> set[str]:
+    """The variables Kubernetes sets in a pod for each Service of its namespace (``enableServiceLinks``):
+    for a Service ``vitals-worker``, ``VITALS_WORKER_SERVICE_HOST``, ``VITALS_WORKER_SERVICE_PORT[_<name>]``,
+    ``VITALS_WORKER_PORT`` and ``VITALS_WORKER_PORT_<port>_TCP[_PROTO|_PORT|_ADDR]``. Recognised only
+    as a set (``_SERVICE_HOST`` with ``_SERVICE_PORT``), so a lone ``VITALS_METRIC_PORT`` is still a typo."""
+    services = [name.removesuffix("_SERVICE_HOST") for name in env
+                if name.endswith("_SERVICE_HOST") and f"{name.removesuffix('_SERVICE_HOST')}_SERVICE_PORT" in env]
+    return {name for name in env for service in services
+            if name == f"{service}_SERVICE_HOST" or name == f"{service}_PORT"
+            or name.startswith((f"{service}_SERVICE_PORT", f"{service}_PORT_"))}
+
+
 def check_env_names(env: Mapping[str, str]) -> None:
     """ConfigError naming every ``VITALS_*`` variable of ``env`` that nothing reads, with the nearest
-    known name."""
-    known = known_env_names()
+    known name (Kubernetes' service links are not ours, and are left alone)."""
+    known = known_env_names() | service_links(env)
     unknown = sorted(name for name in env if name.startswith(PREFIX) and name not in known)
     if not unknown:
         return

@@ -133,6 +133,21 @@ def test_an_unknown_variable_is_refused_with_the_nearest_name() -> None:
                                          "VITALS_KAFKA_BOOTSTRAP?), VITALS_NOTHING_LIKE_IT: unset them")
 
 
+def test_kubernetes_service_links_are_not_taken_for_typos() -> None:
+    """A pod gets these for a Service named vitals-worker (deploy/k8s) or vitals in its namespace."""
+    links = {"VITALS_WORKER_SERVICE_HOST": "10.0.0.1", "VITALS_WORKER_SERVICE_PORT": "9464",
+             "VITALS_WORKER_SERVICE_PORT_METRICS": "9464", "VITALS_WORKER_PORT": "tcp://10.0.0.1:9464",
+             "VITALS_WORKER_PORT_9464_TCP": "tcp://10.0.0.1:9464", "VITALS_WORKER_PORT_9464_TCP_PROTO": "tcp",
+             "VITALS_WORKER_PORT_9464_TCP_PORT": "9464", "VITALS_WORKER_PORT_9464_TCP_ADDR": "10.0.0.1",
+             "VITALS_SERVICE_HOST": "10.0.0.2", "VITALS_SERVICE_PORT": "80", "VITALS_PORT": "tcp://10.0.0.2:80",
+             "VITALS_PORT_80_TCP": "tcp://10.0.0.2:80"}
+    check_env_names(links)
+    with pytest.raises(ConfigError, match="VITALS_METRIC_PORT "):  # not a service's: no VITALS_METRIC_SERVICE_HOST
+        check_env_names(links | {"VITALS_METRIC_PORT": "9465"})
+    with pytest.raises(ConfigError, match="VITALS_WORKER_SERVICE_HOST"):  # half a set is no service link
+        check_env_names({"VITALS_WORKER_SERVICE_HOST": "10.0.0.1"})
+
+
 def test_every_known_variable_is_accepted() -> None:
     check_env_names(dict.fromkeys(known_env_names(), "x"))
     assert "VITALS_KAFKA_SASL_PASSWORD_FILE" in known_env_names() and "VITALS_CONFIG" in known_env_names()
