@@ -8,13 +8,17 @@ import sys
 
 import orjson
 
-from streams.config.settings import load_settings
+from streams.config.settings import Sources, load_settings
 from streams.ops import exit_codes
 from streams.report.inspection import as_dict, find_user, print_text
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    from streams.kafka.reachable import wait_for_kafka
+
+    sources = Sources()
+    settings = load_settings(sources=sources)
+    wait_for_kafka(settings.kafka, sources)
     try:
         found = asyncio.run(find_user(settings, args.app, args.user_id, args.alerts))
     except LookupError as exc:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from streams.config.clickhouse_dsn import database_of, location, named_database, replay_database, with_database
 from streams.config.private_files import private_dir
-from streams.config.settings import ConfigError, Settings, load_settings, read_secret_file, redact_dsn
+from streams.config.settings import ConfigError, Settings, Sources, load_settings, read_secret_file, redact_dsn
 from streams.kafka.offsets import end_offsets
 from streams.ops import exit_codes
 from streams.ops.metrics_snapshot import save_snapshot, snapshot_path
@@ -95,11 +95,14 @@ def replay_dsn(base: Settings, args: argparse.Namespace, data_dir: str) -> str:
 
 def run_replay(args: argparse.Namespace) -> int:
     from streams.devtools.worker_process import start_worker, stop_worker, wait_for_lag_zero
+    from streams.kafka.reachable import wait_for_kafka
     from streams.kafka.topics import prepare_topics
 
-    base = load_settings()
+    sources = Sources()
+    base = load_settings(sources=sources)
     env = replay_env(base, args)
     settings = load_settings(env=env)
+    wait_for_kafka(base.kafka, sources)  # once the arguments are checked
     private_dir(settings.data_dir)
     total = sum(asyncio.run(end_offsets(settings.kafka, settings.events_topic)).values())
     if total == 0:

@@ -9,11 +9,15 @@ from streams.report.html import write_report
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from streams.config.settings import load_settings
+    from streams.config.settings import Sources, load_settings
+    from streams.kafka.reachable import wait_for_kafka
     from streams.ops.metrics_snapshot import snapshot_path
     from streams.report.data import collect
 
-    settings = load_settings()
+    sources = Sources()
+    settings = load_settings(sources=sources)
+    if not args.no_kafka:
+        wait_for_kafka(settings.kafka, sources)
     out = Path(args.out) if args.out else Path(settings.data_dir) / "report.html"
     metrics = Path(args.metrics) if args.metrics else snapshot_path(settings.data_dir)
     data = collect(settings, metrics, use_kafka=not args.no_kafka)
