@@ -18,6 +18,7 @@ from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urls
 
 import msgspec
 
+from streams.config import local_broker
 from streams.config.clickhouse_dsn import database_of
 
 
@@ -386,6 +387,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
             _set_path(tree, target, raw)
     for key, value in overrides.items():
         _set_path(tree, tuple(key.split("__")), value)
+    local_broker.fill_bootstrap(tree, Settings().data_dir)  # unconfigured: the running local broker, or the default
     try:
         settings = msgspec.convert(tree, Settings)
     except msgspec.ValidationError as exc:
