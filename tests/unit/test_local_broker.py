@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +18,23 @@ import pytest
 from streams.cli import main as vitals
 from streams.cli import runs
 from streams.config import local_broker
-from streams.config.settings import ConfigError, load_settings
+from streams.config.settings import ConfigError, Settings, load_settings
 from streams.devtools import local_kafka
+
+
+@pytest.fixture(autouse=True)
+def unconfigured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No bootstrap in this process's environment (whatever the shell running the tests has)."""
+    for name in ("VITALS_KAFKA_BOOTSTRAP", "VITALS_CONFIG", "VITALS_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def settings_in(data_dir: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
+    """A command's settings (from the process's environment) with ``data_dir`` as its data directory."""
+    monkeypatch.setenv("VITALS_DATA_DIR", str(data_dir))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
 
 
 @pytest.fixture
@@ -26,6 +42,10 @@ def fake_broker() -> Iterator[subprocess.Popen[bytes]]:
     """A live process with the broker's main class on its command line, as kafka.sh starts one."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "kafka.Kafka"])
     try:
+        deadline = time.monotonic() + 30
+        while b"kafka.Kafka" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():  # until it has exec'd
+            assert time.monotonic() < deadline, "the stand-in broker did not start"
+            time.sleep(0.01)
         yield proc
     finally:
         proc.kill()
@@ -58,10 +78,11 @@ def dead_pid() -> int:
     return proc.pid
 
 
-def test_a_running_recorded_broker_is_used_and_said_once(
-        tmp_path: Path, fake_broker: subprocess.Popen[bytes], capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_running_recorded_broker_is_used_and_said_once(tmp_path: Path, fake_broker: subprocess.Popen[bytes],
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     record_broker(tmp_path, 53001, fake_broker.pid)
-    settings = load_settings(env={"VITALS_DATA_DIR": str(tmp_path)})
+    settings = settings_in(tmp_path, monkeypatch)
     assert settings.kafka.bootstrap == "127.0.0.1:53001"
     assert local_broker.origin("127.0.0.1:53001") == "recorded"
     capsys.readouterr()
@@ -72,11 +93,12 @@ def test_a_running_recorded_broker_is_used_and_said_once(
 
 
 @pytest.mark.parametrize("pid", ["dead", "not a broker", None])
-def test_a_recorded_broker_that_is_not_running_is_not_used(tmp_path: Path, pid: str | None) -> None:
+def test_a_recorded_broker_that_is_not_running_is_not_used(
+        tmp_path: Path, pid: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     """A dead process, a live process that is not a broker (a stale pid file after a reboot), no pid file."""
     number = {"dead": dead_pid(), "not a broker": os.getpid(), None: None}[pid]
     record_broker(tmp_path, 53002, number)
-    settings = load_settings(env={"VITALS_DATA_DIR": str(tmp_path)})
+    settings = settings_in(tmp_path, monkeypatch)
     assert settings.kafka.bootstrap == local_broker.DEFAULT_BOOTSTRAP
     found = local_broker.discover(tmp_path)
     assert found.origin == "default" and "is not running" in found.note
@@ -89,15 +111,18 @@ def test_nothing_recorded_gives_the_default_and_says_so(tmp_path: Path) -> None:
                           f"configured, no local broker recorded in {tmp_path}/kafka/bootstrap)")
 
 
-def test_a_configured_bootstrap_is_never_replaced(tmp_path: Path, fake_broker: subprocess.Popen[bytes]) -> None:
+def test_a_configured_bootstrap_is_never_replaced(
+        tmp_path: Path, fake_broker: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
     record_broker(tmp_path, 53003, fake_broker.pid)
-    from_env = load_settings(env={"VITALS_DATA_DIR": str(tmp_path), "VITALS_KAFKA_BOOTSTRAP": "kafka.example:9093"})
+    assert settings_in(tmp_path, monkeypatch).kafka.bootstrap == "127.0.0.1:53003"  # the recorded one runs
+    config = tmp_path / "vitals.toml"
+    config.write_text('[kafka]\nbootstrap = "kafka.example:9094"\n')
+    assert settings_in(tmp_path, monkeypatch, VITALS_CONFIG=str(config)).kafka.bootstrap == "kafka.example:9094"
+    from_env = settings_in(tmp_path, monkeypatch, VITALS_KAFKA_BOOTSTRAP="kafka.example:9093")
     assert from_env.kafka.bootstrap == "kafka.example:9093"
     assert local_broker.origin("kafka.example:9093") is None
-    config = tmp_path / "vitals.toml"
-    config.write_text(f'data_dir = "{tmp_path}"\n[kafka]\nbootstrap = "kafka.example:9094"\n')
-    assert load_settings(env={"VITALS_CONFIG": str(config)}).kafka.bootstrap == "kafka.example:9094"
-    assert load_settings(env={"VITALS_DATA_DIR": str(tmp_path)}, kafka__bootstrap="h:1").kafka.bootstrap == "h:1"
+    # an explicit environment (a test's, a child's settings) is what it says: nothing is discovered
+    assert load_settings(env={"VITALS_DATA_DIR": str(tmp_path)}).kafka.bootstrap == "127.0.0.1:9092"
 
 
 def test_the_broker_takes_the_port_asked_for_when_free(tmp_path: Path) -> None:
