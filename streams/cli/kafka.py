@@ -56,9 +56,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
                   "jars)...", file=sys.stderr)
             bootstrap = local_kafka.start(directory, plan.port)
     except subprocess.CalledProcessError as exc:  # kafka.sh said why on its stderr
-        said = (exc.stderr or "").strip().splitlines()
-        print(f"vitals kafka: {said[-1] if said else f'deploy/kafka/kafka.sh exited with {exc.returncode}'}",
-              file=sys.stderr)
+        print(f"vitals kafka: {local_kafka.script_failure(exc)}", file=sys.stderr)
         return exit_codes.CONFIG if exc.returncode == exit_codes.CONFIG else exit_codes.FAILED_COMMAND
     print(f"vitals kafka: the local broker {'was already running' if plan.running else 'runs'} at {bootstrap} "
           f"({shown}; stop it: vitals kafka stop{'' if directory == expected else f' --dir {shown}'})",

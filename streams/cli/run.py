@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -69,6 +70,10 @@ def run_local(args: argparse.Namespace) -> int:
     except local_kafka.BrokerRefused as exc:
         print(f"vitals run: {exc}", file=sys.stderr)
         return exit_codes.CONFIG
+    except subprocess.CalledProcessError as exc:
+        print(f"vitals run: the local broker did not start: {local_kafka.script_failure(exc)}", file=sys.stderr)
+        return exit_codes.FAILED_COMMAND
+    local_broker.said(bootstrap)
     env = dict(os.environ, **values, VITALS_KAFKA_BOOTSTRAP=bootstrap, VITALS_METRICS_PORT=str(local_kafka.free_port()))
     for name in values:  # the run's values, not a file's that the environment names
         env.pop(f"{name}_FILE", None)

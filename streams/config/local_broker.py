@@ -122,6 +122,11 @@ def announce(bootstrap: str) -> None:
     print(found.note, file=sys.stderr, flush=True)
 
 
+def said(bootstrap: str) -> None:
+    """The caller has said itself where this process's Kafka is: :func:`announce` stays quiet about it."""
+    _announced.add(bootstrap)
+
+
 def shown(path: Path) -> str:
     """``path`` relative to the working directory when under it (as a user typed it), else absolute."""
     try:

@@ -357,8 +357,7 @@ def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 
 
 def load_settings(env: Mapping[str, str] | None = None, config_file: str | None = None, **overrides: Any) -> Settings:
-    """Build the settings: file, then environment, then explicit keyword overrides. From the process's
-    environment (``env`` None), an unconfigured bootstrap is the running local broker's, else the default."""
+    """Build the settings: file, then environment, then explicit keyword overrides."""
     from_process, env = env is None, os.environ if env is None else env
     tree: dict[str, Any] = {}
     path = config_file or env.get("VITALS_CONFIG")
@@ -388,7 +387,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
             _set_path(tree, target, raw)
     for key, value in overrides.items():
         _set_path(tree, tuple(key.split("__")), value)
-    if from_process:  # a command's: an explicit env (a test, a child's settings) says what it means
+    if from_process:  # unconfigured: the running local broker's; an explicit env (a test's) is what it says
         local_broker.fill_bootstrap(tree, Settings().data_dir)
     try:
         settings = msgspec.convert(tree, Settings)

@@ -102,6 +102,12 @@ def plan_start(directory: Path, asked: int | None = None) -> StartPlan:
         f"in {shown}/bootstrap, where vitals commands find it)"))
 
 
+def script_failure(exc: subprocess.CalledProcessError) -> str:
+    """What kafka.sh said last on its stderr when it failed (why it did)."""
+    said = (exc.stderr or "").strip().splitlines() if isinstance(exc.stderr, str) else []
+    return said[-1] if said else f"deploy/kafka/kafka.sh exited with {exc.returncode}"
+
+
 def start_planned(directory: Path, asked: int | None = None) -> tuple[str, StartPlan]:
     """:func:`plan_start`, then :func:`start` on the planned port unless the broker already runs."""
     plan = plan_start(directory, asked)
