@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
             from streams.cli import runs
             from streams.config.settings import load_settings
 
-            runs.apply(args.run, load_settings().data_dir)
+            settings = load_settings()
+            runs.apply(args.run, settings.data_dir, settings.kafka.bootstrap)
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"vitals: configuration error: {exc}", file=sys.stderr)

@@ -78,9 +78,12 @@ def find(data_dir: Path, run: str) -> Path:
     return runs / run
 
 
-def apply(run: str, data_dir: str) -> None:
-    """This process's settings become run ``run``'s (its recorded VITALS_* values override the environment's)."""
+def apply(run: str, data_dir: str, bootstrap: str) -> None:
+    """This process's settings become run ``run``'s: its recorded VITALS_* values override the environment's.
+    ``bootstrap`` (the configured one, or the local broker's found in ``data_dir``) stays: the run's data
+    directory holds no broker."""
     run_dir = find(Path(data_dir), run)
+    os.environ["VITALS_KAFKA_BOOTSTRAP"] = bootstrap
     for line in (run_dir / RECORD).read_text().splitlines():
         name, sep, value = line.partition("=")
         if sep and name in RUN_VARS:

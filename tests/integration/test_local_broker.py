@@ -129,6 +129,9 @@ def test_one_local_broker_from_start_to_two_runs(home: Path) -> None:
     sql = "SELECT sum(events), uniqExact(app_id, user_id) FROM user_activity_daily FINAL"
     assert query(home, run1, sql) == [[e1, u1]]
     assert query(home, "latest", sql) == [[e2, u2]]
+    app, user = query(home, run1, "SELECT app_id, user_id FROM user_activity_daily FINAL ORDER BY user_id LIMIT 1")[0]
+    inspected = vitals(home, "inspect", str(user), "--app", str(app), "--run", run1, "--json")
+    assert inspected.returncode == 0 and orjson.loads(inspected.stdout)["found"], inspected.stderr
     status = vitals(home, "kafka", "status")
     assert status.returncode == 0 and f"pid {pid}," in status.stderr, status.stderr  # the same broker, still up
 

@@ -237,8 +237,10 @@ def test_run_option_reads_a_recorded_run(
         monkeypatch.setenv(name, "mine")
     monkeypatch.delenv("VITALS_CLICKHOUSE_DSN")
     monkeypatch.setenv("VITALS_CLICKHOUSE_DSN_FILE", str(tmp_path / "dsn"))
-    runs.apply(ids[0], str(tmp_path))
+    monkeypatch.setenv("VITALS_KAFKA_BOOTSTRAP", "before")
+    runs.apply(ids[0], str(tmp_path), "127.0.0.1:53011")  # the broker found in the data dir, not the run's
     settings = load_settings()
+    assert settings.kafka.bootstrap == "127.0.0.1:53011"
     assert settings.app_id == f"vitals-run-{ids[0]}" and settings.data_dir == str(tmp_path / "runs" / ids[0])
     assert settings.alerts_topic == f"vitals-run-{ids[0]}.alerts"
     assert "VITALS_CLICKHOUSE_DSN_FILE" not in os.environ
