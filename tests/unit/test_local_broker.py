@@ -245,3 +245,40 @@ def test_run_option_reads_a_recorded_run(
     assert settings.alerts_topic == f"vitals-run-{ids[0]}.alerts"
     assert "VITALS_CLICKHOUSE_DSN_FILE" not in os.environ
     assert capsys.readouterr().err == f"vitals: run {ids[0]} ({tmp_path / 'runs' / ids[0]})\n"
+
+
+def test_the_script_ignores_a_stale_pid_file(tmp_path: Path) -> None:
+    """After a reboot kafka.pid can name another live process: kafka.sh neither takes it for the broker (and
+    skips the start) nor stops it. A fake ``java`` stands in for the broker (tests/unit/test_kafka_script.py)."""
+    from tests.unit.test_kafka_script import FAKE_JAVA
+
+    bin_dir, log, libs = tmp_path / "bin", tmp_path / "log", tmp_path / "libs"
+    for d in (bin_dir, log, libs):
+        d.mkdir()
+    (libs / ".complete").touch()
+    (bin_dir / "java").write_text(FAKE_JAVA)
+    (bin_dir / "java").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log),
+           "VITALS_KAFKA_LIBS": str(libs)}
+    other = subprocess.Popen(["sleep", "120"])  # not a broker
+    try:
+        directory = tmp_path / "kafka"
+        directory.mkdir()
+        (directory / "kafka.pid").write_text(f"{other.pid}\n")
+        port = local_kafka.free_port()
+        script = str(local_kafka.SCRIPT)
+        done = subprocess.run(["bash", script, "start", str(directory), str(port)], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().splitlines()[-1] == f"127.0.0.1:{port}"
+        broker = int((directory / "kafka.pid").read_text())
+        assert broker != other.pid and local_broker.broker_pid(directory) == broker
+        subprocess.run(["bash", script, "stop", str(directory)], env=env, check=True, timeout=60)
+        assert local_broker.broker_pid(directory) is None
+        (directory / "kafka.pid").write_text(f"{other.pid}\n")
+        subprocess.run(["bash", script, "stop", str(directory)], env=env, check=True, timeout=60)
+        assert other.poll() is None, "kafka.sh stopped a process that is not its broker"
+        assert not (directory / "kafka.pid").exists()
+    finally:
+        other.kill()
+        other.wait()
