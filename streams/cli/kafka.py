@@ -33,6 +33,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     expected = local_broker.broker_dir(load_settings().data_dir)
     directory = Path(args.dir) if args.dir else expected
     shown = local_broker.shown(directory)
+    elsewhere = directory.resolve() != expected.resolve()  # not where the commands look
     if args.action == "status":
         return _status(directory)
     if args.action == "stop":
@@ -59,9 +60,8 @@ def cmd_kafka(args: argparse.Namespace) -> int:
         print(f"vitals kafka: {local_kafka.script_failure(exc)}", file=sys.stderr)
         return exit_codes.CONFIG if exc.returncode == exit_codes.CONFIG else exit_codes.FAILED_COMMAND
     print(f"vitals kafka: the local broker {'was already running' if plan.running else 'runs'} at {bootstrap} "
-          f"({shown}; stop it: vitals kafka stop{'' if directory == expected else f' --dir {shown}'})",
-          file=sys.stderr)
-    if directory.resolve() != expected.resolve():
+          f"({shown}; stop it: vitals kafka stop{f' --dir {shown}' if elsewhere else ''})", file=sys.stderr)
+    if elsewhere:
         print(f"vitals kafka: commands look for a local broker in {local_broker.shown(expected)}, not {shown}: "
               f"give them VITALS_KAFKA_BOOTSTRAP={bootstrap}", file=sys.stderr)
     print(bootstrap)

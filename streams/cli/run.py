@@ -119,7 +119,8 @@ def run_local(args: argparse.Namespace) -> int:
 
 def _say_where(run_id: str, run_dir: Path, stopped: Path | None, prefix: str) -> None:
     print(f"\nvitals run {run_id}: kept in {run_dir} (report.html, worker.log, its ClickHouse)", file=sys.stderr)
-    print(f'  query it:  {prefix}vitals query --run {run_id} "SELECT count() FROM alerts"', file=sys.stderr)
+    print(f'  query it:  {prefix}vitals query --run {run_id} "SELECT rule, count() FROM alerts FINAL GROUP BY rule"',
+          file=sys.stderr)
     print(f"  report:    {prefix}vitals report --run {run_id}   (--run latest: the newest run)", file=sys.stderr)
     if stopped is not None:
         print(f"  the local broker this run started is stopped; report and inspect read the run's topics: start it "
