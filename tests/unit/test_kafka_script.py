@@ -26,7 +26,7 @@ done
 case "$*" in
   *random-uuid*) echo "5599q8-JQzm8ywpw_Tya9Q" ;;
   *kafka.Kafka*) echo "Kafka Server started"  # a broker runs until stopped, its main class on its command line
-    exec python3 -c 'import time; time.sleep(300)' kafka.Kafka ;;
+    exec python3 -I -c 'import time; time.sleep(300)' kafka.Kafka ;;
 esac
 """
 

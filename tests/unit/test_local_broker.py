@@ -40,7 +40,7 @@ def settings_in(data_dir: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> 
 @pytest.fixture
 def fake_broker() -> Iterator[subprocess.Popen[bytes]]:
     """A live process with the broker's main class on its command line, as kafka.sh starts one."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "kafka.Kafka"])
+    proc = subprocess.Popen([sys.executable, "-I", "-c", "import time; time.sleep(120)", "kafka.Kafka"])
     try:
         deadline = time.monotonic() + 30
         while b"kafka.Kafka" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():  # until it has exec'd
