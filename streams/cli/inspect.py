@@ -8,6 +8,7 @@ import sys
 
 import orjson
 
+from streams.cli import runs
 from streams.config.settings import Sources, load_settings
 from streams.ops import exit_codes
 from streams.report.inspection import as_dict, find_user, print_text
@@ -38,4 +39,5 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--app", default="default", help="the event app_id (default: default)")
     p.add_argument("--alerts", type=int, default=10, help="how many of the last alerts to show")
     p.add_argument("--json", action="store_true")
+    runs.add_option(p)
     p.set_defaults(func=run_inspect)

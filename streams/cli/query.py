@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from streams.cli import runs
 from streams.config.settings import load_settings
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = sub.add_parser("query", help="run SQL on the configured ClickHouse, print JSON lines")
     q.add_argument("sql")
+    runs.add_option(q)
     q.set_defaults(func=cmd_query)
 
 

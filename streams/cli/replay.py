@@ -54,6 +54,7 @@ def replay_env(base: Settings, args: argparse.Namespace, environ: dict[str, str]
         VITALS_DLQ_TOPIC=args.dlq_topic or f"{app_id}.events.dlq",
         VITALS_DATA_DIR=data_dir,
         VITALS_METRICS_PORT=str(args.metrics_port or _free_port()),
+        VITALS_KAFKA_BOOTSTRAP=base.kafka.bootstrap,  # the live one's, found in the live data dir if not configured
     )
     env.pop("VITALS_CLICKHOUSE_DSN_FILE", None)  # the replay's DSN is passed whole, in the environment
     env["VITALS_CLICKHOUSE_DSN"] = replay_dsn(base, args, data_dir)

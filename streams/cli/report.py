@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from streams.cli import runs
 from streams.report.html import write_report
 
 
@@ -32,4 +33,5 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--metrics", default=None,
                    help="a scrape of the worker's /metrics (default <data dir>/worker-metrics.prom if present)")
     p.add_argument("--no-kafka", action="store_true", help="do not read the DLQ and device-observation topics")
+    runs.add_option(p)
     p.set_defaults(func=run_report)

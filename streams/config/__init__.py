@@ -7,5 +7,6 @@
 * ``unknown_keys`` — keys of the TOML file that are no setting, with the nearest known key
 * ``bootstrap`` — the Kafka bootstrap servers setting parsed (``host:port[,...]``)
 * ``clickhouse_dsn`` — the ClickHouse database a DSN names, qualified table names, the replay's database
+* ``local_broker`` — the local broker of ``vitals kafka start``, used when no bootstrap is configured
 * ``private_files`` — the umask and the data directory: users' personal data readable by its owner only
 """

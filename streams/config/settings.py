@@ -18,6 +18,7 @@ from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urls
 
 import msgspec
 
+from streams.config import local_broker
 from streams.config.bootstrap import parse_bootstrap
 from streams.config.clickhouse_dsn import database_of
 from streams.config.env_names import ENV_KEYS, SECRET_FILE_KEYS, check_env_names
@@ -344,7 +345,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
                   sources: Sources | None = None, **overrides: Any) -> Settings:
     """Build the settings: file, then environment, then explicit keyword overrides. ``sources``, if given,
     is filled with where each value came from (for the errors found later, at startup)."""
-    env = os.environ if env is None else env
+    from_process, env = env is None, os.environ if env is None else env
     sources = Sources() if sources is None else sources
     check_env_names(env)
     tree: dict[str, Any] = {}
@@ -382,6 +383,10 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
     for key, value in overrides.items():
         _set_path(tree, tuple(key.split("__")), value)
         sources.record(key.replace("__", "."), "argument", "")
+    if from_process:  # unconfigured: the running local broker's; an explicit env (a test's) is what it says
+        found = local_broker.fill_bootstrap(tree, Settings().data_dir)
+        if found is not None and found.origin == "recorded":
+            sources.record("kafka.bootstrap", "other", "the broker `vitals kafka start` recorded")
     try:
         settings = msgspec.convert(tree, Settings)
     except msgspec.ValidationError as exc:
