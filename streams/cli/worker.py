@@ -13,6 +13,7 @@ from streams.config.private_files import private_dir
 from streams.config.settings import ProcessingSettings, load_settings
 
 if TYPE_CHECKING:  # the worker's modules load with the command that needs them
+    from sinks.query_server import QueryServer
     from streams.ops.metrics import Metrics
     from streams.worker.pipeline import Pipeline
 
@@ -62,6 +63,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except SinkInvalid as exc:  # refused credentials, grants: a fresh worker would be refused the same
         log.critical("stopping (exit code %d, not restarted): %s", exit_codes.REFUSED, exc)
         return exit_codes.REFUSED
+    queries = _serve_queries(settings.effective_clickhouse_dsn)
     vitals.metrics.serve(settings.metrics_host, settings.metrics_port)
     vitals.metrics.up.set(1)
     from schemas.alerts import RULES
@@ -70,8 +72,29 @@ def cmd_worker(args: argparse.Namespace) -> int:
     log.info("metrics on http://%s:%d/metrics, %d partitions", settings.metrics_host, settings.metrics_port, partitions)
     worker = Worker(vitals.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
     _tune_runtime(settings.processing, vitals.pipeline, vitals.metrics)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if queries is not None:
+            queries.stop()  # the endpoint file removed: the readers open the engine again
     return exit_codes.OK
+
+
+def _serve_queries(dsn: str) -> QueryServer | None:
+    """On the embedded ClickHouse, serve read-only queries to ``vitals query`` and ``vitals report``
+    (sinks/query_server.py): nobody else can open the engine while this worker holds it."""
+    from sinks.clickhouse import embedded_dir
+    from sinks.query_server import QueryServer
+
+    engine_dir = embedded_dir(dsn)
+    if engine_dir is None:
+        return None
+    try:
+        return QueryServer(engine_dir).start()
+    except Exception as exc:  # the worker's job goes on without it: say why
+        log.warning("cannot serve queries on the embedded ClickHouse (%s: %s); vitals query and vitals report "
+                    "wait until this worker stops", type(exc).__name__, exc)
+        return None
 
 
 def _tune_runtime(proc: ProcessingSettings, pipeline: Pipeline, metrics: Metrics) -> None:
