@@ -267,8 +267,14 @@ class ClickHouse:
                 raise SinkBackpressure(1.0, exc) from None  # the server is busy (parts, memory, queries)
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return self.query_columns(sql, parameters)[1]
+
+    def query_columns(self, sql: str, parameters: dict[str, Any] | None = None
+                      ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The column names and the rows of ``sql``."""
         with self._lock:
-            return list(self.client().query(sql, parameters=parameters).result_rows)
+            result = self.client().query(sql, parameters=parameters)
+            return list(result.column_names), list(result.result_rows)
 
     def close(self) -> None:
         with self._lock:

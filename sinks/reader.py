@@ -4,9 +4,10 @@
 * The embedded engine (``chdb:///dir``) while a worker runs on it: the worker's read-only endpoint
   (:mod:`sinks.query_server`), found through the file it keeps in the engine's directory
   (:mod:`sinks.endpoint`), with clickhouse-connect's HTTP client: :class:`ServedClickHouse`.
-* The embedded engine otherwise: opened here, as the worker would (a stale endpoint file, left by a
-  worker that was killed, is ignored). If another process still holds the directory (a worker too
-  old to serve queries, or another command reading it), :class:`EngineBusy` says so in one line.
+* The embedded engine otherwise: opened here, as the worker would, its tables and views created if
+  missing (a stale endpoint file, left by a worker that was killed, is ignored). If another process
+  still holds the directory (a worker too old to serve queries, or another command reading it),
+  :class:`EngineBusy` says so in one line.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from sinks import endpoint as endpoint_file
 from sinks.clickhouse import ClickHouse, EngineInUse, embedded_dir
 from sinks.endpoint import Endpoint
+from sinks.views import view_ddl
 from streams.config.clickhouse_dsn import database_of
 from streams.config.settings import Settings
 
@@ -78,8 +80,9 @@ def open_reader(settings: Settings) -> ClickHouse:
             return ServedClickHouse(served, database_of(dsn))
     ch = ClickHouse(dsn, ca_cert=settings.clickhouse_ca, verify=settings.clickhouse_verify)
     if engine_dir is not None:
-        try:
-            ch.client()
+        ch.extra_ddl = view_ddl(ch.database)
+        try:  # the local engine gets its tables and views, as a worker makes them: a fresh one answers too
+            ch.ensure_schema()
         except EngineInUse as exc:
             with contextlib.suppress(Exception):
                 ch.close()
