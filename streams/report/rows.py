@@ -93,11 +93,14 @@ def error_line(exc: BaseException) -> str:
     message = str(exc)
     at = message.rfind("DB::Exception: ")  # the server's message (an HTTP client's error wraps it)
     first = (message[at + len("DB::Exception: "):] if at >= 0 else message).strip().splitlines()
-    line = _VERSION.sub("", _FOR_URL.sub("", first[0] if first else type(exc).__name__))
-    match = _NAME.search(line)
-    name = getattr(exc, "name", None) or (match.group(1) if match else None)
-    if match:
-        line = line[:match.start()]
+    line, name = first[0] if first else type(exc).__name__, getattr(exc, "name", None)
+    while True:  # the client's and the server's trailers: url, version, (NAME), as often as they repeat
+        shorter = _VERSION.sub("", _FOR_URL.sub("", line)).rstrip(" .")
+        if match := _NAME.search(shorter):
+            name, shorter = name or match.group(1), shorter[:match.start()].rstrip(" .")
+        if shorter == line:
+            break
+        line = shorter
     code = getattr(exc, "code", None)
     tag = ", ".join(str(part) for part in (f"code {code}" if code is not None else None, name) if part)
-    return f"{line.rstrip(' .')}" + (f" ({tag})" if tag else "")
+    return line + (f" ({tag})" if tag else "")
