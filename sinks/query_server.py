@@ -98,9 +98,10 @@ class QueryServer:
         self.engine_dir = os.path.realpath(engine_dir)  # as clickhouse-connect spells it: chdb compares paths
         self.limits = dict(limits or LIMITS)
         self.wait_s = float(self.limits.get("max_execution_time", "60")) + 5
+        self._connect = lambda: chdb.connect(f"{self.engine_dir}?{urlencode(self.limits)}")
         self._pool: queue.Queue[Any] = queue.Queue()
         for _ in range(connections):
-            self._pool.put(chdb.connect(f"{self.engine_dir}?{urlencode(self.limits)}"))
+            self._pool.put(self._connect())
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.query_server = self  # type: ignore[attr-defined]
@@ -158,12 +159,23 @@ class QueryServer:
             result = conn.query(sql, params.get("default_format", "TabSeparated"), params=binds)
         except RuntimeError as exc:  # the engine's error (chdb raises a ChdbError, a RuntimeError; ``chdb.ChdbError``
             # is another class): its message, the code in it
-            raise QueryError(error_code(exc) or UNKNOWN_EXCEPTION, str(exc).strip()) from None
-        finally:
+            failed = QueryError(error_code(exc) or UNKNOWN_EXCEPTION, str(exc).strip())
+        except BaseException:
+            self._replace(conn)
+            raise
+        else:
             self._pool.put(conn)
-        summary = {"read_rows": str(result.rows_read()), "read_bytes": str(result.bytes_read()),
-                   "elapsed_ns": str(int(result.elapsed() * 1e9))}
-        return bytes(result.bytes()), {"X-ClickHouse-Summary": orjson.dumps(summary).decode()}
+            summary = {"read_rows": str(result.rows_read()), "read_bytes": str(result.bytes_read()),
+                       "elapsed_ns": str(int(result.elapsed() * 1e9))}
+            return bytes(result.bytes()), {"X-ClickHouse-Summary": orjson.dumps(summary).decode()}
+        self._replace(conn)
+        raise failed
+
+    def _replace(self, conn: Any) -> None:
+        """A connection whose query failed is not used again: after a result over ``max_result_bytes``,
+        chdb 4.4 put what the failed query had produced in front of the next result on that connection."""
+        conn.close()
+        self._pool.put(self._connect())
 
 
 class _Handler(BaseHTTPRequestHandler):

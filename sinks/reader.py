@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from sinks import endpoint as endpoint_file
@@ -57,6 +61,26 @@ class ServedClickHouse(ClickHouse):
         """Nothing to do: the worker created the database, tables and views before it served queries."""
 
 
+@contextlib.contextmanager
+def _engine_stderr_held() -> Iterator[None]:
+    """What the engine writes to the process's stderr (fd 2) while it opens: written out after, if it
+    opened; dropped if not (the engine's own lines about a locked directory, which :class:`EngineBusy`
+    says in one line)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        opened = False
+        try:
+            yield
+            opened = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if opened and held.seek(0) == 0 and (data := held.read()):
+                os.write(2, data)
+
+
 def answers(served: Endpoint, timeout_s: float = PING_TIMEOUT_S) -> bool:
     """Whether ``served`` answers ``/ping`` (a worker that is still starting or stopping may not)."""
     conn = http.client.HTTPConnection(served.host, served.port, timeout=timeout_s)
@@ -82,7 +106,8 @@ def open_reader(settings: Settings) -> ClickHouse:
     if engine_dir is not None:
         ch.extra_ddl = view_ddl(ch.database)
         try:  # the local engine gets its tables and views, as a worker makes them: a fresh one answers too
-            ch.ensure_schema()
+            with _engine_stderr_held():
+                ch.ensure_schema()
         except EngineInUse as exc:
             with contextlib.suppress(Exception):
                 ch.close()
