@@ -267,7 +267,8 @@ class ClickHouse:
                 raise SinkBackpressure(1.0, exc) from None  # the server is busy (parts, memory, queries)
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        return self.query_columns(sql, parameters)[1]
+        with self._lock:
+            return list(self.client().query(sql, parameters=parameters).result_rows)
 
     def query_columns(self, sql: str, parameters: dict[str, Any] | None = None
                       ) -> tuple[list[str], list[tuple[Any, ...]]]:
