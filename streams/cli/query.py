@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from streams.config.settings import load_settings
+from streams.config.settings import Settings, load_settings
 from streams.ops import exit_codes
 
 
@@ -30,7 +30,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     fmt = args.format or ("table" if sys.stdout.isatty() else "jsonl")
     try:
-        names, rows = run_query(args.sql)
+        names, rows = run_query(load_settings(), args.sql)
     except QueryFailed as exc:
         print(f"vitals query: {exc}", file=sys.stderr)
         return exit_codes.FAILED_COMMAND
@@ -42,7 +42,7 @@ class QueryFailed(Exception):
     """The query did not run: why, in one line."""
 
 
-def run_query(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     """The column names and rows of ``sql`` on the configured ClickHouse. Raises :class:`QueryFailed`."""
     from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
@@ -50,13 +50,12 @@ def run_query(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     from sinks.reader import EngineBusy, open_reader
     from streams.report.rows import error_line
 
-    settings = load_settings()
+    ch = None
     try:
         ch = open_reader(settings)
+        return ch.query_columns(sql)
     except EngineBusy as exc:
         raise QueryFailed(str(exc)) from None
-    try:
-        return ch.query_columns(sql)
     except OperationalError as exc:
         if exc.code is None:  # the connection, not the query
             raise QueryFailed(f"ClickHouse did not answer: {error_line(exc)}") from None
@@ -69,4 +68,5 @@ def run_query(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         why = f" ({type(exc.cause).__name__}: {exc.cause})" if exc.cause is not None else ""
         raise QueryFailed(f"ClickHouse did not answer{why}") from None
     finally:
-        ch.close()
+        if ch is not None:
+            ch.close()
