@@ -56,6 +56,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.ops import exit_codes
 
     vitals.clickhouse.extra_ddl = view_ddl(vitals.clickhouse.database)
+    _wait_for_engine(settings.effective_clickhouse_dsn)
     try:
         vitals.clickhouse.ensure_schema()
     except SinkBackpressure as exc:  # unavailable, not misconfigured: the sink retries with backoff
@@ -78,6 +79,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if queries is not None:
             queries.stop()  # the endpoint file removed: the readers open the engine again
     return exit_codes.OK
+
+
+def _wait_for_engine(dsn: str, timeout_s: float = 20.0) -> None:
+    """On the embedded ClickHouse, wait a little for a process that holds the directory to let go: a
+    ``vitals query`` or ``vitals report`` opens it for seconds when no worker runs. (Another worker
+    holds it for good: the open that follows then fails with a configuration error.)"""
+    import time
+
+    from sinks.clickhouse import embedded_dir_in_use
+
+    deadline = time.monotonic() + timeout_s
+    if embedded_dir_in_use(dsn) is not None:
+        log.info("the embedded ClickHouse is held by another process; waiting up to %.0fs", timeout_s)
+    while embedded_dir_in_use(dsn) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _serve_queries(dsn: str) -> QueryServer | None:
