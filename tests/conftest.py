@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError(f"tests that start Kafka without the integration marker: {', '.join(unmarked)}")
 
 
-def jsonl_rows(stdout: bytes) -> list[list[object]]:
+def jsonl_rows(stdout: bytes | str) -> list[list[object]]:
     """``vitals query``'s JSON lines (one object per row) as lists of values in column order."""
     return [json.loads(line, object_pairs_hook=lambda pairs: [v for _, v in pairs])
             for line in stdout.splitlines() if line.strip()]

@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Any
 
+from streams.cli import runs
 from streams.config.settings import Settings, load_settings
 from streams.ops import exit_codes
 
@@ -21,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     q.add_argument("sql")
     q.add_argument("--format", choices=FORMATS, default=None,
                    help="table on a terminal, else jsonl (one JSON object per row); csv and tsv have a header line")
+    runs.add_option(q)
     q.set_defaults(func=cmd_query)
 
 

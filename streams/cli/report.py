@@ -6,17 +6,22 @@ import argparse
 import sys
 from pathlib import Path
 
+from streams.cli import runs
 from streams.report.html import write_report
 
 
 def run_report(args: argparse.Namespace) -> int:
     from sinks.reader import EngineBusy
-    from streams.config.settings import load_settings
+    from streams.config.settings import Sources, load_settings
+    from streams.kafka.reachable import wait_for_kafka
     from streams.ops import exit_codes
     from streams.ops.metrics_snapshot import snapshot_path
     from streams.report.data import collect
 
-    settings = load_settings()
+    sources = Sources()
+    settings = load_settings(sources=sources)
+    if not args.no_kafka:
+        wait_for_kafka(settings.kafka, sources)
     out = Path(args.out) if args.out else Path(settings.data_dir) / "report.html"
     metrics = Path(args.metrics) if args.metrics else snapshot_path(settings.data_dir)
     try:
@@ -35,4 +40,5 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--metrics", default=None,
                    help="a scrape of the worker's /metrics (default <data dir>/worker-metrics.prom if present)")
     p.add_argument("--no-kafka", action="store_true", help="do not read the DLQ and device-observation topics")
+    runs.add_option(p)
     p.set_defaults(func=run_report)

@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from streams.config.private_files import private_dir
-from streams.config.settings import ProcessingSettings, load_settings
+from streams.config.settings import ProcessingSettings, Sources, load_settings
 
 if TYPE_CHECKING:  # the worker's modules load with the command that needs them
     from sinks.query_server import QueryServer
@@ -33,11 +33,18 @@ def _setup_logging(level: str = "INFO") -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    settings = load_settings()  # a bad configuration stops here, before any process is started
-    _setup_logging(args.loglevel)
+    from streams.kafka.reachable import wait_for_kafka
+    from streams.ops.ports import bind_error, check_metrics_port
     from streams.ops.supervisor import CHILD_ENV, supervise
 
-    if os.environ.get(CHILD_ENV) != "1" and not args.no_supervise:
+    sources = Sources()
+    settings = load_settings(sources=sources)  # a bad configuration stops here, before any process is started
+    check_metrics_port(settings, sources)
+    child = os.environ.get(CHILD_ENV) == "1"  # started by the supervisor, which waited for Kafka already
+    if not child:  # once per `vitals worker`: a worker restarted later retries a broker that went away
+        wait_for_kafka(settings.kafka, sources)
+    _setup_logging(args.loglevel)
+    if not child and not args.no_supervise:
         return supervise([sys.executable, "-P", "-m", "streams.cli", "worker", "--loglevel", args.loglevel],
                          max_backoff_s=settings.processing.restart_backoff_max_s)
     log.info("starting worker: %r", settings)
@@ -64,8 +71,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except SinkInvalid as exc:  # refused credentials, grants: a fresh worker would be refused the same
         log.critical("stopping (exit code %d, not restarted): %s", exit_codes.REFUSED, exc)
         return exit_codes.REFUSED
+    try:
+        vitals.metrics.serve(settings.metrics_host, settings.metrics_port)
+    except OSError as exc:  # taken since the check at startup
+        raise bind_error(exc, settings, sources) or exc from None
     queries = _serve_queries(settings.effective_clickhouse_dsn)
-    vitals.metrics.serve(settings.metrics_host, settings.metrics_port)
     vitals.metrics.up.set(1)
     from schemas.alerts import RULES
 

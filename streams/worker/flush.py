@@ -239,7 +239,7 @@ class Flusher:
         offset after a rebalance) is a replay the state skips. The pipeline commits itself
         rather than acking each message to Faust: Faust's per-message ack bookkeeping loses
         acks of messages delivered while a rebalance's seek is in flight and then never commits
-        that partition again (see README, "What vitals promises").
+        that partition again (see docs/guarantees.md).
         """
         if job.offsets:
             if self.commit_offsets is None:
