@@ -109,7 +109,7 @@ def test_a_stale_endpoint_file_is_ignored(tmp_path: Path) -> None:
     settings = load_settings(env={"VITALS_DATA_DIR": str(tmp_path / "data")})
     engine_dir = str(tmp_path / "data" / "clickhouse")
     os.makedirs(engine_dir)
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone = subprocess.Popen([sys.executable, "-I", "-c", "pass"])
     gone.wait()
     endpoint.write(engine_dir, endpoint.Endpoint("127.0.0.1", 9, "t", gone.pid))  # a killed worker's
     assert endpoint.read(engine_dir) is not None and endpoint.read_live(engine_dir) is None
@@ -124,7 +124,7 @@ def test_a_stale_endpoint_file_is_ignored(tmp_path: Path) -> None:
 def test_an_engine_held_by_a_process_that_does_not_serve_is_one_line(tmp_path: Path) -> None:
     engine_dir = tmp_path / "data" / "clickhouse"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import chdb, sys; c = chdb.connect(sys.argv[1]); print('held', flush=True); "
+        [sys.executable, "-I", "-c", "import chdb, sys; c = chdb.connect(sys.argv[1]); print('held', flush=True); "
          "sys.stdin.read()", str(engine_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"held\n"

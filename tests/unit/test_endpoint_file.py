@@ -35,7 +35,7 @@ def test_removed_only_while_it_is_still_ours(tmp_path: Path) -> None:
 
 
 def test_a_dead_workers_or_a_foreign_file_is_ignored(tmp_path: Path) -> None:
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone = subprocess.Popen([sys.executable, "-I", "-c", "pass"])
     gone.wait()
     endpoint.write(str(tmp_path), Endpoint("127.0.0.1", 1, "t", gone.pid))
     assert endpoint.read(str(tmp_path)) is not None and endpoint.read_live(str(tmp_path)) is None
