@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from streams.devtools.generator import History
-from tests.conftest import Deployment
+from tests.conftest import Deployment, jsonl_rows
 from tests.oracle import expected_daily, expected_dlq_reasons, valid_events
 
 ROWS = ("SELECT app_id, user_id, toString(day), events, logins, payments, toString(payment_amount), "
@@ -47,7 +47,7 @@ def query_dir(deployment: Deployment, data_dir: Path, sql: str) -> list[list[Any
     env.pop("VITALS_CLICKHOUSE_DSN", None)
     done = subprocess.run([sys.executable, "-P", "-m", "streams.cli", "query", sql], env=env, check=True,
                           capture_output=True, timeout=300)
-    return [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    return jsonl_rows(done.stdout)
 
 
 def merged_final(deployment: Deployment, data_dirs: list[Path]) -> dict[tuple[str, str, str], tuple[Any, ...]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from streams.cli import runs
@@ -10,8 +11,10 @@ from streams.report.html import write_report
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from sinks.reader import EngineBusy
     from streams.config.settings import Sources, load_settings
     from streams.kafka.reachable import wait_for_kafka
+    from streams.ops import exit_codes
     from streams.ops.metrics_snapshot import snapshot_path
     from streams.report.data import collect
 
@@ -21,7 +24,11 @@ def run_report(args: argparse.Namespace) -> int:
         wait_for_kafka(settings.kafka, sources)
     out = Path(args.out) if args.out else Path(settings.data_dir) / "report.html"
     metrics = Path(args.metrics) if args.metrics else snapshot_path(settings.data_dir)
-    data = collect(settings, metrics, use_kafka=not args.no_kafka)
+    try:
+        data = collect(settings, metrics, use_kafka=not args.no_kafka)
+    except EngineBusy as exc:
+        print(f"vitals report: {exc}", file=sys.stderr)
+        return exit_codes.FAILED_COMMAND
     path = write_report(data, settings.rules, out).resolve()
     print(path)
     return 0

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from sinks.clickhouse import ClickHouse
+from sinks.reader import ServedClickHouse, open_reader
 from sinks.views import RECALL_WINDOW_MS, ensure_views
 from streams.config.settings import Settings, redact_dsn
 from streams.ops.metrics_snapshot import event_outcomes
@@ -171,12 +172,14 @@ def collect(settings: Settings, metrics_file: Path | None, use_kafka: bool = Tru
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         source=redact_dsn(settings.effective_clickhouse_dsn),
     )
-    ch = ClickHouse(settings.effective_clickhouse_dsn, ca_cert=settings.clickhouse_ca,
-                    verify=settings.clickhouse_verify)
+    ch = open_reader(settings)  # a running worker's endpoint on the embedded engine (sinks/reader.py)
     data.database = ch.database
     try:
-        ch.ensure_schema()
-        ensure_views(ch)
+        if isinstance(ch, ServedClickHouse):  # the worker made the tables and views; its endpoint reads only
+            data.source += " (read through the running worker)"
+        else:
+            ch.ensure_schema()
+            ensure_views(ch)
         read_clickhouse(ch, data)
         flagged = flagged_devices(ch)
     finally:
