@@ -21,7 +21,7 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     DayCounts c = {NONE, 0, 0, 0, 0, 0, 0, NULL};
     long long lateness, skew, position_max, st, wm, wm_day, retention = 0, horizon_ms = 0, burst = 0, short_ms = 0,
         long_ms = 0, inter_ms = 0, run_short = 0, run_long = 0, run_inter = 0, moved = 0, off_events = NONE, off_reroute = NONE, row_day = NONE,
-        obs_day = NONE, accepted = 0, late_events = 0, duplicates = 0, replayed = 0;
+        obs_day = NONE, accepted = 0, late_events = 0, duplicates = 0, replayed = 0, count_day = NONE;
     PyObject *rules_app = NULL, *app_id = NULL, *user_id = NULL; /* borrowed from the events */
     PyObject *obs_app = NULL, *obs_device = NULL, *obs_user = NULL;
 
@@ -126,8 +126,9 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
             int same_app = rules_app != NULL && str_eq(a, rules_app);
             CHECK(same_app);
             if (!same_app) {
-                if (rules_app != NULL) { /* outcomes are counted per app */
-                    CALL_M(self, s_count, "(OOLLLL)", out, rules_app, accepted, late_events, duplicates, replayed);
+                if (rules_app != NULL) { /* outcomes are counted per app and day */
+                    CALL_M(self, s_count, "(OOLLLLL)", out, rules_app, count_day, accepted, late_events, duplicates,
+                           replayed);
                     accepted = late_events = duplicates = replayed = 0;
                 }
                 rules_app = a;
@@ -142,6 +143,14 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                 Py_CLEAR(tmp);
             }
             long long day = floordiv(ts, DAY_MS);
+            if (day != count_day) { /* outcomes are counted per app and day */
+                if (accepted || late_events || duplicates || replayed) {
+                    CALL_M(self, s_count, "(OOLLLLL)", out, rules_app, count_day, accepted, late_events, duplicates,
+                           replayed);
+                    accepted = late_events = duplicates = replayed = 0;
+                }
+                count_day = day;
+            }
             /* older than the days the state keeps: applied like any late event, its counters to the ledger */
             int cold = day < wm_day - retention;
             PyObject *u = slot(event, E_user);
@@ -411,7 +420,7 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     CHECK(PyObject_SetAttr(self, s_position, tmp));
     Py_CLEAR(tmp);
     if (rules_app != NULL)
-        CALL_M(self, s_count, "(OOLLLL)", out, rules_app, accepted, late_events, duplicates, replayed);
+        CALL_M(self, s_count, "(OOLLLLL)", out, rules_app, count_day, accepted, late_events, duplicates, replayed);
     result = Py_NewRef(Py_None);
 error:
     Py_XDECREF(c.amount);
