@@ -47,7 +47,7 @@ class Gate(msgspec.Struct, array_like=True):
     reroute_offset: int = -1
 
 
-_encode = msgspec.msgpack.Encoder().encode
+encode_gate = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Gate).decode
 
 
@@ -152,7 +152,7 @@ class OutcomeGates:
             gate.reroute_offset = max(gate.reroute_offset, offsets.get((reroute_topic, p), 0) - 1)
             rows.append(OutcomeRow(p, gate.seq, gate.version, gate.events_offset, gate.reroute_offset,
                                    tuple(sorted(counts.items()))))
-            raw = _encode(gate)
+            raw = encode_gate(gate)
             up.store.data[gate_key(p)] = raw
             records.append((changelog, p, gate_key(p), raw))
         return rows, records
