@@ -58,10 +58,10 @@ def ddl(database: str) -> str:
 def view_sql(database: str) -> str:
     """``event_outcomes`` (app_id, day, outcome, reason, events): the rows' counts summed."""
     return f"""
-            SELECT app_id, day, outcome, reason, sum(events) AS events
-            FROM {qualified(database, TABLE)} FINAL
-            ARRAY JOIN app_id, day, outcome, reason, events
-            GROUP BY app_id, day, outcome, reason"""
+            SELECT a AS app_id, d AS day, o AS outcome, r AS reason, sum(n) AS events
+            FROM (SELECT a, d, o, r, n FROM {qualified(database, TABLE)} FINAL
+                  ARRAY JOIN app_id AS a, day AS d, outcome AS o, reason AS r, events AS n)
+            GROUP BY a, d, o, r"""
 
 
 def labels(outcome: str) -> tuple[str, str] | None:
