@@ -13,9 +13,9 @@ epoch ms, never below the partition's previous row's): how the key stays exact i
 Bounded whatever the input: a flush writes one row per partition (one insert), and a row holds one
 entry per (app, day, outcome, reason) of the flush's events. Every event leaves an output waiting for
 the same flush (a changed (user, day) row of its app and day, a dead letter, a late-ledger event), and
-entries are at most a few per output; ``flush_max_rows`` bounds those, so a tenant flood of 100k app ids makes flushes come sooner, as
-it does for ``user_activity_daily``, not rows grow: app ids are kept as sent (no pooling), like the
-other tables keep them.
+entries are at most a few per output; ``flush_max_rows`` bounds those, so a tenant flood of 100k app
+ids makes flushes come sooner, as it does for ``user_activity_daily``, not rows grow: app ids are kept
+as sent (no pooling), like the other tables keep them.
 
 Pure here but the sink: the mapping of the engine's outcome names to (outcome, reason), shared with
 the ``vitals_events_total`` metric, and the rows of a flush's counts.
