@@ -18,7 +18,8 @@ are in ClickHouse and before the changed states (streams/worker/flush.py). So, a
   Rows are only written for counts that moved, so the lost row's messages, counted again, always
   bring that next row.
 
-``take`` is pure; ``split`` and ``recount`` run only while a partition replays what was counted.
+``take`` does no I/O; ``split`` and ``recount`` work per message only while a partition replays what was
+counted.
 """
 
 from __future__ import annotations
