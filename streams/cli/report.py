@@ -1,4 +1,5 @@
-"""``vitals report``: the HTML report from ClickHouse, the DLQ topic and the worker's counters."""
+"""``vitals report``: the HTML report from ClickHouse and the DLQ topic (the worker's counters for a database
+without event outcome counts)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("report", help="write a self-contained HTML report with charts from ClickHouse")
     p.add_argument("--out", default=None, help="the HTML file (default <data dir>/report.html)")
     p.add_argument("--metrics", default=None,
-                   help="a scrape of the worker's /metrics (default <data dir>/worker-metrics.prom if present)")
+                   help="a scrape of the worker's /metrics, read only when ClickHouse holds no event outcome "
+                        "counts (default <data dir>/worker-metrics.prom if present)")
     p.add_argument("--no-kafka", action="store_true", help="do not read the DLQ and device-observation topics")
     runs.add_option(p)
     p.set_defaults(func=run_report)
