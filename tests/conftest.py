@@ -4,6 +4,7 @@ the tests leave the checkout as they found it (nothing modified, nothing new bes
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -14,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 import pytest
 
 from streams.config.settings import Settings, load_settings
@@ -78,6 +78,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError(f"tests that start Kafka without the integration marker: {', '.join(unmarked)}")
 
 
+def jsonl_rows(stdout: bytes | str) -> list[list[object]]:
+    """``vitals query``'s JSON lines (one object per row) as lists of values in column order."""
+    return [json.loads(line, object_pairs_hook=lambda pairs: [v for _, v in pairs])
+            for line in stdout.splitlines() if line.strip()]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -114,7 +120,7 @@ class Deployment:
     def query(self, sql: str) -> list[list[object]]:
         done = subprocess.run([sys.executable, "-P", "-m", "streams.cli", "query", sql], env=self.env, check=True,
                               capture_output=True, timeout=300)
-        return [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
+        return jsonl_rows(done.stdout)
 
     def read(self, topic: str) -> list[object]:
         from streams.kafka.read import read_topic

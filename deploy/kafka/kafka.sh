@@ -78,12 +78,24 @@ java_run_secret() { # dir main-class args...: java_run with the main class and i
   return "$status"
 }
 
+running() { # dir: its kafka.pid names a live broker (a stale pid file's id may belong to another process)
+  local pid
+  [ -f "$1/kafka.pid" ] && pid="$(cat "$1/kafka.pid")" && kill -0 "$pid" 2>/dev/null || return 1
+  [ ! -r "/proc/$pid/cmdline" ] || tr '\0' '\n' < "/proc/$pid/cmdline" | grep -qx kafka.Kafka
+}
+
 start() {
   local dir="$1" port="${2:-}"
   resolve_jars
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
-  if [ -f "$dir/kafka.pid" ] && kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null; then
+  if [ -n "$port" ] && [ -f "$dir/server.properties" ] && [ -f "$dir/bootstrap" ] \
+    && [ "$(cat "$dir/bootstrap")" != "127.0.0.1:$port" ]; then
+    echo "$dir holds a broker made for $(cat "$dir/bootstrap"), not port $port: start it without a port," \
+      "or use another directory, or delete $dir" >&2
+    exit 2
+  fi
+  if running "$dir"; then
     cat "$dir/bootstrap"; return 0
   fi
   if [ ! -f "$dir/server.properties" ]; then
@@ -170,7 +182,7 @@ stop() {
   local dir="$1" sig="${2:-TERM}"
   [ -f "$dir/kafka.pid" ] || return 0
   local pid; pid="$(cat "$dir/kafka.pid")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if running "$dir"; then
     kill "-$sig" "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + 30))
     while kill -0 "$pid" 2>/dev/null; do

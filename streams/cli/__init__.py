@@ -10,6 +10,7 @@
 * ``inspect`` — one user's state and last alerts (cli/inspect.py)
 * ``rules`` — the effective thresholds per app (cli/rules.py)
 * ``views`` — the analyst views in ClickHouse (cli/views.py)
+* ``runs`` — the runs of ``vitals run``: their directories and settings, ``--run`` on query, report, inspect
 
 Each command module has ``add_parser(sub)``; the modules a command needs beyond its parser load when it runs.
 """
@@ -38,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     private_process()  # whatever vitals writes (state, the embedded ClickHouse, logs, reports): its user's only
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "run", None):  # query, report, inspect --run ID: that run's data (cli/runs.py)
+            from streams.cli import runs
+            from streams.config.settings import load_settings
+
+            settings = load_settings()
+            runs.apply(args.run, settings.data_dir, settings.kafka.bootstrap)
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"vitals: configuration error: {exc}", file=sys.stderr)

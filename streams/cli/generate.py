@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from streams.config.settings import load_settings
+from streams.config.settings import Sources, load_settings
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,9 +27,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_generate(args: argparse.Namespace) -> int:
     from streams.devtools.generator import GenConfig, generate
     from streams.devtools.produce import produce_history
+    from streams.kafka.reachable import wait_for_kafka
     from streams.kafka.topics import prepare_topics
 
-    settings = load_settings()
+    sources = Sources()
+    settings = load_settings(sources=sources)
+    wait_for_kafka(settings.kafka, sources)
     cfg = GenConfig(
         users=args.users,
         days=args.days,

@@ -8,13 +8,18 @@ import sys
 
 import orjson
 
-from streams.config.settings import load_settings
+from streams.cli import runs
+from streams.config.settings import Sources, load_settings
 from streams.ops import exit_codes
 from streams.report.inspection import as_dict, find_user, print_text
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    from streams.kafka.reachable import wait_for_kafka
+
+    sources = Sources()
+    settings = load_settings(sources=sources)
+    wait_for_kafka(settings.kafka, sources)
     try:
         found = asyncio.run(find_user(settings, args.app, args.user_id, args.alerts))
     except LookupError as exc:
@@ -34,4 +39,5 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--app", default="default", help="the event app_id (default: default)")
     p.add_argument("--alerts", type=int, default=10, help="how many of the last alerts to show")
     p.add_argument("--json", action="store_true")
+    runs.add_option(p)
     p.set_defaults(func=run_inspect)

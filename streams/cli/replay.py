@@ -28,7 +28,7 @@ from pathlib import Path
 
 from streams.config.clickhouse_dsn import database_of, location, named_database, replay_database, with_database
 from streams.config.private_files import private_dir
-from streams.config.settings import ConfigError, Settings, load_settings, read_secret_file, redact_dsn
+from streams.config.settings import ConfigError, Settings, Sources, load_settings, read_secret_file, redact_dsn
 from streams.kafka.offsets import end_offsets
 from streams.ops import exit_codes
 from streams.ops.metrics_snapshot import save_snapshot, snapshot_path
@@ -54,6 +54,7 @@ def replay_env(base: Settings, args: argparse.Namespace, environ: dict[str, str]
         VITALS_DLQ_TOPIC=args.dlq_topic or f"{app_id}.events.dlq",
         VITALS_DATA_DIR=data_dir,
         VITALS_METRICS_PORT=str(args.metrics_port or _free_port()),
+        VITALS_KAFKA_BOOTSTRAP=base.kafka.bootstrap,  # the live one's, found in the live data dir if not configured
     )
     env.pop("VITALS_CLICKHOUSE_DSN_FILE", None)  # the replay's DSN is passed whole, in the environment
     env["VITALS_CLICKHOUSE_DSN"] = replay_dsn(base, args, data_dir)
@@ -95,11 +96,14 @@ def replay_dsn(base: Settings, args: argparse.Namespace, data_dir: str) -> str:
 
 def run_replay(args: argparse.Namespace) -> int:
     from streams.devtools.worker_process import start_worker, stop_worker, wait_for_lag_zero
+    from streams.kafka.reachable import wait_for_kafka
     from streams.kafka.topics import prepare_topics
 
-    base = load_settings()
+    sources = Sources()
+    base = load_settings(sources=sources)
     env = replay_env(base, args)
     settings = load_settings(env=env)
+    wait_for_kafka(base.kafka, sources)  # once the arguments are checked
     private_dir(settings.data_dir)
     total = sum(asyncio.run(end_offsets(settings.kafka, settings.events_topic)).values())
     if total == 0:

@@ -1,20 +1,28 @@
 """``vitals run``: the whole job on one machine, on defaults (a local Kafka, a worker, generated traffic),
-and what it found (a summary and the HTML report)."""
+and what it found (a summary and the HTML report).
+
+Each run is self-contained: its own app id, topics and embedded ClickHouse in ``<data dir>/runs/<run id>/``
+(cli/runs.py), kept after it. It uses the configured Kafka, else the running local broker (left running),
+else starts the local broker in ``<data dir>/kafka`` and stops it at the end.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
-import time
 from pathlib import Path
 
-from streams.config.settings import load_settings
+from streams.cli import runs
+from streams.config import local_broker
+from streams.config.settings import Settings, load_settings
 from streams.devtools import local_kafka
 from streams.devtools.generator import GenConfig, generate
 from streams.devtools.produce import produce_history
 from streams.devtools.worker_process import start_worker, stop_worker, wait_for_lag_zero, write_report_subprocess
+from streams.ops import exit_codes
 from streams.ops.metrics_snapshot import save_snapshot, snapshot_path
 
 
@@ -25,40 +33,63 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     r.add_argument("--events", type=int, default=300_000)
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--batch", type=int, default=1)
-    r.add_argument("--dir", default=".vitals")
+    r.add_argument("--dir", default=None,
+                   help="the data directory (default: the configured one, ./.vitals): the run goes in <dir>/runs/")
     r.add_argument("--no-report", action="store_true", help="skip the HTML report at the end")
     r.set_defaults(func=run_local)
 
 
+def _broker(base_settings: Settings, base: Path) -> tuple[str, Path | None]:
+    """The Kafka to use, and the local broker's directory when this run starts it (and so stops it)."""
+    bootstrap = base_settings.kafka.bootstrap
+    if local_broker.origin(bootstrap) is None:  # configured
+        print(f"vitals run: Kafka at {bootstrap} (configured)", file=sys.stderr)
+        return bootstrap, None
+    directory = local_broker.broker_dir(base)
+    running = local_broker.running_bootstrap(directory)
+    if running is not None:
+        print(f"vitals run: Kafka at {running} (the local broker of {local_broker.shown(directory)}, left running)",
+              file=sys.stderr)
+        return running, None
+    print(f"vitals run: starting the local Kafka broker in {local_broker.shown(directory)} (stopped at the end; "
+          "first time: Maven resolves the jars)...", file=sys.stderr)
+    bootstrap, plan = local_kafka.start_planned(directory)
+    if plan.note:
+        print(f"vitals run: {plan.note}", file=sys.stderr)
+    return bootstrap, directory
+
+
 def run_local(args: argparse.Namespace) -> int:
-    base = Path(args.dir).resolve()
-    base.mkdir(parents=True, exist_ok=True)
-    print(f"vitals run: working in {base}", file=sys.stderr)
-    print("starting the local Kafka broker (first time: Maven resolves the jars)...", file=sys.stderr)
-    bootstrap = local_kafka.start(base / "kafka")
-    env = dict(os.environ, VITALS_KAFKA_BOOTSTRAP=bootstrap, VITALS_DATA_DIR=str(base / "data"))
-    env.setdefault("VITALS_METRICS_PORT", "9464")
-    env.setdefault("VITALS_APP_ID", f"vitals-run-{int(time.time())}")
-    env.setdefault("VITALS_EVENTS_TOPIC", f"{env['VITALS_APP_ID']}.events")
+    base_settings = load_settings()
+    base = Path(args.dir or base_settings.data_dir).resolve()
+    run_id, run_dir = runs.new_run(base)
+    values = runs.run_values(run_id, run_dir)
+    print(f"vitals run {run_id}: app id {values['VITALS_APP_ID']}, data in {run_dir}", file=sys.stderr)
+    try:
+        bootstrap, started = _broker(base_settings, base)
+    except local_kafka.BrokerRefused as exc:
+        print(f"vitals run: {exc}", file=sys.stderr)
+        return exit_codes.CONFIG
+    except subprocess.CalledProcessError as exc:
+        print(f"vitals run: the local broker did not start: {local_kafka.script_failure(exc)}", file=sys.stderr)
+        return exit_codes.FAILED_COMMAND
+    local_broker.said(bootstrap)
+    env = dict(os.environ, **values, VITALS_KAFKA_BOOTSTRAP=bootstrap, VITALS_METRICS_PORT=str(local_kafka.free_port()))
+    for name in values:  # the run's values, not a file's that the environment names
+        env.pop(f"{name}_FILE", None)
+    runs.record(run_dir, values)
     settings = load_settings(env=env)
     worker = None
     try:
         from streams.kafka.topics import prepare_topics
 
         partitions = asyncio.run(prepare_topics(settings))
-        worker = start_worker(env, base / "worker.log")
-        print(
-            f"worker started (pid {worker.pid}, metrics on :{settings.metrics_port}, log {base / 'worker.log'})",
-            file=sys.stderr,
-        )
-        cfg = GenConfig(
-            users=args.users,
-            days=args.days,
-            events=args.events,
-            seed=args.seed,
-            batch=args.batch,
-            partitions=partitions,
-        )
+        log_path = run_dir / "worker.log"
+        worker = start_worker(env, log_path)
+        print(f"worker started (pid {worker.pid}, metrics on :{settings.metrics_port}, log {log_path})",
+              file=sys.stderr)
+        cfg = GenConfig(users=args.users, days=args.days, events=args.events, seed=args.seed, batch=args.batch,
+                        partitions=partitions)
         history = generate(cfg)
         print(
             f"generated {history.n_events:,} events of {cfg.users:,} users over {cfg.days} days "
@@ -74,10 +105,23 @@ def run_local(args: argparse.Namespace) -> int:
 
         print_summary(settings, history)
         if not getattr(args, "no_report", False):
-            report = write_report_subprocess(env, base / "report.html")
+            report = write_report_subprocess(env, run_dir / "report.html")
             print(f"\nreport: {report}")
     finally:
         if worker is not None:
             stop_worker(worker)
-        local_kafka.stop(base / "kafka")
-    return 0
+        if started is not None:
+            local_kafka.stop(started)
+    elsewhere = base != Path(base_settings.data_dir).resolve()  # --dir: the commands look there when told
+    _say_where(run_id, run_dir, started, f"VITALS_DATA_DIR={base} " if elsewhere else "")
+    return exit_codes.OK
+
+
+def _say_where(run_id: str, run_dir: Path, stopped: Path | None, prefix: str) -> None:
+    print(f"\nvitals run {run_id}: kept in {run_dir} (report.html, worker.log, its ClickHouse)", file=sys.stderr)
+    print(f'  query it:  {prefix}vitals query --run {run_id} "SELECT rule, count() FROM alerts FINAL GROUP BY rule"',
+          file=sys.stderr)
+    print(f"  report:    {prefix}vitals report --run {run_id}   (--run latest: the newest run)", file=sys.stderr)
+    if stopped is not None:
+        print(f"  the local broker this run started is stopped; report and inspect read the run's topics: start it "
+              f"again first with {prefix}vitals kafka start", file=sys.stderr)

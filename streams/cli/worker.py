@@ -10,9 +10,10 @@ import sys
 from typing import TYPE_CHECKING
 
 from streams.config.private_files import private_dir
-from streams.config.settings import ProcessingSettings, load_settings
+from streams.config.settings import ProcessingSettings, Sources, load_settings
 
 if TYPE_CHECKING:  # the worker's modules load with the command that needs them
+    from sinks.query_server import QueryServer
     from streams.ops.metrics import Metrics
     from streams.worker.pipeline import Pipeline
 
@@ -32,11 +33,18 @@ def _setup_logging(level: str = "INFO") -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    settings = load_settings()  # a bad configuration stops here, before any process is started
-    _setup_logging(args.loglevel)
+    from streams.kafka.reachable import wait_for_kafka
+    from streams.ops.ports import bind_error, check_metrics_port
     from streams.ops.supervisor import CHILD_ENV, supervise
 
-    if os.environ.get(CHILD_ENV) != "1" and not args.no_supervise:
+    sources = Sources()
+    settings = load_settings(sources=sources)  # a bad configuration stops here, before any process is started
+    check_metrics_port(settings, sources)
+    child = os.environ.get(CHILD_ENV) == "1"  # started by the supervisor, which waited for Kafka already
+    if not child:  # once per `vitals worker`: a worker restarted later retries a broker that went away
+        wait_for_kafka(settings.kafka, sources)
+    _setup_logging(args.loglevel)
+    if not child and not args.no_supervise:
         return supervise([sys.executable, "-P", "-m", "streams.cli", "worker", "--loglevel", args.loglevel],
                          max_backoff_s=settings.processing.restart_backoff_max_s)
     log.info("starting worker: %r", settings)
@@ -55,6 +63,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.ops import exit_codes
 
     vitals.clickhouse.extra_ddl = view_ddl(vitals.clickhouse.database)
+    _wait_for_engine(settings.effective_clickhouse_dsn)
     try:
         vitals.clickhouse.ensure_schema()
     except SinkBackpressure as exc:  # unavailable, not misconfigured: the sink retries with backoff
@@ -62,7 +71,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except SinkInvalid as exc:  # refused credentials, grants: a fresh worker would be refused the same
         log.critical("stopping (exit code %d, not restarted): %s", exit_codes.REFUSED, exc)
         return exit_codes.REFUSED
-    vitals.metrics.serve(settings.metrics_host, settings.metrics_port)
+    try:
+        vitals.metrics.serve(settings.metrics_host, settings.metrics_port)
+    except OSError as exc:  # taken since the check at startup
+        raise bind_error(exc, settings, sources) or exc from None
+    queries = _serve_queries(settings.effective_clickhouse_dsn)
     vitals.metrics.up.set(1)
     from schemas.alerts import RULES
 
@@ -70,8 +83,44 @@ def cmd_worker(args: argparse.Namespace) -> int:
     log.info("metrics on http://%s:%d/metrics, %d partitions", settings.metrics_host, settings.metrics_port, partitions)
     worker = Worker(vitals.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
     _tune_runtime(settings.processing, vitals.pipeline, vitals.metrics)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if queries is not None:
+            queries.stop()  # the endpoint file removed: the readers open the engine again
     return exit_codes.OK
+
+
+def _wait_for_engine(dsn: str, timeout_s: float = 20.0) -> None:
+    """On the embedded ClickHouse, wait a little for a process that holds the directory to let go: a
+    ``vitals query`` or ``vitals report`` opens it for seconds when no worker runs. (Another worker
+    holds it for good: the open that follows then fails with a configuration error.)"""
+    import time
+
+    from sinks.clickhouse import embedded_dir_in_use
+
+    deadline = time.monotonic() + timeout_s
+    if embedded_dir_in_use(dsn) is not None:
+        log.info("the embedded ClickHouse is held by another process; waiting up to %.0fs", timeout_s)
+    while embedded_dir_in_use(dsn) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _serve_queries(dsn: str) -> QueryServer | None:
+    """On the embedded ClickHouse, serve read-only queries to ``vitals query`` and ``vitals report``
+    (sinks/query_server.py): nobody else can open the engine while this worker holds it."""
+    from sinks.clickhouse import embedded_dir
+    from sinks.query_server import QueryServer
+
+    engine_dir = embedded_dir(dsn)
+    if engine_dir is None:
+        return None
+    try:
+        return QueryServer(engine_dir).start()
+    except Exception as exc:  # the worker's job goes on without it: say why
+        log.warning("cannot serve queries on the embedded ClickHouse (%s: %s); vitals query and vitals report "
+                    "wait until this worker stops", type(exc).__name__, exc)
+        return None
 
 
 def _tune_runtime(proc: ProcessingSettings, pipeline: Pipeline, metrics: Metrics) -> None:

@@ -18,12 +18,13 @@ from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urls
 
 import msgspec
 
+from streams.config import local_broker
+from streams.config.bootstrap import parse_bootstrap
 from streams.config.clickhouse_dsn import database_of
-
-
-class ConfigError(ValueError):
-    """Bad configuration: raised at startup, never later."""
-
+from streams.config.env_names import ENV_KEYS, SECRET_FILE_KEYS, check_env_names
+from streams.config.errors import ConfigError
+from streams.config.sources import Sources, explain
+from streams.config.unknown_keys import check_file_keys
 
 # windows and counts a rule cannot work with at 0
 AT_LEAST_ONE = frozenset({"no_login_short_h", "no_login_long_d", "no_interaction_d", "activity_drop_window_d",
@@ -63,17 +64,19 @@ class RuleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         for name in self.__struct_fields__:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"rules.{name} must be a number >= 0, got {value}")
+                raise ConfigError(f"rules.{name} must be a number >= 0, got {value}", key=f"rules.{name}")
             if name in AT_LEAST_ONE and value < 1:
-                raise ConfigError(f"rules.{name} must be >= 1, got {value}")
+                raise ConfigError(f"rules.{name} must be >= 1, got {value}", key=f"rules.{name}")
         for name in ("retention_alert_below", "complaint_rate_alert_above"):
             if getattr(self, name) > 1:
-                raise ConfigError(f"rules.{name} is a share of users: 0..1, got {getattr(self, name)}")
+                raise ConfigError(f"rules.{name} is a share of users: 0..1, got {getattr(self, name)}",
+                                  key=f"rules.{name}")
         if self.device_farm_users > MAX_DEVICE_FARM_USERS:  # the users of a device-day are held and listed
             raise ConfigError(f"rules.device_farm_users must be <= {MAX_DEVICE_FARM_USERS}, "
-                              f"got {self.device_farm_users}")
+                              f"got {self.device_farm_users}", key="rules.device_farm_users")
         if self.hollow_window_d < self.hollow_post_window_d:
-            raise ConfigError("rules.hollow_post_window_d must not exceed rules.hollow_window_d")
+            raise ConfigError("rules.hollow_post_window_d must not exceed rules.hollow_window_d",
+                              key="rules.hollow_post_window_d")
         if self.retention_days_needed > 400:
             raise ConfigError("rule windows longer than 400 days are not supported")
 
@@ -97,18 +100,24 @@ class KafkaSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ssl_keyfile: str | None = None
     partitions: int = 8  # used when vitals creates the topics
     replication_factor: int = 1
+    # how long a worker (or a command) starting waits for a broker that refuses connections (kafka/reachable.py)
+    startup_wait_s: float = 120.0
 
     def __post_init__(self) -> None:
         if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
-            raise ConfigError(f"kafka.security_protocol: unknown protocol {self.security_protocol!r}")
+            raise ConfigError(f"kafka.security_protocol: unknown protocol {self.security_protocol!r}",
+                              key="kafka.security_protocol")
         if self.security_protocol.startswith("SASL") and not (
             self.sasl_mechanism and self.sasl_username and self.sasl_password
         ):
             raise ConfigError("kafka: SASL needs sasl_mechanism, sasl_username and sasl_password")
         if self.sasl_mechanism is not None and self.sasl_mechanism not in SASL_MECHANISMS:
-            raise ConfigError(f"kafka.sasl_mechanism must be one of {', '.join(SASL_MECHANISMS)}")
+            raise ConfigError(f"kafka.sasl_mechanism must be one of {', '.join(SASL_MECHANISMS)}",
+                              key="kafka.sasl_mechanism")
         if self.partitions < 1:
-            raise ConfigError("kafka.partitions must be >= 1")
+            raise ConfigError("kafka.partitions must be >= 1", key="kafka.partitions")
+        if not 0 <= self.startup_wait_s < float("inf"):
+            raise ConfigError("kafka.startup_wait_s must be a number of seconds >= 0", key="kafka.startup_wait_s")
 
     def __repr__(self) -> str:  # never print the password
         return (
@@ -155,24 +164,31 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
         if self.batch_max_messages < 1 or self.flush_max_rows < 1:
             raise ConfigError("processing: batch sizes must be >= 1")
         if self.memory_budget_mb < 16:
-            raise ConfigError(f"processing.memory_budget_mb must be >= 16, got {self.memory_budget_mb}")
+            raise ConfigError(f"processing.memory_budget_mb must be >= 16, got {self.memory_budget_mb}",
+                              key="processing.memory_budget_mb")
         if not 1 <= self.fetch_queue <= 64:
-            raise ConfigError("processing.fetch_queue must be in [1, 64]")
+            raise ConfigError("processing.fetch_queue must be in [1, 64]",
+                              key="processing.fetch_queue")
         if self.sink_buffer_cap_rows < self.flush_max_rows:
-            raise ConfigError("processing.sink_buffer_cap_rows must be >= flush_max_rows")
+            raise ConfigError("processing.sink_buffer_cap_rows must be >= flush_max_rows",
+                              key="processing.sink_buffer_cap_rows")
         if self.gc_gen0_threshold < 0:
-            raise ConfigError("processing.gc_gen0_threshold must be >= 0")
+            raise ConfigError("processing.gc_gen0_threshold must be >= 0",
+                              key="processing.gc_gen0_threshold")
         if not 0 < self.gc_full_interval_s < float("inf"):
-            raise ConfigError("processing.gc_full_interval_s must be a positive number of seconds")
+            raise ConfigError("processing.gc_full_interval_s must be a positive number of seconds",
+                              key="processing.gc_full_interval_s")
         if not 0 < self.gil_switch_interval_ms <= 100:
-            raise ConfigError("processing.gil_switch_interval_ms must be in (0, 100]")
+            raise ConfigError("processing.gil_switch_interval_ms must be in (0, 100]",
+                              key="processing.gil_switch_interval_ms")
         if self.store not in ("memory", "rocksdb"):
-            raise ConfigError(f"processing.store must be memory or rocksdb, got {self.store!r}")
+            raise ConfigError(f"processing.store must be memory or rocksdb, got {self.store!r}", key="processing.store")
         if self.store == "rocksdb":
             import importlib.util
 
             if importlib.util.find_spec("rocksdict") is None:
-                raise ConfigError("processing.store = rocksdb needs the rocksdict package (vitals[rocksdb])")
+                raise ConfigError("processing.store = rocksdb needs the rocksdict package (vitals[rocksdb])",
+                                  key="processing.store")
 
 
 PARTITION_WIDE = frozenset({"allowed_lateness_s", "max_clock_skew_s"})  # the watermark is per partition, not per app
@@ -204,22 +220,23 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     def __post_init__(self) -> None:
         if not (0 <= self.metrics_port < 65536):
-            raise ConfigError(f"metrics_port out of range: {self.metrics_port}")
+            raise ConfigError(f"metrics_port out of range (0-65535): {self.metrics_port}", key="metrics_port")
         for name in ("app_id", "events_topic", "alerts_topic", "dlq_topic"):
             if not getattr(self, name):
-                raise ConfigError(f"{name} must not be empty")
+                raise ConfigError(f"{name} must not be empty", key=name)
         dsn = self.clickhouse_dsn
         if dsn:
             parts = urlsplit(dsn)
             if parts.scheme not in ("chdb", "http", "https"):
-                raise ConfigError("clickhouse_dsn must be chdb:///dir or http(s)://user:pass@host:port/db")
+                raise ConfigError("clickhouse_dsn must be chdb:///dir or http(s)://user:pass@host:port/db",
+                                  key="clickhouse_dsn")
             if parts.scheme != "chdb" and not _host_and_port(parts):  # no DSN in the message: it may hold a password
                 raise ConfigError("clickhouse_dsn: no valid host:port; percent-encode special characters "
-                                  "(@ : / ? #) in its user and password")
+                                  "(@ : / ? #) in its user and password", key="clickhouse_dsn")
             try:
                 database_of(dsn)
             except ValueError as exc:
-                raise ConfigError(f"clickhouse_dsn: {exc}") from None
+                raise ConfigError(f"clickhouse_dsn: {exc}", key="clickhouse_dsn") from None
         for app, override in self.apps.items():
             # time is per partition, shared by every app on it: these cannot differ per app
             shared = sorted(PARTITION_WIDE & override.rules.keys())
@@ -251,7 +268,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         try:
             return msgspec.convert(merged, RuleSettings)
         except msgspec.ValidationError as exc:
-            raise ConfigError(f"apps.{app_id}.rules: {exc}") from exc
+            raise ConfigError(f"apps.{app_id}.rules: {exc}", key=f"apps.{app_id}.rules") from exc
 
     def __repr__(self) -> str:
         return (
@@ -264,37 +281,6 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         yield "clickhouse_dsn", redact_dsn(self.effective_clickhouse_dsn)
         yield "kafka", self.kafka
 
-
-ENV_KEYS: dict[str, tuple[str, ...]] = {
-    "VITALS_KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
-    "VITALS_APP_ID": ("app_id",),
-    "VITALS_EVENTS_TOPIC": ("events_topic",),
-    "VITALS_ALERTS_TOPIC": ("alerts_topic",),
-    "VITALS_DLQ_TOPIC": ("dlq_topic",),
-    "VITALS_CLICKHOUSE_DSN": ("clickhouse_dsn",),
-    "VITALS_METRICS_PORT": ("metrics_port",),
-    "VITALS_DATA_DIR": ("data_dir",),
-    "VITALS_STORE": ("processing", "store"),  # memory | rocksdb
-    # secured Kafka: secrets only from the environment or the config file
-    "VITALS_KAFKA_SECURITY_PROTOCOL": ("kafka", "security_protocol"),
-    "VITALS_KAFKA_SASL_MECHANISM": ("kafka", "sasl_mechanism"),
-    "VITALS_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
-    "VITALS_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
-    "VITALS_KAFKA_SSL_CAFILE": ("kafka", "ssl_cafile"),
-    "VITALS_CLICKHOUSE_USER": ("clickhouse_user",),
-    "VITALS_CLICKHOUSE_PASSWORD": ("clickhouse_password",),
-    "VITALS_CLICKHOUSE_CA": ("clickhouse_ca",),
-    "VITALS_METRICS_HOST": ("metrics_host",),
-}
-
-# Secrets can also come from files (Kubernetes/Docker secrets): NAME_FILE holds the value of NAME.
-SECRET_FILE_KEYS = (
-    "VITALS_KAFKA_SASL_USERNAME",
-    "VITALS_KAFKA_SASL_PASSWORD",
-    "VITALS_CLICKHOUSE_DSN",
-    "VITALS_CLICKHOUSE_USER",
-    "VITALS_CLICKHOUSE_PASSWORD",
-)
 
 _SECRET_QUERY_KEYS = frozenset({"password", "pass", "pwd", "secret", "token", "access_token"})
 
@@ -355,9 +341,13 @@ def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     tree[path[-1]] = value
 
 
-def load_settings(env: Mapping[str, str] | None = None, config_file: str | None = None, **overrides: Any) -> Settings:
-    """Build the settings: file, then environment, then explicit keyword overrides."""
-    env = os.environ if env is None else env
+def load_settings(env: Mapping[str, str] | None = None, config_file: str | None = None, *,
+                  sources: Sources | None = None, **overrides: Any) -> Settings:
+    """Build the settings: file, then environment, then explicit keyword overrides. ``sources``, if given,
+    is filled with where each value came from (for the errors found later, at startup)."""
+    from_process, env = env is None, os.environ if env is None else env
+    sources = Sources() if sources is None else sources
+    check_env_names(env)
     tree: dict[str, Any] = {}
     path = config_file or env.get("VITALS_CONFIG")
     if path:
@@ -368,6 +358,8 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        check_file_keys(tree, Settings, path, {(AppOverride, "rules"): RuleSettings})
+        sources.record_tree(tree, "file", path)
     env = dict(env)
     for name in SECRET_FILE_KEYS:
         file_var = f"{name}_FILE"
@@ -375,24 +367,38 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
             if name in env:
                 raise ConfigError(f"set {name} or {file_var}, not both")
             env[name] = read_secret_file(file_var, env[file_var])
+            sources.record(".".join(ENV_KEYS[name]), "env", file_var)
     for name, target in ENV_KEYS.items():
         if name in env:
             raw: Any = env[name]
+            if f"{name}_FILE" not in env:
+                sources.record(".".join(target), "env", name)
             if target == ("metrics_port",):
                 try:
                     raw = int(raw)
-                except ValueError as exc:
-                    raise ConfigError(f"{name} must be an integer port, got {raw!r}") from exc
+                except ValueError:
+                    raise ConfigError(f"metrics_port = {raw!r} (from {name}): not a number",
+                                      key="metrics_port") from None
             _set_path(tree, target, raw)
     for key, value in overrides.items():
         _set_path(tree, tuple(key.split("__")), value)
+        sources.record(key.replace("__", "."), "argument", "")
+    if from_process:  # unconfigured: the running local broker's; an explicit env (a test's) is what it says
+        found = local_broker.fill_bootstrap(tree, Settings().data_dir)
+        if found is not None and found.origin == "recorded":
+            sources.record("kafka.bootstrap", "other", "the broker `vitals kafka start` recorded")
     try:
         settings = msgspec.convert(tree, Settings)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from exc
+        raise explain(exc, sources) from None
+    try:
+        parse_bootstrap(settings.kafka.bootstrap)
+    except ValueError as exc:
+        raise ConfigError(f"kafka.bootstrap = {settings.kafka.bootstrap!r} ({sources.origin('kafka.bootstrap')}): "
+                          f"{exc}", key="kafka.bootstrap") from None
     for name, path in (("kafka.ssl_cafile", settings.kafka.ssl_cafile), ("clickhouse_ca", settings.clickhouse_ca)):
         if path is not None and not os.access(path, os.R_OK):
-            raise ConfigError(f"{name}: cannot read {path}")
+            raise ConfigError(f"{name}: cannot read {path} ({sources.origin(name)})", key=name)
     if settings.processing.native_engine:
         import importlib.util
 

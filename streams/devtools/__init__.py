@@ -1,6 +1,6 @@
 """Tools for running vitals locally and for tests and benchmarks.
 
-* ``local_kafka`` — start and stop the single-node Kafka of deploy/kafka/kafka.sh
+* ``local_kafka`` — start and stop the single-node Kafka of deploy/kafka/kafka.sh; the port it gets
 * ``generator`` — deterministic event histories with personas and faults
 * ``hostile`` — hostile but valid input mixed into a history (``--hostile``)
 * ``produce`` — a history produced into Kafka

@@ -21,6 +21,7 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
+from streams.config import local_broker
 from streams.config.settings import ConfigError, KafkaSettings
 
 Record = tuple[int, bytes | None, bytes]  # (partition, key, value)
@@ -36,6 +37,7 @@ def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
 
 
 def client_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
+    local_broker.announce(kafka.bootstrap)  # an unconfigured bootstrap: where it came from, said once
     kwargs: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap, "security_protocol": kafka.security_protocol}
     ctx = ssl_context(kafka)
     if ctx is not None:

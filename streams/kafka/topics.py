@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -58,8 +59,22 @@ async def ensure_topics(settings: Settings, partitions: int) -> None:
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
+            await _wait_for_leaders(admin, [t.name for t in missing])
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: Any, topics: list[str], timeout_s: float = 30.0) -> None:
+    """Until every partition of the just-created ``topics`` has a leader (bounded): a producer that starts
+    before would log a ``NotLeaderForPartitionError ... retrying`` line per partition, alarming for nothing."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        entries = await admin.describe_topics(topics)
+        if all(e.get("error_code", 0) == 0 and e.get("partitions")
+               and all(p.get("leader", -1) >= 0 for p in e["partitions"]) for e in entries):
+            return
+        await asyncio.sleep(0.1)
 
 
 TABLES = ("users", "devices")  # the Faust tables of streams/worker/app.py

@@ -6,7 +6,7 @@ the alerts lost (must be 0) and sent twice (SPEC section 4: rare), against the r
 Each run: its own local Kafka broker, a history of 500 users over 150 days (bursts, device farms,
 churners, 2% redeliveries, bounded disorder), produced, then one supervised worker killed (SIGKILL of
 its process) ``--kills`` times, evenly over the input plus a random 0-2.5 s, then run to the end.
-Not part of the test command (minutes per run); its figures are in the README.
+Not part of the test command (minutes per run); its figures are in docs/guarantees.md.
 """
 
 from __future__ import annotations

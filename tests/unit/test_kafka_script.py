@@ -25,7 +25,8 @@ for a in "$@"; do
 done
 case "$*" in
   *random-uuid*) echo "5599q8-JQzm8ywpw_Tya9Q" ;;
-  *kafka.Kafka*) echo "Kafka Server started"; exec sleep 300 ;;  # a broker runs until stopped
+  *kafka.Kafka*) echo "Kafka Server started"  # a broker runs until stopped, its main class on its command line
+    exec python3 -I -c 'import time; time.sleep(300)' kafka.Kafka ;;
 esac
 """
 
