@@ -349,13 +349,16 @@ MISTAKES = {
 }
 
 
-def assert_config_error(done: subprocess.CompletedProcess[bytes]) -> None:
-    """A configuration error as the docs promise it: one line ``vitals: configuration error: ...`` on stderr
-    (nothing else), exit code 2."""
+CONFIG_ERROR = "vitals: configuration error: "
+
+
+def assert_config_error(done: subprocess.CompletedProcess[bytes], prefix: str = CONFIG_ERROR) -> None:
+    """A configuration error as the docs promise it: one line on stderr (nothing else), ``prefix`` first
+    (docs/configuration.md, "Exit codes"), exit code 2."""
     lines = [line for line in done.stderr.decode(errors="replace").splitlines() if line.strip()]
     what = said(done.args, done.returncode, done.stderr, 40)
     assert done.returncode == 2, what
-    assert len(lines) == 1 and lines[0].startswith("vitals: configuration error: "), what
+    assert len(lines) == 1 and lines[0].startswith(prefix), what
 
 
 @pytest.mark.parametrize("mistake", list(MISTAKES))
@@ -388,6 +391,6 @@ def test_kafka_start_on_a_directory_made_for_another_port(newcomer: Newcomer, br
         port = free_port()
     done = newcomer.vitals("kafka", "start", "--port", str(port), timeout=MISTAKE_TIMEOUT_S,
                            step="mistake: vitals kafka start --port (another port)")
-    assert_config_error(done)
+    assert_config_error(done, prefix="vitals kafka: ")  # docs/local.md: a one-line message, exit code 2
     assert not accepts_connections(f"127.0.0.1:{port}") and not accepts_connections(broker.bootstrap), (
         "a broker was started all the same")
