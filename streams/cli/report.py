@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from streams.cli import runs
@@ -22,6 +23,8 @@ def run_report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(settings.data_dir) / "report.html"
     metrics = Path(args.metrics) if args.metrics else snapshot_path(settings.data_dir)
     data = collect(settings, metrics, use_kafka=not args.no_kafka)
+    for warning in data.warnings:
+        print(f"vitals report: {warning}", file=sys.stderr)
     path = write_report(data, settings.rules, out).resolve()
     print(path)
     return 0
