@@ -43,9 +43,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         hostile=args.hostile,
         hostile_scale=args.scale,
     )
-    print(f"generating about {cfg.events:,} events of {cfg.users:,} users over {cfg.days} days"
+    print(f"generating {cfg.events:,} events of {cfg.users:,} users over {cfg.days} days"
           f"{f' with hostile input (scale {cfg.hostile_scale:g})' if cfg.hostile else ''}...", file=sys.stderr)
     history = generate(cfg)
-    print(f"producing {len(history.messages):,} messages to {settings.events_topic}", file=sys.stderr)
     asyncio.run(produce_history(settings, history, progress=True))
+    print(f"wrote {history.describe()} to {settings.events_topic}", file=sys.stderr)
     return 0

@@ -91,11 +91,7 @@ def run_local(args: argparse.Namespace) -> int:
         cfg = GenConfig(users=args.users, days=args.days, events=args.events, seed=args.seed, batch=args.batch,
                         partitions=partitions)
         history = generate(cfg)
-        print(
-            f"generated {history.n_events:,} events of {cfg.users:,} users over {cfg.days} days "
-            f"in {len(history.messages):,} messages",
-            file=sys.stderr,
-        )
+        print(f"generated {history.describe()}", file=sys.stderr)
         asyncio.run(produce_history(settings, history, progress=True))
         wait_for_lag_zero(settings, worker, len(history.messages))
         save_snapshot(settings.metrics_host, settings.metrics_port, snapshot_path(settings.data_dir))
