@@ -110,10 +110,10 @@ async def start_admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
     admin = AIOKafkaAdminClient(**client_kwargs(kafka))
     try:
         await admin.start()
-    except KafkaConnectionError:
+    except BaseException as exc:  # closed on every way out (a timeout, a cancellation too)
         with contextlib.suppress(Exception):
             await admin.close()
-        if kafka.security_protocol != "PLAINTEXT":
+        if isinstance(exc, KafkaConnectionError) and kafka.security_protocol != "PLAINTEXT":
             await diagnose_connection(kafka)
         raise
     return admin

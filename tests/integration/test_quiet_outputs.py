@@ -1,6 +1,7 @@
 """What a newcomer sees on stderr and in logs: ``vitals report`` with Kafka unreachable writes the
-report and says so in one line (no resource warnings, no traceback, no aiokafka log lines), and a
-worker whose stderr goes to a file while its stdout is a terminal logs no escape codes."""
+report and says so in one line (no resource warnings, no traceback, no aiokafka log lines), with
+Kafka reachable it prints nothing on stderr, and a worker whose stderr goes to a file while its
+stdout is a terminal logs no escape codes."""
 
 from __future__ import annotations
 
@@ -71,3 +72,10 @@ def test_worker_log_has_no_escape_codes_with_stdout_on_a_terminal(deployment: De
         os.close(master)
     text = log_path.read_bytes()
     assert b"INFO" in text and b"\x1b[" not in text, text[-2000:]
+
+    # and the report, with this Kafka reachable (its topics read, its clients closed): quiet too
+    out = deployment.base / "report.html"
+    done = subprocess.run([sys.executable, "-P", "-m", "streams.cli", "report", "--out", str(out)],
+                          env=dict(deployment.env, **NOISY), capture_output=True, timeout=300, text=True)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert "not reachable" not in out.read_text()
