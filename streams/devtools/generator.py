@@ -171,9 +171,9 @@ def generate(cfg: GenConfig) -> History:
         nonlocal seq
         seq += 1
         if base is None:  # no persona event at all: the first user's first day
-            user, app, _persona, _days = plans[0]
-            return {"event_id": f"e{seq:010d}", "user_id": user, "type": "view",
-                    "ts": cfg.start_ms + 12 * 3_600_000 + seq * 1_000, "app_id": app, "device_id": f"d-{user}"}
+            user, app = (plans[0][0], plans[0][1]) if plans else ("u0000000", cfg.apps[0])
+            return {"event_id": f"e{seq:010d}", "user_id": user, "type": "login",
+                    "ts": cfg.start_ms + 12 * 3_600_000 + seq % 40_000 * 1_000, "app_id": app, "device_id": f"d-{user}"}
         ts = int(cast(int, base["ts"]))
         day_end = ts - ts % DAY_MS + DAY_MS - 1  # the same UTC day: the user's active days stay as they are
         return dict(base, event_id=f"e{seq:010d}", type=rng.choice(ENGAGE),

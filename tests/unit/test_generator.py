@@ -73,7 +73,7 @@ def _valid_events(history: History) -> list[dict[str, object]]:
 
 
 @settings(max_examples=80, deadline=None)
-@given(events=st.integers(0, 3_000), users=st.integers(1, 60), days=st.integers(1, 12), batch=st.integers(1, 20),
+@given(events=st.integers(0, 3_000), users=st.integers(0, 60), days=st.integers(1, 12), batch=st.integers(1, 20),
        seed=st.integers(0, 10_000), dup_rate=st.sampled_from([0.0, 0.01, 0.3]),
        invalid_rate=st.sampled_from([0.0, 0.002, 0.2]))
 def test_a_history_holds_exactly_the_events_asked_for(events: int, users: int, days: int, batch: int, seed: int,
