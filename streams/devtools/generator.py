@@ -207,13 +207,14 @@ def _persona_events(cfg: GenConfig, plans: list[tuple[str, str, str, list[int]]]
             n = max(1, int(rng.expovariate(1 / mean) + 0.5)) if persona != "hollow" else rng.randint(1, 3)
             day_start = cfg.start_ms + d * DAY_MS
             session = day_start + rng.randint(6 * 3_600_000, 20 * 3_600_000)
+            gap = max(1, min(120_000, (day_start + DAY_MS - 1 - session) // n))  # the day's events stay in it
             for j, etype in enumerate(_day_types(persona, n, rng)):
                 seq += 1
                 ev: dict[str, object] = {
                     "event_id": f"e{seq:010d}",
                     "user_id": user,
                     "type": etype,
-                    "ts": session + j * rng.randint(1_000, 120_000),
+                    "ts": session + j * rng.randint(min(1_000, gap), gap),
                     "app_id": app,
                     "device_id": device,
                 }
@@ -341,7 +342,7 @@ def _invalid(near: Message, rng: random.Random, cfg: GenConfig, kind: int) -> Me
         doc = dict(base, ts=86_400_000)
         return Message(near.partition, near.key, orjson.dumps(doc), near.sort_ts, ["ts_out_of_range"])
     if kind == 4:
-        good = dict(base, event_id=f"ok{rng.randrange(10**9)}", user_id=f"u{rng.randrange(cfg.users):07d}")
+        good = dict(base, event_id=f"ok{rng.randrange(10**9)}", user_id=f"u{rng.randrange(max(1, cfg.users)):07d}")
         bad = dict(base, ts="yesterday")
         key = str(good["user_id"]).encode()
         return Message(home_partition(key, cfg.partitions), key, orjson.dumps([good, bad]), near.sort_ts, ["bad_ts"])

@@ -85,12 +85,12 @@ def test_a_history_holds_exactly_the_events_asked_for(events: int, users: int, d
     assert invalid == history.invalid_events
     ids = Counter(str(e["event_id"]) for e in _valid_events(history))
     assert sum(n - 1 for n in ids.values()) == history.duplicate_events
-    # padding or trimming adds no active day: each event follows its user's login of the day (or of the
-    # day before: a long session crosses midnight); farm visits and the good half of an invalid batch aside
+    # padding or trimming adds no active day: each event is on a day its user logged in (a day's
+    # events stay in it); farm visits and the good half of an invalid batch aside
     logins = {(e["user_id"], _day(e)) for e in _valid_events(history) if e["type"] == "login"}
     for e in _valid_events(history):
         if not str(e["device_id"]).startswith("farm-") and not str(e["event_id"]).startswith("ok"):
-            assert (e["user_id"], _day(e)) in logins or (e["user_id"], _day(e) - 1) in logins
+            assert (e["user_id"], _day(e)) in logins
 
 
 def test_the_story_is_kept_when_the_count_allows() -> None:
