@@ -1,4 +1,5 @@
-"""What a newcomer sees on stderr and in logs: ``vitals report`` with Kafka unreachable writes the
+"""What a newcomer sees on stderr and in logs: ``vitals generate --events N`` writes N events and says
+how many messages; ``vitals report`` with Kafka unreachable writes the
 report and says so in one line (no resource warnings, no traceback, no aiokafka log lines), with
 Kafka reachable it prints nothing on stderr, and a worker whose stderr goes to a file while its
 stdout is a terminal logs no escape codes."""
@@ -79,3 +80,20 @@ def test_worker_log_has_no_escape_codes_with_stdout_on_a_terminal(deployment: De
                           env=dict(deployment.env, **NOISY), capture_output=True, timeout=300, text=True)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert "not reachable" not in out.read_text()
+
+
+@pytest.mark.integration
+def test_generate_writes_exactly_the_events_asked_for(deployment: Deployment) -> None:
+    from streams.devtools.generator import _events_of
+
+    done = subprocess.run([sys.executable, "-P", "-m", "streams.cli", "generate", "--events", "3000", "--users", "100",
+                           "--days", "4", "--batch", "5"], env=dict(deployment.env, **NOISY), capture_output=True,
+                          timeout=300, text=True)
+    assert done.returncode == 0, done.stderr
+    records = deployment.read(deployment.settings.events_topic)
+    assert sum(len(_events_of(r.value)) for r in records) == 3000
+    for noise in ("Unclosed", "ResourceWarning", "Traceback", "\x1b"):
+        assert noise not in done.stderr, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("wrote 3,000 events (") and last.endswith(
+        f" of 100 users over 4 days in {len(records):,} messages to {deployment.settings.events_topic}"), last
