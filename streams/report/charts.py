@@ -57,7 +57,7 @@ def _fmt(v: float, percent: bool = False) -> str:
         return f"{v / 1000:.0f}k"
     if v == int(v):
         return f"{int(v):,}"
-    return f"{v:.2f}"
+    return f"{v:.2f}".rstrip("0").rstrip(".")  # 37.5, 0.25
 
 
 def _nice_max(v: float) -> float:
