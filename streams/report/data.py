@@ -202,7 +202,9 @@ def _device_users_or_note(settings: Settings, data: ReportData) -> dict[tuple[st
         return {}
 
 
-def collect(settings: Settings, metrics_file: Path | None, use_kafka: bool = True) -> ReportData:
+def collect(settings: Settings, metrics_file: Path | None, use_kafka: bool = True,
+            kafka_down: str | None = None) -> ReportData:
+    """What the report shows; ``kafka_down`` (why Kafka cannot be reached) skips Kafka as ``use_kafka`` false."""
     data = ReportData(
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         source=redact_dsn(settings.effective_clickhouse_dsn),
@@ -217,10 +219,11 @@ def collect(settings: Settings, metrics_file: Path | None, use_kafka: bool = Tru
         flagged = flagged_devices(ch)
     finally:
         ch.close()
-    if use_kafka:
+    if use_kafka and not kafka_down:
         read_kafka(settings, flagged, data)
     else:
-        data.notes.append("Kafka not read (--no-kafka): no dead letters or device observations")
+        data.notes.append(f"{kafka_down}; no dead letters or device observations" if kafka_down else
+                          "Kafka not read (--no-kafka): no dead letters or device observations")
         read_kafka_free = sorted(flagged.items(), key=lambda t: (-t[1], t[0]))[:15]
         data.devices = [DeviceRow(a, d, n, n, True) for (a, d), n in read_kafka_free]
         data.devices_source = "devices flagged by fake.device_farm with the users the alert names"
