@@ -24,12 +24,28 @@ from typing import cast
 import orjson
 
 from schemas.time_units import DAY_MS, MINUTE_MS
-from streams.devtools.event_count import DAYS, FILLER, STORY, fault_budget, fit, invalid_events, pick_duplicates
+from streams.devtools.event_count import (
+    BURST,
+    DAYS,
+    FARM,
+    FILLER,
+    fault_budget,
+    fit,
+    invalid_events,
+    pick_duplicates,
+    story_cut,
+)
 from streams.engine.partitioner import home_partition
 
 PERSONAS = ("regular", "payer", "creator", "churner", "returner", "hollow", "bot", "farm")
 WEIGHTS = (40, 10, 8, 12, 8, 10, 6, 6)
 ENGAGE = ("view", "like", "comment", "share", "follow", "view", "view", "search")
+
+
+def default_users(events: int, days: int) -> int:
+    """Users for ``events`` over ``days`` when none are asked for: room for every persona's story (they
+    need about 8 events a user for the bursts and 0.75 a user-day), with as many again for activity."""
+    return max(1, events // (12 + days))
 
 
 @dataclass
@@ -71,6 +87,7 @@ class History:
     personas: dict[str, str]  # user_id -> persona
     duplicate_events: int = 0  # of config.events: redelivered (in messages sent again)
     invalid_events: int = 0  # of config.events: in the invalid messages (one each; a good and a bad one in some)
+    story_cut: str = ""  # what config.events was too few for (event_count.story_cut)
 
     @property
     def n_events(self) -> int:
@@ -164,7 +181,7 @@ def generate(cfg: GenConfig) -> History:
     story = cfg.events - dup_events - sum(map(invalid_events, invalid_kinds))
     events, tiers = _persona_events(cfg, plans, story, rng)
     pad_from = [i for i, ev in enumerate(events)
-                if tiers[i] != STORY and personas[str(ev["user_id"])] not in ("hollow", "bot")]
+                if tiers[i] in (FILLER, DAYS) and personas[str(ev["user_id"])] not in ("hollow", "bot")]
     seq = len(events)
 
     def pad(base: dict[str, object] | None) -> dict[str, object]:
@@ -179,13 +196,14 @@ def generate(cfg: GenConfig) -> History:
         return dict(base, event_id=f"e{seq:010d}", type=rng.choice(ENGAGE),
                     ts=min(day_end, ts + rng.randint(1_000, 120_000)))
 
-    events = fit(events, tiers, story, rng, pad, pad_from)
+    events, cut = fit(events, tiers, story, rng, pad, pad_from)
     messages = _deliver(events, cfg, rng, dup_events, invalid_kinds)
     if cfg.hostile:
         from streams.devtools.hostile import mix_in
 
         messages = mix_in(cfg, messages, personas)
-    return History(cfg, messages, personas, dup_events, sum(map(invalid_events, invalid_kinds)))
+    return History(cfg, messages, personas, dup_events, sum(map(invalid_events, invalid_kinds)),
+                   story_cut(cut, cfg.events))
 
 
 def _persona_events(cfg: GenConfig, plans: list[tuple[str, str, str, list[int]]], target: int,
@@ -239,7 +257,7 @@ def _persona_events(cfg: GenConfig, plans: list[tuple[str, str, str, list[int]]]
                         "device_id": device,
                     }
                 )
-                tiers.append(STORY)
+                tiers.append(BURST)
         if persona == "farm":
             farm_devices.setdefault(n_farm // 6, []).append(user)  # six users share one device
             n_farm += 1
@@ -257,7 +275,7 @@ def _persona_events(cfg: GenConfig, plans: list[tuple[str, str, str, list[int]]]
                     "device_id": f"farm-{group}",
                 }
             )
-            tiers.append(STORY)
+            tiers.append(FARM)
     return events, tiers
 
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.time_units import DAY_MS, MINUTE_MS
-from streams.devtools.event_count import DAYS, FILLER, STORY, fit, pick_duplicates
-from streams.devtools.generator import GenConfig, History, _events_of, generate
+from streams.devtools.event_count import BURST, DAYS, FARM, FILLER, fit, pick_duplicates
+from streams.devtools.generator import GenConfig, History, _events_of, default_users, generate
 
 
 def _batches(window_ms: int) -> list[tuple[int, list[int]]]:
@@ -112,14 +113,23 @@ def test_the_story_is_kept_when_the_count_allows() -> None:
 def test_a_trim_takes_a_days_further_events_first_then_whole_stories_from_the_end() -> None:
     import random
 
-    events: list[dict[str, object]] = [{"i": i} for i in range(10)]
-    tiers = [DAYS, FILLER, FILLER, STORY, STORY, STORY, DAYS, FILLER, STORY, STORY]
-    kept = fit(events, tiers, 7, random.Random(1), pad=lambda base: {}, pad_from=[])
-    assert [e["i"] for e in kept] == [0, 3, 4, 5, 6, 8, 9]
-    kept = fit(events, tiers, 4, random.Random(1), pad=lambda base: {}, pad_from=[])
-    assert [e["i"] for e in kept] == [0, 3, 4, 6]
-    padded = fit(events, tiers, 12, random.Random(1), pad=lambda base: {"next to": base}, pad_from=[6])
-    assert padded[:10] == events and padded[10:] == [{"next to": {"i": 6}}] * 2
+    events: list[dict[str, object]] = [{"i": i} for i in range(11)]
+    tiers = [DAYS, FILLER, FILLER, BURST, BURST, BURST, DAYS, FILLER, BURST, BURST, FARM]
+    kept, cut = fit(events, tiers, 8, random.Random(1), pad=lambda base: {}, pad_from=[])
+    assert [e["i"] for e in kept] == [0, 3, 4, 5, 6, 8, 9, 10] and not cut
+    kept, cut = fit(events, tiers, 4, random.Random(1), pad=lambda base: {}, pad_from=[])
+    assert [e["i"] for e in kept] == [0, 3, 6, 10] and cut == {BURST: 4}
+    kept, cut = fit(events, tiers, 1, random.Random(1), pad=lambda base: {}, pad_from=[])
+    assert [e["i"] for e in kept] == [10] and cut == {BURST: 5, DAYS: 2}  # farm visits go last
+    padded, cut = fit(events, tiers, 13, random.Random(1), pad=lambda base: {"next to": base}, pad_from=[6])
+    assert padded[:11] == events and padded[11:] == [{"next to": {"i": 6}}] * 2 and not cut
+
+
+def test_too_few_events_say_what_they_leave_out() -> None:
+    cut = generate(GenConfig(users=300, days=21, events=3_000, seed=1))
+    assert cut.n_events == 3_000 and cut.story_cut.startswith("3,000 events are too few for every persona's story")
+    assert "bots' bursts" in cut.story_cut and "device-farm visits" not in cut.story_cut
+    assert generate(GenConfig(users=300, days=21, events=12_000, seed=1)).story_cut == ""
 
 
 @given(sizes=st.lists(st.integers(1, 30), max_size=40), data=st.data())
@@ -130,3 +140,9 @@ def test_duplicates_spend_exactly_their_share(sizes: list[int], data: st.DataObj
     picked = pick_duplicates(sizes, n, random.Random(data.draw(st.integers(0, 99))))
     assert sum(picked.values()) == n
     assert sum(1 for i, k in picked.items() if k < sizes[i]) <= 1  # whole messages but the last
+
+
+@pytest.mark.parametrize("events,days", [(50_000, 21), (20_000, 7), (30_000, 60), (5_000, 14)])
+def test_the_default_users_leave_room_for_every_story(events: int, days: int) -> None:
+    history = generate(GenConfig(users=default_users(events, days), days=days, events=events))
+    assert history.n_events == events and history.story_cut == ""
