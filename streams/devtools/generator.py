@@ -193,8 +193,9 @@ def generate(cfg: GenConfig) -> History:
                     "ts": cfg.start_ms + 12 * 3_600_000 + seq % 40_000 * 1_000, "app_id": app, "device_id": f"d-{user}"}
         ts = int(cast(int, base["ts"]))
         day_end = ts - ts % DAY_MS + DAY_MS - 1  # the same UTC day: the user's active days stay as they are
-        return dict(base, event_id=f"e{seq:010d}", type=rng.choice(ENGAGE),
-                    ts=min(day_end, ts + rng.randint(1_000, 120_000)))
+        return {"event_id": f"e{seq:010d}", "user_id": base["user_id"], "type": rng.choice(ENGAGE),
+                "ts": min(day_end, ts + rng.randint(1_000, 120_000)), "app_id": base["app_id"],
+                "device_id": base["device_id"]}
 
     events, cut = fit(events, tiers, story, rng, pad, pad_from)
     messages = _deliver(events, cfg, rng, dup_events, invalid_kinds)

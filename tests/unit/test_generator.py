@@ -85,6 +85,7 @@ def test_a_history_holds_exactly_the_events_asked_for(events: int, users: int, d
     invalid = sum(len(_events_of(m.value)) for m in history.messages if m.expect_invalid)
     assert invalid == history.invalid_events
     ids = Counter(str(e["event_id"]) for e in _valid_events(history))
+    assert all("amount" not in e or e["type"] == "payment" for e in _valid_events(history))  # pads are plain
     assert sum(n - 1 for n in ids.values()) == history.duplicate_events
     # padding or trimming adds no active day: each event is on a day its user logged in (a day's
     # events stay in it); farm visits and the good half of an invalid batch aside
