@@ -102,7 +102,7 @@ def run_engine(messages: list[Msg], partitions: int, now_ms: int, batch_messages
         for app_id, user_id, day, *counters in rows.to_rows():
             run.rows[f"{app_id}\x1f{user_id}\x1f{day}".encode()] = repr(counters).encode()
         run.alerts += [f"{a.alert_id}:{a.status}" for a in out.alerts]
-        run.outcomes.update(out.outcomes)
+        run.outcomes.update(out.by_app())
         run.flushes += 1
         out.clear()
 

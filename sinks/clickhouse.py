@@ -149,6 +149,18 @@ def embedded_dir_in_use(dsn: str) -> str | None:
     return None
 
 
+class EngineInUse(ConfigError):
+    """The embedded engine's directory is held by another process (a worker, or a command reading it)."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__(
+            f"the embedded ClickHouse directory {directory} is in use by another process (another worker, or a "
+            "vitals command reading it); give each worker its own VITALS_DATA_DIR (several workers need a "
+            "ClickHouse server DSN to share one database)"
+        )
+        self.directory = directory
+
+
 class ClickHouse:
     """A lazily opened clickhouse-connect client; all calls from one worker thread. Its tables are in
     the DSN's database (``database``; :meth:`table` names them)."""
@@ -187,11 +199,7 @@ class ClickHouse:
             except ClickHouseError as exc:
                 in_use = embedded_dir_in_use(self.dsn)
                 if in_use is not None:
-                    raise ConfigError(
-                        f"the embedded ClickHouse directory {in_use} is in use by another process; give each "
-                        "worker its own VITALS_DATA_DIR (several workers need a ClickHouse server DSN to share "
-                        "one database)"
-                    ) from None
+                    raise EngineInUse(in_use) from None
                 verdict = classify(exc)
                 if verdict.code is not None and not verdict.retriable:  # e.g. refused credentials
                     raise ClickHouseRefused(f"the connection to {redact_dsn(self.dsn)}", verdict) from exc
@@ -261,6 +269,13 @@ class ClickHouse:
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock:
             return list(self.client().query(sql, parameters=parameters).result_rows)
+
+    def query_columns(self, sql: str, parameters: dict[str, Any] | None = None
+                      ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The column names and the rows of ``sql``."""
+        with self._lock:
+            result = self.client().query(sql, parameters=parameters)
+            return list(result.column_names), list(result.result_rows)
 
     def close(self) -> None:
         with self._lock:

@@ -1,9 +1,9 @@
-"""The tables vitals writes (sinks/clickhouse.py, sinks/late.py), created in the DSN's database
+"""The tables vitals writes (sinks/clickhouse.py, sinks/late.py, sinks/outcomes.py), created in the DSN's database
 (streams/config/clickhouse_dsn.py) when missing; the analyst views over them are in sinks/views.py."""
 
 from __future__ import annotations
 
-from sinks import late
+from sinks import late, outcomes
 from streams.config.clickhouse_dsn import qualified
 
 
@@ -56,4 +56,5 @@ def schema_ddl(database: str) -> tuple[str, ...]:
         ORDER BY (topic, partition, offset)
         SETTINGS non_replicated_deduplication_window = 1000""",
         *late.ddl(database),  # events beyond the state's days: their ledger and the rows' late part
+        outcomes.ddl(database),  # event outcome counts per flush and partition
     )

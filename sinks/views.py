@@ -1,5 +1,5 @@
-"""ClickHouse views for analysts, over ``user_activity_daily``, ``alerts`` and ``raw_messages``
-(see sinks/schema.py), in the DSN's database (streams/config/clickhouse_dsn.py).
+"""ClickHouse views for analysts, over ``user_activity_daily``, ``alerts``, ``raw_messages`` and
+``event_outcome_flushes`` (see sinks/schema.py), in the DSN's database (streams/config/clickhouse_dsn.py).
 
 Created by the worker at startup and by ``vitals report`` / ``vitals views`` (``CREATE OR REPLACE``,
 so an upgrade replaces the definitions). Every view is plain SQL on the tables; the
@@ -32,6 +32,8 @@ definitions, in words:
   events are here too (and in the dead-letter topic); a message that is not JSON is one row.
 * ``fake_activity_share`` (app_id, day, active_users, flagged_users, share): distinct users named
   by any fake-activity alert of the day, as a share of the day's active users.
+* ``event_outcomes`` (app_id, day, outcome, reason, events): events per outcome (accepted, late,
+  duplicate, invalid) and reason, from ``event_outcome_flushes`` (sinks/outcomes.py).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Protocol
 
 from schemas.alerts import EPISODE_RULES
 from schemas.time_units import DAY_MS
+from sinks import outcomes
 from streams.config.clickhouse_dsn import qualified
 
 RECALL_WINDOW_MS = 72 * 3_600_000  # SPEC: the "golden 72 hours" after the no-login flag
@@ -145,6 +148,7 @@ def views(database: str) -> dict[str, str]:
                 FROM {qualified(database, 'raw_messages')} FINAL
             )
             ARRAY JOIN events AS event, arrayEnumerate(events) AS n""",
+        "event_outcomes": outcomes.view_sql(database),
     }
 
 

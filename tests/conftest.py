@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -12,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 import pytest
 
 from streams.config.settings import Settings, load_settings
@@ -26,6 +26,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 and item.get_closest_marker("integration") is None]
     if unmarked:
         raise pytest.UsageError(f"tests that start Kafka without the integration marker: {', '.join(unmarked)}")
+
+
+def jsonl_rows(stdout: bytes | str) -> list[list[object]]:
+    """``vitals query``'s JSON lines (one object per row) as lists of values in column order."""
+    return [json.loads(line, object_pairs_hook=lambda pairs: [v for _, v in pairs])
+            for line in stdout.splitlines() if line.strip()]
 
 
 def free_port() -> int:
@@ -64,7 +70,7 @@ class Deployment:
     def query(self, sql: str) -> list[list[object]]:
         done = subprocess.run([sys.executable, "-P", "-m", "streams.cli", "query", sql], env=self.env, check=True,
                               capture_output=True, timeout=300)
-        return [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
+        return jsonl_rows(done.stdout)
 
     def read(self, topic: str) -> list[object]:
         from streams.kafka.read import read_topic

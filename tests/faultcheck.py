@@ -15,6 +15,7 @@ one shared server would return with ``FINAL``.
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from typing import Any
 import orjson
 
 from streams.devtools.generator import History
-from tests.conftest import Deployment
+from tests.conftest import Deployment, jsonl_rows
 from tests.oracle import expected_daily, expected_dlq_reasons, valid_events
 
 ROWS = ("SELECT app_id, user_id, toString(day), events, logins, payments, toString(payment_amount), "
@@ -47,7 +48,7 @@ def query_dir(deployment: Deployment, data_dir: Path, sql: str) -> list[list[Any
     env.pop("VITALS_CLICKHOUSE_DSN", None)
     done = subprocess.run([sys.executable, "-P", "-m", "streams.cli", "query", sql], env=env, check=True,
                           capture_output=True, timeout=300)
-    return [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    return jsonl_rows(done.stdout)
 
 
 def merged_final(deployment: Deployment, data_dirs: list[Path]) -> dict[tuple[str, str, str], tuple[Any, ...]]:
@@ -101,6 +102,67 @@ def check_all(deployment: Deployment, history: History, partitions: int, data_di
     check_alerts(deployment, history, partitions)
     check_accounting(deployment, history, sum(row[0] for row in got.values()))
     check_raw(deployment, data_dirs)
+    check_outcomes(deployment, history, data_dirs)
+
+
+OUTCOME_ROWS = ("SELECT partition, seq, version, arrayMap(d -> toString(d), day), app_id, outcome, reason, events "
+                "FROM vitals.event_outcome_flushes FINAL")
+
+
+def merged_outcomes(deployment: Deployment, data_dirs: list[Path]) -> Counter[tuple[str, str, str, str]]:
+    """(app_id, day, outcome, reason) -> events of ``event_outcomes``; rows of several embedded databases
+    merged as ``ReplacingMergeTree(version)`` does on one server (per (partition, seq), the highest version)."""
+    best: dict[tuple[int, int], tuple[int, list[Any]]] = {}
+    for data_dir in data_dirs:
+        if (data_dir / "clickhouse").exists():
+            for partition, seq, version, *arrays in query_dir(deployment, data_dir, OUTCOME_ROWS):
+                if (partition, seq) not in best or version > best[(partition, seq)][0]:
+                    best[(partition, seq)] = (version, arrays)
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    for _version, (days, apps, outcomes, reasons, events) in best.values():
+        for entry in zip(apps, days, outcomes, reasons, events, strict=True):
+            counts[entry[:4]] += entry[4]
+    return counts
+
+
+def check_outcomes(deployment: Deployment, history: History, data_dirs: list[Path]) -> None:
+    """``event_outcomes`` counts every event once, crashes and replays whatever: per (app, day), the
+    accepted and late events are the distinct valid events and the duplicates the other copies (the
+    batch recomputation, tests/oracle.py); per (day of the record, reason), the invalid events are the
+    dead letters (distinct by source position); none counted as a replay."""
+    got = merged_outcomes(deployment, data_dirs)
+    kept: Counter[tuple[str, str]] = Counter()
+    for (app, _user, day), row in expected_daily(history).items():
+        kept[(app, day)] += row[0]
+    copies: Counter[tuple[str, str]] = Counter()
+    for e in valid_events(history):
+        copies[(e.app_id, str(datetime.date(1970, 1, 1) + datetime.timedelta(days=e.ts // 86_400_000)))] += 1
+    stamps = {(r.partition, r.offset): r.timestamp  # type: ignore[attr-defined]
+              for r in deployment.read(deployment.settings.events_topic)}
+    dead: Counter[tuple[str, str]] = Counter()
+    topic = deployment.settings.events_topic
+    for r in {(d["source"]["partition"], d["source"]["offset"], d["source"]["index"]): d for d in (
+            orjson.loads(x.value) for x in deployment.read(deployment.settings.dlq_topic))
+            if d["source"]["topic"] == topic}.values():
+        day = datetime.date(1970, 1, 1) + datetime.timedelta(days=stamps[(r["source"]["partition"],
+                                                                        r["source"]["offset"])] // 86_400_000)
+        dead[(str(day), r["reason"])] += 1
+    accepted: Counter[tuple[str, str]] = Counter()
+    duplicates: Counter[tuple[str, str]] = Counter()
+    invalid: Counter[tuple[str, str]] = Counter()
+    for (app, day, outcome, reason), n in got.items():
+        assert reason != "replay", f"{n} events of {app} on {day} counted as replays"
+        if outcome in ("accepted", "late"):
+            accepted[(app, day)] += n
+        elif outcome == "duplicate":
+            duplicates[(app, day)] += n
+        else:
+            assert outcome == "invalid", outcome
+            invalid[(day, reason)] += n
+    assert accepted == kept, ("accepted and late events differ", sorted((accepted - kept).items())[:3],
+                              sorted((kept - accepted).items())[:3])
+    assert duplicates == copies - kept, "duplicates differ"
+    assert invalid == dead, ("invalid events differ", invalid, dead)
 
 
 def check_raw(deployment: Deployment, data_dirs: list[Path]) -> None:

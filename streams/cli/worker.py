@@ -13,6 +13,7 @@ from streams.config.private_files import private_dir
 from streams.config.settings import ProcessingSettings, Sources, load_settings
 
 if TYPE_CHECKING:  # the worker's modules load with the command that needs them
+    from sinks.query_server import QueryServer
     from streams.ops.metrics import Metrics
     from streams.worker.pipeline import Pipeline
 
@@ -62,6 +63,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.ops import exit_codes
 
     vitals.clickhouse.extra_ddl = view_ddl(vitals.clickhouse.database)
+    _wait_for_engine(settings.effective_clickhouse_dsn)
     try:
         vitals.clickhouse.ensure_schema()
     except SinkBackpressure as exc:  # unavailable, not misconfigured: the sink retries with backoff
@@ -73,6 +75,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         vitals.metrics.serve(settings.metrics_host, settings.metrics_port)
     except OSError as exc:  # taken since the check at startup
         raise bind_error(exc, settings, sources) or exc from None
+    queries = _serve_queries(settings.effective_clickhouse_dsn)
     vitals.metrics.up.set(1)
     from schemas.alerts import RULES
 
@@ -83,8 +86,44 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = Worker(vitals.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False, override_logging=False)
     worker.spinner = None  # Faust's terminal spinner (it logs "Ready" instead)
     _tune_runtime(settings.processing, vitals.pipeline, vitals.metrics)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if queries is not None:
+            queries.stop()  # the endpoint file removed: the readers open the engine again
     return exit_codes.OK
+
+
+def _wait_for_engine(dsn: str, timeout_s: float = 20.0) -> None:
+    """On the embedded ClickHouse, wait a little for a process that holds the directory to let go: a
+    ``vitals query`` or ``vitals report`` opens it for seconds when no worker runs. (Another worker
+    holds it for good: the open that follows then fails with a configuration error.)"""
+    import time
+
+    from sinks.clickhouse import embedded_dir_in_use
+
+    deadline = time.monotonic() + timeout_s
+    if embedded_dir_in_use(dsn) is not None:
+        log.info("the embedded ClickHouse is held by another process; waiting up to %.0fs", timeout_s)
+    while embedded_dir_in_use(dsn) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _serve_queries(dsn: str) -> QueryServer | None:
+    """On the embedded ClickHouse, serve read-only queries to ``vitals query`` and ``vitals report``
+    (sinks/query_server.py): nobody else can open the engine while this worker holds it."""
+    from sinks.clickhouse import embedded_dir
+    from sinks.query_server import QueryServer
+
+    engine_dir = embedded_dir(dsn)
+    if engine_dir is None:
+        return None
+    try:
+        return QueryServer(engine_dir).start()
+    except Exception as exc:  # the worker's job goes on without it: say why
+        log.warning("cannot serve queries on the embedded ClickHouse (%s: %s); vitals query and vitals report "
+                    "wait until this worker stops", type(exc).__name__, exc)
+        return None
 
 
 def _tune_runtime(proc: ProcessingSettings, pipeline: Pipeline, metrics: Metrics) -> None:

@@ -104,7 +104,7 @@ def decoded_observations(records: Sequence[Record], n_sources: int, out: Outputs
         except BadObservations as exc:
             cause = internal_undecodable(f"{msg.topic}: {exc}", msg.value)
             out.dead_letters.append(DeadLetter(cause, msg.topic, msg.partition, msg.offset, msg.key))
-            out.outcomes[("", "dlq:" + cause.reason)] += 1
+            out.outcomes[(msg.partition, "", max(msg.timestamp, 0) // DAY_MS, "dlq:" + cause.reason)] += 1
     return decoded
 
 

@@ -134,6 +134,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
         partition = self.partition
         position_max = self.position
         accepted = late_events = duplicates = replayed = 0
+        count_day = NONE  # the day of the outcomes counted in the four locals above
         rules_app: str | None = None
         rules = self.rules("")
         retention = horizon_ms = burst = short_ms = long_ms = inter_ms = 0
@@ -188,8 +189,8 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                         user_id = None  # states may have been read again: look the user up afresh
                 a = event.app_id
                 if a != rules_app:
-                    if rules_app is not None:  # outcomes are counted per app
-                        self._count(out, rules_app, accepted, late_events, duplicates, replayed)
+                    if rules_app is not None:  # outcomes are counted per app and day
+                        self._count(out, rules_app, count_day, accepted, late_events, duplicates, replayed)
                         accepted = late_events = duplicates = replayed = 0
                     rules_app, rules = a, rules_for(a)
                     retention = rules.retention_days_needed
@@ -197,6 +198,11 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                     burst = rules.burst_events_per_minute
                     short_ms, long_ms, inter_ms = rules_for.periods(a)
                 day = ts // DAY_MS
+                if day != count_day:  # outcomes are counted per app and day
+                    if accepted or late_events or duplicates or replayed:
+                        self._count(out, a, count_day, accepted, late_events, duplicates, replayed)
+                        accepted = late_events = duplicates = replayed = 0
+                    count_day = day
                 # older than the days the state keeps: applied like any late event, but its counters go to
                 # the late-events ledger (sinks/late.py), which recomputes its day's row in ClickHouse
                 cold = day < wm_day - retention
@@ -341,14 +347,13 @@ class UserPartition(PartitionIndexes, WatermarkActions):
             end_run(key, app_id, state, moved, off_events, off_reroute)
         self.position = position_max
         if rules_app is not None:
-            self._count(out, rules_app, accepted, late_events, duplicates, replayed)
+            self._count(out, rules_app, count_day, accepted, late_events, duplicates, replayed)
 
     def _sealed_seen(self, key: bytes, state: UserState, h: int, cutoff_hour: int) -> bool:
         """Whether a sealed segment of the user's ids (streams/engine/dedup.py) remembers ``h`` within the horizon."""
         return self.store.sealed.seen(key, state, h, cutoff_hour)
 
-    @staticmethod
-    def _cold_event(out: Outputs, event: Event) -> None:
+    def _cold_event(self, out: Outputs, event: Event) -> None:
         """An event older than the days the state keeps (an offline phone's sync, a backfill behind live
         data), applied like any late event (dedup, episodes it ends, deadlines, its user's first event),
         but counted by the late-events ledger, which recomputes its day's row in ClickHouse (sinks/late.py;
@@ -361,7 +366,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                 counts[AMOUNT_MICROS] = to_micros(event.amount)
         h = xxh3_64_intdigest(event.event_id.encode())
         out.cold.append((event.app_id, event.user_id, event.ts // DAY_MS, h, tuple(counts)))  # type: ignore[arg-type]
-        out.outcomes[(event.app_id, LATE_BEYOND_STATE)] += 1
+        out.outcomes[(self.partition, event.app_id, event.ts // DAY_MS, LATE_BEYOND_STATE)] += 1
 
     def _end_run(
         self, key: bytes, app_id: str | None, state: UserState, moved: int, off_events: int, off_reroute: int
@@ -380,12 +385,13 @@ class UserPartition(PartitionIndexes, WatermarkActions):
         if moved & RUN_ACTIVE:
             self.last_active.touch(key, state.last_active_day)
 
-    @staticmethod
-    def _count(out: Outputs, app_id: str, accepted: int, late: int, duplicates: int, replayed: int) -> None:
-        outcomes = out.outcomes
+    def _count(self, out: Outputs, app_id: str, day: int, accepted: int, late: int, duplicates: int, replayed: int
+               ) -> None:
+        """Outcomes of the events of one app and UTC day (both loops call it when either changes)."""
+        outcomes, p = out.outcomes, self.partition
         for name, n in (("accepted", accepted), ("late", late), ("duplicate", duplicates), ("replayed", replayed)):
             if n:
-                outcomes[(app_id, name)] += n
+                outcomes[(p, app_id, day, name)] += n
 
     def drain(self) -> list[tuple[bytes, bytes | None]]:
         """Changed user states (stamped with the current position), for the changelog; a hot user's

@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 from schemas.dead_letters import DeadLetter
 from schemas.events import Event, Invalid, decode_message
+from schemas.time_units import DAY_MS
 from streams.engine import extensions
 from streams.engine.partition import MessageEvents, Outputs, UserPartition, event_json
 from streams.engine.store import internal_undecodable
@@ -57,11 +58,12 @@ def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, nat
         kept: list[Event | None] = decoded  # type: ignore[assignment]
         if invalid:
             internal = msg.topic == internal_topic
+            day = (record_ts if record_ts >= 0 else now_ms) // DAY_MS  # an invalid event's day: its record's
             for inv in invalid:
                 cause = internal_undecodable(f"{msg.topic}: {inv.reason}: {inv.message}", inv.original,
                                              inv.index) if internal else inv
                 out.dead_letters.append(DeadLetter(cause, msg.topic, msg.partition, msg.offset, msg.key))
-                out.outcomes[("", "invalid:" + cause.reason)] += 1
+                out.outcomes[(msg.partition, "", day, "invalid:" + cause.reason)] += 1
             if decoded:
                 kept = _at_batch_index(decoded, invalid)
         partition = msg.partition
@@ -74,7 +76,7 @@ def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, nat
                 assert event is not None
                 kept[index] = None
                 out.reroutes.append((p, event.user_id.encode(), event_json(event)))
-                out.outcomes[(event.app_id, "rerouted")] += 1
+                out.outcomes[(partition, event.app_id, event.ts // DAY_MS, "rerouted")] += 1
         messages = per_partition.get(partition)
         if messages is None:
             messages = per_partition[partition] = []

@@ -21,6 +21,9 @@ from streams.engine.dedup import INLINE_IDS, SealedIds
 from streams.engine.deepjson import dumps_deep
 from streams.engine.state import NONE, UserState, decode_user, encode, prune_cutoffs
 
+# an outcome count's key in :attr:`Outputs.outcomes`: (source partition, app_id, UTC day, outcome)
+Outcome = tuple[int, str, int, str]
+
 
 def internal_undecodable(why: str, original: bytes | None, index: int | None = None) -> Invalid:
     """A record of an internal topic that does not decode, as a dead letter's cause: vitals wrote
@@ -43,14 +46,25 @@ class Outputs:
     dirty_rows: dict[tuple[bytes, int, str, str, int], None] = field(default_factory=dict)
     # events older than the days the state keeps, for the late-events ledger (sinks/late.py)
     cold: list[ColdEvent] = field(default_factory=list)
-    # (app_id, outcome): accepted/duplicate/late/late:beyond_state/replayed/rerouted/invalid:<reason>; app ""
-    # when unreadable; dlq:<reason> for a dead letter that is no event (a device-observation record)
-    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # (source partition, app_id, UTC day, outcome): accepted/duplicate/late/late:beyond_state/replayed/rerouted/
+    # invalid:<reason>; app "" when unreadable, and the day then the Kafka record's; dlq:<reason> for a dead
+    # letter that is no event (a device-observation record). Read by the metrics and the event_outcomes table.
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    # the part of ``outcomes`` from messages the event_outcomes table counted already (a replay after a
+    # restart: streams/worker/outcome_gates.py)
+    recounted: Counter[Outcome] = field(default_factory=Counter)
     messages: int = 0
 
     def outcome(self, name: str) -> int:
         """One outcome's count over every app."""
-        return sum(n for (_, outcome), n in self.outcomes.items() if outcome == name)
+        return sum(n for (_, _, _, outcome), n in self.outcomes.items() if outcome == name)
+
+    def by_app(self) -> Counter[tuple[str, str]]:
+        """The outcomes per (app_id, outcome), over partitions and days."""
+        out: Counter[tuple[str, str]] = Counter()
+        for (_, app_id, _, outcome), n in self.outcomes.items():
+            out[(app_id, outcome)] += n
+        return out
 
     def clear(self) -> None:
         self.alerts.clear()
@@ -60,6 +74,7 @@ class Outputs:
         self.dirty_rows.clear()
         self.cold.clear()
         self.outcomes.clear()
+        self.recounted.clear()
         self.messages = 0
 
 

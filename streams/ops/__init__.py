@@ -1,7 +1,8 @@
 """Operating a worker: what it exposes, what watches it, what restarts it.
 
 * ``metrics`` — the Prometheus metrics (bounded labels only)
-* ``metrics_snapshot`` — a worker's counters kept after it stops (read by the report)
+* ``metrics_snapshot`` — a worker's counters kept after it stops (read by the report for a database
+  without event outcome counts)
 * ``gauges`` — gauges read from outside the worker: lag from the broker, product figures from ClickHouse
 * ``watchdog`` — the lag watchdog (exit 75 when a partition's committed offset stops moving)
 * ``supervisor`` — ``vitals worker``'s supervisor: the worker in a child process, restarted when it dies

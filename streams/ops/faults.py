@@ -13,6 +13,8 @@ Points (in the order a batch passes them):
 * ``kafka`` — after alerts, dead letters, reroutes and device observations were delivered;
 * ``clickhouse`` — in the middle of a ClickHouse insert (from the sink thread);
 * ``inserted`` — after the ClickHouse insert, before the changelogs;
+* ``gated`` — after the event outcome gates reached the changelog, before the changed states
+  (streams/worker/outcome_gates.py);
 * ``changelog`` — after the changelogs were delivered, before the source offsets are acknowledged;
 * ``recovery`` — while the tables are being restored from their changelogs.
 
@@ -36,7 +38,7 @@ from streams.ops.exit_codes import KILLED
 
 log = logging.getLogger("vitals.faults")
 
-POINTS = ("batch", "taken", "kafka", "clickhouse", "inserted", "changelog", "recovery")
+POINTS = ("batch", "taken", "kafka", "clickhouse", "inserted", "gated", "changelog", "recovery")
 OUTAGES = ("clickhouse_outage",)
 
 

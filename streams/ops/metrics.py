@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from schemas.alerts import EPISODE_RULES
+from sinks.outcomes import labels as outcome_labels
 
 if TYPE_CHECKING:
     from streams.engine.devices import DevicePartition
@@ -213,21 +214,17 @@ class Metrics:
         dead letter; ``dlq:<reason>`` a dead letter that is no event), alerts, messages of ``topic``.
         Counts are summed per label first: a flush of 100k apps touches a handful of series."""
         events: Tally[tuple[str, str, str]] = Tally()
-        for (app_id, outcome), n in out.outcomes.items():
-            if outcome.startswith("invalid:"):
-                reason = outcome[8:]
-                events[(app_label(app_id), "invalid", reason)] += n
-                self.dlq.labels(reason).inc(n)
-            elif outcome.startswith("dlq:"):
+        for (app_id, outcome), n in out.by_app().items():
+            if outcome.startswith("dlq:"):
                 self.dlq.labels(outcome[4:]).inc(n)
             elif outcome == "rerouted":
                 self.rerouted.inc(n)
-            elif outcome == "replayed":
-                events[(app_label(app_id), "duplicate", "replay")] += n
-            elif outcome.startswith("late:"):  # late:beyond_state, the late-events ledger's (sinks/late.py)
-                events[(app_label(app_id), "late", outcome[5:])] += n
-            else:
-                events[(app_label(app_id), outcome, "")] += n
+            else:  # named as in the event_outcomes table (sinks/outcomes.py)
+                named = outcome_labels(outcome)
+                if named is not None:
+                    events[(app_label(app_id), *named)] += n
+                    if named[0] == "invalid":
+                        self.dlq.labels(named[1]).inc(n)
         for labels, n in events.items():
             self.events.labels(*labels).inc(n)
         alerts = Tally((app_label(a.app_id), a.rule, a.status) for a in out.alerts)

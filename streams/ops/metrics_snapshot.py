@@ -1,5 +1,5 @@
-"""A worker's Prometheus counters, kept after it stops: what the report's data-quality panel reads
-for what ClickHouse does not hold (duplicates, late events, invalid events by reason)."""
+"""A worker's Prometheus counters, kept after it stops: what the report's data-quality panel reads when
+ClickHouse holds no event outcome counts (a database written before ``event_outcomes``, sinks/outcomes.py)."""
 
 from __future__ import annotations
 

@@ -5,4 +5,5 @@
 * ``charts`` — inline SVG charts (pure functions)
 * ``inspection`` — one user's state, open episodes and last alerts from Kafka (``vitals inspect``)
 * ``thresholds`` — the effective rule thresholds per app (``vitals rules``)
+* ``rows`` — a query's rows as a table, JSON lines, CSV or TSV, and its error in one line (``vitals query``)
 """

@@ -1,5 +1,6 @@
-"""What the report shows, read from ClickHouse (the analyst views), the DLQ and device-observation
-topics, and the worker's counters. Each source that cannot be read leaves a note, not a crash."""
+"""What the report shows, read from ClickHouse (the analyst views, the event outcome counts), the DLQ
+and device-observation topics, and (for a database without outcome counts) the worker's counters. Each
+source that cannot be read leaves a note, not a crash."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 
 from sinks.clickhouse import ClickHouse
+from sinks.reader import ServedClickHouse, open_reader
 from sinks.views import RECALL_WINDOW_MS, ensure_views
 from streams.config.settings import Settings, redact_dsn
 from streams.ops.metrics_snapshot import event_outcomes
@@ -48,7 +50,8 @@ class ReportData:
     devices: list[DeviceRow] = field(default_factory=list)
     devices_source: str = ""
     dlq: Counter[str] | None = None
-    outcomes: dict[tuple[str, str], float] | None = None
+    outcomes: dict[tuple[str, str], float] | None = None  # (outcome, reason) -> events
+    outcomes_source: str = ""  # where the outcome counts come from, for the chart's caption
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # worth a line on stderr too (``vitals report``)
 
@@ -105,6 +108,15 @@ def read_clickhouse(ch: ClickHouse, data: ReportData) -> None:
             "GROUP BY rule ORDER BY rule"
         )
     }
+
+
+def read_outcomes(ch: ClickHouse, data: ReportData) -> None:
+    """Events per (outcome, reason) from the ``event_outcomes`` view (sinks/outcomes.py); nothing when the
+    table holds no counts (a database written by a version without it)."""
+    rows = ch.query(f"SELECT outcome, reason, sum(events) FROM {ch.table('event_outcomes')} GROUP BY outcome, reason")
+    if rows:
+        data.outcomes = {(str(o), str(r)): float(n) for o, r, n in rows}
+        data.outcomes_source = f"ClickHouse ({ch.table('event_outcomes')}), every event the workers processed"
 
 
 def flagged_devices(ch: ClickHouse) -> dict[tuple[str, str], int]:
@@ -209,13 +221,16 @@ def collect(settings: Settings, metrics_file: Path | None, use_kafka: bool = Tru
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         source=redact_dsn(settings.effective_clickhouse_dsn),
     )
-    ch = ClickHouse(settings.effective_clickhouse_dsn, ca_cert=settings.clickhouse_ca,
-                    verify=settings.clickhouse_verify)
+    ch = open_reader(settings)  # a running worker's endpoint on the embedded engine (sinks/reader.py)
     data.database = ch.database
     try:
-        ch.ensure_schema()
-        ensure_views(ch)
+        if isinstance(ch, ServedClickHouse):  # the worker made the tables and views; its endpoint reads only
+            data.source += " (read through the running worker)"
+        else:
+            ch.ensure_schema()
+            ensure_views(ch)
         read_clickhouse(ch, data)
+        read_outcomes(ch, data)
         flagged = flagged_devices(ch)
     finally:
         ch.close()
@@ -227,13 +242,11 @@ def collect(settings: Settings, metrics_file: Path | None, use_kafka: bool = Tru
         read_kafka_free = sorted(flagged.items(), key=lambda t: (-t[1], t[0]))[:15]
         data.devices = [DeviceRow(a, d, n, n, True) for (a, d), n in read_kafka_free]
         data.devices_source = "devices flagged by fake.device_farm with the users the alert names"
-    if metrics_file is not None and metrics_file.exists():
+    if data.outcomes is None and metrics_file is not None and metrics_file.exists():  # counted before event_outcomes
         data.outcomes = event_outcomes(metrics_file.read_text())
-    else:
-        data.notes.append(
-            "no worker counters (duplicates, late events): pass --metrics with a scrape of the worker's "
-            "/metrics; `vitals run` and `vitals replay` keep one"
-        )
+        data.outcomes_source = f"the worker's vitals_events_total counters at the end of its run ({metrics_file})"
+    elif data.outcomes is None:
+        data.notes.append("no event outcome counts (duplicates, late events) in ClickHouse's event_outcomes")
     return data
 
 

@@ -167,11 +167,11 @@ def quality_section(d: ReportData) -> str:
         table = f"<table><tr><th>outcome</th><th>events</th></tr>{rows}</table>"
         body = charts.hbar_chart("Events by outcome", items) + table
         parts.append(_section("Data quality: duplicates, late and invalid events", body,
-                              "From the worker's vitals_events_total counters at the end of its run "
+                              f"From {d.outcomes_source or 'the worker'} "
                               "(late events are counted in the aggregates too)."))
     else:
         parts.append(_section("Data quality: duplicates, late and invalid events",
-                              charts.empty("Events by outcome", "no worker counters available")))
+                              charts.empty("Events by outcome", "no event outcome counts available")))
     return "".join(parts)
 
 

@@ -7,6 +7,8 @@
 * ``partitions`` — the user partitions rebuilt from the recovered table, with the offset each resumes from
 * ``flush_jobs`` — a flush job's parts assembled from what processing produced (records, changelogs, offsets)
 * ``flush`` — ``Flusher``: a job made durable in order (Kafka, ClickHouse, changelogs), then committed
+* ``outcome_gates`` — what the event_outcomes table counted of each partition: its rows exact under crashes
+  and replays
 * ``delivery`` — Kafka outputs re-sent until acknowledged
 * ``refusals`` — rows ClickHouse can never take, dead-lettered
 * ``fence`` — the alert fence: alerts a replay would send again, held back

@@ -27,6 +27,7 @@ from faust.types import TP
 from sinks.base import SinkInvalid
 from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse, RawSink
 from sinks.late import LateSink
+from sinks.outcomes import OutcomeSink
 from streams.config.settings import Settings
 from streams.kafka.client import new_producer, ssl_context
 from streams.kafka.read import KafkaFenceSource
@@ -214,6 +215,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         raw_sink=RawSink(ch, cap + proc.batch_max_messages) if settings.clickhouse_raw_messages else None,
         late_sink=LateSink(ch, cap),
         fence_source=KafkaFenceSource(settings),
+        outcome_sink=OutcomeSink(ch, cap),
     )
     _agents(app, pipeline, metrics, user_fetches, device_fetches)
     _timers(app, pipeline, settings, metrics, ch)

@@ -8,10 +8,11 @@ background while the pipeline goes on processing (one job at a time, in the orde
 taken):
 
 1. alerts, dead letters, rerouted events and device observations delivered to Kafka;
-2. aggregate rows, alerts and raw messages written to ClickHouse (off the event loop, retried
-   with backoff); rows ClickHouse refuses on their own are dead-lettered (:mod:`streams.worker.refusals`),
-   the others written;
-3. changed state written to the tables' changelogs and delivered;
+2. aggregate rows, alerts, raw messages and event outcome counts written to ClickHouse (off the event
+   loop, retried with backoff); rows ClickHouse refuses on their own are dead-lettered
+   (:mod:`streams.worker.refusals`), the others written;
+3. changed state written to the tables' changelogs and delivered (first, and apart, what the event
+   outcome rows of step 2 counted: streams/worker/outcome_gates.py);
 4. the source offsets committed: everything up to them is durable.
 
 A crash anywhere before 4 replays the job's messages: outputs are idempotent (cumulative rows,
@@ -38,6 +39,7 @@ from sinks.base import Refused, RetryPolicy, flush_with_retry
 from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
 from sinks.columns import ActivityColumns
 from sinks.late import ColdEvent, LateSink
+from sinks.outcomes import OutcomeRow, OutcomeSink
 from streams.engine.partitioner import home_partition
 from streams.engine.store import Outputs
 from streams.ops.faults import OUTAGES, Faults
@@ -68,6 +70,8 @@ class FlushJob:
     cold: list[ColdEvent] = field(default_factory=list)  # events older than the state's days (sinks/late.py)
     first_offsets: dict[TopicPartition, int] = field(default_factory=dict)  # the first message flushed
     refused: list[tuple[str, Refused[Any]]] = field(default_factory=list)  # (table, row) refused before sending
+    outcomes: list[OutcomeRow] = field(default_factory=list)  # event outcome counts (sinks/outcomes.py)
+    gates: list[OutRecord] = field(default_factory=list)  # what they counted, for the changelog (outcome_gates.py)
 
 
 class Flusher:
@@ -90,16 +94,18 @@ class Flusher:
         faults: Faults | None = None,
         refusals: Refusals | None = None,
         partition_of: Callable[[bytes, int], int] = home_partition,
+        outcome_sink: OutcomeSink | None = None,
     ) -> None:
         self.metrics = metrics
         self.activity = activity
         self.alert_sink = alert_sink
         self.raw_sink = raw_sink
         self.late_sink = late_sink
+        self.outcome_sink = outcome_sink
         # in this order: the late events' rows add to the rows the same flush wrote from state
-        self.sinks: tuple[ActivitySink | AlertSink | RawSink | LateSink, ...] = (
+        self.sinks: tuple[ActivitySink | AlertSink | RawSink | LateSink | OutcomeSink, ...] = (
             activity, alert_sink, *((raw_sink,) if raw_sink is not None else ()),
-            *((late_sink,) if late_sink is not None else ()))
+            *((late_sink,) if late_sink is not None else ()), *((outcome_sink,) if outcome_sink is not None else ()))
         self.tables = tables
         self.retry = retry
         self.record = record
@@ -186,6 +192,8 @@ class Flusher:
             if self.late_sink is None:  # never dropped silently
                 raise RuntimeError("events older than the state's days, and no late-events sink to count them")
             self.late_sink.extend(job.cold)
+        if job.outcomes and self.outcome_sink is not None:
+            self.outcome_sink.extend(job.outcomes)
         loop = asyncio.get_running_loop()
         refused = list(job.refused)
         for sink in self.sinks:
@@ -202,11 +210,12 @@ class Flusher:
         if refused:
             await self._dead_letter(job, refused)
         self.faults.hit("inserted")
-        # 3. changelogs
-        written = await self.deliver(await self.send(job.changelog))
-        for table in self.tables:  # a RocksDB store is written now, never ahead of its changelog
-            topic = table.changelog
-            table.persisted(job.changelog, {p: off for (t, p), off in written.items() if t == topic})
+        # 3. changelogs: what the outcome rows counted (before the states: streams/worker/outcome_gates.py),
+        # then the changed states
+        if job.gates:
+            await self._changelog(job.gates)
+        self.faults.hit("gated")
+        await self._changelog(job.changelog)
         self.faults.hit("changelog")
         # 4. commit the source offsets: everything up to them is durable
         await self._commit(job)
@@ -215,6 +224,12 @@ class Flusher:
         for started in job.batch_started:
             metrics.end_to_end.observe(now - started)
         self.flushes += 1
+
+    async def _changelog(self, records: list[OutRecord]) -> None:
+        written = await self.deliver(await self.send(records))
+        for table in self.tables:  # a RocksDB store is written now, never ahead of its changelog
+            topic = table.changelog
+            table.persisted(records, {p: off for (t, p), off in written.items() if t == topic})
 
     async def _dead_letter(self, job: FlushJob, refused: list[tuple[str, Refused[Any]]]) -> None:
         """The rows ClickHouse refused on their own, to the dead-letter topic (delivered before the

@@ -21,6 +21,7 @@ from schemas.alerts import Alert, encode_alert
 from sinks.base import RetryPolicy
 from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
 from sinks.late import LateSink
+from sinks.outcomes import OutcomeSink
 from streams.config.settings import Settings
 from streams.engine.devices import DevicePartition, decoded_observations
 from streams.engine.partition import Outputs, RulesByApp, StateStore, UserPartition, activity_columns
@@ -36,6 +37,7 @@ from streams.worker.flush import Flusher, FlushJob
 from streams.worker.flush_jobs import Message, changelog_records, commit_offsets, kafka_records, raw_messages
 from streams.worker.local_state import LocalTable
 from streams.worker.ordering import InOrder
+from streams.worker.outcome_gates import OutcomeGates
 from streams.worker.partitions import fence_partitions, partition_keys, resume_offsets
 from streams.worker.refusals import Refusals, activity_block
 from streams.worker.source import Source
@@ -60,6 +62,7 @@ class Pipeline:
         raw_sink: RawSink | None = None,
         late_sink: LateSink | None = None,
         fence_source: FenceSource | None = None,
+        outcome_sink: OutcomeSink | None = None,
     ) -> None:
         self.settings = settings
         self.partitions = partitions
@@ -104,8 +107,10 @@ class Pipeline:
             commit_offsets=source.commit, faults=source.faults,
             refusals=Refusals(settings.dlq_topic, (settings.events_topic, reroute_topic(settings)),
                               device_topic(settings), self.home, self.device_home),
-            partition_of=key_partitioner(native),
+            partition_of=key_partitioner(native), outcome_sink=outcome_sink,
         )
+        # what the event_outcomes table counted of each partition (streams/worker/outcome_gates.py)
+        self.gates = OutcomeGates(settings.events_topic, reroute_topic(settings))
         # messages are taken per partition in offset order, once per consumer generation
         self.order = InOrder(source.start_offset, seeks=source.seeks)
         self.collector: PacedCollector | None = None  # set by the worker with processing.gc_paced
@@ -140,6 +145,7 @@ class Pipeline:
         for p in [p for p in self.users if p not in partitions]:
             del self.users[p]
             self.beacons.pop(p, None)
+            self.gates.forget(p)
             self.user_table.release(p)
         for p in [p for p in self.devices if p not in partitions]:
             del self.devices[p]
@@ -168,6 +174,7 @@ class Pipeline:
             up = self.users[p] = UserPartition(p, store, self.rules, reroute_topic(self.settings),
                                                native=self.settings.processing.native_engine)
             total += up.load(part_keys, resume[p])
+            await self.gates.load(p, store.data, self.order.start_offset)
             stamps.append(up.meta.alerts_after)
         stamps += [self.device_partition(p).meta.alerts_after for p in keys if p not in self.devices]
         await self._fence(stamps, set(keys))
@@ -241,9 +248,11 @@ class Pipeline:
         started = self.clock()
         out = self.out
         n_alerts = len(out.alerts)
-        # decoded, routed to their users' partitions and applied there (the engine: one way down)
-        apply_records(events, int(started * 1000), self.home, out, self.users,
-                      self.settings.processing.native_engine, reroute_topic(self.settings))
+        # decoded, routed to their users' partitions and applied there (the engine: one way down); after a
+        # restart, the outcomes of messages the event_outcomes table counted already are kept apart
+        self.gates.apply(events, out, lambda records: apply_records(
+            records, int(started * 1000), self.home, out, self.users, self.settings.processing.native_engine,
+            reroute_topic(self.settings)))
         out.messages += len(events)
         self.pending.extend(events)
         self.pending_bytes += message_bytes(events)
@@ -370,8 +379,10 @@ class Pipeline:
         rows, refused = activity_block(out.dirty_rows, {p: up.store for p, up in self.users.items()},
                                        lambda dirty, stores: activity_columns(dirty, stores, native))
         offsets, first = commit_offsets(self.pending)
-        # changelogs; the partitions' meta records stamped for the alert fence (streams/worker/fence.py)
         taken_ms = int(time.time() * 1000)  # the producer's clock, which stamps the alerts
+        # event outcome counts, and what they counted for the changelog (streams/worker/outcome_gates.py)
+        outcome_rows, gates = self.gates.take(out, offsets, self.users, self.user_changelog, taken_ms)
+        # changelogs; the partitions' meta records stamped for the alert fence (streams/worker/fence.py)
         stamp = self.fence.stamp(offsets, taken_ms)
         changelog = changelog_records(self.users, self.devices, (self.user_changelog, self.device_changelog), stamp)
         raw: list[RawMessage] = []
@@ -379,7 +390,7 @@ class Pipeline:
             raw = raw_messages(self.pending, settings.events_topic)
         job = FlushJob(records, self.alerts_inflight, self.alert_started, rows, list(out.alerts), changelog,
                        offsets, out, self.batch_started, raw, list(out.cold), first,
-                       [("user_activity_daily", r) for r in refused])
+                       [("user_activity_daily", r) for r in refused], outcome_rows, gates)
         self.out, self.alerts_inflight, self.alert_started = Outputs(), InFlight(), []
         self.budget.job = held  # one job at a time: what it holds until it is durable
         self.pending, self.batch_started, self.pending_bytes = [], [], 0

@@ -10,7 +10,6 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
-import orjson
 import pytest
 
 from schemas.alerts import Alert
@@ -19,6 +18,7 @@ from sinks.columns import ActivityColumns
 from sinks.late import LateSink
 from sinks.views import ensure_views
 from streams.report.data import ReportData, read_clickhouse
+from tests.conftest import jsonl_rows
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def cli(dsn: str, *args: str) -> list[list[object]]:
     done = subprocess.run([sys.executable, "-P", "-m", "streams.cli", *args], env=env, capture_output=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    return [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    return jsonl_rows(done.stdout)
 
 
 def test_the_dsns_database_is_written_and_read(tmp_path: Path) -> None:

@@ -85,3 +85,23 @@ def test_raw_messages_read_back_byte_for_byte_once(ch: ClickHouse) -> None:
                    "FROM vitals.raw_messages FINAL ORDER BY partition")
     assert got == sorted(((t, p, o, ts, (k or b"").hex().upper(), (v or b"").hex().upper())
                           for t, p, o, ts, k, v in batch), key=lambda r: r[1])
+
+
+def test_outcome_rows_sum_in_the_view_and_a_rewritten_key_replaces_the_lost_row(ch: ClickHouse) -> None:
+    """event_outcome_flushes (sinks/outcomes.py): the view sums every row's entries; a row written again
+    under its (partition, seq) with a higher version (the restarted worker's first flush) replaces the
+    lost flush's row, entries it no longer holds included; a retried insert counts once."""
+    from sinks.outcomes import LAST_DAY, OutcomeRow, OutcomeSink
+    from sinks.views import ensure_views
+
+    ensure_views(ch)
+    sink = OutcomeSink(ch, 100)
+    lost = OutcomeRow(0, 1, 5, 10, -1, ((("shop", 20_000, "accepted", ""), 3),
+                                       (("", 20_001, "invalid", "not_json"), 2)))
+    other = OutcomeRow(1, 1, 5, 10, -1, ((("shop", 20_000, "accepted", ""), 4),
+                                        (("", LAST_DAY, "invalid", "bad_ts"), 1)))
+    sink.write([lost, other])
+    sink.write([lost, other])  # retried: deduplicated by its token
+    sink.write([OutcomeRow(0, 1, 6, 8, -1, ((("shop", 20_000, "accepted", ""), 2),))])
+    assert sorted(ch.query("SELECT app_id, toString(day), outcome, reason, events FROM vitals.event_outcomes")) == [
+        ("", "2149-06-06", "invalid", "bad_ts", 1), ("shop", "2024-10-04", "accepted", "", 6)]

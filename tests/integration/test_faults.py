@@ -136,6 +136,26 @@ def test_22_kills_planned_and_random_lose_no_alert(deployment: Deployment, tmp_p
     assert duplicates <= 0.05 * len(got), f"{duplicates} duplicates of {len(got)} alerts"
 
 
+def test_crashes_around_the_outcome_gates_keep_outcome_counts_exact(deployment: Deployment, tmp_path: Path) -> None:
+    """Crashes on each side of the event outcome gates (streams/worker/outcome_gates.py): after the rows
+    are in ClickHouse (gate not durable: the restarted worker's row replaces the lost one), after the
+    gate but before the states (the replay's outcomes are not counted again although its states say
+    nothing of them), after the states (a plain replay). The counts stay exact (tests/faultcheck.py)."""
+    history, partitions = prepare(deployment, tmp_path, seed=26, events=15_000, batch_max_messages=300,
+                                  flush_max_rows=1500)
+    plan = tmp_path / "faults.json"
+    plan.write_text(json.dumps([["inserted", 2], ["gated", 2], ["changelog", 2], ["gated", 4], ["inserted", 3]]))
+    worker = deployment.worker("gates", {"VITALS_FAULTS_FILE": str(plan)})
+    try:
+        poll(lambda: json.loads(plan.read_text()) == [], 600, "the planned crashes")
+    except BaseException:
+        stop_worker(worker)
+        raise
+    finish(deployment, history, worker)
+    assert (tmp_path / "gates.log").read_text(errors="replace").count("fault injection: dying at") == 5
+    check_all(deployment, history, partitions, [Path(deployment.env["VITALS_DATA_DIR"])])
+
+
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     directory = tmp_path / "kafka"

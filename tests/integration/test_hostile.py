@@ -14,6 +14,7 @@ stays under 512 KiB; the worker's memory stays under a bound.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import threading
 import time
@@ -78,6 +79,7 @@ class Run:
     partitions: int
     delivered: list[tuple[int, Event, int]]  # (partition, valid event, record timestamp) in offset order
     invalid: Counter[str]
+    invalid_days: Counter[tuple[str, str]]  # (UTC day of the record's timestamp, reason) -> invalid events
     alive: bool
     pids_seen: set[int]
     tree: list[int]
@@ -87,6 +89,7 @@ class Run:
     exposition: str
     daily: list[list[Any]]
     ledger_events: int
+    outcomes: list[list[Any]]  # event_outcomes: app_id, day, outcome, reason, events
     alert_records: list[Any]
     largest_record: dict[str, int]  # topic (app id prefix left out) -> bytes
     seconds: dict[str, float]
@@ -131,9 +134,11 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     produced = sorted(deployment.read(settings_.events_topic), key=lambda r: (r.partition, r.offset))
     delivered: list[tuple[int, Event, int]] = []
     invalid: Counter[str] = Counter()
+    invalid_days: Counter[tuple[str, str]] = Counter()
     for r in produced:
         events, bad = decode_message(r.value, r.timestamp)  # "too far in the future": of the record's timestamp
         invalid.update(str(i.reason) for i in bad)
+        invalid_days.update((_date(r.timestamp // D), str(i.reason)) for i in bad)
         delivered.extend((r.partition, e, r.timestamp) for e in events)
     largest = {}
     for topic in asyncio.run(_topics(deployment)):
@@ -148,6 +153,7 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         partitions=partitions,
         delivered=delivered,
         invalid=invalid,
+        invalid_days=invalid_days,
         alive=alive,
         pids_seen=sampler.pids,
         tree=tree,
@@ -157,6 +163,7 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         exposition=exposition,
         daily=deployment.query(QUERY),
         ledger_events=int(ledger),
+        outcomes=deployment.query("SELECT app_id, toString(day), outcome, reason, events FROM vitals.event_outcomes"),
         alert_records=deployment.read(settings_.alerts_topic),
         largest_record=largest,
         seconds={"produce": produced_at - started, "process": processed_at - produced_at,
@@ -216,6 +223,37 @@ def test_aggregates_equal_batch_recomputation(run: Run) -> None:
         f"{len(missing)} missing e.g. {sorted(missing)[:3]}; {len(extra)} unexpected e.g. {sorted(extra)[:3]}; "
         f"{len(wrong)} differ e.g. {wrong[:3]}")
     assert len({day[:4] for _a, _u, day in got}) >= 11  # ten years of backfill and the live year
+
+
+def _date(day: int) -> str:
+    return str(datetime.date(1970, 1, 1) + datetime.timedelta(days=day))
+
+
+def test_outcome_counts_in_clickhouse_equal_batch_recomputation(run: Run) -> None:
+    """``event_outcomes`` (sinks/outcomes.py) after the hostile run: per (app, day), the accepted and late
+    events are the distinct valid events of the batch recomputation and the duplicates the other copies
+    (the tenant flood's thousands of app ids included); per (day of the record, reason), the invalid
+    events; and per outcome and reason, what the worker's own counters say."""
+    kept: Counter[tuple[str, str]] = Counter()
+    for (app, _user, day), row in expected_daily(run.as_sent).items():
+        kept[(app, day)] += row[0]
+    copies = Counter((e.app_id, _date(e.ts // D)) for _p, e, _ts in run.delivered)
+    got: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+    by_label: Counter[tuple[str, str]] = Counter()
+    for app, day, outcome, reason, n in run.outcomes:
+        got["invalid" if outcome == "invalid" else "duplicate" if outcome == "duplicate" else "counted"][
+            (day, reason) if outcome == "invalid" else (app, day)] += n
+        by_label[(outcome, reason)] += n
+    counted = got["counted"]
+    assert counted == kept, (sorted((counted - kept).items())[:3], sorted((kept - counted).items())[:3])
+    assert got["duplicate"] == copies - kept
+    assert got["invalid"] == run.invalid_days
+    assert len({app for app, _day in kept}) > 100  # the tenant flood
+    metrics: Counter[tuple[str, str]] = Counter()
+    for (name, labels), v in run.samples.items():
+        if name == "vitals_events_total" and v:
+            metrics[(dict(labels)["outcome"], dict(labels)["reason"])] += int(v)
+    assert by_label == metrics
 
 
 def beyond_state(delivered: list[tuple[int, Event, int]]) -> set[int]:

@@ -19,7 +19,7 @@ import pytest
 
 from streams.config.settings import load_settings
 from streams.kafka.offsets import end_offsets
-from tests.conftest import free_port
+from tests.conftest import free_port, jsonl_rows
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,7 @@ def generated(users: int, events: int, days: int = 21) -> tuple[int, int]:
 def query(cwd: Path, run: str, sql: str) -> list[object]:
     done = vitals(cwd, "query", "--run", run, sql)
     assert done.returncode == 0, done.stderr
-    return [orjson.loads(line) for line in done.stdout.splitlines()]
+    return jsonl_rows(done.stdout)
 
 
 def test_one_local_broker_from_start_to_two_runs(home: Path) -> None:

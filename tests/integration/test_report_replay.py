@@ -37,7 +37,7 @@ from streams.ops.metrics_snapshot import save_snapshot, snapshot_path
 from tests import oracle_views as ov
 from tests.browser import browse, layout_problems
 from tests.conftest import Deployment, make_deployment
-from tests.oracle import expected_daily
+from tests.oracle import expected_daily, valid_events
 
 pytestmark = pytest.mark.integration
 
@@ -164,6 +164,21 @@ def test_replay_yields_the_same_alert_ids_and_aggregates(live: Live) -> None:
     sql = ("SELECT app_id, user_id, toString(day), events, toString(payment_amount) FROM {}.user_activity_daily "
            "FINAL ORDER BY 1, 2, 3")
     assert Deployment(env, d.base).query(sql.format("vitals_replay")) == d.query(sql.format("vitals"))
+    # the event outcome counts too (sinks/outcomes.py), per app, day, outcome and reason, and the report
+    # made after both workers stopped draws them from ClickHouse
+    sql = "SELECT app_id, toString(day), outcome, reason, events FROM {}.event_outcomes ORDER BY 1, 2, 3, 4"
+    live_counts = d.query(sql.format("vitals"))
+    assert Deployment(env, d.base).query(sql.format("vitals_replay")) == live_counts
+    assert {(o, r) for _a, _d, o, r, _n in live_counts} >= {("accepted", ""), ("duplicate", ""),
+                                                             ("invalid", "not_json")}
+    assert sum(n for *_, n in live_counts) == len(valid_events(live.history)) + sum(
+        len(m.expect_invalid) for m in live.history.messages)
+    report = d.base / "no-counters.html"  # no scrape of the worker's counters: ClickHouse has them
+    live.cli("report", "--no-kafka", "--out", str(report), "--metrics", str(d.base / "none.prom"))
+    html = report.read_text()
+    assert "From ClickHouse (vitals.event_outcomes)" in html and "no event outcome counts" not in html
+    accepted = sum(n for _a, _d, o, _r, n in live_counts if o == "accepted")
+    assert f"<td>accepted</td><td>{accepted:,}</td>" in html
 
 
 def test_inspect_shows_the_users_state_and_alerts(live: Live) -> None:

@@ -71,7 +71,8 @@ def test_second_worker_on_the_same_data_dir_stops_with_a_configuration_error(
     try:
         poll(lambda: "metrics on http" in (tmp_path / "first.log").read_text(errors="replace"), 120,
              "the first worker's ClickHouse open")
-        second = deployment.worker("second")  # same VITALS_DATA_DIR
+        # same VITALS_DATA_DIR; a metrics port of its own (a taken one stops a worker before its ClickHouse)
+        second = deployment.worker("second", {"VITALS_METRICS_PORT": str(free_port())})
         try:
             code = second.wait(120)
         except subprocess.TimeoutExpired:

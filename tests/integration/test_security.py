@@ -22,8 +22,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from sinks import endpoint
 from sinks.base import SinkBackpressure
-from sinks.clickhouse import ClickHouse
+from sinks.clickhouse import ClickHouse, embedded_dir
 from streams.devtools import local_kafka as localkafka
 from streams.devtools.generator import GenConfig, generate
 from streams.devtools.produce import produce_history
@@ -94,11 +95,15 @@ def test_worker_end_to_end_over_sasl_ssl(secure_kafka: SecureKafka, tmp_path: Pa
     asyncio.run(produce_history(settings, history))
     worker = deployment.worker("secure")
     try:
-        # Faust's web server is off: the only listening socket is the metrics endpoint, on loopback
-        ports = wait_for(lambda: worker.poll() is None and listening_ports(worker.pid), 120, "the metrics listener")
-        assert ports == {("127.0.0.1", settings.metrics_port)}, ports
+        # Faust's web server is off: the only listening sockets are the metrics endpoint and the read-only
+        # query endpoint on the embedded ClickHouse (sinks/query_server.py), both on loopback
+        engine_dir = embedded_dir(settings.effective_clickhouse_dsn)
+        assert engine_dir is not None
+        served = wait_for(lambda: worker.poll() is None and endpoint.read_live(engine_dir), 120, "the query endpoint")
+        expected = {("127.0.0.1", settings.metrics_port), ("127.0.0.1", served.port)}
+        wait_for(lambda: worker.poll() is None and listening_ports(worker.pid) == expected, 120, "the metrics listener")
         wait_for_lag_zero(settings, worker, len(history.messages), timeout_s=600, progress=False)
-        assert listening_ports(worker.pid) == {("127.0.0.1", settings.metrics_port)}
+        assert listening_ports(worker.pid) == expected
     finally:
         stop_worker(worker)
 

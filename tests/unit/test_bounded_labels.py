@@ -66,7 +66,7 @@ def test_100k_app_ids_keep_the_exposition_small() -> None:
     part = UserPartition(0, StateStore({}), rules)
     out = Outputs()
     part.apply(flood(APPS), out)
-    assert len({app for app, _ in out.outcomes}) == APPS + 3 and len(out.alerts) == APPS + 2  # shop: threshold 5
+    assert len({app for app, _ in out.by_app()}) == APPS + 3 and len(out.alerts) == APPS + 2  # shop: threshold 5
     out.messages = APPS + 3
     metrics.record_outputs(out, labels, "vitals.events")
     ch_rows = [(f"tenant-{i:06d}", 10, i % 2, 4, i % 3) for i in range(APPS)]

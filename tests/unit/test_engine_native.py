@@ -106,3 +106,27 @@ def test_c_loop_equals_python_loop(events: list[Event], data: st.DataObject) -> 
     for n, (a, b) in enumerate(zip(c, py, strict=True)):
         for name in a:
             assert a[name] == b[name], (n, name)
+
+
+def test_outcomes_per_day_beyond_the_c_loops_window_equal_the_python_loops() -> None:
+    """The C loop holds one app's outcome counts in a window of 64 days (apply.c, DayOutcomes): days far
+    apart both ways, duplicates and replays, app changes in between, sum per (app, day) as in Python."""
+    import random
+
+    rng = random.Random(26)
+    day0 = 20_000 * 86_400_000
+    events = []
+    day = 0
+    for i in range(3000):  # runs of days, and jumps of any size both ways (every edge of the window)
+        day = rng.choice([day, day, day - 1, day + 1, rng.randint(-130, 70), rng.randint(-400, 5)])
+        app = "shop" if i % 97 < 60 else "default"
+        events.append(Event(event_id=f"e{rng.randint(0, 2000)}", user_id=f"u{i % 7}", type="login",
+                            ts=day0 + day * 86_400_000 + i, app_id=app))
+    batches: list[list[MessageEvents]] = [[("vitals.events", n, None, list(events[n * 40:(n + 1) * 40]), -1)]
+                                          for n in range(len(events) // 40)]
+    rules = RulesByApp(load_settings(env={}))
+    native, python = run(True, batches, rules, 3), run(False, batches, rules, 3)
+    assert [s["outcomes"] for s in native] == [s["outcomes"] for s in python]
+    days = {day for s in python for (_p, _a, day, _o) in s["outcomes"]}
+    assert max(days) - min(days) > 64 and {o for s in python for (*_, o) in s["outcomes"]} >= {
+        "accepted", "late", "duplicate", "replayed"}

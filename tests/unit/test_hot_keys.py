@@ -80,7 +80,7 @@ def test_a_hot_users_ids_are_sealed_in_bounded_records_and_dedup_stays_exact() -
         if k % 10 == 9:  # a flush every 10 messages
             records += part.drain()
     records += part.drain()
-    assert out.outcomes[("default", "accepted")] + out.outcomes[("default", "late")] == n
+    assert out.by_app()[("default", "accepted")] + out.by_app()[("default", "late")] == n
     assert max(len(v or b"") for _, v in records) <= 12 * SEGMENT_IDS < 512 * 1024
     state = part.store.get(b"default\x1fanonymous")
     assert state is not None and len(state.ids) <= INLINE_IDS and len(state.sealed) >= n // SEGMENT_IDS
@@ -92,8 +92,8 @@ def test_a_hot_users_ids_are_sealed_in_bounded_records_and_dedup_stays_exact() -
     out2 = Outputs()
     for msg in hot_messages(0, n, T):
         again.apply([(msg[0], msg[1] + 10_000, msg[2], msg[3], msg[4])], out2)  # new offsets: not a replay
-    assert out2.outcomes[("default", "duplicate")] == n
-    assert out2.outcomes[("default", "accepted")] == 0
+    assert out2.by_app()[("default", "duplicate")] == n
+    assert out2.by_app()[("default", "accepted")] == 0
 
     # two days on, every segment has passed the horizon: deleted (tombstones), nothing left behind
     later = hot_messages(n, 1, T + 2 * 86_400_000)

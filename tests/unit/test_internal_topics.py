@@ -138,4 +138,4 @@ def test_an_undecodable_reroute_record_is_dead_lettered_as_internal_with_the_dec
     assert out.dead_letters[0].invalid.original == b"\xff\x00 not json"
     for d in out.dead_letters:
         jsonschema.validate(dead_letter_doc(d, now_ms=T0), SCHEMA)
-    assert dict(out.outcomes) == {("", "invalid:internal_undecodable"): 2, ("", "invalid:not_json"): 1}
+    assert dict(out.by_app()) == {("", "invalid:internal_undecodable"): 2, ("", "invalid:not_json"): 1}

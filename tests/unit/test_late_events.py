@@ -35,7 +35,7 @@ def test_an_event_45_days_late_is_counted_through_the_ledger_not_dead_lettered()
     day = (T0 + 5 * D) // D
     assert out.cold == [("default", "u", day, event_hash("pay"), (1, 0, 1, 12_500_000, 0, 0, 0)),
                         ("default", "v", day, event_hash("post"), (1, 0, 0, 0, 1, 0, 0))]
-    assert out.outcomes[("default", "late:beyond_state")] == 2 and out.outcomes[("default", "duplicate")] == 2
+    assert out.by_app()[("default", "late:beyond_state")] == 2 and out.by_app()[("default", "duplicate")] == 2
     assert not any(r[2] == day for r in activity_rows(out.dirty_rows, {0: part.store}))  # none from the state
     state = part.store.get(b"default\x1fu")
     assert state is not None and set(state.days) == {(T0 + 50 * D) // D}  # the ledger has the counters
@@ -55,7 +55,7 @@ def test_a_late_engagement_of_any_age_ends_the_episode_it_comes_after() -> None:
     out = apply(part, [Event("synced", "u", "comment", T0 + 61 * D)], 2)  # 39 days behind the watermark
     [resolved] = [a for a in out.alerts if a.user_id == "u"]
     assert (resolved.status, resolved.alert_id) == ("resolved", opened.alert_id)
-    assert out.outcomes[("default", "late:beyond_state")] == 1 and len(out.cold) == 1
+    assert out.by_app()[("default", "late:beyond_state")] == 1 and len(out.cold) == 1
 
 
 def test_a_copy_of_an_event_the_state_remembers_is_a_duplicate_even_past_the_retention() -> None:
@@ -64,5 +64,5 @@ def test_a_copy_of_an_event_the_state_remembers_is_a_duplicate_even_past_the_ret
     apply(part, [Event("e1", "u", "view", T0)], 0)
     apply(part, [Event("clock", "w", "view", T0 + 35 * D)], 1)  # day T0 is now beyond the 32 days kept
     out = apply(part, [Event("e1", "u", "view", T0), Event("e2", "u", "view", T0)], 2)
-    assert out.outcomes[("default", "duplicate")] == 1
+    assert out.by_app()[("default", "duplicate")] == 1
     assert [(c[1], c[3]) for c in out.cold] == [("u", event_hash("e2"))]

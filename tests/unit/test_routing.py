@@ -40,7 +40,7 @@ def test_a_batch_message_keeps_its_events_in_place_and_sends_a_mis_keyed_one_to_
     [(partition, reroute_key, reroute_value)] = out.reroutes
     assert (partition, reroute_key) == (5, other.encode())
     assert orjson.loads(reroute_value)["event_id"] == "b"
-    assert out.outcomes[("default", "rerouted")] == 1
+    assert out.by_app()[("default", "rerouted")] == 1
 
 
 def test_invalid_events_become_dead_letters_with_their_source_position() -> None:
@@ -51,7 +51,7 @@ def test_invalid_events_become_dead_letters_with_their_source_position() -> None
     assert [(o, [e.event_id for e in evs if e]) for _t, o, _k, evs, _ts in routed[1]] == [(4, []), (5, ["x"])]
     [dead] = out.dead_letters
     assert (dead.topic, dead.partition, dead.offset, dead.invalid.reason) == ("ev", 1, 4, "not_json")
-    assert out.outcomes[("", "invalid:not_json")] == 1
+    assert out.by_app()[("", "invalid:not_json")] == 1
 
 
 def test_slices_cover_every_message_once_in_order() -> None:

@@ -242,7 +242,7 @@ def test_on_time_events_after_a_fast_clock_are_not_late_and_a_real_burst_alerts(
     for i in range(100):  # a real burst an hour later, stamped on time
         alerts += h.send(burst_minute + i, record_ts=burst_minute + i)
     assert [(a.rule, a.episode_start) for a in alerts] == [("fake.burst", burst_minute)]
-    assert h.out.outcomes[("default", "late")] == 0
+    assert h.out.by_app()[("default", "late")] == 0
 
 
 def test_the_skew_is_configurable_and_a_message_without_a_record_timestamp_is_not_capped() -> None:

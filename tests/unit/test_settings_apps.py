@@ -40,7 +40,7 @@ def test_outcomes_are_counted_per_app() -> None:
     part = UserPartition(0, StateStore({}), RulesByApp(load_settings(env={})))
     out = Outputs()
     part.apply([("t", i, None, [e], -1) for i, e in enumerate(events)], out)
-    assert dict(out.outcomes) == {("shop", "accepted"): 2, ("shop", "duplicate"): 1, ("default", "accepted"): 1,
+    assert dict(out.by_app()) == {("shop", "accepted"): 2, ("shop", "duplicate"): 1, ("default", "accepted"): 1,
                                   ("default", "late"): 1}
     assert out.outcome("accepted") == 3
 

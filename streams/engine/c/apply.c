@@ -8,6 +8,49 @@
 #define CALL_M(...) do { PyObject *r_ = call_method(__VA_ARGS__); if (r_ == NULL) goto error; Py_DECREF(r_); } while (0)
 #define CALL_F(...) do { PyObject *r_ = PyObject_CallFunction(__VA_ARGS__); if (r_ == NULL) goto error; Py_DECREF(r_); } while (0)
 
+/* The outcome counts of one app by UTC day, a window of days held here: UserPartition._count is called
+   per (app, day) when the app changes and at the end, not at every change of day (late-heavy batches
+   change day every few events). The sums are the Python loop's. */
+#define OUTCOME_DAYS 64
+typedef struct {
+    int held;
+    long long base, lo, hi;
+    long long n[OUTCOME_DAYS][4]; /* accepted, late, duplicates, replayed */
+} DayOutcomes;
+
+static int outcomes_flush(PyObject *self, PyObject *out, PyObject *app, DayOutcomes *o) {
+    if (!o->held) return 0;
+    o->held = 0;
+    for (long long k = o->lo; k <= o->hi; k++) {
+        long long *n = o->n[k];
+        if (n[0] | n[1] | n[2] | n[3]) {
+            PyObject *r = call_method(self, s_count, "(OOLLLLL)", out, app, o->base + k, n[0], n[1], n[2], n[3]);
+            if (r == NULL) return -1;
+            Py_DECREF(r);
+            n[0] = n[1] = n[2] = n[3] = 0;
+        }
+    }
+    return 0;
+}
+
+static int outcomes_add(PyObject *self, PyObject *out, PyObject *app, DayOutcomes *o, long long day,
+                        long long accepted, long long late, long long duplicates, long long replayed) {
+    if (!(accepted | late | duplicates | replayed)) return 0;
+    long long k = o->held ? day - o->base : -1;
+    if (k < 0 || k >= OUTCOME_DAYS) { /* outside the window: flushed, and a new one (mostly looking back) */
+        if (outcomes_flush(self, out, app, o) < 0) return -1;
+        o->held = 1;
+        k = OUTCOME_DAYS - 4;
+        o->base = day - k;
+        o->lo = o->hi = k;
+    }
+    if (k < o->lo) o->lo = k;
+    if (k > o->hi) o->hi = k;
+    long long *n = o->n[k];
+    n[0] += accepted, n[1] += late, n[2] += duplicates, n[3] += replayed;
+    return 0;
+}
+
 PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3) return PyErr_Format(PyExc_TypeError, "apply(partition, messages, out)");
     if (EventType == NULL) return PyErr_Format(PyExc_RuntimeError, "streams.engine._engine: configure() first");
@@ -21,9 +64,11 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     DayCounts c = {NONE, 0, 0, 0, 0, 0, 0, NULL};
     long long lateness, skew, position_max, st, wm, wm_day, retention = 0, horizon_ms = 0, burst = 0, short_ms = 0,
         long_ms = 0, inter_ms = 0, run_short = 0, run_long = 0, run_inter = 0, moved = 0, off_events = NONE, off_reroute = NONE, row_day = NONE,
-        obs_day = NONE, accepted = 0, late_events = 0, duplicates = 0, replayed = 0;
+        obs_day = NONE, accepted = 0, late_events = 0, duplicates = 0, replayed = 0, count_day = NONE;
     PyObject *rules_app = NULL, *app_id = NULL, *user_id = NULL; /* borrowed from the events */
     PyObject *obs_app = NULL, *obs_device = NULL, *obs_user = NULL;
+    DayOutcomes counted;
+    memset(&counted, 0, sizeof counted);
 
     NOTNULL(rules_for = PyObject_GetAttr(self, s_rules));
     CHECK(attr_i64(rules_for, s_lateness_ms, &lateness));
@@ -126,8 +171,10 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
             int same_app = rules_app != NULL && str_eq(a, rules_app);
             CHECK(same_app);
             if (!same_app) {
-                if (rules_app != NULL) { /* outcomes are counted per app */
-                    CALL_M(self, s_count, "(OOLLLL)", out, rules_app, accepted, late_events, duplicates, replayed);
+                if (rules_app != NULL) { /* outcomes are counted per app and day */
+                    CHECK(outcomes_add(self, out, rules_app, &counted, count_day, accepted, late_events, duplicates,
+                                       replayed));
+                    CHECK(outcomes_flush(self, out, rules_app, &counted));
                     accepted = late_events = duplicates = replayed = 0;
                 }
                 rules_app = a;
@@ -142,6 +189,12 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                 Py_CLEAR(tmp);
             }
             long long day = floordiv(ts, DAY_MS);
+            if (day != count_day) { /* outcomes are counted per app and day */
+                CHECK(outcomes_add(self, out, rules_app, &counted, count_day, accepted, late_events, duplicates,
+                                   replayed));
+                accepted = late_events = duplicates = replayed = 0;
+                count_day = day;
+            }
             /* older than the days the state keeps: applied like any late event, its counters to the ledger */
             int cold = day < wm_day - retention;
             PyObject *u = slot(event, E_user);
@@ -410,8 +463,10 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     NOTNULL(tmp = PyLong_FromLongLong(position_max));
     CHECK(PyObject_SetAttr(self, s_position, tmp));
     Py_CLEAR(tmp);
-    if (rules_app != NULL)
-        CALL_M(self, s_count, "(OOLLLL)", out, rules_app, accepted, late_events, duplicates, replayed);
+    if (rules_app != NULL) {
+        CHECK(outcomes_add(self, out, rules_app, &counted, count_day, accepted, late_events, duplicates, replayed));
+        CHECK(outcomes_flush(self, out, rules_app, &counted));
+    }
     result = Py_NewRef(Py_None);
 error:
     Py_XDECREF(c.amount);
