@@ -12,7 +12,7 @@ command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 if [ "${VITALS_SKIP_PROMETHEUS:-0}" != "1" ]; then
   command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 fi
-# headless Chromium renders the HTML report in the tests (docs/report.png)
+# headless Chromium renders the HTML report in the tests (and docs/report.png with VITALS_DOCS_SCREENSHOT=1)
 if [ "${VITALS_SKIP_CHROMIUM:-0}" != "1" ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium fonts-dejavu-core)
 fi

@@ -11,7 +11,8 @@ from streams.config.settings import Sources, load_settings
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g = sub.add_parser("generate", help="produce a generated event history into the events topic")
-    g.add_argument("--users", type=int, default=20_000)
+    g.add_argument("--users", type=int, default=None,
+                   help="default: EVENTS / (12 + DAYS), room for every persona's story")
     g.add_argument("--days", type=int, default=21)
     g.add_argument("--events", type=int, default=300_000)
     g.add_argument("--seed", type=int, default=1)
@@ -25,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from streams.devtools.generator import GenConfig, generate
+    from streams.devtools.generator import GenConfig, default_users, generate
     from streams.devtools.produce import produce_history
     from streams.kafka.reachable import wait_for_kafka
     from streams.kafka.topics import prepare_topics
@@ -34,7 +35,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     settings = load_settings(sources=sources)
     wait_for_kafka(settings.kafka, sources)
     cfg = GenConfig(
-        users=args.users,
+        users=args.users or default_users(args.events, args.days),
         days=args.days,
         events=args.events,
         seed=args.seed,
@@ -43,9 +44,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         hostile=args.hostile,
         hostile_scale=args.scale,
     )
-    print(f"generating about {cfg.events:,} events of {cfg.users:,} users over {cfg.days} days"
+    print(f"generating {cfg.events:,} events of {cfg.users:,} users over {cfg.days} days"
           f"{f' with hostile input (scale {cfg.hostile_scale:g})' if cfg.hostile else ''}...", file=sys.stderr)
     history = generate(cfg)
-    print(f"producing {len(history.messages):,} messages to {settings.events_topic}", file=sys.stderr)
+    if history.story_cut:
+        print(f"vitals generate: {history.story_cut}", file=sys.stderr)
     asyncio.run(produce_history(settings, history, progress=True))
+    print(f"wrote {history.describe()} to {settings.events_topic}", file=sys.stderr)
     return 0

@@ -19,7 +19,7 @@ from streams.cli import runs
 from streams.config import local_broker
 from streams.config.settings import Settings, load_settings
 from streams.devtools import local_kafka
-from streams.devtools.generator import GenConfig, generate
+from streams.devtools.generator import GenConfig, default_users, generate
 from streams.devtools.produce import produce_history
 from streams.devtools.worker_process import start_worker, stop_worker, wait_for_lag_zero, write_report_subprocess
 from streams.ops import exit_codes
@@ -28,7 +28,8 @@ from streams.ops.metrics_snapshot import save_snapshot, snapshot_path
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r = sub.add_parser("run", help="the whole job locally: Kafka, a worker, generated traffic, a summary")
-    r.add_argument("--users", type=int, default=20_000)
+    r.add_argument("--users", type=int, default=None,
+                   help="default: EVENTS / (12 + DAYS), room for every persona's story")
     r.add_argument("--days", type=int, default=21)
     r.add_argument("--events", type=int, default=300_000)
     r.add_argument("--seed", type=int, default=1)
@@ -88,14 +89,12 @@ def run_local(args: argparse.Namespace) -> int:
         worker = start_worker(env, log_path)
         print(f"worker started (pid {worker.pid}, metrics on :{settings.metrics_port}, log {log_path})",
               file=sys.stderr)
-        cfg = GenConfig(users=args.users, days=args.days, events=args.events, seed=args.seed, batch=args.batch,
-                        partitions=partitions)
+        cfg = GenConfig(users=args.users or default_users(args.events, args.days), days=args.days,
+                        events=args.events, seed=args.seed, batch=args.batch, partitions=partitions)
         history = generate(cfg)
-        print(
-            f"generated {history.n_events:,} events of {cfg.users:,} users over {cfg.days} days "
-            f"in {len(history.messages):,} messages",
-            file=sys.stderr,
-        )
+        print(f"generated {history.describe()}", file=sys.stderr)
+        if history.story_cut:
+            print(f"vitals run: {history.story_cut}", file=sys.stderr)
         asyncio.run(produce_history(settings, history, progress=True))
         wait_for_lag_zero(settings, worker, len(history.messages))
         save_snapshot(settings.metrics_host, settings.metrics_port, snapshot_path(settings.data_dir))

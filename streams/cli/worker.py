@@ -81,7 +81,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     vitals.metrics.init_series(("user_activity_daily", "alerts"), RULES, vitals.pipeline.app_label.values)
     log.info("metrics on http://%s:%d/metrics, %d partitions", settings.metrics_host, settings.metrics_port, partitions)
-    worker = Worker(vitals.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    # our logging as configured above, not mode's: mode installs colorlog with its colour decision taken
+    # from stdout, so a log on stderr redirected to a file got escape codes whenever stdout was a terminal
+    worker = Worker(vitals.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False, override_logging=False)
+    worker.spinner = None  # Faust's terminal spinner (it logs "Ready" instead)
     _tune_runtime(settings.processing, vitals.pipeline, vitals.metrics)
     try:
         worker.execute_from_commandline()

@@ -47,9 +47,9 @@ async def send_messages(producer: AIOKafkaProducer, topic: str, messages: list[M
 
 async def produce_history(settings: Settings, history: History, progress: bool = False, chunk: int = 20_000) -> int:
     producer = new_producer(settings.kafka, linger_ms=20)
-    await producer.start()
     shown = Progress("produce", total=len(history.messages), unit="msg", enabled=progress)
     try:
+        await producer.start()  # inside: a failed start is stopped too
         await wait_for_partitions(producer, settings.events_topic, history.config.partitions)
         msgs = history.messages
         for start in range(0, len(msgs), chunk):

@@ -6,6 +6,7 @@ A line shows what is done (of the total), the rate, the ETA from the recent rate
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import deque
@@ -26,7 +27,9 @@ class Progress:
         window_s: float = 10.0,
     ) -> None:
         self.label, self.total, self.unit, self.enabled, self.stream = label, total, unit, enabled, stream
-        self.tty = stream.isatty()
+        # rewriting a line needs a terminal that understands escape codes: a file, a pipe or a dumb
+        # terminal (TERM=dumb, as in editors' shells) gets plain lines
+        self.tty = stream.isatty() and os.environ.get("TERM", "") != "dumb"
         self.clock = clock
         self.started = clock()
         self.last_print = float("-inf")

@@ -7,8 +7,8 @@ import asyncio
 import contextlib
 import ssl
 from collections import defaultdict
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -85,15 +85,35 @@ async def diagnose_connection(kafka: KafkaSettings, timeout_s: float = 15) -> No
             conn.close()
 
 
+class _Startable(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Startable)
+
+
+@contextlib.asynccontextmanager
+async def running(client: C) -> AsyncIterator[C]:
+    """``client`` (an aiokafka consumer or producer) started, and stopped on every way out, a failed
+    start included: aiokafka's own ``async with`` does not stop a client whose ``start`` raised (an
+    unreachable broker), which leaves an "Unclosed AIOKafka..." warning and its connections behind."""
+    try:
+        await client.start()
+        yield client
+    finally:
+        await client.stop()
+
+
 async def start_admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
     """A started admin client; a refused TLS handshake or SASL login raises :class:`ConfigError`."""
     admin = AIOKafkaAdminClient(**client_kwargs(kafka))
     try:
         await admin.start()
-    except KafkaConnectionError:
+    except BaseException as exc:  # closed on every way out (a timeout, a cancellation too)
         with contextlib.suppress(Exception):
             await admin.close()
-        if kafka.security_protocol != "PLAINTEXT":
+        if isinstance(exc, KafkaConnectionError) and kafka.security_protocol != "PLAINTEXT":
             await diagnose_connection(kafka)
         raise
     return admin

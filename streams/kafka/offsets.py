@@ -15,8 +15,8 @@ from streams.kafka.topics import topic_partitions
 async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
     n = await topic_partitions(kafka, topic) or 0
     consumer = AIOKafkaConsumer(**client_kwargs(kafka), enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         tps = [TopicPartition(topic, p) for p in range(n)]
         offsets = await consumer.end_offsets(tps) if tps else {}
         return {tp.partition: off for tp, off in offsets.items()}

@@ -76,6 +76,16 @@ def _describe(failed: list[tuple[Server, str]]) -> tuple[str, str]:
     return where, why
 
 
+def not_reachable(kafka: KafkaSettings, cite: str) -> str | None:
+    """None when a bootstrap server accepts a connection now, else where and why not (no waiting: for a
+    command that can do without Kafka); ConfigError for a name that does not resolve."""
+    failed = unreachable(parse_bootstrap(kafka.bootstrap), cite)
+    if not failed:
+        return None
+    where, why = _describe(failed)
+    return f"Kafka at {where} ({cite}) is not reachable: {why}"
+
+
 def wait_for_kafka(kafka: KafkaSettings, sources: Sources, out: TextIO | None = None,
                    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
     """Return once a bootstrap server accepts a connection; ConfigError for a name that does not resolve,

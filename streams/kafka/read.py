@@ -9,7 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.config.settings import KafkaSettings, Settings
-from streams.kafka.client import client_kwargs
+from streams.kafka.client import client_kwargs, running
 from streams.kafka.offsets import end_offsets, group_offsets
 from streams.kafka.topics import device_topic, reroute_topic, topic_partitions
 
@@ -21,9 +21,8 @@ async def read_since(kafka: KafkaSettings, topic: str, since_ms: int | None, per
     consumer = AIOKafkaConsumer(**client_kwargs(kafka), enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20,
                                 fetch_max_bytes=64 << 20)
-    await consumer.start()
     values: list[tuple[bytes | None, int]] = []
-    try:
+    async with running(consumer):
         parts = [TopicPartition(topic, p) for p in range(await topic_partitions(kafka, topic) or 0)]
         if not parts:
             return values
@@ -51,8 +50,6 @@ async def read_since(kafka: KafkaSettings, topic: str, since_ms: int | None, per
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
-    finally:
-        await consumer.stop()
     return values
 
 
@@ -85,9 +82,8 @@ async def read_topic(kafka: KafkaSettings, topic: str, timeout_s: float = 120) -
         max_partition_fetch_bytes=8 << 20,
         fetch_max_bytes=64 << 20,
     )
-    await consumer.start()
     records: list[Any] = []
-    try:
+    async with running(consumer):
         parts = [TopicPartition(topic, p) for p in range(await topic_partitions(kafka, topic) or 0)]
         if not parts:
             return records
@@ -106,6 +102,4 @@ async def read_topic(kafka: KafkaSettings, topic: str, timeout_s: float = 120) -
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
-    finally:
-        await consumer.stop()
     return records

@@ -5,7 +5,10 @@ source that cannot be read leaves a note, not a crash."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +53,7 @@ class ReportData:
     outcomes: dict[tuple[str, str], float] | None = None  # (outcome, reason) -> events
     outcomes_source: str = ""  # where the outcome counts come from, for the chart's caption
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # worth a line on stderr too (``vitals report``)
 
 
 def _day(v: Any) -> str:
@@ -148,16 +152,40 @@ async def dlq_reasons(settings: Settings) -> Counter[str]:
     return Counter(orjson.loads(r.value)["reason"] for r in await read_topic(settings.kafka, settings.dlq_topic))
 
 
+@contextlib.contextmanager
+def _quiet_aiokafka() -> Iterator[None]:
+    """aiokafka logs each refused connection itself; the report says once what it could not read."""
+    logger = logging.getLogger("aiokafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def read_kafka(settings: Settings, flagged: dict[tuple[str, str], int], data: ReportData, top: int = 15) -> None:
-    try:
-        data.dlq = asyncio.run(asyncio.wait_for(dlq_reasons(settings), 120))
-    except Exception as exc:  # the report still renders: say what is missing
-        data.notes.append(f"dead-letter topic {settings.dlq_topic} not readable ({type(exc).__name__})")
-    try:
-        seen = asyncio.run(asyncio.wait_for(device_users(settings), 300))
-    except Exception as exc:
-        seen = {}
-        data.notes.append(f"device-observation topic not readable ({type(exc).__name__})")
+    from aiokafka.errors import KafkaConnectionError
+
+    from streams.kafka.client import diagnose_connection
+
+    seen: dict[tuple[str, str], dict[int, set[str]]] = {}
+    with _quiet_aiokafka():
+        reachable = True
+        try:
+            data.dlq = asyncio.run(asyncio.wait_for(dlq_reasons(settings), 120))
+        except KafkaConnectionError:  # no broker answered: the device read would not either
+            if settings.kafka.security_protocol != "PLAINTEXT":
+                asyncio.run(diagnose_connection(settings.kafka))  # refused TLS or login: ConfigError, one line
+            reachable = False
+            unreachable = f"Kafka at {settings.kafka.bootstrap} not reachable"
+            data.notes.append(f"{unreachable}: no dead letters or device observations")
+            data.warnings.append(f"{unreachable}: the report leaves out dead letters and device observations "
+                                 "(--no-kafka skips Kafka)")
+        except Exception as exc:  # the report still renders: say what is missing
+            data.notes.append(f"dead-letter topic {settings.dlq_topic} not readable ({type(exc).__name__})")
+        if reachable:
+            seen = _device_users_or_note(settings, data)
     if seen:
         ranked = sorted(
             ((key, len(set().union(*days.values())), max(len(u) for u in days.values())) for key, days in seen.items()),
@@ -178,7 +206,17 @@ def read_kafka(settings: Settings, flagged: dict[tuple[str, str], int], data: Re
         )
 
 
-def collect(settings: Settings, metrics_file: Path | None, use_kafka: bool = True) -> ReportData:
+def _device_users_or_note(settings: Settings, data: ReportData) -> dict[tuple[str, str], dict[int, set[str]]]:
+    try:
+        return asyncio.run(asyncio.wait_for(device_users(settings), 300))
+    except Exception as exc:  # the report still renders: say what is missing
+        data.notes.append(f"device-observation topic not readable ({type(exc).__name__})")
+        return {}
+
+
+def collect(settings: Settings, metrics_file: Path | None, use_kafka: bool = True,
+            kafka_down: str | None = None) -> ReportData:
+    """What the report shows; ``kafka_down`` (why Kafka cannot be reached) skips Kafka as ``use_kafka`` false."""
     data = ReportData(
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         source=redact_dsn(settings.effective_clickhouse_dsn),
@@ -196,10 +234,11 @@ def collect(settings: Settings, metrics_file: Path | None, use_kafka: bool = Tru
         flagged = flagged_devices(ch)
     finally:
         ch.close()
-    if use_kafka:
+    if use_kafka and not kafka_down:
         read_kafka(settings, flagged, data)
     else:
-        data.notes.append("Kafka not read (--no-kafka): no dead letters or device observations")
+        data.notes.append(f"{kafka_down}; no dead letters or device observations" if kafka_down else
+                          "Kafka not read (--no-kafka): no dead letters or device observations")
         read_kafka_free = sorted(flagged.items(), key=lambda t: (-t[1], t[0]))[:15]
         data.devices = [DeviceRow(a, d, n, n, True) for (a, d), n in read_kafka_free]
         data.devices_source = "devices flagged by fake.device_farm with the users the alert names"

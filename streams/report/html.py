@@ -27,6 +27,7 @@ header p{margin:0;color:#cbd5e1}
 main{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:16px;padding:16px 28px;max-width:1260px}
 section{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 2px #0002}
 section.wide{grid-column:1/-1}
+@media (max-width:1000px){main{grid-template-columns:minmax(0,1fr)}}
 h2{font-size:16px;margin:0 0 6px}
 p.note{color:#555;font-size:12px;margin:4px 0}
 svg.chart{max-width:100%;height:auto}

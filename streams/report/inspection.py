@@ -58,9 +58,9 @@ async def latest_records(settings: Settings, topic: str, partition: int, keys: s
     """The last (offset, value) of each key in one partition (values None for tombstones)."""
     consumer = AIOKafkaConsumer(**client_kwargs(settings.kafka), enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20)
-    await consumer.start()
     out: dict[bytes, tuple[int, bytes | None]] = {}
     try:
+        await consumer.start()  # inside: a failed start is stopped too
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)

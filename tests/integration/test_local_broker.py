@@ -56,7 +56,7 @@ def run_id_of(err: str) -> str:
 
 def generated(users: int, events: int, days: int = 21) -> tuple[int, int]:
     """Events and users of the history ``vitals run`` generates with these sizes (the generator is deterministic;
-    a history has more events than asked for where its personas need them)."""
+    its events are exactly those asked for, duplicates and invalid ones included)."""
     from streams.devtools.generator import GenConfig, generate
 
     history = generate(GenConfig(users=users, events=events, days=days, seed=1, batch=1, partitions=8))

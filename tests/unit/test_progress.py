@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from streams.devtools.progress import Progress
 
 
@@ -72,3 +74,22 @@ def test_done_without_updates_reports_elapsed_and_disabled_prints_nothing() -> N
     q.update(5)
     q.done()
     assert quiet.getvalue() == ""
+
+
+def _run(out: io.StringIO) -> str:
+    clock = Clock()
+    p = Progress("produce", total=100, unit="msg", stream=out, clock=clock)
+    for done in (10, 50, 100):
+        clock.t += 3
+        p.update(done, extra="lag 5")
+    p.done()
+    return out.getvalue()
+
+
+def test_no_escape_codes_off_a_terminal_or_on_a_dumb_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERM", "xterm")
+    plain = _run(io.StringIO())
+    assert "\x1b" not in plain and "\r" not in plain and len(plain.splitlines()) == 3
+    assert "\x1b[2K" in _run(Terminal())  # the control: a terminal does get the line rewritten
+    monkeypatch.setenv("TERM", "dumb")
+    assert _run(Terminal()) == plain

@@ -3,6 +3,7 @@ are handled, text is escaped, nothing is loaded from the network; thresholds tab
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 
@@ -83,3 +84,33 @@ def test_thresholds_per_app() -> None:
     text = table(columns)
     assert re.search(r"burst_events_per_minute\s+100\s+300\*\s+100$", text, flags=re.M)
     assert text.endswith("* overridden for this app")
+
+
+def test_day_labels_are_thinned_apart_and_end_on_the_last_day() -> None:
+    days = [f"{m:02d}-{d:02d}" for m in range(1, 5) for d in range(1, 31)]
+    svg = charts.line_chart("t", days, {"x": list(range(len(days)))})
+    shown = re.findall(r'<text x="([\d.]+)" y="[\d.]+" text-anchor="middle" class="tick">([^<]+)</text>', svg)
+    xs = [float(x) for x, _ in shown]
+    assert shown[-1][1] == days[-1] and 5 <= len(shown) < len(days)
+    assert min(b - a for a, b in itertools.pairwise(xs)) >= charts.text_width("04-30", charts.TICK) + 8
+    assert xs[-1] + charts.text_width("04-30", charts.TICK) / 2 <= charts.W
+
+
+def test_a_long_legend_wraps_inside_the_chart() -> None:
+    names = [f"L{i} a_rather_long_rule_name_{i}" for i in range(6)]
+    rows = charts._legend_rows(names, charts.LEFT, charts.W)
+    assert len(rows) > 1 and [n for row in rows for n, _ in row] == names
+    for row in rows:
+        for name, x in row:
+            assert x + 14 + charts.text_width(name, charts.LEGEND) <= charts.W - charts.RIGHT
+    svg = charts.line_chart("t", ["a", "b"], {n: [1, 2] for n in names})
+    assert f'height="{charts.H + charts.ROW * (len(rows) - 1)}"' in svg
+
+
+def test_long_names_are_cut_in_the_middle_and_kept_whole_in_a_tooltip() -> None:
+    name = "device-0123456789abcdef (com.example.an-app-whose-bundle-id-is-long.android)"
+    cut = charts.fit_text(name, charts.TICK, 200)
+    assert charts.text_width(cut, charts.TICK) <= 200 and "…" in cut
+    assert cut.startswith("device-01") and cut.endswith("android)")
+    bars = charts.hbar_chart("t", [(name, 5.0), ("short", 1.0)])
+    assert f"<title>{name}</title>" in bars and ">short</text>" in bars
