@@ -29,6 +29,7 @@ import logging
 import os
 import queue
 import re
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -102,7 +103,7 @@ class QueryServer:
         self._pool: queue.Queue[Any] = queue.Queue()
         for _ in range(connections):
             self._pool.put(self._connect())
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.query_server = self  # type: ignore[attr-defined]
         self.endpoint = Endpoint("127.0.0.1", int(self._httpd.server_address[1]), endpoint_file.new_token(),
@@ -176,6 +177,17 @@ class QueryServer:
         chdb 4.4 put what the failed query had produced in front of the next result on that connection."""
         conn.close()
         self._pool.put(self._connect())
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A reader that went away (its process ended with a keep-alive connection open, a reset) is no
+        error of the worker's: a debug line, not the traceback on stderr of socketserver's default."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):
+            log.debug("a reader's connection ended: %s", type(exc).__name__)
+        else:
+            log.warning("the query endpoint failed on a request", exc_info=exc)
 
 
 class _Handler(BaseHTTPRequestHandler):

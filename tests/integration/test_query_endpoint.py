@@ -140,3 +140,27 @@ def test_an_engine_held_by_a_process_that_does_not_serve_is_one_line(tmp_path: P
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait(30)
+
+
+def test_a_reader_resetting_its_connection_prints_no_traceback(engine: ClickHouse,
+                                                                capfd: pytest.CaptureFixture[str]) -> None:
+    """A `vitals query` process that ends with its keep-alive connection open resets it: the worker's
+    stderr must not get socketserver's traceback for that (the newcomer saw three per session)."""
+    import socket
+    import struct
+
+    server = QueryServer(engine.client().path).start()
+    try:
+        for _ in range(3):
+            with socket.create_connection((server.endpoint.host, server.endpoint.port), timeout=10) as s:
+                s.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert s.recv(1024).startswith(b"HTTP/1.1 200")
+                s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nSELECT")  # cut mid-body
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        with socket.create_connection((server.endpoint.host, server.endpoint.port), timeout=10) as s:
+            s.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(1024).startswith(b"HTTP/1.1 200")  # still serving
+    finally:
+        server.stop()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ConnectionResetError" not in err, err
