@@ -16,6 +16,8 @@ NO_LOGIN_LONG = "churn.no_login_90d"
 HOLLOW = "fake.hollow_activity"
 BURST = "fake.burst"
 DEVICE_FARM = "fake.device_farm"
+# the recall playbook's steps (SPEC section 4): one-shot, level 0, while a NO_LOGIN_SHORT episode is open
+RECALL_STEP = "recall.step"
 
 RULES: tuple[str, ...] = (NO_LOGIN_SHORT, ACTIVITY_DROP, NO_INTERACTION, NO_LOGIN_LONG, HOLLOW, BURST, DEVICE_FARM)
 CHURN_RULES: tuple[str, ...] = (NO_LOGIN_SHORT, ACTIVITY_DROP, NO_INTERACTION, NO_LOGIN_LONG)
@@ -31,6 +33,7 @@ LEVELS: dict[str, int | None] = {
     HOLLOW: None,
     BURST: None,
     DEVICE_FARM: None,
+    RECALL_STEP: 0,
 }
 
 

@@ -16,6 +16,7 @@ import heapq
 NEVER = 1 << 62
 # the heap is compacted when it holds more than twice the live deadlines plus this (the C loop is told it)
 HEAP_SLACK = 1024
+Keys = set[bytes]  # (a class with a ``set`` method cannot say ``set[bytes]`` in its body)
 
 
 class DeadlineIndex:
@@ -121,3 +122,46 @@ class LastActiveIndex:
         for day in [d for d in self._by_day if d < first_day]:
             for key in self._by_day.pop(day):
                 del self._day_of[key]
+
+
+class ChangeDayIndex:
+    """Users by the next day at whose close a segment of theirs can change (``segments.next_change_day``):
+    a day close visits the users due by then, not every user."""
+
+    __slots__ = ("_by_day", "_day_of")
+
+    def __init__(self) -> None:
+        self._by_day: dict[int, Keys] = {}
+        self._day_of: dict[bytes, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._day_of)
+
+    def get(self, key: bytes) -> int | None:
+        return self._day_of.get(key)
+
+    def set(self, key: bytes, day: int) -> None:
+        """Index ``key`` at ``day``; a negative day removes it."""
+        old = self._day_of.get(key)
+        if old == day:
+            return
+        if old is not None:
+            members = self._by_day[old]
+            members.discard(key)
+            if not members:
+                del self._by_day[old]
+            del self._day_of[key]
+        if day < 0:
+            return
+        self._day_of[key] = day
+        self._by_day.setdefault(day, set()).add(key)
+
+    def pop_through(self, day: int) -> Keys:
+        """Remove and return the keys indexed at ``day`` or before."""
+        out: Keys = set()
+        for d in [d for d in self._by_day if d <= day]:
+            members = self._by_day.pop(d)
+            for key in members:
+                del self._day_of[key]
+            out |= members
+        return out
