@@ -4,8 +4,12 @@
   (``_apply_py``, and its C twin in ``c/``)
 * ``watermark`` — what the watermark triggers: absence deadlines it passes, UTC days it closes
 * ``partition_indexes`` — what a partition keeps indexed next to its state and rebuilds on recovery
-* ``indexes`` — the deadline heap and the last-active-day index
+* ``indexes`` — the deadline heap, the last-active-day index and the segments' change-day index
 * ``rules`` — the rules of SPEC section 3 as pure functions over a user's or device's state
+* ``segments`` — the segments of SPEC section 7 (lifecycle, value, potential) as pure transitions over a
+  user's state, and the day a segment of theirs can change next (not wired into the partition yet)
+* ``holdout`` — what an alert says about its user (SPEC 4, 7): control group, priority, ``context``; the
+  recall playbook's steps
 * ``state`` — per-user and per-device state and its msgpack encoding (one changelog record per key)
 * ``store`` — the state store, the outputs collected between flushes, per-app rule settings
 * ``dedup`` — a hot user's event ids beyond what one state record holds (sealed segments)

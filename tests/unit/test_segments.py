@@ -4,10 +4,14 @@ the day index against the naive oracle (tests/oracle_segments.py) on random hist
 from __future__ import annotations
 
 import itertools
+import json
+
+import jsonschema
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas import SCHEMA_DIR
 from schemas.events import Event
 from schemas.segments import change_id, decode_change, encode_change
 from streams.engine import segments as S
@@ -21,6 +25,7 @@ D = 86_400_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a day start
 DAY0 = T0 // D
 _ids = itertools.count()
+SCHEMA = jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / "segment.schema.json").read_text()))
 
 
 def ev(day: int, type_: str = "view", user: str = "u", amount: float = 0.0, hour: int = 12) -> Event:
@@ -190,7 +195,7 @@ def test_change_record() -> None:
 
 @st.composite
 def histories(draw: st.DrawFn, max_users: int = 4, max_steps: int = 40, span_days: int = 80) -> list[Event]:
-    users = [f"u{i}" for i in range(draw(st.integers(1, max_users)))]
+    users = [(draw(st.sampled_from(["default", "a2"])), f"u{i}") for i in range(draw(st.integers(1, max_users)))]
     t = T0 + draw(st.integers(0, D - 1))
     end = T0 + span_days * D
     out: list[Event] = []
@@ -199,14 +204,14 @@ def histories(draw: st.DrawFn, max_users: int = 4, max_steps: int = 40, span_day
             st.integers(0, 3 * H))
         if t > end:
             break
-        user = draw(st.sampled_from(users))
+        app, user = draw(st.sampled_from(users))
         kind = draw(st.sampled_from(["login", "login", "view", "payment"]))
         amount = draw(st.sampled_from([0.0, 1.0, 50.0, 100.0, 0.5, 400.0, 500.0])) if kind == "payment" else 0.0
-        out.append(Event(f"e{len(out)}", user, kind, t, amount=amount))
+        out.append(Event(f"e{len(out)}", user, kind, t, app_id=app, amount=amount))
         if draw(st.integers(0, 3)) == 0:  # a run of daily logins (a high-potential streak, or one day short)
             for _ in range(draw(st.integers(5, 9))):
                 t += D + draw(st.integers(-2 * H, 2 * H))
-                out.append(Event(f"e{len(out)}", user, "login", t))
+                out.append(Event(f"e{len(out)}", user, "login", t, app_id=app))
     keyed = []  # delivery order: bounded disorder, late events (hours, days)
     for i, e in enumerate(out):
         jitter = draw(st.sampled_from([0, 0, 0, 0, 30 * 60_000, 3 * H, 2 * D]))
@@ -224,3 +229,5 @@ def test_incremental_equals_oracle(events: list[Event]) -> None:
     expected = segment_changes(events)
     assert sorted(driver.rows(), key=repr) == sorted(expected, key=repr)
     assert len({c.change_id for c in driver.changes}) == len(driver.changes)
+    for change in driver.changes:
+        SCHEMA.validate(json.loads(encode_change(change)))
