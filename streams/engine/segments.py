@@ -246,14 +246,12 @@ def next_change_day(state: UserState, seg: SegmentState, after: int, s: SegmentS
                 if best == NONE or d + k < best:
                     best = d + k
                 break  # the offsets are sorted: the first one past ``after`` is this day's earliest
-    # implied by the offsets above (F is an active day, an entry day a login day) while the windows are
-    # the defaults; explicit so that other settings (a lapse after 40 days) keep the index exact
-    candidates = [state.first_ts // DAY_MS + w]
+    # F + 7 is F's own d + w (F is an active day). The lapse is an offset of the entry day (a login day)
+    # only while potential_convert_days is one of the windows: explicit for the other settings.
     if seg.potential == HIGH_POTENTIAL:
-        candidates.append(seg.potential_day + s.potential_convert_days)
-    for d in candidates:
-        if d > after and (best == NONE or d < best):
-            best = d
+        lapse = seg.potential_day + s.potential_convert_days
+        if lapse > after and (best == NONE or lapse < best):
+            best = lapse
     return best
 
 
