@@ -54,10 +54,10 @@ class Driver:
             for state in self.states.values():  # as a flush prunes: after the closes the watermark passed
                 state.prune_below(self.watermark // D - KEEP_DAYS, 0, 0, 0)
         key = user_key(event.app_id, event.user_id)
-        state = self.states.get(key)
-        if state is None:
-            state = self.states[key] = UserState(first_ts=event.ts)
+        if key not in self.states:
+            self.states[key] = UserState(first_ts=event.ts)
             self.segs[key] = S.SegmentState()
+        state = self.states[key]
         day = event.ts // D
         counts = list(state.days.get(day, NO_COUNTS))
         counts[EVENTS] += 1

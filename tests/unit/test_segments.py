@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -239,3 +239,18 @@ def test_incremental_equals_oracle(events: list[Event], variant: bool) -> None:
     assert len({c.change_id for c in driver.changes}) == len(driver.changes)
     for change in driver.changes:
         SCHEMA.validate(json.loads(encode_change(change)))
+
+
+def test_on_payment_window_and_amount() -> None:
+    entry = DAY0 + 6
+    for ts, micros, converts in [(entry * D, 1, True), (entry * D - 1, 5_000_000, False),  # a late payment of before
+                                 ((entry + 31) * D - 1, 1, True), ((entry + 31) * D, 1, False),
+                                 (entry * D + H, 0, False)]:  # a payment of 0 spends nothing
+        seg = S.SegmentState(potential=S.HIGH_POTENTIAL, potential_day=entry)
+        change = S.on_payment(seg, ts, micros)
+        assert (change is not None) == converts, (ts - entry * D, micros)
+        if change is not None:
+            assert (change.segment, change.previous, change.changed_at) == ("converted", "high_potential", ts)
+            assert (seg.potential, seg.potential_day) == (S.CONVERTED, ts // D)
+    for potential in (S.NONE, S.CONVERTED, S.LAPSED):  # only a high-potential user converts
+        assert S.on_payment(S.SegmentState(potential=potential, potential_day=entry), entry * D, 1) is None
