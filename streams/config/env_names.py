@@ -59,6 +59,7 @@ OTHER_VARIABLES: dict[str, str] = {
     "VITALS_SKIP_PROMETHEUS": "deploy/setup.sh: do not install Prometheus",
     "VITALS_SKIP_CHROMIUM": "deploy/setup.sh: do not install Chromium",
     "VITALS_BENCH_LOG_DIR": "bench/run.py: keep each benchmark process's output",
+    "VITALS_DOCS_SCREENSHOT": "tests/integration/test_report_replay.py: rewrite docs/report.png on purpose",
     "VITALS_HOSTILE_SCALE": "tests/integration/test_hostile.py: the size of the hostile input",
     "VITALS_TEST_LAG_TIMEOUT": "tests/integration/test_faults.py, test_alerts_oracle.py: how long to wait for lag 0",
 }
