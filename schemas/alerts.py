@@ -49,6 +49,11 @@ class Alert(msgspec.Struct, frozen=True, omit_defaults=False):
     episode_start: int
     triggered_at: int
     evidence: dict[str, Any]
+    # the user's standing when the alert was decided (SPEC sections 4 and 7): lifecycle, value,
+    # payment_amount_30d, active_days_30d, priority; for fake.device_farm only priority is set
+    context: dict[str, Any] | None = None
+    # the user is in the rule's control group (SPEC section 7, streams.engine.holdout.in_holdout)
+    holdout: bool = False
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -72,6 +77,8 @@ def make_alert(
     triggered_at: int,
     evidence: dict[str, Any],
     user_ids: list[str] | None = None,
+    context: dict[str, Any] | None = None,
+    holdout: bool = False,
 ) -> Alert:
     device = rule == DEVICE_FARM
     return Alert(
@@ -86,6 +93,8 @@ def make_alert(
         episode_start=episode_start,
         triggered_at=triggered_at,
         evidence=evidence,
+        context=context,
+        holdout=holdout,
     )
 
 
