@@ -41,6 +41,7 @@ from streams.engine.partition_indexes import (
     RUN_FIRST,
     RUN_LOGIN,
 )
+from streams.engine.segments import HIGH_POTENTIAL
 from streams.engine.state import (
     DAY_MS,
     DEVICE_LATE_DAYS,
@@ -80,6 +81,7 @@ def _engine_constants() -> dict[str, Any]:
         "to_micros": to_micros, "resolve": resolve, "burst_alert": burst_alert, "TYPE_COUNTER": TYPE_COUNTER,
         "ENGAGEMENT_EXCLUDED": ENGAGEMENT_EXCLUDED, "NO_COUNTS": NO_COUNTS, "NO_LOGIN_SHORT": A.NO_LOGIN_SHORT,
         "NO_INTERACTION": A.NO_INTERACTION, "NO_LOGIN_LONG": A.NO_LOGIN_LONG, "heappush": heapq.heappush,
+        "RECALL_STEP": A.RECALL_STEP, "HIGH_POTENTIAL": HIGH_POTENTIAL,
     }
 
 

@@ -30,6 +30,7 @@ import msgspec
 
 from schemas.segments import LIFECYCLE, POTENTIAL, VALUE
 from schemas.time_units import DAY_MS
+from streams.config.segments import SegmentSettings
 from streams.engine.state import AMOUNT_MICROS, EVENTS, LOGINS, NONE, UserState
 
 LIFECYCLE_SEGMENTS = ("new", "returning", "resurrecting", "dormant", "churned")
@@ -38,35 +39,6 @@ POTENTIAL_SEGMENTS = ("high_potential", "converted", "lapsed")
 NEW, RETURNING, RESURRECTING, DORMANT, CHURNED = range(5)
 V_NONE, V_LOW, V_MID, V_HIGH = range(4)
 HIGH_POTENTIAL, CONVERTED, LAPSED = range(3)
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentSettings:
-    """The thresholds of SPEC section 7 (defaults as in the spec). Not in ``RuleSettings`` yet: the
-    per-app configuration (``[rules]`` / ``[apps.<name>.rules]``) comes with the wiring."""
-
-    lifecycle_window_days: int = 7  # new: F >= D-6; returning/resurrecting: D-6..D vs D-13..D-7
-    lifecycle_churn_days: int = 30  # dormant: active in D-29..D-7; churned: not even that
-    value_window_days: int = 30  # M = payment amount in D-29..D
-    value_high_at_least: float = 500.0  # high: M >= 500
-    value_mid_above: float = 100.0  # mid: M > 100 (low: M > 0)
-    potential_streak_days: int = 7  # logged in on each of D-6..D
-    potential_no_payment_days: int = 30  # and paid nothing in D-29..D
-    potential_convert_days: int = 30  # converted: a payment on days entry..entry+30; else lapsed at entry+30
-
-    @property
-    def high_micros(self) -> int:
-        return round(self.value_high_at_least * 1_000_000)
-
-    @property
-    def mid_micros(self) -> int:
-        return round(self.value_mid_above * 1_000_000)
-
-    @property
-    def days_needed(self) -> int:
-        """Days of counters the segment windows read back from the closing day (the state must keep them)."""
-        return max(2 * self.lifecycle_window_days, self.lifecycle_churn_days, self.value_window_days,
-                   self.potential_streak_days, self.potential_no_payment_days)
 
 
 DEFAULT = SegmentSettings()
