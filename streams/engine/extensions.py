@@ -9,6 +9,7 @@ streams/engine/c/columns.c      store.activity_rows, sinks.columns.ActivityColum
                                 .from_rows                                                test_engine_native.py
 streams/engine/c/drain.c        store.StateStore.drain                                  unit/test_engine_native.py
 streams/engine/c/partitioner.c  partitioner.murmur2_32_py, PartitionCache (Python)      unit/test_partitioner.py
+streams/engine/c/segments.c     segments.window_sums                                    unit/test_segments_engine.py
 streams/engine/c/module.c       this module (configure), firing (the callbacks); the    unit/test_extensions.py
                                 attributes it reads: ``_engine.ATTRIBUTES``
 schemas/_decode.c               schemas.events._decode_fast, decode_message_reference   unit/test_decode_native.py

@@ -102,6 +102,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
         native = self.native_default if native is None else native
         self._c = extensions.engine(native)  # None: the Python loop (RuntimeError: asked for, not built)
         self.native = native
+        self.segment_sums = self._c.segment_sums if self._c is not None else None
 
     # ---- processing ----------------------------------------------------------------------
     def apply(self, messages: list[MessageEvents], out: Outputs) -> None:

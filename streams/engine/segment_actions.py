@@ -10,6 +10,7 @@ wall clock, so a replay from the committed offsets decides the same (same ``chan
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from schemas import alerts as A
@@ -17,9 +18,10 @@ from schemas.alerts import Alert, make_alert
 from schemas.events import Event
 from schemas.segments import make_change
 from streams.engine import holdout as HO
+from streams.config.segments import SegmentSettings
 from streams.engine import segments as S
 from streams.engine.indexes import ChangeDayIndex, DeadlineIndex
-from streams.engine.state import NONE, OPEN_NO_LOGIN_SHORT, PartitionMeta, UserState, split_key, to_micros
+from streams.engine.state import NONE, OPEN_NO_LOGIN_SHORT, Counts, PartitionMeta, UserState, split_key, to_micros
 from streams.engine.store import Outputs, RulesByApp, StateStore
 
 Seg = tuple[int, int, int, int]
@@ -52,6 +54,8 @@ class SegmentActions:
     meta: PartitionMeta
     segment_days: ChangeDayIndex
     recall: DeadlineIndex
+    # the C extension's one-pass window sums (None: segments.window_sums, the Python twin)
+    segment_sums: Callable[[dict[int, Counts], S.Bounds, tuple[int, ...]], S.Sums | None] | None
 
     # ---- alerts: context and holdout ----------------------------------------------------------------
     def alert(self, status: Literal["open", "resolved"], rule: str, app_id: str, user_id: str, episode_start: int,
@@ -67,17 +71,17 @@ class SegmentActions:
                           context=context, holdout=holdout)
 
     # ---- the day close ------------------------------------------------------------------------------
-    def _segments_close(self, key: bytes, state: UserState, day: int, wm: int, out: Outputs) -> bool:
-        """Decide the user's segments at the close of ``day``; index the next day their segments can
-        change; whether the state changed."""
-        app_id, user_id = split_key(key)
-        settings = self.rules.plan(app_id).settings
+    def _segments_close(self, key: bytes, state: UserState, day: int, wm: int, out: Outputs,
+                        settings: SegmentSettings) -> bool:
+        """Decide the user's segments at the close of ``day`` (``settings``: their app's); index the next
+        day their segments can change; whether the state changed."""
         seg = S.SegmentState(*state.seg)
-        changes = S.close_day(state, seg, day, settings)
-        self.segment_days.set(key, S.next_change_day(state, seg, day, settings))
+        changes, next_day = S.close_day_and_next(state, seg, day, settings, self.segment_sums)
+        self.segment_days.set(key, next_day)
         if not changes:
             return False
         store_seg(state, seg)
+        app_id, user_id = split_key(key)
         out.segment_changes.extend(
             make_change(app_id, user_id, c.dimension, c.segment, c.previous, c.changed_at, wm, c.evidence)
             for c in changes)

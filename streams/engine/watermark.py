@@ -79,6 +79,7 @@ class WatermarkActions(SegmentActions):
         dirty = store.dirty
         prefix: bytes | None = None  # the key prefix of the app whose rules are at hand
         rules = self.rules("")
+        segment_settings = self.rules.plan("").settings
         oldest = 0
         for key in sorted(candidates):
             state = dirty.get(key) or store.get(key)
@@ -92,8 +93,10 @@ class WatermarkActions(SegmentActions):
                 app = key[: key.find(b"\x1f")]
                 prefix = app + b"\x1f"
                 rules = self.rules(app.decode())
+                segment_settings = self.rules.plan(app.decode()).settings
                 oldest = day - max(2 * rules.activity_drop_window_d, rules.hollow_window_d) + 1
-            if segments and (key in touched or key in segment_due) and self._segments_close(key, state, day, wm, out):
+            if (segments and (key in touched or key in segment_due)
+                    and self._segments_close(key, state, day, wm, out, segment_settings)):
                 store.put(key, state)
             open_ = state.open
             if open_[OPEN_DROP] == NONE and open_[OPEN_HOLLOW] == NONE and state.last_active_day < oldest:

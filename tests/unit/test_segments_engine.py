@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 from schemas.events import Event
 from schemas.segments import SegmentChange
 from streams.config.settings import load_settings
+from streams.engine import extensions
+from streams.engine import segments as S
 from streams.engine.partition import Outputs, UserPartition
-from streams.engine.state import encode
+from streams.engine.state import UserState, encode
 from streams.engine.store import RulesByApp, StateStore
 from tests.oracle_segments import segment_changes
-from tests.unit.test_segments import histories
+from tests.unit.test_segments import VARIANT, histories
 
 pytestmark = pytest.mark.usefixtures("engine_impl")  # the engine's C loop and its Python loop
 
@@ -96,3 +98,40 @@ def test_state_round_trip_keeps_segments() -> None:
     state = part.store.get(b"default\x1fu")
     assert state is not None and state.seg[0] != -1 and state.seg[2] == 0  # new, high_potential
     assert encode(state) == data[b"default\x1fu"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.integers(0, 70), st.tuples(st.integers(0, 3), st.integers(0, 2), st.integers(0, 1),
+                                                      st.sampled_from([0, 1, 50_000_000, 100_000_000, 500_000_000]),
+                                                      st.just(0), st.just(0), st.just(0)), max_size=40),
+       st.integers(0, 70), st.integers(0, 70),
+       st.tuples(st.sampled_from([-1, 0, 1, 2, 3, 4]), st.sampled_from([-1, 0, 1, 2, 3]),
+                 st.sampled_from([-1, 0, 1, 2]), st.integers(-1, 70)),
+       st.sampled_from([S.DEFAULT, VARIANT[0]]))
+def test_one_pass_close_equals_the_reference_functions(days: dict, first: int, day: int, seg: tuple,
+                                                       segment_settings: S.SegmentSettings) -> None:
+    """``close_day_and_next`` (the engine's) equals ``close_day`` then ``next_change_day`` (the definitions)."""
+    state = UserState(first_ts=first * 86_400_000, days={d: c for d, c in days.items() if c[0] or c[1] or c[3]})
+    b = S.SegmentState(*seg)
+    expected = S.close_day(state, b, day, segment_settings)
+    expected_next = S.next_change_day(state, b, day, segment_settings)
+    c = extensions.engine(extensions.BUILT)
+    for native in (None, c.segment_sums if c is not None else None):  # the Python twin, the C extension
+        a = S.SegmentState(*seg)
+        changes, next_day = S.close_day_and_next(state, a, day, segment_settings, native)
+        assert changes == expected and a == b
+        assert next_day == expected_next
+
+
+def test_window_sums_beyond_64_bits_fall_back_to_python() -> None:
+    days = {5: (1, 1, 0, 10, 0, 0, 0), 9: (2, 0, 1, 2**70, 0, 0, 0), 10: (1, 0, 1, 2**62, 0, 0, 0)}
+    c = extensions.engine(extensions.BUILT)
+    bounds, offsets = (10, 4, -3, -19, -19, 4, -19), (0, 7, 14, 30)
+    if c is not None:
+        assert c.segment_sums(days, bounds, offsets) is None
+        small = {d: v for d, v in days.items() if d != 9}
+        assert c.segment_sums(small, bounds, offsets) == S.window_sums(small, bounds, offsets)
+        assert c.segment_sums({1: (1, 0, 0, 2**62), 2: (1, 0, 0, 2**62)}, bounds, offsets) is None  # the sum overflows
+    state = UserState(first_ts=0, days=days)  # type: ignore[arg-type]
+    changes, _ = S.close_day_and_next(state, S.SegmentState(), 10, S.DEFAULT, c.segment_sums if c else None)
+    assert [(x.dimension, x.segment) for x in changes if x.dimension == "value"] == [("value", "high")]

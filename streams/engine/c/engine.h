@@ -141,6 +141,7 @@ PyObject *configure(PyObject *mod, PyObject *consts); /* module.c */
 PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* apply.c */
 PyObject *activity_columns(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* columns.c */
 PyObject *drain(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* drain.c */
+PyObject *segment_sums(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* segments.c */
 PyObject *murmur2(PyObject *mod, PyObject *arg); /* partitioner.c */
 PyObject *home_partition(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);
 PyObject *elsewhere(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);

@@ -21,12 +21,14 @@
  *   columns.c       store.py activity_rows, sinks/columns.py ActivityColumns test_sinks.py, test_engine_native.py
  *   drain.c         store.py StateStore.drain                              test_engine_native.py
  *   partitioner.c   partitioner.py murmur2_32_py, PartitionCache           test_partitioner.py
+ *   segments.c      segments.py window_sums                                test_segments_engine.py
  *   (schemas/_decode.c, the decoder's first pass: schemas/events.py _decode_fast; test_decode_native.py)
  *
  * What they hold: module.c (this: the configuration and the module), apply.c (the loop), run.c (what a
  * run of one user's events writes: the day's counters, the absence deadlines, the run's end),
  * columns.c (a flush's ClickHouse rows as Native columns), drain.c (a flush's changed states),
- * partitioner.c (Kafka's murmur2 partitioner, the routing's search for mis-keyed events).
+ * partitioner.c (Kafka's murmur2 partitioner, the routing's search for mis-keyed events), segments.c (a day
+ * close's segment windows over a user's days).
  */
 #include "engine.h"
 
@@ -246,6 +248,8 @@ static PyMethodDef methods[] = {
     {"activity_columns", (PyCFunction)(void (*)(void))activity_columns, METH_FASTCALL,
      "activity_columns(dirty_rows, dirty, lookup): (rows, *columns), the Native-format columns of "
      "store.activity_rows"},
+    {"segment_sums", (PyCFunction)(void (*)(void))segment_sums, METH_FASTCALL,
+     "segment_sums(days, bounds, offsets): segments.window_sums in one pass (None: an amount beyond 64 bits)"},
     {NULL, NULL, 0, NULL},
 };
 
