@@ -17,8 +17,8 @@ from schemas import alerts as A
 from schemas.alerts import Alert, make_alert
 from schemas.events import Event
 from schemas.segments import make_change
-from streams.engine import holdout as HO
 from streams.config.segments import SegmentSettings
+from streams.engine import holdout as HO
 from streams.engine import segments as S
 from streams.engine.indexes import ChangeDayIndex, DeadlineIndex
 from streams.engine.state import NONE, OPEN_NO_LOGIN_SHORT, Counts, PartitionMeta, UserState, split_key, to_micros
