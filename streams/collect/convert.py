@@ -1,7 +1,7 @@
-"""A request's events converted (pure): each through the SPEC section 8 mapping (``schemas.formats``) and
-section 1's validation, into the Kafka records the collector writes — the valid events in per-user arrays
-keyed by user id, each event that cannot be converted as a dead-letter record with its reason and original
-bytes — and the counts the response and the metrics give."""
+"""A request's events converted (pure): each through the SPEC section 8 mapping and section 1's validation
+(``schemas.formats.to_event``, with the clock) into the Kafka records the collector writes — the valid events
+in per-user arrays keyed by user id, each event that cannot be converted as a dead-letter record with its
+reason and original bytes — and the counts the response and the metrics give."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import orjson
 
 from schemas.dead_letters import DeadLetter, dead_letter_record
-from schemas.events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, Invalid, Reason, _Bad, validate
-from schemas.formats import FormatMapping, NotActivity, Rejected, to_vitals
+from schemas.events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, Event, Invalid, Reason, _Bad
+from schemas.formats import FormatMapping, NotActivity, Rejected, event_doc, to_event
 from streams.collect.bodies import Envelope
 
 KafkaRecord = tuple[str, bytes | None, bytes]  # (topic, key, value)
@@ -44,19 +44,10 @@ class Target:
     source: str  # "collect:/v1/batch": the route the event came in on
 
 
-def section1(event: dict[str, object], now_ms: int) -> bytes:
-    """The event as SPEC section 1's JSON once it validated (``ts`` as epoch milliseconds: the worker's
-    fast decoder takes it as it is); raises ``schemas.events._Bad`` with the reason."""
-    valid = validate(event, now_ms)
-    out: dict[str, object] = {"event_id": valid.event_id, "user_id": valid.user_id, "type": valid.type,
-                              "ts": valid.ts, "app_id": valid.app_id}
-    if valid.device_id is not None:
-        out["device_id"] = valid.device_id
-    if "amount" in event:
-        out["amount"] = event["amount"]  # as it came: an integer stays exact
-    if valid.props is not None:
-        out["props"] = valid.props
-    encoded = orjson.dumps(out)
+def encode(event: Event) -> bytes:
+    """A valid event as SPEC section 1's JSON (``ts`` as epoch milliseconds: the worker's fast decoder takes
+    it as it is); ``schemas.events._Bad`` when it is larger than an event may be."""
+    encoded = orjson.dumps(event_doc(event))
     if len(encoded) > MAX_EVENT_BYTES:
         raise _Bad(Reason.EVENT_TOO_LARGE, "event larger than 64 KiB once converted")
     return encoded
@@ -83,7 +74,7 @@ def convert(envelope: Envelope, fmt: str, mapping: FormatMapping, target: Target
     out = Converted()
     by_user: dict[str, list[bytes]] = {}
     for index, obj in enumerate(envelope.events):
-        result = to_vitals(obj, fmt, mapping, apps=apps, app_id=app_ids[index], sent_at=envelope.sent_at)
+        result = to_event(obj, fmt, mapping, now_ms, apps=apps, app_id=app_ids[index], sent_at=envelope.sent_at)
         if isinstance(result, NotActivity):
             out.not_activity[result.kind] += 1
             continue
@@ -91,13 +82,13 @@ def convert(envelope: Envelope, fmt: str, mapping: FormatMapping, target: Target
             reason, message = result.reason, result.message
         else:
             try:
-                encoded = section1(result, now_ms)
+                encoded = encode(result)
             except _Bad as bad:
                 reason, message = bad.reason, bad.message
-            except RecursionError:  # props nested deeper than the encoder goes
-                reason, message = Reason.BAD_TYPE, "props nested too deep"
+            except (RecursionError, TypeError):  # props nested deeper than the encoder goes
+                reason, message = Reason.BAD_TYPE, "props cannot be encoded (nested too deep)"
             else:
-                by_user.setdefault(str(result["user_id"]), []).append(encoded)
+                by_user.setdefault(result.user_id, []).append(encoded)
                 out.accepted += 1
                 continue
         invalid = Invalid(reason, message, envelope.original(index), index)

@@ -58,7 +58,7 @@ class Collector:
 
 
 def mappings() -> dict[str, FormatMapping]:
-    return {fmt: default_mapping(fmt) for fmt in ("segment", "posthog")}
+    return {fmt: default_mapping(fmt) for fmt in ("segment", "posthog")}  # SPEC 8's defaults
 
 
 def error(status: int, code: str, message: str) -> web.Response:

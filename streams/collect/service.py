@@ -9,6 +9,7 @@ import logging
 import signal
 import socket
 
+from schemas.formats.mapping import NOT_ACTIVITY_KINDS
 from streams.collect.delivery import Delivery
 from streams.collect.metrics import CollectMetrics
 from streams.collect.server import Collector, all_routes, mappings, serve
@@ -43,8 +44,7 @@ async def run(settings: Settings) -> None:
 
     await prepare_topics(settings)  # the events and dead-letter topics exist, with the worker's partitions
     maps = mappings()
-    kinds = {kind for mapping in maps.values() for kind in mapping.not_activity}
-    metrics = CollectMetrics(all_routes(), kinds)
+    metrics = CollectMetrics(all_routes(), NOT_ACTIVITY_KINDS)
     delivery = Delivery(settings.kafka, metrics, settings.collect.produce_timeout_s)
     await delivery.start()
     collector = Collector(dict(settings.collect.apps), settings.events_topic, settings.dlq_topic, delivery, metrics,
