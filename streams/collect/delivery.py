@@ -58,6 +58,8 @@ class Delivery:
         if up != self.up:
             (log.info if up else log.warning)("Kafka %s", "reachable: accepting requests" if up else
                                                "unavailable: answering 503 until it is back")
+            # while it is down, aiokafka logs each failed connection (several a second): said once above instead
+            logging.getLogger("aiokafka").setLevel(logging.NOTSET if up else logging.CRITICAL)
         self.up = up
         self.metrics.kafka_up.set(1 if up else 0)
 
