@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,10 +65,20 @@ def decompress(body: bytes, encoding: str | None) -> bytes:
     return bytes(out)
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_json(data: bytes) -> object:
+    """The JSON document; JSON that orjson refuses (integers beyond 64 bits, lone surrogate escapes) read by
+    the standard library, so that only the events holding such values are dead-lettered, not the request."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(data.decode(), parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise BadRequest(400, "not_json", "body is not UTF-8 JSON") from None
 
 

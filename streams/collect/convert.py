@@ -85,8 +85,9 @@ def convert(envelope: Envelope, fmt: str, mapping: FormatMapping, target: Target
                 encoded = encode(result)
             except _Bad as bad:
                 reason, message = bad.reason, bad.message
-            except (RecursionError, TypeError):  # props nested deeper than the encoder goes
-                reason, message = Reason.BAD_TYPE, "props cannot be encoded (nested too deep)"
+            except TypeError:  # orjson's: a lone surrogate escape, or props nested deeper than it writes
+                reason, message = Reason.NOT_JSON, "event cannot be written as UTF-8 JSON (a lone surrogate " \
+                    "escape, or nested too deep)"
             else:
                 by_user.setdefault(result.user_id, []).append(encoded)
                 out.accepted += 1
