@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from aiokafka.errors import KafkaError
 from streams.collect.convert import KafkaRecord
 from streams.collect.metrics import CollectMetrics
 from streams.config.settings import KafkaSettings
+from streams.engine.partitioner import home_partition
 from streams.kafka.client import new_producer
 
 log = logging.getLogger("vitals.collect")
@@ -71,12 +73,11 @@ class Delivery:
         if not records:
             return
         started = time.perf_counter()
-        producer = self.producer
         futures: list[asyncio.Future[Any]] = []
         try:
             async with asyncio.timeout(self.timeout_s):
-                for topic, key, value in records:
-                    futures.append(await producer.send(topic, value, key=key))
+                for (topic, partition), items in (await self._by_partition(records)).items():
+                    futures += await self._send(topic, partition, items)
                 await asyncio.gather(*futures)
         except (TimeoutError, KafkaError) as exc:
             for future in futures:  # their outcome is no longer awaited: no "exception never retrieved"
@@ -86,6 +87,29 @@ class Delivery:
             self._set_up(False)
             raise Unavailable(type(exc).__name__) from None
         self.metrics.produce.observe(time.perf_counter() - started)
+
+    async def _by_partition(self, records: Sequence[KafkaRecord]
+                            ) -> dict[tuple[str, int], list[tuple[bytes | None, bytes]]]:
+        """The records by partition: a keyed one on its key's (Kafka's murmur2, in C: the producer's own
+        partitioner is pure Python), one without a key (a dead letter) on any."""
+        assert self.producer is not None
+        counts: dict[str, int] = {}
+        grouped: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
+        for topic, key, value in records:
+            count = counts.get(topic)
+            if count is None:
+                count = counts[topic] = len(await self.producer.partitions_for(topic))
+            partition = home_partition(key, count) if key is not None else random.randrange(count)
+            grouped.setdefault((topic, partition), []).append((key, value))
+        return grouped
+
+    async def _send(self, topic: str, partition: int, items: list[tuple[bytes | None, bytes]]
+                    ) -> list[asyncio.Future[Any]]:
+        """One partition's records, each appended to the producer's open batch of the partition (shared by the
+        requests in flight: an idempotent producer has one batch per partition in flight at a time, so
+        batches of their own per request would queue behind each other)."""
+        assert self.producer is not None
+        return [await self.producer.send(topic, value, key=key, partition=partition) for key, value in items]
 
     async def reachable(self) -> bool:
         """Whether a broker of the cluster accepts a connection now (aiokafka reconnects as needed)."""
