@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 from schemas.dead_letters import DeadLetter
 from schemas.events import Event, Invalid, decode_message
+from schemas.formats import FormatMapping, default_mapping, with_overrides
 from schemas.formats.batch import FormatDecoder
 from schemas.time_units import DAY_MS
 from streams.config.settings import Settings
@@ -49,10 +50,19 @@ Decoders = Mapping[str, FormatDecoder]  # the source topics of a mapped format (
 def input_decoders(settings: Settings) -> dict[str, FormatDecoder]:
     """The decoder of each source topic of a mapped format (segment, posthog); a topic of format ``vitals``
     has none (section 1's decoder)."""
-    mappings = settings.input.mappings()
+    mappings = input_mappings(settings)
     return {topic: FormatDecoder(fmt, mappings[fmt], app_id)
             for topic, (fmt, app_id) in settings.input.formats_by_topic(settings.events_topic).items()
             if fmt != "vitals"}
+
+
+def input_mappings(settings: Settings) -> dict[str, FormatMapping]:
+    """The mapped formats' mappings: SPEC 8's defaults with ``[input.segment]``/``[input.posthog]`` over them."""
+    out = {}
+    for fmt, conf in (("segment", settings.input.segment), ("posthog", settings.input.posthog)):
+        not_activity = None if conf.not_activity is None else frozenset(conf.not_activity)
+        out[fmt] = with_overrides(default_mapping(fmt), conf.event_types, not_activity, conf.paths())
+    return out
 
 
 def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, native: bool = extensions.BUILT,

@@ -13,14 +13,17 @@ from hypothesis import strategies as st
 
 from schemas.dead_letters import dead_letter_doc
 from schemas.events import MAX_EVENT_BYTES, Reason, _Bad, parse_ts
-from schemas.formats import default_mapping, to_event
+from schemas.formats import FORMATS, default_mapping, to_event
 from schemas.formats.batch import FormatDecoder
 from schemas.formats.convert import ts_ms
 from schemas.formats.fast import segment_fast, segment_fast_applies
+from schemas.formats.mapping import PATH_FIELDS
+from streams.config.inputs import FORMATS as CONFIG_FORMATS
+from streams.config.inputs import PATH_FIELDS as CONFIG_PATHS
 from streams.config.settings import load_settings
 from streams.engine.partition import Outputs
 from streams.engine.partitioner import PartitionCache
-from streams.engine.routing import input_decoders, route
+from streams.engine.routing import input_decoders, input_mappings, route
 from tests.records import Rec
 from tests.unit.test_formats import SEGMENT_EVENTS, TIMES, seg
 
@@ -83,9 +86,17 @@ def test_decoders_from_settings() -> None:
     [(topic, decoder)] = input_decoders(s).items()
     assert (topic, decoder.fmt, decoder.default_app_id) == ("vitals.events", "posthog", "default")
     assert input_decoders(load_settings(env={})) == {}
-    assert DECODERS["rudder"].fast and not segment_fast_applies(
-        load_settings(env={"VITALS_INPUT_FORMAT": "segment"}, input__segment__not_activity=["page"]).input
-        .mappings()["segment"])
+    assert DECODERS["rudder"].fast and not segment_fast_applies(input_mappings(
+        load_settings(env={"VITALS_INPUT_FORMAT": "segment"}, input__segment__not_activity=["page"]))["segment"])
+    custom = input_mappings(load_settings(env={}, input__posthog__user_id=["properties.uid", "distinct_id"],
+                                          input__posthog__event_types={"buy": "payment"}))["posthog"]
+    assert custom.user_id == (("properties", "uid"), ("distinct_id",))
+    assert custom.event_types["buy"] == "payment" and custom.event_types["$pageview"] == "page_view"
+
+
+def test_the_settings_know_the_formats() -> None:
+    assert CONFIG_FORMATS == FORMATS
+    assert CONFIG_PATHS == PATH_FIELDS
 
 
 PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
