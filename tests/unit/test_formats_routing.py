@@ -157,3 +157,21 @@ def test_ts_ms_edges(value: str) -> None:
     except _Bad as bad:
         got = bad.reason
     assert got == expected
+
+
+@pytest.mark.parametrize(("toml", "needle"), [
+    ('[input]\nformat = "segmnt"\n', "input.format = 'segmnt': unknown input format"),
+    ('[input]\nfromat = "segment"\n', "unknown key input.fromat (did you mean input.format?)"),
+    ('[input.segment]\nuser_id = ["userId", "a..b"]\n', "input.segment.user_id: 'a..b' is not a dotted field path"),
+    ('[input.posthog]\nevent_types = {"buy" = ""}\n', "input.posthog.event_types: 'buy' maps to ''"),
+    ('[input.segment]\nevnt_types = {}\n', "unknown key input.segment.evnt_types"),
+    ('[[input.sources]]\ntopic = "rudder"\nformat = "segment"\n', "input.sources: more source topics are not read"),
+])
+def test_bad_input_settings_fail_in_one_line(tmp_path: Any, toml: str, needle: str) -> None:
+    from streams.config.errors import ConfigError
+
+    path = tmp_path / "vitals.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={"VITALS_CONFIG": str(path)})
+    assert needle in str(caught.value) and "\n" not in str(caught.value)
