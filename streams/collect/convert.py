@@ -93,7 +93,7 @@ def convert(envelope: Envelope, fmt: str, mapping: FormatMapping, target: Target
                 out.accepted += 1
                 continue
         invalid = Invalid(reason, message, envelope.original(index), index)
-        dead = DeadLetter(invalid, target.source, -1, -1, None)
+        dead = DeadLetter(invalid, target.source, -1, -1, None, fmt)
         out.records.append((target.dlq_topic, None, dead_letter_record(dead, now_ms)))
         out.dead_lettered[str(reason)] += 1
     out.records[:0] = user_arrays(target.events_topic, by_user)

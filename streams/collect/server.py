@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from schemas.formats import FormatMapping, default_mapping
+from schemas.formats import FormatMapping
 from streams.collect.bodies import (
     MAX_BODY_BYTES,
     BadRequest,
@@ -55,10 +55,6 @@ class Collector:
 
     def app_of(self, key: str | None) -> str | None:
         return self.apps.get(key) if key is not None else None
-
-
-def mappings() -> dict[str, FormatMapping]:
-    return {fmt: default_mapping(fmt) for fmt in ("segment", "posthog")}  # SPEC 8's defaults
 
 
 def error(status: int, code: str, message: str) -> web.Response:

@@ -12,7 +12,7 @@ import socket
 from schemas.formats.mapping import NOT_ACTIVITY_KINDS
 from streams.collect.delivery import Delivery
 from streams.collect.metrics import CollectMetrics
-from streams.collect.server import Collector, all_routes, mappings, serve
+from streams.collect.server import Collector, all_routes, serve
 from streams.config.settings import ConfigError, Settings, Sources
 
 log = logging.getLogger("vitals.collect")
@@ -43,7 +43,9 @@ async def run(settings: Settings) -> None:
     from streams.kafka.topics import prepare_topics
 
     await prepare_topics(settings)  # the events and dead-letter topics exist, with the worker's partitions
-    maps = mappings()
+    from streams.engine.routing import input_mappings
+
+    maps = input_mappings(settings)  # SPEC 8's, with [input.segment] and [input.posthog] over them
     metrics = CollectMetrics(all_routes(), NOT_ACTIVITY_KINDS)
     delivery = Delivery(settings.kafka, metrics, settings.collect.produce_timeout_s)
     await delivery.start()

@@ -26,6 +26,7 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "VITALS_METRICS_PORT": ("metrics_port",),
     "VITALS_DATA_DIR": ("data_dir",),
     "VITALS_STORE": ("processing", "store"),  # memory | rocksdb
+    "VITALS_INPUT_FORMAT": ("input", "format"),  # vitals | segment | posthog (SPEC 8)
     # secured Kafka: secrets only from the environment or the config file
     "VITALS_KAFKA_SECURITY_PROTOCOL": ("kafka", "security_protocol"),
     "VITALS_KAFKA_SASL_MECHANISM": ("kafka", "sasl_mechanism"),

@@ -24,6 +24,7 @@ from streams.config.clickhouse_dsn import database_of
 from streams.config.collect import CollectSettings
 from streams.config.env_names import ENV_KEYS, SECRET_FILE_KEYS, check_env_names
 from streams.config.errors import ConfigError
+from streams.config.inputs import InputSettings
 from streams.config.sources import Sources, explain
 from streams.config.unknown_keys import check_file_keys
 
@@ -218,6 +219,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     processing: ProcessingSettings = ProcessingSettings()
     rules: RuleSettings = RuleSettings()
     apps: dict[str, AppOverride] = {}
+    input: InputSettings = InputSettings()  # SPEC 8: the events topic's format, more source topics
     collect: CollectSettings = CollectSettings()  # vitals collect (streams/config/collect.py)
 
     def __post_init__(self) -> None:
@@ -245,6 +247,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             if shared:
                 raise ConfigError(f"apps.{app}.rules: {', '.join(shared)} is partition-wide; set it in [rules] only")
             self.rules_for(app) if override.rules else None
+        self.input.check_topics(self.events_topic, (self.alerts_topic, self.dlq_topic, f"{self.app_id}-reroute",
+                                                    f"{self.app_id}-device-obs"))
 
     @property
     def effective_clickhouse_dsn(self) -> str:

@@ -53,6 +53,8 @@ class Outputs:
     # the part of ``outcomes`` from messages the event_outcomes table counted already (a replay after a
     # restart: streams/worker/outcome_gates.py)
     recounted: Counter[Outcome] = field(default_factory=Counter)
+    # (input format, kind): events of a mapped format that are not activity (SPEC 8: identify, $set, ...)
+    not_activity: Counter[tuple[str, str]] = field(default_factory=Counter)
     messages: int = 0
 
     def outcome(self, name: str) -> int:
@@ -75,6 +77,7 @@ class Outputs:
         self.cold.clear()
         self.outcomes.clear()
         self.recounted.clear()
+        self.not_activity.clear()
         self.messages = 0
 
 

@@ -26,7 +26,7 @@ from streams.config.settings import Settings
 from streams.engine.devices import DevicePartition, decoded_observations
 from streams.engine.partition import Outputs, RulesByApp, StateStore, UserPartition, activity_columns
 from streams.engine.partitioner import PartitionCache, key_partitioner
-from streams.engine.routing import SLICE_BYTES, apply_records, slices
+from streams.engine.routing import SLICE_BYTES, apply_records, input_decoders, slices
 from streams.kafka.topics import device_topic, reroute_topic
 from streams.ops.metrics import AppLabels, Metrics
 from streams.ops.paced_gc import PacedCollector
@@ -76,6 +76,7 @@ class Pipeline:
         self.metrics = metrics
         self.clock = clock
         self.rules = RulesByApp(settings)
+        self.decoders = input_decoders(settings)  # the source topics of a mapped input format (SPEC 8)
         self.app_label = AppLabels(settings.apps)  # metric label values of app ids (bounded)
         native = settings.processing.native_engine  # the C extensions, or their Python twins
         self.home = PartitionCache(partitions, native=native)  # user id -> partition
@@ -252,7 +253,7 @@ class Pipeline:
         # restart, the outcomes of messages the event_outcomes table counted already are kept apart
         self.gates.apply(events, out, lambda records: apply_records(
             records, int(started * 1000), self.home, out, self.users, self.settings.processing.native_engine,
-            reroute_topic(self.settings)))
+            reroute_topic(self.settings), self.decoders))
         out.messages += len(events)
         self.pending.extend(events)
         self.pending_bytes += message_bytes(events)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import tracemalloc
 import zlib
+from pathlib import Path
 
+import jsonschema
 import orjson
 import pytest
 
@@ -99,9 +102,11 @@ def test_convert_writes_per_user_arrays_and_dead_letters_with_their_original_byt
         ("m0", "shop", "payment", 2.5), ("m3", "shop", "payment", 2.5)]
     dead = [orjson.loads(value) for topic, _, value in out.records if topic == "dlq"]
     assert [d["source"]["index"] for d in dead] == [3, 5]
+    schema = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "dlq.schema.json").read_text())
     for d in dead:
+        jsonschema.validate(d, schema)
         assert base64.b64decode(d["original_b64"]) == orjson.dumps(events[d["source"]["index"]])
-        assert d["source"]["topic"] == "collect:/v1/batch"
+        assert d["source"]["topic"] == "collect:/v1/batch" and d["source"]["format"] == "segment"
 
 
 def test_user_arrays_stay_within_section_1s_limits() -> None:
