@@ -102,7 +102,10 @@ async def ingest(collector: Collector, request: web.Request, fmt: str) -> web.Re
     if header_key is not None and collector.app_of(header_key) is None:  # before the body is even read
         raise BadRequest(401, "unknown_write_key", "unknown write key (HTTP Basic user)")
     raw = await read_body(request)
-    data = decompress(raw, request.headers.get("Content-Encoding"))
+    encoding = request.headers.get("Content-Encoding")
+    if encoding is None and fmt == "posthog" and request.query.get("compression") in ("gzip-js", "gzip"):
+        encoding = "gzip"  # posthog-js says so in the query string, not in a header
+    data = decompress(raw, encoding)
     if fmt == "posthog" and data[:5] == b"data=":  # posthog-js's form body
         data = form_body(data)
         if len(data) > MAX_BODY_BYTES:

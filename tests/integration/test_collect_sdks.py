@@ -13,6 +13,7 @@ import pytest
 
 from streams.devtools.worker_process import stop_worker, wait_for_lag_zero
 from tests.collect_helpers import (
+    POSTHOG_KEY,
     SEGMENT_KEY,
     SDKs,
     assert_rows_equal,
@@ -145,3 +146,19 @@ def test_sigterm_mid_traffic_loses_nothing_acknowledged(deployment: Deployment) 
     written = {e["event_id"] for r in deployment.read(deployment.settings.events_topic) for e in orjson.loads(r.value)}
     missing = set(acknowledged) - written
     assert len(acknowledged) >= 40 * 50 and not missing, f"{len(missing)} acknowledged events missing"
+
+
+def test_posthog_js_bodies_gzip_in_the_query_and_base64_forms(deployment: Deployment) -> None:
+    collector = start_collector(deployment)
+    try:
+        event = {"event": "$pageview", "distinct_id": "js-user", "uuid": "js-1", "api_key": POSTHOG_KEY,
+                 "timestamp": datetime.now(UTC).isoformat(), "properties": {"$device_id": "d"}}
+        zipped = gzip.compress(orjson.dumps([event]))
+        status, counts = post(collector.url + "/e/?compression=gzip-js", zipped, {"Content-Type": "text/plain"})
+        assert status == 200 and counts and counts["accepted"] == 1, counts
+        form = b"data=" + base64.b64encode(orjson.dumps({**event, "uuid": "js-2"}))
+        status, counts = post(collector.url + "/capture/", form,
+                              {"Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 200 and counts and counts["accepted"] == 1, counts
+    finally:
+        assert collector.stop() == 0
