@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from schemas.dead_letters import dead_letter_doc
 from schemas.events import MAX_EVENT_BYTES, Reason, _Bad, parse_ts
-from schemas.formats import FORMATS, default_mapping, to_event
+from schemas.formats import FORMATS, default_mapping, to_event, with_overrides
 from schemas.formats.batch import FormatDecoder
 from schemas.formats.convert import ts_ms
 from schemas.formats.fast import segment_fast, segment_fast_applies
@@ -21,6 +21,7 @@ from schemas.formats.mapping import PATH_FIELDS
 from streams.config.inputs import FORMATS as CONFIG_FORMATS
 from streams.config.inputs import PATH_FIELDS as CONFIG_PATHS
 from streams.config.settings import load_settings
+from streams.engine.deepjson import dumps_deep
 from streams.engine.partition import Outputs
 from streams.engine.partitioner import PartitionCache
 from streams.engine.routing import input_decoders, input_mappings, route
@@ -175,3 +176,38 @@ def test_bad_input_settings_fail_in_one_line(tmp_path: Any, toml: str, needle: s
     with pytest.raises(ConfigError) as caught:
         load_settings(env={"VITALS_CONFIG": str(path)})
     assert needle in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_hostile_valid_input_stays_bounded() -> None:
+    """A full array of events of 1000 tenants, deep properties, a mis-keyed user: decoded, rerouted (the deep
+    properties re-encoded), the not-activity labels bounded whatever the names."""
+    deep: Any = "leaf"
+    for _ in range(600):
+        deep = {"d": deep}
+    (mine,) = users_on(0, 1)
+    (other,) = users_on(1, 1)
+    batch = [seg(userId=mine, messageId=f"m{i}", event="View", context={"app": {"namespace": f"app-{i}"}})
+             for i in range(998)]
+    batch.append(seg(userId=other, messageId="deep", event="View", properties=deep))
+    batch.append(seg(type="identify", event=..., messageId="id"))
+    out = Outputs()
+    value = dumps_deep(batch)  # deeper than orjson encodes
+    routed = route([Rec("rudder", 0, 1, mine.encode(), value, NOW)], NOW, home, out, decoders=DECODERS)
+    [(_t, _o, _k, events, _ts)] = routed[0]
+    assert len(events) == 1000 and len({e.app_id for e in events if e is not None}) == 998
+    [(p, _key, rerouted)] = out.reroutes
+    assert p == 1 and orjson.loads(rerouted)["event_id"] == "deep"
+    assert out.not_activity == {("segment", "identify"): 1} and not out.dead_letters
+    posthog = FormatDecoder("posthog", default_mapping("posthog"))
+    names = [{"event": f"$custom_{i}", "distinct_id": "u", "uuid": f"x{i}", "timestamp": "2026-11-01T10:00:00Z"}
+             for i in range(50)]
+    configured = FormatDecoder("posthog", with_overrides(default_mapping("posthog"),
+                                                         not_activity=frozenset(n["event"] for n in names)))
+    _, _, kinds = configured(orjson.dumps(names), NOW)
+    assert set(kinds) == {"other"}
+    assert posthog(orjson.dumps(names), NOW)[2] == []
+
+
+def test_an_unmapped_format_is_the_callers_mistake() -> None:
+    with pytest.raises(ValueError):
+        to_event({"type": "track"}, "vitals", SEG, NOW)
