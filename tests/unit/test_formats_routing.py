@@ -166,7 +166,9 @@ def test_ts_ms_edges(value: str) -> None:
     ('[input.segment]\nuser_id = ["userId", "a..b"]\n', "input.segment.user_id: 'a..b' is not a dotted field path"),
     ('[input.posthog]\nevent_types = {"buy" = ""}\n', "input.posthog.event_types: 'buy' maps to ''"),
     ('[input.segment]\nevnt_types = {}\n', "unknown key input.segment.evnt_types"),
-    ('[[input.sources]]\ntopic = "rudder"\nformat = "segment"\n', "input.sources: more source topics are not read"),
+    ('[[input.sources]]\ntopic = "rudder"\nformat = "segmnt"\n', "input.sources[0].format = 'segmnt'"),
+    ('[[input.sources]]\ntopic = "vitals.events"\n', "input.sources[0].topic = 'vitals.events': the events topic"),
+    ('[[input.sources]]\ntopic = "r"\nfromat = "segment"\n', "Object contains unknown field `fromat`"),
 ])
 def test_bad_input_settings_fail_in_one_line(tmp_path: Any, toml: str, needle: str) -> None:
     from streams.config.errors import ConfigError
@@ -211,3 +213,19 @@ def test_hostile_valid_input_stays_bounded() -> None:
 def test_an_unmapped_format_is_the_callers_mistake() -> None:
     with pytest.raises(ValueError):
         to_event({"type": "track"}, "vitals", SEG, NOW)
+
+
+def test_a_secondary_source_topics_events_all_go_home_through_the_reroute_topic() -> None:
+    (mine,) = users_on(3, 1)
+    (other,) = users_on(5, 1)
+    batch = [seg(userId=mine, messageId="a"), seg(userId=other, messageId="b"), seg(messageId=...)]
+    out = Outputs()
+    routed = route([Rec("rudder", 3, 4, mine.encode(), orjson.dumps(batch), NOW)], NOW, home, out,
+                   decoders=DECODERS, secondary=("rudder",))
+    assert routed == {}  # nothing applied where it is read, not even the events of the partition's own users
+    assert [(p, key) for p, key, _ in out.reroutes] == [(3, mine.encode()), (5, other.encode())]
+    assert [orjson.loads(v)["app_id"] for _, _, v in out.reroutes] == ["shop", "shop"]
+    [dead] = out.dead_letters
+    assert (dead.topic, dead.invalid.index, dead.format, dead.invalid.reason) == ("rudder", 2, "segment",
+                                                                                "missing_field")
+    assert out.by_app()[("shop", "rerouted")] == 2
