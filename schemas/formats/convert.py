@@ -1,14 +1,15 @@
 """One Segment-Spec or PostHog-capture event object to a SPEC-section-1 event (SPEC section 8's mapping).
 
-:func:`to_event` gives the :class:`~schemas.events.Event` the worker applies (section 1's checks made by
-``schemas.events.validate`` itself, so the reasons are section 1's); :func:`to_vitals` the same as a JSON-able
-dict that ``validate`` accepts, for the collector. Not activity (Segment's identify/group/alias, PostHog's
-$identify/$set/...) is a :class:`NotActivity`; what cannot be converted a :class:`Rejected` with its reason.
-Never raises on any decoded JSON value. Pure: no I/O, no clock.
+:func:`to_event` gives the :class:`~schemas.events.Event` the worker applies (section 1's checks, made in
+``schemas.events.validate``'s order with its reasons; the tests check that ``validate`` accepts every result);
+:func:`to_vitals` the same as a JSON-able dict, for the collector. Not activity (Segment's identify/group/alias,
+PostHog's $identify/$set/...) is a :class:`NotActivity`; what cannot be converted a :class:`Rejected` with its
+reason. Never raises on any decoded JSON value (ValueError for a format other than segment and posthog). Pure:
+no I/O, no clock.
 
 A field is present when its value is neither null nor an empty string (RudderStack sends ``"userId": ""`` for
-anonymous users), so ``userId`` falls back to ``anonymousId`` then. ``amount`` is carried on a payment as it
-is (``validate`` refuses a bad one); on another type only when it is a valid amount (a product event's
+anonymous users), so ``userId`` falls back to ``anonymousId`` then. A payment's ``amount`` must be valid
+(``bad_amount``, ``missing_amount``); on another type it is carried only when it is a valid amount (a product event's
 ``properties.total`` that is not a number does not cost the event). ``props``: the source's ``properties``
 object (raw storage), when it is one.
 """
@@ -106,8 +107,8 @@ def _event_type(obj: dict[str, Any], fmt: str, mapping: FormatMapping) -> str | 
             return PAGE_VIEW
         if mtype != "track":
             return Rejected(Reason.BAD_TYPE, "'type' must be track, page, screen, identify, group or alias")
-    elif fmt != "posthog":
-        return Rejected(Reason.NOT_OBJECT, f"{fmt!r} is not a mapped input format (segment, posthog)")
+    elif fmt != "posthog":  # the caller's mistake, not the input's
+        raise ValueError(f"{fmt!r} is not a mapped input format (segment, posthog)")
     name = obj.get("event")
     if name is None:
         return Rejected(Reason.MISSING_FIELD, "required field 'event' is missing")

@@ -94,9 +94,6 @@ class InputSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         _check_app(self.app_id, "input.app_id")
         if len(self.sources) > MAX_SOURCES:
             raise ConfigError(f"input.sources: at most {MAX_SOURCES} source topics", key="input.sources")
-        if self.sources:  # not wired into the worker yet (docs/inputs.md: the design)
-            raise ConfigError("input.sources: more source topics are not read by this version; give the events "
-                              "topic its format with input.format (VITALS_INPUT_FORMAT)", key="input.sources")
         for i, source in enumerate(self.sources):
             _check_format(source.format, f"input.sources[{i}].format")
             _check_app(source.app_id, f"input.sources[{i}].app_id")

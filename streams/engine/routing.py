@@ -10,7 +10,7 @@ replay position and their dead letters' index are built from.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from schemas.dead_letters import DeadLetter
@@ -66,14 +66,17 @@ def input_mappings(settings: Settings) -> dict[str, FormatMapping]:
 
 
 def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, native: bool = extensions.BUILT,
-          internal_topic: str = "", decoders: Decoders | None = None) -> dict[int, list[MessageEvents]]:
+          internal_topic: str = "", decoders: Decoders | None = None, secondary: Collection[str] = ()
+          ) -> dict[int, list[MessageEvents]]:
     """Per source partition, its messages' events for ``UserPartition.apply``, in order; dead
     letters, reroutes and their outcomes go to ``out``. ``native`` (processing.native_engine): the C decoder first.
     ``now_ms``: the wall clock, for records without a timestamp. ``internal_topic`` (the reroute topic)
     holds only valid events vitals wrote: what does not decode there is dead-lettered as
     ``internal_undecodable``, the decoder's reason in its message. ``decoders``: the topics of a mapped
     input format (SPEC 8), whose events are converted (those not activity counted in ``out.not_activity``,
-    their place in the message kept, None)."""
+    their place in the message kept, None). ``secondary``: the other source topics (``[[input.sources]]``),
+    whose every valid event goes to its user's partition through the reroute topic: the engine's state and
+    stream time are the events topic's partitions' (docs/inputs.md)."""
     per_partition: dict[int, list[MessageEvents]] = {}
     first = extensions.decoder(native)
     for msg in records:
@@ -101,6 +104,12 @@ def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, nat
                 out.outcomes[(msg.partition, "", day, "invalid:" + cause.reason)] += 1
             if decoded and decoder is None:
                 kept = _at_batch_index(decoded, invalid)
+        if secondary and msg.topic in secondary:
+            for event in kept:
+                if event is not None:
+                    out.reroutes.append((home(event.user_id), event.user_id.encode(), event_json(event)))
+                    out.outcomes[(msg.partition, event.app_id, event.ts // DAY_MS, "rerouted")] += 1
+            continue
         partition = msg.partition
         moved = home.elsewhere(kept, partition)
         if moved:
@@ -121,10 +130,10 @@ def route(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs, nat
 
 def apply_records(records: Sequence[Record], now_ms: int, home: Homes, out: Outputs,
                   partitions: Mapping[int, UserPartition], native: bool = extensions.BUILT,
-                  internal_topic: str = "", decoders: Decoders | None = None) -> None:
+                  internal_topic: str = "", decoders: Decoders | None = None, secondary: Collection[str] = ()) -> None:
     """A slice of a fetch's records decoded, routed (:func:`route`) and applied to their partitions
     (``partitions``: each source partition's, built) in order; every output goes to ``out``."""
-    for p, messages in route(records, now_ms, home, out, native, internal_topic, decoders).items():
+    for p, messages in route(records, now_ms, home, out, native, internal_topic, decoders, secondary).items():
         up = partitions[p]
         before = len(out.alerts)
         up.apply(messages, out)

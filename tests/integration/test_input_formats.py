@@ -266,3 +266,50 @@ def test_posthog_sdk_batches_through_kafka(deployment: Deployment, capture: Capt
 def test_day_boundaries_are_utc() -> None:  # the helper above reads ts with offsets as UTC days
     assert daily([("e", "a", "u", "view", "2026-11-01T23:30:00-02:00", None)]) == {
         ("a", "u", str(date(2026, 11, 2))): (1, 0, 0, Decimal(0), 0, 0, 0)}
+
+
+def test_a_segment_source_topic_beside_the_native_events_topic(deployment: Deployment, capture: Capture) -> None:
+    """[[input.sources]]: a RudderStack topic in Segment's format with its own default tenant, read beside the
+    events topic (section 1 events); its events reach their users' partitions through the reroute topic."""
+    from segment.analytics.client import Client  # type: ignore[import-untyped]
+
+    source = f"{deployment.env['VITALS_APP_ID']}.rudder"
+    config = deployment.base / "vitals.toml"
+    config.write_text(f'[[input.sources]]\ntopic = "{source}"\nformat = "segment"\napp_id = "shop"\n')
+    deployment.env["VITALS_CONFIG"] = str(config)
+    client = Client("wk", host=capture.url, sync_mode=True, max_retries=0)
+    for i in range(12):
+        client.track(f"s{i % 4}", "Order Completed" if i % 3 == 0 else "Viewed", {"revenue": i + 1},
+                     timestamp=at(0, i))
+    client.identify("s1", {"plan": "pro"}, timestamp=at(0))
+    client.flush()
+    captured = capture.events()
+    native = [{"event_id": f"n{i}", "user_id": f"s{i % 4}", "type": "login", "ts": int(at(0, i).timestamp() * 1000),
+               "app_id": "shop"} for i in range(6)]
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=deployment.settings.kafka.bootstrap)
+        await producer.start()
+        try:
+            for e in captured[:8]:  # keyed by user
+                await producer.send_and_wait(source, orjson.dumps(e), key=str(e["userId"]).encode())
+            await producer.send_and_wait(source, orjson.dumps(captured[8:]), key=b"s0")  # an array, mixed users
+            for n in native:
+                await producer.send_and_wait(deployment.settings.events_topic, orjson.dumps(n),
+                                             key=str(n["user_id"]).encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(prepare_topics(deployment.settings))  # creates the source topic, partitioned like the events topic
+    asyncio.run(send())
+    not_activity = run_worker(deployment, 9 + len(native))
+
+    expected = [(e["messageId"], "shop", e["userId"], SEGMENT_TYPES.get(e["event"], e["event"]), e["timestamp"],
+                 e["properties"]["revenue"]) for e in captured if e["type"] == "track"]
+    expected += [(n["event_id"], "shop", n["user_id"], "login",
+                  datetime.fromtimestamp(int(n["ts"]) / 1000, UTC).isoformat(), None) for n in native]
+    assert got_rows(deployment) == normalized(daily(expected))
+    assert not_activity == {"segment/identify": 1}
+    assert dlq(deployment) == []
+    raw = deployment.query(f"SELECT count() FROM vitals.raw_messages FINAL WHERE topic = '{source}'")
+    assert raw == [[9]]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from schemas.dead_letters import dead_letter_doc
 from schemas.events import MAX_EVENT_BYTES, Reason, _Bad, parse_ts
-from schemas.formats import FORMATS, default_mapping, to_event
+from schemas.formats import FORMATS, default_mapping, to_event, with_overrides
 from schemas.formats.batch import FormatDecoder
 from schemas.formats.convert import ts_ms
 from schemas.formats.fast import segment_fast, segment_fast_applies
@@ -21,6 +21,7 @@ from schemas.formats.mapping import PATH_FIELDS
 from streams.config.inputs import FORMATS as CONFIG_FORMATS
 from streams.config.inputs import PATH_FIELDS as CONFIG_PATHS
 from streams.config.settings import load_settings
+from streams.engine.deepjson import dumps_deep
 from streams.engine.partition import Outputs
 from streams.engine.partitioner import PartitionCache
 from streams.engine.routing import input_decoders, input_mappings, route
@@ -165,7 +166,9 @@ def test_ts_ms_edges(value: str) -> None:
     ('[input.segment]\nuser_id = ["userId", "a..b"]\n', "input.segment.user_id: 'a..b' is not a dotted field path"),
     ('[input.posthog]\nevent_types = {"buy" = ""}\n', "input.posthog.event_types: 'buy' maps to ''"),
     ('[input.segment]\nevnt_types = {}\n', "unknown key input.segment.evnt_types"),
-    ('[[input.sources]]\ntopic = "rudder"\nformat = "segment"\n', "input.sources: more source topics are not read"),
+    ('[[input.sources]]\ntopic = "rudder"\nformat = "segmnt"\n', "input.sources[0].format = 'segmnt'"),
+    ('[[input.sources]]\ntopic = "vitals.events"\n', "input.sources[0].topic = 'vitals.events': the events topic"),
+    ('[[input.sources]]\ntopic = "r"\nfromat = "segment"\n', "Object contains unknown field `fromat`"),
 ])
 def test_bad_input_settings_fail_in_one_line(tmp_path: Any, toml: str, needle: str) -> None:
     from streams.config.errors import ConfigError
@@ -175,3 +178,54 @@ def test_bad_input_settings_fail_in_one_line(tmp_path: Any, toml: str, needle: s
     with pytest.raises(ConfigError) as caught:
         load_settings(env={"VITALS_CONFIG": str(path)})
     assert needle in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_hostile_valid_input_stays_bounded() -> None:
+    """A full array of events of 1000 tenants, deep properties, a mis-keyed user: decoded, rerouted (the deep
+    properties re-encoded), the not-activity labels bounded whatever the names."""
+    deep: Any = "leaf"
+    for _ in range(600):
+        deep = {"d": deep}
+    (mine,) = users_on(0, 1)
+    (other,) = users_on(1, 1)
+    batch = [seg(userId=mine, messageId=f"m{i}", event="View", context={"app": {"namespace": f"app-{i}"}})
+             for i in range(998)]
+    batch.append(seg(userId=other, messageId="deep", event="View", properties=deep))
+    batch.append(seg(type="identify", event=..., messageId="id"))
+    out = Outputs()
+    value = dumps_deep(batch)  # deeper than orjson encodes
+    routed = route([Rec("rudder", 0, 1, mine.encode(), value, NOW)], NOW, home, out, decoders=DECODERS)
+    [(_t, _o, _k, events, _ts)] = routed[0]
+    assert len(events) == 1000 and len({e.app_id for e in events if e is not None}) == 998
+    [(p, _key, rerouted)] = out.reroutes
+    assert p == 1 and orjson.loads(rerouted)["event_id"] == "deep"
+    assert out.not_activity == {("segment", "identify"): 1} and not out.dead_letters
+    posthog = FormatDecoder("posthog", default_mapping("posthog"))
+    names = [{"event": f"$custom_{i}", "distinct_id": "u", "uuid": f"x{i}", "timestamp": "2026-11-01T10:00:00Z"}
+             for i in range(50)]
+    configured = FormatDecoder("posthog", with_overrides(default_mapping("posthog"),
+                                                         not_activity=frozenset(n["event"] for n in names)))
+    _, _, kinds = configured(orjson.dumps(names), NOW)
+    assert set(kinds) == {"other"}
+    assert posthog(orjson.dumps(names), NOW)[2] == []
+
+
+def test_an_unmapped_format_is_the_callers_mistake() -> None:
+    with pytest.raises(ValueError):
+        to_event({"type": "track"}, "vitals", SEG, NOW)
+
+
+def test_a_secondary_source_topics_events_all_go_home_through_the_reroute_topic() -> None:
+    (mine,) = users_on(3, 1)
+    (other,) = users_on(5, 1)
+    batch = [seg(userId=mine, messageId="a"), seg(userId=other, messageId="b"), seg(messageId=...)]
+    out = Outputs()
+    routed = route([Rec("rudder", 3, 4, mine.encode(), orjson.dumps(batch), NOW)], NOW, home, out,
+                   decoders=DECODERS, secondary=("rudder",))
+    assert routed == {}  # nothing applied where it is read, not even the events of the partition's own users
+    assert [(p, key) for p, key, _ in out.reroutes] == [(3, mine.encode()), (5, other.encode())]
+    assert [orjson.loads(v)["app_id"] for _, _, v in out.reroutes] == ["shop", "shop"]
+    [dead] = out.dead_letters
+    assert (dead.topic, dead.invalid.index, dead.format, dead.invalid.reason) == ("rudder", 2, "segment",
+                                                                                "missing_field")
+    assert out.by_app()[("shop", "rerouted")] == 2
