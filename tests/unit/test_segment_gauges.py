@@ -86,7 +86,7 @@ def test_sizes_restart_two_workers_and_an_emptied_segment(tmp_path: Path) -> Non
     gauges.refresh()
     got = exported(first)
     assert got[("shop", "lifecycle", "resurrecting")] == len(shop_now)
-    for (app, dim, seg), n in want.items():
+    for app, dim, seg in want:
         if app == "shop" and dim == "lifecycle" and seg != "resurrecting":
             assert got[(app, dim, seg)] == 0
     ch.close()
