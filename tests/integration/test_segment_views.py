@@ -296,14 +296,14 @@ def test_recall_uplift_and_fake_excluded_dau_equal_a_python_computation(ch: Clic
         active[(app, user)].add(dn)
     last = max(dn for _, _, dn, *_ in daily)
     out: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0] * 6)
-    for key, days in active.items():
+    for who, days in active.items():
         first = min(days)
         for dn in days | {first + 1}:
             if dn > last:
                 continue
-            flagged = any(dn - 29 <= f <= dn for f in flags.get(key, ()))
+            flagged = any(dn - 29 <= f <= dn for f in flags.get(who, ()))
             on, cohort = dn in days, first == dn - 1
-            row = out[(key[0], dn)]
+            row = out[(who[0], dn)]
             for i, counted in enumerate((on, on and not flagged, cohort, cohort and on, cohort and not flagged,
                                          cohort and on and not flagged)):
                 row[i] += counted
