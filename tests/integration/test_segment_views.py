@@ -317,3 +317,50 @@ def test_recall_uplift_and_fake_excluded_dau_equal_a_python_computation(ch: Clic
     want = {k: (d, dc, c, r, r / c if c else 0, cc, rc, rc / cc if cc else 0) for k, (d, dc, c, r, cc, rc)
             in out.items()}
     assert {(r[0], r[1]): tuple(r[2:]) for r in got} == want and len(got) == len(want)
+
+
+# ---- vitals inspect, and an alerts table of an earlier version ---------------------------------------------
+
+
+def test_inspect_shows_current_segments_and_last_changes(ch: ClickHouse, capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.report.inspection import Found, as_dict, print_text, read_segments
+
+    fresh(ch)
+    t0 = 20_454 * D
+    events = [Event(f"l{i}", "u", "login", t0 + i * D + 10 * H) for i in range(7)]
+    events += [Event("p", "u", "payment", t0 + 9 * D, amount=600.0), Event("clock", "c", "view", t0 + 12 * D)]
+    changes = [c for c in changes_of(events) if c.user_id == "u"]
+    SegmentSink(ch, 100).write(changes)
+    got = read_segments(ch, "default", "u", last_changes=3)
+    latest = {c.dimension: c for c in sorted(changes, key=order)}
+    assert {d: v["segment"] for d, v in got["current"].items()} == {d: c.segment for d, c in latest.items()}
+    assert got["current"]["potential"]["segment"] == "converted" and got["current"]["value"]["segment"] == "high"
+    newest = sorted(changes, key=order, reverse=True)[:3]
+    assert [(c["dimension"], c["segment"]) for c in got["last_changes"]] == [(c.dimension, c.segment) for c in newest]
+    assert read_segments(ch, "default", "nobody") == {"current": {}, "last_changes": []}
+    doc = as_dict(Found(0, segments=got), "default", "u", 0)
+    print_text(doc)
+    out = capsys.readouterr().out
+    assert "potential converted since" in out and "high_potential -> converted" in out
+    doc = as_dict(Found(0, segments_error="engine busy"), "default", "u", 0)
+    print_text(doc)
+    assert "segments              not read: engine busy" in capsys.readouterr().out
+
+
+def test_an_alerts_table_of_an_earlier_version_gets_context_and_holdout(ch: ClickHouse) -> None:
+    ch.client().command("DROP TABLE vitals.alerts")
+    ch.client().command("""CREATE TABLE vitals.alerts (alert_id String, status LowCardinality(String),
+        rule LowCardinality(String), level Nullable(UInt8), app_id LowCardinality(String), user_id Nullable(String),
+        device_id Nullable(String), user_ids Array(String), episode_start Int64, triggered_at Int64,
+        evidence String, schema_version UInt8) ENGINE = ReplacingMergeTree ORDER BY (app_id, rule, alert_id, status)
+        SETTINGS non_replicated_deduplication_window = 1000""")
+    ch.client().command("INSERT INTO vitals.alerts (alert_id, status, rule, app_id, episode_start, triggered_at, "
+                        "evidence, schema_version) VALUES ('before', 'open', 'fake.burst', 'default', 0, 0, '{}', 1)")
+    ch._schema_ready = False  # a worker of this version starting on the earlier database
+    ch.ensure_schema()
+    ensure_views(ch)
+    AlertSink(ch, 10).write([Alert("after", "open", "churn.no_login_72h", 0, "default", "u", None, None, 0, 0, {},
+                                   context={"priority": "P3"}, holdout=True)])
+    assert ch.query("SELECT alert_id, context, holdout FROM vitals.alerts FINAL ORDER BY alert_id") == [
+        ("after", '{"priority":"P3"}', 1), ("before", "null", 0)]
+    assert ch.query("SELECT opened, opened_holdout FROM vitals.recall_uplift") == [(0, 1)]
