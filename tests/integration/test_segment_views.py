@@ -221,6 +221,13 @@ def test_high_potential_conversion_counts_a_conversion_of_day_30_not_31(ch: Clic
     SegmentSink(ch, 100).write(changes)
     assert ch.query("SELECT entered, converted, pending, rate FROM vitals.high_potential_conversion") == [
         (2, 1, 0, 0.5)]
+    from streams.report.segment_data import read_segment_data  # what the report reads of the same rows
+
+    data = read_segment_data(ch)
+    assert list(data.conversion.values()) == [(2, 1, 0)]
+    assert data.migrations["potential"] == {("high_potential", "converted"): (1, 1 / 60),  # 2 users x 30 days
+                                            ("high_potential", "lapsed"): (1, 1 / 60)}
+    assert data.sizes["potential"]["converted"][max(data.sizes["potential"]["converted"])] == 1
 
 
 Rows = tuple[list[Alert], list[tuple[Any, ...]]]
