@@ -63,16 +63,19 @@ def segment_views(database: str) -> dict[str, str]:
                            toInt64(-1) AS delta
                     FROM {changes} FINAL WHERE previous IS NOT NULL
                     UNION ALL
-                    SELECT s.app_id AS app_id, addDays(s.first, k) AS day, s.dimension AS dimension,
-                           s.segment AS segment, toInt64(0) AS delta
+                    SELECT app_id, addDays(first, k) AS day, dimension, segment, toInt64(0) AS delta
                     FROM (
-                        SELECT app_id, dimension, segment, {_day('min(changed_at)')} AS first
-                        FROM {changes} FINAL GROUP BY app_id, dimension, segment
-                    ) AS s
-                    INNER JOIN (
-                        SELECT app_id, {_day('max(changed_at)')} AS last FROM {changes} FINAL GROUP BY app_id
-                    ) AS l ON s.app_id = l.app_id
-                    ARRAY JOIN range(toUInt32(greatest(dateDiff('day', s.first, l.last) + 1, 0))) AS k
+                        SELECT s.app_id AS app_id, s.dimension AS dimension, s.segment AS segment,
+                               s.first AS first, l.last AS last
+                        FROM (
+                            SELECT app_id, dimension, segment, {_day('min(changed_at)')} AS first
+                            FROM {changes} FINAL GROUP BY app_id, dimension, segment
+                        ) AS s
+                        INNER JOIN (
+                            SELECT app_id, {_day('max(changed_at)')} AS last FROM {changes} FINAL GROUP BY app_id
+                        ) AS l ON s.app_id = l.app_id
+                    )
+                    ARRAY JOIN range(toUInt32(greatest(dateDiff('day', first, last) + 1, 0))) AS k
                 )
                 GROUP BY app_id, day, dimension, segment
             )""",
