@@ -15,11 +15,13 @@ The definitions, in words (docs/clickhouse.md has them too):
   change is ``converted`` with a payment ts before the end of day D + 30 (within 30 days), those with no
   next change yet (pending: D + 30 not closed), rate = converted / entered, and practice's 0.38 beside it.
 * ``recall_uplift`` (app_id, day, opened, recalled, rate, opened_holdout, recalled_holdout, rate_holdout,
-  uplift): ``churn.no_login_72h`` episodes opened (status ``open``, by the day of ``episode_start``), outside
-  the control group and in it (the open alert's ``holdout``); recalled = the episode's resolved alert (same
-  ``alert_id``) carries a ``login_ts`` within 72 h of ``episode_start`` (``login_ts - episode_start <=
-  72 h``). The resolved alert is exact (the login event's own ts); ``user_activity_daily`` knows days only.
-  Rates are recalled / opened (0 when none opened); uplift = rate - rate_holdout.
+  uplift, and the same seven with ``_clean``: without the episodes of users flagged by a fake-activity alert
+  on days day - 29 .. day, as in ``active_users_clean``): ``churn.no_login_72h`` episodes opened (status
+  ``open``, by the day of ``episode_start``), outside the control group and in it (the open alert's
+  ``holdout``); recalled = the episode's resolved alert (same ``alert_id``) carries a ``login_ts`` within
+  72 h of ``episode_start`` (``login_ts - episode_start <= 72 h``). The resolved alert is exact (the login
+  event's own ts); ``user_activity_daily`` knows days only. Rates are recalled / opened (0 when none
+  opened); uplift = rate - rate_holdout.
 * ``active_users_clean`` (app_id, day, dau, dau_clean, cohort, retained, retention, cohort_clean,
   retained_clean, retention_clean): DAU and next-day retention (of the users first seen on day - 1, the share
   active on the day; as ``active_users_daily`` / ``retention_cohorts`` with ``day_offset = 1``) raw and with
@@ -42,6 +44,23 @@ _EPOCH = "toDate('1970-01-01')"
 
 def _day(ms: str) -> str:
     return f"addDays({_EPOCH}, intDiv({ms}, {DAY_MS}))"
+
+
+def _flags(alerts: str) -> str:
+    """(app_id, user_id, flag_days): the days of the fake-activity alerts naming each user (``user_id``, or
+    every user of ``user_ids`` for ``fake.device_farm``), by the day of ``episode_start``."""
+    return f"""SELECT app_id, u AS user_id, groupUniqArray({_day('episode_start')}) AS flag_days
+                   FROM {alerts} FINAL
+                   ARRAY JOIN if(rule = 'fake.device_farm', user_ids, [assumeNotNull(user_id)]) AS u
+                   WHERE status = 'open' AND startsWith(rule, 'fake.')
+                   GROUP BY app_id, user_id"""
+
+
+def _flagged(day: str, table: str) -> str:
+    """Whether ``flag_days`` (of ``table``) holds a day of the 30 days ending on ``day``: ``flagged``."""
+    days = f"{table}.flag_days" if table else "flag_days"
+    return (f"arrayExists(x -> x <= {day} AND x >= subtractDays({day}, {FAKE_LOOKBACK_DAYS - 1}), {days}) "
+            "AS flagged")
 
 
 def segment_views(database: str) -> dict[str, str]:
@@ -113,24 +132,36 @@ def segment_views(database: str) -> dict[str, str]:
             WHERE segment = 'high_potential'
             GROUP BY app_id, entry_day""",
         "recall_uplift": f"""
-            SELECT app_id, {_day('start_ms')} AS day,
+            SELECT app_id, day,
                    toInt64(countIf(NOT hold)) AS opened,
                    toInt64(countIf(NOT hold AND back)) AS recalled,
                    if(opened = 0, 0, recalled / opened) AS rate,
                    toInt64(countIf(hold)) AS opened_holdout,
                    toInt64(countIf(hold AND back)) AS recalled_holdout,
                    if(opened_holdout = 0, 0, recalled_holdout / opened_holdout) AS rate_holdout,
-                   rate - rate_holdout AS uplift
+                   rate - rate_holdout AS uplift,
+                   toInt64(countIf(NOT hold AND NOT flagged)) AS opened_clean,
+                   toInt64(countIf(NOT hold AND back AND NOT flagged)) AS recalled_clean,
+                   if(opened_clean = 0, 0, recalled_clean / opened_clean) AS rate_clean,
+                   toInt64(countIf(hold AND NOT flagged)) AS opened_holdout_clean,
+                   toInt64(countIf(hold AND back AND NOT flagged)) AS recalled_holdout_clean,
+                   if(opened_holdout_clean = 0, 0, recalled_holdout_clean / opened_holdout_clean) AS rate_holdout_clean,
+                   rate_clean - rate_holdout_clean AS uplift_clean
             FROM (
-                SELECT app_id, alert_id,
-                       minIf(episode_start, status = 'open') AS start_ms,
-                       maxIf(holdout, status = 'open') = 1 AS hold,
-                       countIf(status = 'resolved' AND JSONHas(evidence, 'login_ts')
-                               AND JSONExtractInt(evidence, 'login_ts') - episode_start <= {RECALL_MS}) > 0 AS back
-                FROM {alerts} FINAL
-                WHERE rule = 'churn.no_login_72h'
-                GROUP BY app_id, alert_id
-                HAVING countIf(status = 'open') > 0
+                SELECT e.app_id AS app_id, e.day AS day, e.hold AS hold, e.back AS back, {_flagged('e.day', 'fl')}
+                FROM (
+                    SELECT app_id, alert_id, assumeNotNull(any(user_id)) AS user,
+                           {_day("minIf(episode_start, status = 'open')")} AS day,
+                           maxIf(holdout, status = 'open') = 1 AS hold,
+                           countIf(status = 'resolved' AND JSONHas(evidence, 'login_ts')
+                                   AND JSONExtractInt(evidence, 'login_ts') - episode_start <= {RECALL_MS}) > 0 AS back
+                    FROM {alerts} FINAL
+                    WHERE rule = 'churn.no_login_72h'
+                    GROUP BY app_id, alert_id
+                    HAVING countIf(status = 'open') > 0
+                ) AS e
+                LEFT JOIN ({_flags(alerts)}) AS fl ON e.app_id = fl.app_id AND e.user = fl.user_id
+                SETTINGS join_use_nulls = 0
             )
             GROUP BY app_id, day""",
         "active_users_clean": f"""
@@ -145,19 +176,14 @@ def segment_views(database: str) -> dict[str, str]:
                    if(cohort_clean = 0, 0, retained_clean / cohort_clean) AS retention_clean
             FROM (
                 SELECT app_id, first_day, d, has(days, d) AS active,
-                       arrayExists(f -> f <= d AND f >= subtractDays(d, {FAKE_LOOKBACK_DAYS - 1}), flag_days) AS flagged
+                       {_flagged('d', '')}
                 FROM (
                     SELECT u.app_id AS app_id, u.first_day AS first_day, u.days AS days, f.flag_days AS flag_days
                     FROM (
                         SELECT app_id, user_id, min(day) AS first_day, groupUniqArray(day) AS days
                         FROM {daily} FINAL WHERE events > 0 GROUP BY app_id, user_id
                     ) AS u
-                    LEFT JOIN (
-                        SELECT app_id, u AS user_id, groupUniqArray({_day('episode_start')}) AS flag_days
-                        FROM {alerts} FINAL
-                        ARRAY JOIN if(rule = 'fake.device_farm', user_ids, [assumeNotNull(user_id)]) AS u
-                        WHERE status = 'open' AND startsWith(rule, 'fake.')
-                        GROUP BY app_id, user_id
+                    LEFT JOIN ({_flags(alerts)}
                     ) AS f ON u.app_id = f.app_id AND u.user_id = f.user_id
                     SETTINGS join_use_nulls = 0
                 )

@@ -22,7 +22,8 @@ class SegmentData:
     migrations: dict[str, dict[tuple[str, str], tuple[int, float | None]]] = field(default_factory=dict)
     # entry day -> entered, converted, pending
     conversion: dict[str, tuple[int, int, int]] = field(default_factory=dict)
-    recall: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)  # day -> opened, recalled, holdout's two
+    # day -> opened, recalled, opened_holdout, recalled_holdout; then the same four without fake-flagged users
+    recall: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # day -> dau, dau_clean, cohort, retained, cohort_clean, retained_clean
     clean: dict[str, tuple[int, int, int, int, int, int]] = field(default_factory=dict)
 
@@ -45,8 +46,9 @@ def read_segment_data(ch: Reader) -> SegmentData:
     out.conversion = {str(d): (int(e), int(c), int(p)) for d, e, c, p in q(
         f"SELECT entry_day, sum(entered), sum(converted), sum(pending) FROM {t('high_potential_conversion')} "
         "GROUP BY entry_day ORDER BY entry_day")}
-    out.recall = {str(d): (int(a), int(b), int(c), int(e)) for d, a, b, c, e in q(
-        f"SELECT day, sum(opened), sum(recalled), sum(opened_holdout), sum(recalled_holdout) "
+    out.recall = {str(d): tuple(int(v) for v in rest) for d, *rest in q(
+        f"SELECT day, sum(opened), sum(recalled), sum(opened_holdout), sum(recalled_holdout), sum(opened_clean), "
+        f"sum(recalled_clean), sum(opened_holdout_clean), sum(recalled_holdout_clean) "
         f"FROM {t('recall_uplift')} GROUP BY day ORDER BY day")}
     out.clean = {str(d): tuple(int(v) for v in rest) for d, *rest in q(  # type: ignore[misc]
         f"SELECT day, sum(dau), sum(dau_clean), sum(cohort), sum(retained), sum(cohort_clean), sum(retained_clean) "

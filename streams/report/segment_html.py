@@ -100,7 +100,7 @@ def conversion_section(s: SegmentData) -> str:
 
 def recall_section(s: SegmentData) -> str:
     days = sorted(s.recall)
-    o, r, oh, rh = (sum(s.recall[d][i] for d in days) for i in range(4))
+    o, r, oh, rh = (sum(s.recall[d][i] for d in days) for i in range(4))  # raw; [4:8] without fake-flagged
     if not o + oh:
         return _section("72-hour recall by holdout", '<p class="note">no churn.no_login_72h episode yet</p>')
     series: dict[str, list[float | None]] = {
@@ -108,12 +108,17 @@ def recall_section(s: SegmentData) -> str:
         "holdout": [s.recall[d][3] / s.recall[d][2] if s.recall[d][2] else None for d in days]}
     chart = charts.line_chart("72-hour recall rate: contacted vs holdout", [_short(d) for d in days], series,
                               percent=True, y_max=1.0)
+    return _section("72-hour recall by holdout", chart,
+                    "Episodes opened per day and the share whose user logged in again within 72 h: "
+                    + _recall_figures(o, r, oh, rh) + "; without fake-flagged users: "
+                    + _recall_figures(*(sum(s.recall[d][i] for d in days if len(s.recall[d]) > 4)
+                                        for i in range(4, 8))) + " (recall_uplift).")
+
+
+def _recall_figures(o: int, r: int, oh: int, rh: int) -> str:
     rate, rate_h = (r / o if o else None), (rh / oh if oh else None)
     uplift = f"{100 * (rate - rate_h):+.1f} points" if rate is not None and rate_h is not None else "n/a (no holdout)"
-    return _section("72-hour recall by holdout", chart,
-                    f"Episodes opened per day and the share whose user logged in again within 72 h: contacted "
-                    f"{r:,}/{o:,} ({_pct(rate)}), holdout {rh:,}/{oh:,} ({_pct(rate_h)}); uplift {uplift} "
-                    "(recall_uplift).")
+    return f"contacted {r:,}/{o:,} ({_pct(rate)}), holdout {rh:,}/{oh:,} ({_pct(rate_h)}), uplift {uplift}"
 
 
 def clean_sections(s: SegmentData) -> str:

@@ -54,7 +54,8 @@ def segment_data(days: list[str], scale: int, rng: random.Random) -> SegmentData
                              if a != b}
     s.conversion = {x: (3 * scale, rng.randint(0, 3 * scale), scale if i > len(days) - 30 else 0)
                     for i, x in enumerate(days)}
-    s.recall = {x: (4 * scale, rng.randint(0, 4 * scale), scale, rng.randint(0, scale)) for x in days[1:]}
+    s.recall = {x: (4 * scale, rng.randint(0, 4 * scale), scale, rng.randint(0, scale), 3 * scale, scale, scale, 0)
+                for x in days[1:]}
     s.clean = {x: (9 * scale, 8 * scale, 2 * scale, scale, 2 * scale, rng.randint(0, scale)) for x in days}
     return s
 

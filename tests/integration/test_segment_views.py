@@ -271,38 +271,45 @@ def alerts_and_days(draw: st.DrawFn) -> Rows:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(alerts_and_days())
-def test_recall_uplift_and_fake_excluded_dau_equal_a_python_computation(ch: ClickHouse, rows: Rows) -> None:
+def test_recall_uplift_and_fake_excluded_figures_equal_a_python_computation(ch: ClickHouse, rows: Rows) -> None:
     fresh(ch)
     alerts, daily = rows
     AlertSink(ch, 1000).write(alerts)
     ActivitySink(ch, 1000).write([ActivityColumns.from_rows(daily)])
-
-    episodes: dict[tuple[str, str], list[Any]] = {}
-    recall = [a for a in alerts if a.rule == "churn.no_login_72h"]
-    for a in recall:
-        if a.status == "open":
-            episodes[(a.app_id, a.alert_id)] = [day(a.episode_start), a.holdout, False]
-    for a in recall:
-        if a.status == "resolved":
-            episodes[(a.app_id, a.alert_id)][2] = a.evidence["login_ts"] - a.episode_start <= 72 * H
-    tally: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for (app, _), (d, hold, back) in episodes.items():
-        row = tally[(app, d)]
-        row[2 * hold] += 1
-        row[2 * hold + 1] += back
-    expected = {}
-    for key, (o, r, oh, rh) in tally.items():
-        rate, rate_h = (r / o if o else 0), (rh / oh if oh else 0)
-        expected[key] = (o, r, rate, oh, rh, rate_h, rate - rate_h)
-    got = ch.query("SELECT app_id, day, opened, recalled, rate, opened_holdout, recalled_holdout, rate_holdout, "
-                   "uplift FROM vitals.recall_uplift")
-    assert {(r[0], r[1]): tuple(r[2:]) for r in got} == expected and len(got) == len(expected)
 
     flags: dict[tuple[str, str], set[int]] = defaultdict(set)
     for a in alerts:
         if a.rule.startswith("fake."):
             for u in (a.user_ids or []) if a.rule == "fake.device_farm" else [a.user_id]:
                 flags[(a.app_id, str(u))].add(a.episode_start // D)
+    episodes: dict[tuple[str, str], list[Any]] = {}
+    recall = [a for a in alerts if a.rule == "churn.no_login_72h"]
+    for a in recall:
+        if a.status == "open":
+            dn = a.episode_start // D
+            flagged = any(dn - 29 <= f <= dn for f in flags.get((a.app_id, str(a.user_id)), ()))
+            episodes[(a.app_id, a.alert_id)] = [day(a.episode_start), a.holdout, False, flagged]
+    for a in recall:
+        if a.status == "resolved":
+            episodes[(a.app_id, a.alert_id)][2] = a.evidence["login_ts"] - a.episode_start <= 72 * H
+    tally: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0] * 8)
+    for (app, _), (d, hold, back, flagged) in episodes.items():
+        row = tally[(app, d)]
+        for part in (0, 4) if not flagged else (0,):  # raw, and without the fake-flagged users
+            row[part + 2 * hold] += 1
+            row[part + 2 * hold + 1] += back
+    expected = {}
+    for key, counts in tally.items():
+        figures: list[float] = []
+        for o, r, oh, rh in (counts[:4], counts[4:]):
+            rate, rate_h = (r / o if o else 0), (rh / oh if oh else 0)
+            figures += [o, r, rate, oh, rh, rate_h, rate - rate_h]
+        expected[key] = tuple(figures)
+    got = ch.query("SELECT app_id, day, opened, recalled, rate, opened_holdout, recalled_holdout, rate_holdout, "
+                   "uplift, opened_clean, recalled_clean, rate_clean, opened_holdout_clean, recalled_holdout_clean, "
+                   "rate_holdout_clean, uplift_clean FROM vitals.recall_uplift")
+    assert {(r[0], r[1]): tuple(r[2:]) for r in got} == expected and len(got) == len(expected)
+
     active: dict[tuple[str, str], set[int]] = defaultdict(set)
     for app, user, dn, *_ in daily:
         active[(app, user)].add(dn)
