@@ -47,13 +47,13 @@ def _day(ms: str) -> str:
 
 
 def _flags(alerts: str) -> str:
-    """(app_id, user_id, flag_days): the days of the fake-activity alerts naming each user (``user_id``, or
+    """(app_id, flagged_user, flag_days): the days of the fake-activity alerts naming each user (``user_id``, or
     every user of ``user_ids`` for ``fake.device_farm``), by the day of ``episode_start``."""
-    return f"""SELECT app_id, u AS user_id, groupUniqArray({_day('episode_start')}) AS flag_days
+    return f"""SELECT app_id, u AS flagged_user, groupUniqArray({_day('episode_start')}) AS flag_days
                    FROM {alerts} FINAL
                    ARRAY JOIN if(rule = 'fake.device_farm', user_ids, [assumeNotNull(user_id)]) AS u
                    WHERE status = 'open' AND startsWith(rule, 'fake.')
-                   GROUP BY app_id, user_id"""
+                   GROUP BY app_id, flagged_user"""
 
 
 def _flagged(day: str, table: str) -> str:
@@ -70,10 +70,10 @@ def segment_views(database: str) -> dict[str, str]:
     return {
         "segment_sizes_daily": f"""
             SELECT app_id, day, dimension, segment,
-                   toInt64(sum(delta) OVER (PARTITION BY app_id, dimension, segment ORDER BY day
+                   toInt64(sum(day_delta) OVER (PARTITION BY app_id, dimension, segment ORDER BY day
                                             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS users
             FROM (
-                SELECT app_id, day, dimension, segment, sum(delta) AS delta
+                SELECT app_id, day, dimension, segment, sum(delta) AS day_delta
                 FROM (
                     SELECT app_id, {_day('changed_at')} AS day, dimension, segment, toInt64(1) AS delta
                     FROM {changes} FINAL
@@ -120,16 +120,16 @@ def segment_views(database: str) -> dict[str, str]:
                    converted / entered AS rate,
                    {PRACTICE_HP_CONVERSION} AS practice_rate
             FROM (
-                SELECT app_id, segment, changed_at,
-                       leadInFrame(segment, 1, '') OVER w AS next_segment,
+                SELECT app_id, seg, changed_at,
+                       leadInFrame(seg, 1, '') OVER w AS next_segment,
                        leadInFrame(changed_at, 1, toInt64(0)) OVER w AS next_at
-                FROM (SELECT app_id, user_id, toString(segment) AS segment, changed_at
+                FROM (SELECT app_id, user_id, toString(segment) AS seg, changed_at
                       FROM {changes} FINAL WHERE dimension = 'potential')
                 WINDOW w AS (PARTITION BY app_id, user_id
-                             ORDER BY changed_at, segment = 'converted'
+                             ORDER BY changed_at, seg = 'converted'
                              ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)
             )
-            WHERE segment = 'high_potential'
+            WHERE seg = 'high_potential'
             GROUP BY app_id, entry_day""",
         "recall_uplift": f"""
             SELECT app_id, day,
@@ -150,7 +150,7 @@ def segment_views(database: str) -> dict[str, str]:
             FROM (
                 SELECT e.app_id AS app_id, e.day AS day, e.hold AS hold, e.back AS back, {_flagged('e.day', 'fl')}
                 FROM (
-                    SELECT app_id, alert_id, assumeNotNull(any(user_id)) AS user,
+                    SELECT app_id, alert_id, assumeNotNull(any(user_id)) AS uid,
                            {_day("minIf(episode_start, status = 'open')")} AS day,
                            maxIf(holdout, status = 'open') = 1 AS hold,
                            countIf(status = 'resolved' AND JSONHas(evidence, 'login_ts')
@@ -160,7 +160,7 @@ def segment_views(database: str) -> dict[str, str]:
                     GROUP BY app_id, alert_id
                     HAVING countIf(status = 'open') > 0
                 ) AS e
-                LEFT JOIN ({_flags(alerts)}) AS fl ON e.app_id = fl.app_id AND e.user = fl.user_id
+                LEFT JOIN ({_flags(alerts)}) AS fl ON e.app_id = fl.app_id AND e.uid = fl.flagged_user
                 SETTINGS join_use_nulls = 0
             )
             GROUP BY app_id, day""",
@@ -184,7 +184,7 @@ def segment_views(database: str) -> dict[str, str]:
                         FROM {daily} FINAL WHERE events > 0 GROUP BY app_id, user_id
                     ) AS u
                     LEFT JOIN ({_flags(alerts)}
-                    ) AS f ON u.app_id = f.app_id AND u.user_id = f.user_id
+                    ) AS f ON u.app_id = f.app_id AND u.user_id = f.flagged_user
                     SETTINGS join_use_nulls = 0
                 )
                 ARRAY JOIN arrayDistinct(arrayPushBack(days, addDays(first_day, 1))) AS d
