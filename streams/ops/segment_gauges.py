@@ -3,7 +3,8 @@ the users whose current segment of the dimension it is.
 
 Design: a periodic query of ``user_segments FINAL`` grouped by (app label, dimension, segment), run off the
 hot path (the caller runs :meth:`SegmentGauges.refresh` in the flush executor, from the worker's slow-gauges
-timer; it queries at most every ``every_s`` seconds). The table is the one source of truth every worker
+timer; it queries at most every ``every_s`` seconds; ``vitals worker`` also reads it once at startup, before
+consuming, streams/cli/worker.py). The table is the one source of truth every worker
 writes, so the sizes are exact after a restart (nothing to rebuild: the first refresh reads them) and with
 several workers (each worker exports the whole figure, not its partitions' share: aggregate across workers
 with ``max``, never ``sum``; the dashboard does). Per-partition counts kept in state would be exact only
