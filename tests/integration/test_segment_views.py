@@ -65,7 +65,7 @@ def order(c: SegmentChange) -> tuple[int, bool]:
 # ---- the tables ---------------------------------------------------------------------------------------------
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(histories(max_users=5, max_steps=50), st.randoms(use_true_random=False))
 def test_tables_hold_each_change_once_and_the_latest_segment(ch: ClickHouse, events: list[Event],
@@ -177,7 +177,7 @@ def expected_conversion(changes: list[SegmentChange]) -> dict[tuple[str, date], 
     return {k: (a, b, p) for k, (a, b, p) in out.items()}
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(histories(max_users=6, max_steps=60, span_days=90))
 def test_segment_views_equal_a_python_computation(ch: ClickHouse, events: list[Event]) -> None:
@@ -268,7 +268,7 @@ def alerts_and_days(draw: st.DrawFn) -> Rows:
     return list(unique.values()), [(a, u, d, 1, 1, 0, 0, 0, 0, 0) for a, u, d in sorted(days)]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(alerts_and_days())
 def test_recall_uplift_and_fake_excluded_figures_equal_a_python_computation(ch: ClickHouse, rows: Rows) -> None:
