@@ -149,6 +149,9 @@ SHAPES = {
     "sdk": (100, 30 * 60_000),
     # the batch shape with one shared user id (``anonymous``) sending a fifth of the messages (hot_key)
     "hotkey": (100, 1 << 62),
+    # the batch shape in Segment's format (bench/formats.py; bench.run only: the worker reads it with
+    # VITALS_INPUT_FORMAT=segment)
+    "segment": (100, 1 << 62),
 }
 HOT_USER = "anonymous"
 HOT_SHARE = 0.2
@@ -160,6 +163,10 @@ def history_for(shape: str, events: int, users: int, days: int, partitions: int,
     cfg = GenConfig(users=users, days=days, events=events, seed=seed, batch=batch,
                     partitions=partitions, invalid_rate=0.0005, batch_window_ms=window)
     history = generate(cfg)
+    if shape == "segment":
+        from bench.formats import as_segment
+
+        return as_segment(history)
     return hot_key(history, HOT_SHARE, HOT_USER) if shape == "hotkey" else history
 
 

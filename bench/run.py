@@ -243,6 +243,8 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
     tag = uuid.uuid4().hex[:6]
     topic = f"bench-{shape}-{tag}"
     env = _env(bootstrap, f"bench-{shape}-{tag}", topic, work)
+    if shape == "segment":
+        env["VITALS_INPUT_FORMAT"] = "segment"
     settings = load_settings(env=env)
     asyncio.run(prepare_topics(settings))
     asyncio.run(produce_history(settings, history, progress=True))
@@ -312,7 +314,8 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
         # ClickHouse (and Faust's store) is one process per directory
         print(f"[{shape}] vitals, two workers in one group...", file=sys.stderr)
         app_id = f"bench-{shape}-{tag}-x2"
-        x2_env = _env(bootstrap, app_id, topic, work)
+        x2_env = dict(_env(bootstrap, app_id, topic, work), **({"VITALS_INPUT_FORMAT": "segment"} if shape == "segment"
+                                                              else {}))
         x2_settings = load_settings(env=x2_env)
         asyncio.run(prepare_topics(x2_settings))
         envs = [dict(x2_env, VITALS_DATA_DIR=str(work / app_id / f"w{i}")) for i in range(2)]
@@ -399,6 +402,10 @@ def main() -> int:
     finally:
         localkafka.stop(work / "kafka")
         remove_run_dir(work, args.keep_data)
+    shapes = args.shapes.split(",")
+    if "segment" in shapes and "batch" in shapes:  # SPEC 8: the Segment path against the native one, same history
+        results["segment_to_batch"] = (results["segment"]["vitals"]["events_per_s"]  # type: ignore[index]
+                                       / results["batch"]["vitals"]["events_per_s"])  # type: ignore[index]
     verdicts = check(results)
     results["targets"] = [v.as_json() for v in verdicts]
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -434,6 +441,8 @@ def main() -> int:
         print(f"recovery: a restarted worker had {rec['users']:,} users' state back in "  # type: ignore[index]
               f"{rec['first start']['start_to_ready_s']:.1f} s from its start "  # type: ignore[index]
               f"(changelog read {rec['first start']['changelog_read_s']:.1f} s)")  # type: ignore[index]
+    if "segment_to_batch" in results:
+        print(f"\nsegment format: {results['segment_to_batch']:.2f}x the batch shape's events/s (vitals, one worker)")
     print(f"\n{table(verdicts)}")
     print(f"figures written to {args.json}")
     return 0

@@ -38,6 +38,7 @@ class DeadLetter:
     partition: int
     offset: int
     key: bytes | None
+    format: str | None = None  # the source topic's input format (SPEC 8); None: an internal topic or a row
 
 
 def dead_letter_key(key: bytes | None) -> bytes | None:
@@ -63,6 +64,8 @@ def dead_letter_doc(dl: DeadLetter, now_ms: int | None = None) -> dict[str, obje
         "index": dl.invalid.index,
         "key_b64": base64.b64encode(key[:KEY_MAX_BYTES]).decode() if key is not None else None,
     }
+    if dl.format is not None:
+        source["format"] = dl.format
     if key is not None and len(key) > KEY_MAX_BYTES:
         source["key_truncated"] = True
         source["key_size"] = len(key)

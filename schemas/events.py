@@ -339,6 +339,12 @@ def _parse(value: bytes) -> tuple[Any, bool]:
 def _validate_unicode(obj: object, now_ms: int) -> Event:
     """``validate``, for an event the standard library read: its text must be Unicode (a lone
     surrogate escape reads as a str that no UTF-8 encoder takes)."""
+    check_unicode(obj)
+    return validate(obj, now_ms)
+
+
+def check_unicode(obj: object) -> None:
+    """Raise _Bad (not_json) when a value the standard library read holds a lone surrogate escape."""
     stack = [obj]
     while stack:  # no recursion: the event may nest as deep as the parser went
         item = stack.pop()
@@ -353,7 +359,6 @@ def _validate_unicode(obj: object, now_ms: int) -> Event:
             stack.extend(item.values())
         elif type(item) is list:
             stack.extend(item)
-    return validate(obj, now_ms)
 
 
 def decode_message_reference(value: bytes | None, now_ms: int) -> tuple[list[Event], list[Invalid]]:

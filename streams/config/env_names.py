@@ -27,6 +27,7 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "VITALS_METRICS_PORT": ("metrics_port",),
     "VITALS_DATA_DIR": ("data_dir",),
     "VITALS_STORE": ("processing", "store"),  # memory | rocksdb
+    "VITALS_INPUT_FORMAT": ("input", "format"),  # vitals | segment | posthog (SPEC 8)
     # secured Kafka: secrets only from the environment or the config file
     "VITALS_KAFKA_SECURITY_PROTOCOL": ("kafka", "security_protocol"),
     "VITALS_KAFKA_SASL_MECHANISM": ("kafka", "sasl_mechanism"),
@@ -37,6 +38,8 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "VITALS_CLICKHOUSE_PASSWORD": ("clickhouse_password",),
     "VITALS_CLICKHOUSE_CA": ("clickhouse_ca",),
     "VITALS_METRICS_HOST": ("metrics_host",),
+    "VITALS_COLLECT_PORT": ("collect", "port"),  # vitals collect (SPEC section 8)
+    "VITALS_COLLECT_HOST": ("collect", "host"),
 }
 
 # Secrets can also come from files (Kubernetes/Docker secrets): NAME_FILE holds the value of NAME.

@@ -21,8 +21,10 @@ import msgspec
 from streams.config import local_broker
 from streams.config.bootstrap import parse_bootstrap
 from streams.config.clickhouse_dsn import database_of
+from streams.config.collect import CollectSettings
 from streams.config.env_names import ENV_KEYS, SECRET_FILE_KEYS, check_env_names
 from streams.config.errors import ConfigError
+from streams.config.inputs import InputSettings
 from streams.config.segments import SegmentSettings, merged
 from streams.config.sources import Sources, explain
 from streams.config.unknown_keys import check_file_keys
@@ -226,6 +228,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     rules: RuleSettings = RuleSettings()
     segments: SegmentSettings = SegmentSettings()
     apps: dict[str, AppOverride] = {}
+    input: InputSettings = InputSettings()  # SPEC 8: the events topic's format, more source topics
+    collect: CollectSettings = CollectSettings()  # vitals collect (streams/config/collect.py)
 
     def __post_init__(self) -> None:
         if not (0 <= self.metrics_port < 65536):
@@ -253,6 +257,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                 raise ConfigError(f"apps.{app}.rules: {', '.join(shared)} is partition-wide; set it in [rules] only")
             self.rules_for(app) if override.rules else None
             self.segments_for(app)
+        self.input.check_topics(self.events_topic, (self.alerts_topic, self.dlq_topic, self.segments_topic,
+                                                    f"{self.app_id}-reroute", f"{self.app_id}-device-obs"))
 
     @property
     def effective_clickhouse_dsn(self) -> str:
@@ -394,12 +400,12 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
             raw: Any = env[name]
             if f"{name}_FILE" not in env:
                 sources.record(".".join(target), "env", name)
-            if target == ("metrics_port",):
+            if target in (("metrics_port",), ("collect", "port")):
                 try:
                     raw = int(raw)
                 except ValueError:
-                    raise ConfigError(f"metrics_port = {raw!r} (from {name}): not a number",
-                                      key="metrics_port") from None
+                    raise ConfigError(f"{'.'.join(target)} = {raw!r} (from {name}): not a number",
+                                      key=".".join(target)) from None
             _set_path(tree, target, raw)
     for key, value in overrides.items():
         _set_path(tree, tuple(key.split("__")), value)

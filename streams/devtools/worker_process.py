@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 from streams.config.settings import Settings
 from streams.devtools.progress import Progress
 from streams.kafka.offsets import end_offsets
-from streams.kafka.topics import device_topic, reroute_topic
+from streams.kafka.topics import device_topic, reroute_topic, source_topics
 
 
 async def lag_by_partition(settings: Settings) -> dict[tuple[str, int], int]:
@@ -23,7 +23,7 @@ async def lag_by_partition(settings: Settings) -> dict[tuple[str, int], int]:
     from streams.kafka.offsets import committed_offsets
 
     lags: dict[tuple[str, int], int] = {}
-    for topic in (settings.events_topic, reroute_topic(settings), device_topic(settings)):
+    for topic in (settings.events_topic, reroute_topic(settings), device_topic(settings), *source_topics(settings)):
         ends = await end_offsets(settings.kafka, topic)
         committed = await committed_offsets(settings.kafka, settings.app_id, topic)
         for p, end in ends.items():

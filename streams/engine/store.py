@@ -57,6 +57,8 @@ class Outputs:
     recounted: Counter[Outcome] = field(default_factory=Counter)
     # segment changes (SPEC section 7), in decision order: the segments topic and ClickHouse
     segment_changes: list[SegmentChange] = field(default_factory=list)
+    # (input format, kind): events of a mapped format that are not activity (SPEC 8: identify, $set, ...)
+    not_activity: Counter[tuple[str, str]] = field(default_factory=Counter)
     messages: int = 0
 
     def outcome(self, name: str) -> int:
@@ -80,6 +82,7 @@ class Outputs:
         self.outcomes.clear()
         self.recounted.clear()
         self.segment_changes.clear()
+        self.not_activity.clear()
         self.messages = 0
 
 

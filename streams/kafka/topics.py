@@ -45,6 +45,7 @@ async def ensure_topics(settings: Settings, partitions: int) -> None:
         settings.dlq_topic,
         reroute_topic(settings),
         device_topic(settings),
+        *source_topics(settings),
     ]
     # the tables' changelogs too: Faust would create them as the worker starts, racing its own
     # consumer's first metadata request; a topic that request missed stays unknown to the
@@ -86,6 +87,12 @@ def changelog_topic(settings: Settings, table: str) -> str:
     return f"{settings.app_id}-{table}-changelog"
 
 
+def source_topics(settings: Settings) -> tuple[str, ...]:
+    """The additional source topics (``[[input.sources]]``, SPEC 8): read beside the events topic, partitioned
+    like it, every event sent to its user's partition through the reroute topic."""
+    return tuple(source.topic for source in settings.input.sources)
+
+
 def reroute_topic(settings: Settings) -> str:
     return f"{settings.app_id}-reroute"
 
@@ -110,4 +117,9 @@ async def prepare_topics(settings: Settings) -> int:
         if found < partitions:
             raise ConfigError(f"topic {topic} has {found} partitions, fewer than the {partitions} of "
                               f"{settings.events_topic}: add partitions to it (kafka-topics --alter)")
+    # a source topic's partition p is read with the events topic's p (one consumer group, co-assigned)
+    for topic, found in (await partition_counts(settings.kafka, list(source_topics(settings)))).items():
+        if found != partitions:
+            raise ConfigError(f"input source topic {topic} has {found} partitions, not the {partitions} of "
+                              f"{settings.events_topic}: a source topic is partitioned like the events topic")
     return partitions

@@ -10,7 +10,7 @@ from sinks.clickhouse import ClickHouse
 from streams.config.clickhouse_dsn import qualified
 from streams.config.settings import RuleSettings, Settings
 from streams.kafka.offsets import committed_offsets, end_offsets
-from streams.kafka.topics import device_topic, reroute_topic
+from streams.kafka.topics import device_topic, reroute_topic, source_topics
 from streams.ops.metrics import AppLabels, Metrics
 
 Offsets = dict[tuple[str, int], int]
@@ -21,7 +21,7 @@ async def source_offsets(settings: Settings) -> tuple[Offsets, Offsets]:
     kafka, group = settings.kafka, settings.app_id
     committed: Offsets = {}
     ends: Offsets = {}
-    for topic in (settings.events_topic, reroute_topic(settings), device_topic(settings)):
+    for topic in (settings.events_topic, reroute_topic(settings), device_topic(settings), *source_topics(settings)):
         ends.update({(topic, p): end for p, end in (await end_offsets(kafka, topic)).items()})
         committed.update({(topic, p): c for p, c in (await committed_offsets(kafka, group, topic)).items()})
     return committed, ends

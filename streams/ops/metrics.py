@@ -63,6 +63,12 @@ class Metrics:
         self.rerouted = Counter(
             "vitals_events_rerouted_total", "Events forwarded to their user's partition", registry=r
         )
+        self.not_activity = Counter(
+            "vitals_events_not_activity_total",
+            "Events of a mapped input format that are not activity (Segment identify/group/alias, PostHog $identify, "
+            "$set, ...): counted, not applied; kind: the message type or event name, else other",
+            ["format", "kind"], registry=r,
+        )
         self.processing = Histogram(
             "vitals_processing_latency_seconds",
             "Time from a batch's arrival in the worker to its state updated",
@@ -245,6 +251,8 @@ class Metrics:
         for labels, n in changes.items():  # bounded: apps as above, 3 dimensions, 12 segments
             self.segment_changes.labels(*labels).inc(n)
         self.messages.labels(topic).inc(out.messages)
+        for (fmt, kind), n in out.not_activity.items():
+            self.not_activity.labels(fmt, kind).inc(n)
 
     def observe_partitions(self, users: Mapping[int, UserPartition], devices: Mapping[int, DevicePartition],
                            buffered_rows: int, now: float) -> None:

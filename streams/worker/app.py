@@ -31,7 +31,7 @@ from sinks.outcomes import OutcomeSink
 from streams.config.settings import Settings
 from streams.kafka.client import new_producer, ssl_context
 from streams.kafka.read import KafkaFenceSource
-from streams.kafka.topics import TABLES, changelog_topic, device_topic, reroute_topic
+from streams.kafka.topics import TABLES, changelog_topic, device_topic, reroute_topic, source_topics
 from streams.ops import exit_codes, gauges
 from streams.ops.faults import Faults
 from streams.ops.metrics import Metrics
@@ -267,7 +267,8 @@ def _fetch_channels(app: FaustApp, settings: Settings, partitions: int) -> tuple
     """The source and device-observation topics, and the channels their fetches reach the agents on."""
     source, device_obs = (app.topic(*names, partitions=partitions, key_type=bytes, value_type=bytes,
                                     key_serializer="raw", value_serializer="raw")
-                          for names in ((settings.events_topic, reroute_topic(settings)), (device_topic(settings),)))
+                          for names in ((settings.events_topic, reroute_topic(settings), *source_topics(settings)),
+                                        (device_topic(settings),)))
     # the consumer subscribes to these topics and hands their records over a fetch at a time (to agents
     # whose queues a rebalance's end does not clear: streams/worker/consumer.py)
     user_fetches, device_fetches = (RoutedChannel(app, maxsize=settings.processing.fetch_queue) for _ in range(2))

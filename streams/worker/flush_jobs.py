@@ -94,6 +94,6 @@ def changelog_records(users: Mapping[int, UserPartition], devices: Mapping[int, 
     return changelog
 
 
-def raw_messages(pending: Sequence[Message], events_topic: str) -> list[RawMessage]:
-    """Raw storage: the events topic's messages as they came."""
-    return [(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value) for m in pending if m.topic == events_topic]
+def raw_messages(pending: Sequence[Message], topics: tuple[str, ...]) -> list[RawMessage]:
+    """Raw storage: the messages of the events topic and the other source topics (``topics``) as they came."""
+    return [(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value) for m in pending if m.topic in topics]

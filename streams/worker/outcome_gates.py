@@ -46,6 +46,9 @@ class Gate(msgspec.Struct, array_like=True):
     version: int = 0
     events_offset: int = -1
     reroute_offset: int = -1
+    # the other source topics' (SPEC 8's [[input.sources]]): topic -> last offset counted; their events are
+    # rerouted, only their invalid ones counted where they are read
+    sources: dict[str, int] = {}
 
 
 encode_gate = msgspec.msgpack.Encoder().encode
@@ -59,8 +62,9 @@ def gate_key(partition: int) -> bytes:
 class OutcomeGates:
     """The gates of this worker's user partitions (``events_topic``, ``reroute_topic``: its sources)."""
 
-    def __init__(self, events_topic: str, reroute_topic: str) -> None:
+    def __init__(self, events_topic: str, reroute_topic: str, sources: tuple[str, ...] = ()) -> None:
         self.topics = (events_topic, reroute_topic)
+        self.sources = sources
         self.gates: dict[int, Gate] = {}
         # offsets up to which messages coming again were counted already, per source (a replay)
         self.until: dict[TopicPartition, int] = {}
@@ -71,7 +75,8 @@ class OutcomeGates:
         committed offset). Messages from there up to the gate are a replay of counted ones."""
         raw = data.get(gate_key(partition))
         gate = self.gates[partition] = Gate() if raw is None else _decode(raw)
-        for topic, offset in zip(self.topics, (gate.events_offset, gate.reroute_offset), strict=True):
+        offsets = [(topic, gate.sources.get(topic, -1)) for topic in self.sources]
+        for topic, offset in [*zip(self.topics, (gate.events_offset, gate.reroute_offset), strict=True), *offsets]:
             tp = (topic, partition)
             if offset >= 0 and await start_offset(tp) <= offset:
                 self.until[tp] = offset
@@ -81,7 +86,7 @@ class OutcomeGates:
     def forget(self, partition: int) -> None:
         """A partition that left this worker."""
         self.gates.pop(partition, None)
-        for topic in self.topics:
+        for topic in (*self.topics, *self.sources):
             self.until.pop((topic, partition), None)
 
     def apply(self, messages: Sequence[R], out: Outputs, apply: Callable[[Sequence[R]], None]) -> None:
@@ -151,6 +156,8 @@ class OutcomeGates:
             gate.version = max(now_ms, gate.version + 1)
             gate.events_offset = max(gate.events_offset, offsets.get((events_topic, p), 0) - 1)
             gate.reroute_offset = max(gate.reroute_offset, offsets.get((reroute_topic, p), 0) - 1)
+            for topic in self.sources:
+                gate.sources[topic] = max(gate.sources.get(topic, -1), offsets.get((topic, p), 0) - 1)
             rows.append(OutcomeRow(p, gate.seq, gate.version, gate.events_offset, gate.reroute_offset,
                                    tuple(sorted(counts.items()))))
             raw = encode_gate(gate)

@@ -26,8 +26,8 @@ from streams.config.settings import Settings
 from streams.engine.devices import DevicePartition, decoded_observations
 from streams.engine.partition import Outputs, RulesByApp, StateStore, UserPartition, activity_columns
 from streams.engine.partitioner import PartitionCache, key_partitioner
-from streams.engine.routing import SLICE_BYTES, apply_records, slices
-from streams.kafka.topics import device_topic, reroute_topic
+from streams.engine.routing import SLICE_BYTES, apply_records, input_decoders, slices
+from streams.kafka.topics import device_topic, reroute_topic, source_topics
 from streams.ops.metrics import AppLabels, Metrics
 from streams.ops.paced_gc import PacedCollector
 from streams.worker.budget import MB, OUTPUT_BYTES, MemoryBudget, message_bytes
@@ -76,6 +76,8 @@ class Pipeline:
         self.metrics = metrics
         self.clock = clock
         self.rules = RulesByApp(settings)
+        self.decoders = input_decoders(settings)  # the source topics of a mapped input format (SPEC 8)
+        self.sources = source_topics(settings)  # more source topics: every event rerouted (docs/inputs.md)
         self.app_label = AppLabels(settings.apps)  # metric label values of app ids (bounded)
         native = settings.processing.native_engine  # the C extensions, or their Python twins
         self.home = PartitionCache(partitions, native=native)  # user id -> partition
@@ -110,7 +112,7 @@ class Pipeline:
             partition_of=key_partitioner(native), outcome_sink=outcome_sink,
         )
         # what the event_outcomes table counted of each partition (streams/worker/outcome_gates.py)
-        self.gates = OutcomeGates(settings.events_topic, reroute_topic(settings))
+        self.gates = OutcomeGates(settings.events_topic, reroute_topic(settings), source_topics(settings))
         # messages are taken per partition in offset order, once per consumer generation
         self.order = InOrder(source.start_offset, seeks=source.seeks)
         self.collector: PacedCollector | None = None  # set by the worker with processing.gc_paced
@@ -252,7 +254,7 @@ class Pipeline:
         # restart, the outcomes of messages the event_outcomes table counted already are kept apart
         self.gates.apply(events, out, lambda records: apply_records(
             records, int(started * 1000), self.home, out, self.users, self.settings.processing.native_engine,
-            reroute_topic(self.settings)))
+            reroute_topic(self.settings), self.decoders, self.sources))
         out.messages += len(events)
         self.pending.extend(events)
         self.pending_bytes += message_bytes(events)
@@ -387,7 +389,7 @@ class Pipeline:
         changelog = changelog_records(self.users, self.devices, (self.user_changelog, self.device_changelog), stamp)
         raw: list[RawMessage] = []
         if self.flusher.raw_sink is not None:  # raw storage: the events topic's messages as they came
-            raw = raw_messages(self.pending, settings.events_topic)
+            raw = raw_messages(self.pending, (settings.events_topic, *self.sources))
         job = FlushJob(records, self.alerts_inflight, self.alert_started, rows, list(out.alerts), changelog,
                        offsets, out, self.batch_started, raw, list(out.cold), first,
                        [("user_activity_daily", r) for r in refused], outcome_rows, gates)

@@ -184,3 +184,25 @@ def test_killed_at_any_step_the_table_counts_every_event_once_with_its_first_out
     expected = entries(Counter((("app", 20_000 + o % 3, outcome)) for o, outcome in enumerate(outcomes)).items())
     assert crashes >= 2
     assert model.counts() == expected
+
+
+def test_a_source_topics_counted_offsets_are_in_the_gate() -> None:
+    """SPEC 8's [[input.sources]]: a source topic's invalid events are counted where it is read, so the gate
+    keeps its last counted offset, and a replay up to it is recounted."""
+    gates = OutcomeGates(EVENTS, REROUTE, ("rudder",))
+    users = _users(0)
+    asyncio.run(gates.load(0, users[0].store.data, _committed))
+    out = Outputs()
+    out.outcomes[(0, "", 20_000, "invalid:missing_field")] = 1
+    rows, records = gates.take(out, {(EVENTS, 0): 3, ("rudder", 0): 8}, users, "cl", 1_000)
+    assert len(rows) == 1
+    data = {gate_key(0): records[0][3]}
+    again = OutcomeGates(EVENTS, REROUTE, ("rudder",))
+
+    async def committed(tp: tuple[str, int]) -> int:
+        return {(EVENTS, 0): 3, (REROUTE, 0): 0, ("rudder", 0): 6}[tp]  # the commit after the gate was lost
+
+    asyncio.run(again.load(0, data, committed))
+    assert again.until == {("rudder", 0): 7}
+    again.forget(0)
+    assert again.until == {}
