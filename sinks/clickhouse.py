@@ -65,6 +65,8 @@ ALERT_COLUMNS = [
     "triggered_at",
     "evidence",
     "schema_version",
+    "context",
+    "holdout",
 ]
 
 # (topic, partition, offset, Kafka timestamp in ms, key, value): a message of the events topic
@@ -386,5 +388,7 @@ class AlertSink(BatchingSink[Alert]):
             [a.triggered_at for a in batch],
             [orjson.dumps(a.evidence).decode() for a in batch],
             [a.schema_version for a in batch],
+            [orjson.dumps(a.context).decode() for a in batch],
+            [int(a.holdout) for a in batch],
         ]
         self.ch.insert("alerts", ALERT_COLUMNS, data, _token("alerts", data))

@@ -1,9 +1,10 @@
-"""The tables vitals writes (sinks/clickhouse.py, sinks/late.py, sinks/outcomes.py), created in the DSN's database
+"""The tables vitals writes (sinks/clickhouse.py, sinks/late.py, sinks/outcomes.py,
+sinks/segments.py), created in the DSN's database
 (streams/config/clickhouse_dsn.py) when missing; the analyst views over them are in sinks/views.py."""
 
 from __future__ import annotations
 
-from sinks import late, outcomes
+from sinks import late, outcomes, segments
 from streams.config.clickhouse_dsn import qualified
 
 
@@ -37,10 +38,15 @@ def schema_ddl(database: str) -> tuple[str, ...]:
             episode_start Int64,
             triggered_at Int64,
             evidence String,
-            schema_version UInt8
+            schema_version UInt8,
+            context String DEFAULT 'null',
+            holdout UInt8 DEFAULT 0
         ) ENGINE = ReplacingMergeTree
         ORDER BY (app_id, rule, alert_id, status)
         SETTINGS non_replicated_deduplication_window = 1000""",
+        # alerts tables created before context and holdout (SPEC section 4): added with their defaults
+        f"ALTER TABLE {t('alerts')} ADD COLUMN IF NOT EXISTS context String DEFAULT 'null', "
+        "ADD COLUMN IF NOT EXISTS holdout UInt8 DEFAULT 0",
         # raw storage (SPEC section 1: props and late events are carried to it): every message of the
         # events topic as it arrived, once per (topic, partition, offset) after FINAL; the
         # ``raw_events`` view (sinks/views.py) reads its events
@@ -57,4 +63,5 @@ def schema_ddl(database: str) -> tuple[str, ...]:
         SETTINGS non_replicated_deduplication_window = 1000""",
         *late.ddl(database),  # events beyond the state's days: their ledger and the rows' late part
         outcomes.ddl(database),  # event outcome counts per flush and partition
+        *segments.ddl(database),  # segment changes and each user's current segments (SPEC section 7)
     )

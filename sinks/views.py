@@ -34,6 +34,8 @@ definitions, in words:
   by any fake-activity alert of the day, as a share of the day's active users.
 * ``event_outcomes`` (app_id, day, outcome, reason, events): events per outcome (accepted, late,
   duplicate, invalid) and reason, from ``event_outcome_flushes`` (sinks/outcomes.py).
+* the segment views (``segment_sizes_daily``, ``segment_migrations``, ``high_potential_conversion``,
+  ``recall_uplift``, ``active_users_clean``): see sinks/segment_views.py.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from typing import Protocol
 from schemas.alerts import EPISODE_RULES
 from schemas.time_units import DAY_MS
 from sinks import outcomes
+from sinks.segment_views import segment_views
 from streams.config.clickhouse_dsn import qualified
 
 RECALL_WINDOW_MS = 72 * 3_600_000  # SPEC: the "golden 72 hours" after the no-login flag
@@ -149,6 +152,7 @@ def views(database: str) -> dict[str, str]:
             )
             ARRAY JOIN events AS event, arrayEnumerate(events) AS n""",
         "event_outcomes": outcomes.view_sql(database),
+        **segment_views(database),  # segments, recall uplift, fake-excluded DAU (sinks/segment_views.py)
     }
 
 

@@ -1,6 +1,7 @@
 """The HTML report in Debian's headless Chromium: its DOM after the inline scripts ran, a screenshot,
 and a layout check measured by the browser itself (every text of a chart inside its SVG's
-viewport, no two axis tick labels of a chart overlapping, no two legend entries overlapping)."""
+viewport, no two axis tick labels of a chart overlapping, no two legend entries overlapping, the segment
+migration matrices inside their section)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,14 @@ LAYOUT_SCRIPT = """
     }
     pairs(title, svg.querySelectorAll('text.tick'), 'tick label');
     pairs(title, svg.querySelectorAll('text.legend, .legend-key'), 'legend entry');
+  }
+  var tables = document.querySelectorAll('table.matrix');  // the segment migration matrices
+  for (var t = 0; t < tables.length; t++) {
+    var tb = tables[t].getBoundingClientRect(), sec = tables[t].closest('section').getBoundingClientRect();
+    texts += tables[t].querySelectorAll('td, th').length;
+    if (tb.left < sec.left - 0.5 || tb.right > sec.right + 0.5)
+      problems.push('matrix ' + tables[t].getAttribute('data-dimension') + ' wider than its section [' +
+                    Math.round(tb.width) + ' > ' + Math.round(sec.width) + ']');
   }
   document.body.setAttribute('data-layout', JSON.stringify(problems));
   document.body.setAttribute('data-texts', String(texts));

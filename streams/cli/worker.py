@@ -13,8 +13,9 @@ from streams.config.private_files import private_dir
 from streams.config.settings import ProcessingSettings, Sources, load_settings
 
 if TYPE_CHECKING:  # the worker's modules load with the command that needs them
+    from sinks.clickhouse import ClickHouse
     from sinks.query_server import QueryServer
-    from streams.ops.metrics import Metrics
+    from streams.ops.metrics import AppLabels, Metrics
     from streams.worker.pipeline import Pipeline
 
 log = logging.getLogger("vitals")
@@ -80,6 +81,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from schemas.alerts import RULES
 
     vitals.metrics.init_series(("user_activity_daily", "alerts"), RULES, vitals.pipeline.app_label.values)
+    _segment_sizes(vitals.clickhouse, vitals.metrics, vitals.pipeline.app_label)
     log.info("metrics on http://%s:%d/metrics, %d partitions", settings.metrics_host, settings.metrics_port, partitions)
     # our logging as configured above, not mode's: mode installs colorlog with its colour decision taken
     # from stdout, so a log on stderr redirected to a file got escape codes whenever stdout was a terminal
@@ -92,6 +94,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if queries is not None:
             queries.stop()  # the endpoint file removed: the readers open the engine again
     return exit_codes.OK
+
+
+def _segment_sizes(ch: ClickHouse, metrics: Metrics, labels: AppLabels) -> None:
+    """The segment-size gauges read once before consumption starts, so a restarted worker exports them from
+    its first scrape (the worker's slow-gauges timer refreshes them after: streams/ops/segment_gauges.py)."""
+    from streams.ops.segment_gauges import SegmentGauges
+
+    try:
+        SegmentGauges(ch, metrics, labels).refresh()
+    except Exception as exc:  # metrics never stop the worker; the periodic refresh tries again
+        log.warning("segment sizes not read at startup (%s)", type(exc).__name__)
 
 
 def _wait_for_engine(dsn: str, timeout_s: float = 20.0) -> None:

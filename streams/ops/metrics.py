@@ -189,6 +189,14 @@ class Metrics:
             ["app_id"],
             registry=r,
         )
+        # streams/ops/segment_gauges.py: from user_segments FINAL, the whole figure on every worker (use max)
+        self.segment_users = Gauge(
+            "vitals_segment_users",
+            "Users whose current segment of the dimension it is (user_segments FINAL, every worker the whole "
+            "figure: aggregate with max; app_id 'other': the apps not configured)",
+            ["app_id", "dimension", "segment"],
+            registry=r,
+        )
         self.gc_seconds = Histogram(
             "vitals_gc_seconds",
             "Duration of a paced full garbage collection (processing.gc_paced: every gc_full_interval_s)",

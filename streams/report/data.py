@@ -21,6 +21,7 @@ from sinks.reader import ServedClickHouse, open_reader
 from sinks.views import RECALL_WINDOW_MS, ensure_views
 from streams.config.settings import Settings, redact_dsn
 from streams.ops.metrics_snapshot import event_outcomes
+from streams.report.segment_data import SegmentData, read_segment_data
 
 
 @dataclass
@@ -52,6 +53,7 @@ class ReportData:
     dlq: Counter[str] | None = None
     outcomes: dict[tuple[str, str], float] | None = None  # (outcome, reason) -> events
     outcomes_source: str = ""  # where the outcome counts come from, for the chart's caption
+    segments: SegmentData = field(default_factory=SegmentData)  # SPEC section 7 (streams/report/segment_data.py)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # worth a line on stderr too (``vitals report``)
 
@@ -231,6 +233,10 @@ def collect(settings: Settings, metrics_file: Path | None, use_kafka: bool = Tru
             ensure_views(ch)
         read_clickhouse(ch, data)
         read_outcomes(ch, data)
+        try:
+            data.segments = read_segment_data(ch)
+        except Exception as exc:  # a worker of an earlier version serving: its database has no segment views
+            data.notes.append(f"segment views not readable ({type(exc).__name__})")
         flagged = flagged_devices(ch)
     finally:
         ch.close()

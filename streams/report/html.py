@@ -12,7 +12,7 @@ from pathlib import Path
 
 from schemas.alerts import CHURN_RULES, FAKE_RULES
 from streams.config.settings import RuleSettings
-from streams.report import charts
+from streams.report import charts, segment_html
 from streams.report.data import ReportData
 
 HEATMAP_OFFSETS = 14
@@ -195,12 +195,13 @@ def render(d: ReportData, rules: RuleSettings) -> str:
         + churn_section(d)
         + fake_section(d)
         + devices_section(d)
+        + segment_html.segment_sections(d.segments)
         + quality_section(d)
         + _section("Alerts by rule", alerts_table(d), f"Episodes opened and resolved ({d.database}.alerts FINAL).")
     )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>vitals report</title>'
-        f"<style>{CSS}</style></head><body><header><h1>vitals report</h1>"
+        f"<style>{CSS}{segment_html.CSS}</style></head><body><header><h1>vitals report</h1>"
         f"<p>{escape(span)} · apps: {escape(', '.join(d.apps) or 'none')} · ClickHouse {escape(d.source)} · "
         f"generated {escape(d.generated_at)}</p><div class=\"kpis\">{kpis}</div></header>"
         + (f'<ul class="notes">{notes}</ul>' if notes else "")

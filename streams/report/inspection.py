@@ -3,7 +3,10 @@
 The state is the latest record for the user's key in the users table's changelog
 (``<app_id>-users-changelog``, partition = the user's home partition, which the pipeline writes
 once per changed key per flush). The alerts come from the alerts topic. Both are read from Kafka,
-so this works while workers run (the embedded ClickHouse is locked by the worker then).
+so this works while workers run (the embedded ClickHouse is locked by the worker then). The user's
+segments (SPEC section 7) come from ClickHouse (:func:`read_segments`: ``user_segments FINAL`` and the last
+rows of ``segment_changes FINAL``), through ``sinks.reader.open_reader`` (a running worker's endpoint on
+the embedded engine).
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import alerts as A
 from schemas.alerts import Alert, decode_alert
+from streams.config.clickhouse_dsn import qualified
 from streams.config.settings import Settings
 from streams.engine.partitioner import home_partition
 from streams.engine.state import (
@@ -51,6 +56,33 @@ class Found:
     deleted: bool = False
     meta: PartitionMeta | None = None
     alerts: list[Alert] = field(default_factory=list)
+    segments: dict[str, Any] | None = None  # read_segments' answer; None: not read
+    segments_error: str | None = None  # why they could not be read
+
+
+class Reader(Protocol):
+    database: str
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
+
+
+def read_segments(ch: Reader, app_id: str, user_id: str, last_changes: int = 10) -> dict[str, Any]:
+    """The user's current segment per dimension (``user_segments FINAL``: segment and since when) and their
+    last ``last_changes`` changes (``segment_changes FINAL``, newest first)."""
+    who = {"app": app_id, "user": user_id}
+    current = ch.query(f"SELECT toString(dimension), toString(segment), changed_at FROM "
+                       f"{qualified(ch.database, 'user_segments')} FINAL WHERE app_id = %(app)s AND user_id = %(user)s "
+                       "ORDER BY dimension", who)
+    changes = ch.query(f"SELECT toString(dimension), toString(segment), previous, changed_at, triggered_at, "
+                       f"evidence FROM {qualified(ch.database, 'segment_changes')} FINAL WHERE app_id = %(app)s AND "
+                       f"user_id = %(user)s ORDER BY changed_at DESC, segment = 'converted' DESC, dimension "
+                       f"LIMIT {int(last_changes)}", who)
+    return {
+        "current": {dim: {"segment": seg, "since": iso(at)} for dim, seg, at in current},
+        "last_changes": [{"dimension": dim, "segment": seg, "previous": prev, "changed_at": iso(at),
+                          "triggered_at": iso(trig), "evidence": orjson.loads(ev) if ev else None}
+                         for dim, seg, prev, at, trig, ev in changes],
+    }
 
 
 async def latest_records(settings: Settings, topic: str, partition: int, keys: set[bytes],
@@ -141,6 +173,10 @@ def as_dict(found: Found, app_id: str, user_id: str, lateness_ms: int) -> dict[s
             burst_alert_days=[day_str(d) for d in sorted(s.burst_days)],
             dedup_ids_held=sum(len(v) for v in s.dedup.values()),
         )
+    if found.segments is not None:
+        doc["segments"] = found.segments
+    if found.segments_error is not None:
+        doc["segments_error"] = found.segments_error
     doc["last_alerts"] = [msgspec.to_builtins(a) for a in found.alerts]
     return doc
 
@@ -162,6 +198,15 @@ def print_text(doc: dict[str, Any]) -> None:
         for day, c in doc["days"].items():
             print(f"    {day}  {c['events']:>5} {c['logins']:>3} {c['payments']:>3} {c['payment_amount']:>10.2f} "
                   f"{c['content_posts']:>3} {c['social']:>4} {c['complaints']:>3}")
+    if "segments" in doc:
+        current = doc["segments"]["current"]
+        print("  segments              " + (", ".join(f"{d} {c['segment']} since {c['since']}"
+                                                      for d, c in current.items()) or "none"))
+        print(f"  last segment changes ({len(doc['segments']['last_changes'])}):")
+        for c in doc["segments"]["last_changes"]:
+            print(f"    {c['changed_at']}  {c['dimension']:<9} {c['previous'] or '-'} -> {c['segment']}")
+    elif "segments_error" in doc:
+        print(f"  segments              not read: {doc['segments_error']}")
     print(f"  last alerts ({len(doc['last_alerts'])}):")
     for a in doc["last_alerts"]:
         print(f"    {iso(a['triggered_at'])}  {a['status']:<8} {a['rule']:<26} episode {iso(a['episode_start'])}  "

@@ -114,6 +114,9 @@ def test_inspect_while_the_worker_runs(running: Running) -> None:
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     doc = orjson.loads(done.stdout)
     assert doc["found"] and doc["user_id"] == event.user_id
+    # the segments, from ClickHouse through the running worker's endpoint (the engine is the worker's)
+    assert "segments_error" not in doc and set(doc["segments"]) == {"current", "last_changes"}, doc.get(
+        "segments_error")
 
 
 def _post(served: endpoint.Endpoint, sql: str, headers: dict[str, str]) -> tuple[int, str | None, bytes]:

@@ -16,6 +16,7 @@ from schemas.alerts import CHURN_RULES, FAKE_RULES
 from streams.config.settings import RuleSettings
 from streams.report.data import DeviceRow, ReportData
 from streams.report.html import write_report
+from streams.report.segment_data import SegmentData
 from tests.browser import layout_problems
 
 
@@ -37,7 +38,31 @@ def report_data(days: int, apps: list[str], scale: int, seed: int = 1) -> Report
     d.dlq = Counter({"not_json": 3 * scale, "missing_field": scale, "bad_amount_or_a_much_longer_reason": 2})
     d.outcomes = {("accepted", ""): 9e5 * scale, ("duplicate", ""): 5e3 * scale, ("late", ""): 123.0,
                   ("invalid", "not_json"): 3.0 * scale, ("invalid", "bad_ts"): 1.0}
+    d.segments = segment_data(day_list, scale, rng)
     return d
+
+
+def segment_data(days: list[str], scale: int, rng: random.Random) -> SegmentData:
+    """Every segment of every dimension over the days, a full migration matrix, conversions (the recent
+    entry days pending), recall with and without a holdout, DAU and retention raw and fake-excluded."""
+    from streams.engine.segments import LIFECYCLE_SEGMENTS, POTENTIAL_SEGMENTS, VALUE_SEGMENTS
+
+    s = SegmentData()
+    for dim, segs in (("lifecycle", LIFECYCLE_SEGMENTS), ("value", VALUE_SEGMENTS), ("potential", POTENTIAL_SEGMENTS)):
+        s.sizes[dim] = {seg: {x: rng.randint(0, 9 * scale) for x in days} for seg in segs}
+        s.migrations[dim] = {(a, b): (rng.randint(1, 99 * scale), rng.random() / 5) for a in segs for b in segs
+                             if a != b}
+    s.conversion = {x: (3 * scale, rng.randint(0, 3 * scale), scale if i > len(days) - 30 else 0)
+                    for i, x in enumerate(days)}
+    s.recall = {x: (4 * scale, rng.randint(0, 4 * scale), scale, rng.randint(0, scale), 3 * scale, scale, scale, 0)
+                for x in days[1:]}
+    s.clean = {x: (9 * scale, 8 * scale, 2 * scale, scale, 2 * scale, rng.randint(0, scale)) for x in days}
+    return s
+
+
+SEGMENT_CHARTS = ("Users per lifecycle segment", "Users per value segment", "Users per potential segment",
+                  "High-potential conversion vs 38%", "72-hour recall rate: contacted vs holdout",
+                  "DAU raw vs fake-excluded", "Next-day retention raw vs fake-excluded")
 
 
 LONG_APPS = ["com.example.an-app-whose-bundle-id-is-long.ios", "com.example.an-app-whose-bundle-id-is-long.android",
@@ -51,6 +76,9 @@ LONG_APPS = ["com.example.an-app-whose-bundle-id-is-long.ios", "com.example.an-a
 ])
 def test_report_texts_stay_inside_and_apart(days: int, apps: list[str], scale: int, tmp_path: Path) -> None:
     out = write_report(report_data(days, apps, scale), RuleSettings(), tmp_path / "report.html")
+    page = out.read_text()
+    assert all(f'<svg class="chart" data-title="{t}"' in page for t in SEGMENT_CHARTS)
+    assert page.count('<table class="matrix"') == 3
     for width in (1300, 700):  # two charts a row, and one
         problems, texts = layout_problems(out, tmp_path, width)
         assert texts > 50, "the check measured too few texts"

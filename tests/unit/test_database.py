@@ -118,6 +118,16 @@ def every_statement(database: str, monkeypatch: pytest.MonkeyPatch) -> list[str]
                                    evidence={}, schema_version=1)])
     RawSink(ch, 10).write([("t", 0, 0, 0, b"k", b"v")])
     LateSink(ch, 10).write([("default", "u1", 19_000, 7, (1, 1, 0, 0, 0, 0, 0))])
+    from schemas.segments import make_change
+    from sinks.segments import SegmentSink
+    from streams.ops.segment_gauges import SegmentGauges
+    from streams.report.inspection import read_segments
+    from streams.report.segment_data import read_segment_data
+
+    SegmentSink(ch, 10).write([make_change("default", "u1", "value", "low", None, 0, 0, {})])
+    read_segment_data(ch)
+    read_segments(ch, "default", "u1")
+    SegmentGauges(ch, Metrics(), AppLabels(())).refresh()
     data = report_data.ReportData(generated_at="now", source=dsn)
     report_data.read_clickhouse(ch, data)
     report_data.flagged_devices(ch)

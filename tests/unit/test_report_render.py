@@ -114,3 +114,25 @@ def test_long_names_are_cut_in_the_middle_and_kept_whole_in_a_tooltip() -> None:
     assert cut.startswith("device-01") and cut.endswith("android)")
     bars = charts.hbar_chart("t", [(name, 5.0), ("short", 1.0)])
     assert f"<title>{name}</title>" in bars and ">short</text>" in bars
+
+
+def test_segment_sections_draw_every_chart_and_a_database_without_segments_shows_none() -> None:
+    from streams.report.segment_data import SegmentData
+    from streams.report.segment_html import segment_sections
+
+    assert segment_sections(SegmentData()) == ""
+    s = SegmentData()
+    s.sizes = {"lifecycle": {"new": {DAYS[0]: 3, DAYS[1]: 1}, "returning": {DAYS[1]: 2}}}
+    s.migrations = {"lifecycle": {("new", "returning"): (2, 0.5)}}
+    s.conversion = {DAYS[0]: (4, 1, 0), DAYS[1]: (2, 0, 2)}
+    s.recall = {DAYS[0]: (4, 2, 2, 0, 3, 2, 2, 0), DAYS[1]: (0, 0, 1, 1, 0, 0, 0, 0)}
+    s.clean = {DAYS[0]: (5, 4, 0, 0, 0, 0), DAYS[1]: (6, 5, 3, 2, 2, 1)}
+    html = segment_sections(s)
+    svgs = re.findall(r'<svg class="chart".*?</svg>', html, flags=re.S)
+    assert len(svgs) == 5 and all(marks(svg) > 0 for svg in svgs) and 'class="chart empty"' not in html
+    assert "2<br><small>50.0%/day</small>" in html and "0.38" not in html and ">38%<" in html
+    assert "contacted 2/4 (50.0%), holdout 1/3 (33.3%), uplift +16.7 points; without fake-flagged users: " \
+           "contacted 2/3 (66.7%), holdout 0/2 (0.0%), uplift +66.7 points" in html
+    d = sample()
+    d.segments = s
+    assert len(re.findall(r'<svg class="chart"', render(d, RuleSettings()))) == 11 + 5
