@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 CONVERTED = "converted"
 MAX_ROWS = 5_000  # rows per insert
+# the worker's cap: a flush job's changes are held by the job already (a day close can decide one per user
+# of a partition at once); what is bounded is each insert (MAX_ROWS, MAX_BYTES)
+UNCAPPED = 1 << 62
 MAX_BYTES = 4 << 20  # string bytes per insert (ids, segments, evidence), a row's own size beyond it aside
 CHANGE_COLUMNS = ["app_id", "user_id", "dimension", "segment", "previous", "changed_at", "triggered_at",
                   "change_id", "evidence", "schema_version"]

@@ -80,7 +80,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     vitals.metrics.up.set(1)
     from schemas.alerts import RULES
 
-    vitals.metrics.init_series(("user_activity_daily", "alerts"), RULES, vitals.pipeline.app_label.values)
+    vitals.metrics.init_series(("user_activity_daily", "alerts", "segment_changes"), RULES,
+                               vitals.pipeline.app_label.values)
     _segment_sizes(vitals.clickhouse, vitals.metrics, vitals.pipeline.app_label)
     log.info("metrics on http://%s:%d/metrics, %d partitions", settings.metrics_host, settings.metrics_port, partitions)
     # our logging as configured above, not mode's: mode installs colorlog with its colour decision taken

@@ -28,6 +28,7 @@ from sinks.base import SinkInvalid
 from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse, RawSink
 from sinks.late import LateSink
 from sinks.outcomes import OutcomeSink
+from sinks.segments import UNCAPPED, SegmentSink
 from streams.config.settings import Settings
 from streams.kafka.client import new_producer, ssl_context
 from streams.kafka.read import KafkaFenceSource
@@ -35,6 +36,7 @@ from streams.kafka.topics import TABLES, changelog_topic, device_topic, reroute_
 from streams.ops import exit_codes, gauges
 from streams.ops.faults import Faults
 from streams.ops.metrics import Metrics
+from streams.ops.segment_gauges import SegmentGauges
 from streams.ops.watchdog import Watchdog
 from streams.worker.consumer import Fetched, LeanConsumer, LeanTransport, RoutedChannel
 from streams.worker.local_state import close_on_revoke
@@ -216,6 +218,9 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         late_sink=LateSink(ch, cap),
         fence_source=KafkaFenceSource(settings),
         outcome_sink=OutcomeSink(ch, cap),
+        # a job's segment changes, already held by the job: a day close may decide one per user of the
+        # partition at once, so not capped here; each insert is cut to a bounded size (sinks/segments.py)
+        segment_sink=SegmentSink(ch, UNCAPPED),
     )
     _agents(app, pipeline, metrics, user_fetches, device_fetches)
     _timers(app, pipeline, settings, metrics, ch)
@@ -338,6 +343,7 @@ def _timers(app: FaustApp, pipeline: Pipeline, settings: Settings, metrics: Metr
         pipeline.snapshot_gauges()
 
     watchdog = Watchdog(proc.lag_watchdog_s)
+    segment_gauges = SegmentGauges(ch, metrics, pipeline.app_label)
 
     @app.timer(interval=10.0)
     async def slow_gauges() -> None:
@@ -355,6 +361,10 @@ def _timers(app: FaustApp, pipeline: Pipeline, settings: Settings, metrics: Metr
             )
         except Exception as exc:
             log.warning("gauge refresh failed: %s", type(exc).__name__)
+        try:  # segment sizes per app and dimension (streams/ops/segment_gauges.py), every minute
+            await asyncio.get_running_loop().run_in_executor(pipeline.flusher.executor, segment_gauges.refresh)
+        except Exception as exc:
+            log.warning("segment gauge refresh failed: %s", type(exc).__name__)
 
     def check_stalls(committed: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]) -> None:
         if proc.lag_watchdog_s <= 0:

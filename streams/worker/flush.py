@@ -8,7 +8,7 @@ background while the pipeline goes on processing (one job at a time, in the orde
 taken):
 
 1. alerts, dead letters, rerouted events and device observations delivered to Kafka;
-2. aggregate rows, alerts, raw messages and event outcome counts written to ClickHouse (off the event
+2. aggregate rows, alerts, segment changes, raw messages and event outcome counts written to ClickHouse (off the event
    loop, retried with backoff); rows ClickHouse refuses on their own are dead-lettered
    (:mod:`streams.worker.refusals`), the others written;
 3. changed state written to the tables' changelogs and delivered (first, and apart, what the event
@@ -40,6 +40,7 @@ from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
 from sinks.columns import ActivityColumns
 from sinks.late import ColdEvent, LateSink
 from sinks.outcomes import OutcomeRow, OutcomeSink
+from sinks.segments import SegmentSink
 from streams.engine.partitioner import home_partition
 from streams.engine.store import Outputs
 from streams.ops.faults import OUTAGES, Faults
@@ -95,6 +96,7 @@ class Flusher:
         refusals: Refusals | None = None,
         partition_of: Callable[[bytes, int], int] = home_partition,
         outcome_sink: OutcomeSink | None = None,
+        segment_sink: SegmentSink | None = None,
     ) -> None:
         self.metrics = metrics
         self.activity = activity
@@ -102,9 +104,11 @@ class Flusher:
         self.raw_sink = raw_sink
         self.late_sink = late_sink
         self.outcome_sink = outcome_sink
+        self.segment_sink = segment_sink
         # in this order: the late events' rows add to the rows the same flush wrote from state
-        self.sinks: tuple[ActivitySink | AlertSink | RawSink | LateSink | OutcomeSink, ...] = (
-            activity, alert_sink, *((raw_sink,) if raw_sink is not None else ()),
+        self.sinks: tuple[ActivitySink | AlertSink | SegmentSink | RawSink | LateSink | OutcomeSink, ...] = (
+            activity, alert_sink, *((segment_sink,) if segment_sink is not None else ()),
+            *((raw_sink,) if raw_sink is not None else ()),
             *((late_sink,) if late_sink is not None else ()), *((outcome_sink,) if outcome_sink is not None else ()))
         self.tables = tables
         self.retry = retry
@@ -186,6 +190,8 @@ class Flusher:
         if job.rows.rows:
             self.activity.add(job.rows)
         self.alert_sink.extend(job.alerts)
+        if self.segment_sink is not None and job.out.segment_changes:
+            self.segment_sink.extend(job.out.segment_changes)
         if self.raw_sink is not None:
             self.raw_sink.extend(job.raw)
         if job.cold:

@@ -22,6 +22,7 @@ from sinks.base import RetryPolicy
 from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
 from sinks.late import LateSink
 from sinks.outcomes import OutcomeSink
+from sinks.segments import SegmentSink
 from streams.config.settings import Settings
 from streams.engine.devices import DevicePartition, decoded_observations
 from streams.engine.partition import Outputs, RulesByApp, StateStore, UserPartition, activity_columns
@@ -63,6 +64,7 @@ class Pipeline:
         late_sink: LateSink | None = None,
         fence_source: FenceSource | None = None,
         outcome_sink: OutcomeSink | None = None,
+        segment_sink: SegmentSink | None = None,
     ) -> None:
         self.settings = settings
         self.partitions = partitions
@@ -109,7 +111,7 @@ class Pipeline:
             commit_offsets=source.commit, faults=source.faults,
             refusals=Refusals(settings.dlq_topic, (settings.events_topic, reroute_topic(settings)),
                               device_topic(settings), self.home, self.device_home),
-            partition_of=key_partitioner(native), outcome_sink=outcome_sink,
+            partition_of=key_partitioner(native), outcome_sink=outcome_sink, segment_sink=segment_sink,
         )
         # what the event_outcomes table counted of each partition (streams/worker/outcome_gates.py)
         self.gates = OutcomeGates(settings.events_topic, reroute_topic(settings), source_topics(settings))
@@ -294,10 +296,12 @@ class Pipeline:
 
     # ---- flush ----------------------------------------------------------------------------
     def buffered(self) -> int:
-        """Outputs waiting for the next flush job (rows, alerts, dead letters, reroutes, raw messages)."""
+        """Outputs waiting for the next flush job (rows, alerts, segment changes, dead letters, reroutes, raw
+        messages)."""
         out = self.out
         raw = len(self.pending) if self.flusher.raw_sink is not None else 0  # raw storage's rows
-        return len(out.dirty_rows) + len(out.alerts) + len(out.dead_letters) + len(out.reroutes) + len(out.cold) + raw
+        return (len(out.dirty_rows) + len(out.alerts) + len(out.dead_letters) + len(out.reroutes) + len(out.cold)
+                + len(out.segment_changes) + raw)
 
     def flush_due(self) -> bool:
         if not self.pending:

@@ -31,6 +31,7 @@ import orjson
 from schemas.alerts import Alert, encode_alert
 from schemas.dead_letters import DeadLetter, dead_letter_doc, dead_letter_key
 from schemas.events import Invalid, Reason
+from schemas.segments import SegmentChange, encode_change
 from sinks.base import Refused, SinkInvalid
 from sinks.columns import ActivityColumns
 from sinks.late import COUNTERS
@@ -100,6 +101,9 @@ def row_copy(table: str, batch: Sequence[Any]) -> RowCopy:
             return RowCopy(encode_alert(alert), (alert.device_id or "").encode(),
                            ("device", f"{alert.app_id}{SEP}{alert.device_id}"))
         return RowCopy(encode_alert(alert), alert.user_id.encode(), ("user", alert.user_id))
+    if table == "segment_changes":
+        change: SegmentChange = item
+        return RowCopy(encode_change(change), change.user_id.encode(), ("user", change.user_id))
     if table == "raw_messages":
         topic, partition, offset, _ts, key, value = item
         return RowCopy(value or b"", key, None, (topic, partition, offset))

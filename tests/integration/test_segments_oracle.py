@@ -27,7 +27,9 @@ from streams.devtools.generator import GenConfig, History, generate
 from streams.devtools.produce import produce_history
 from streams.devtools.worker_process import stop_worker, wait_for_lag_zero
 from streams.kafka.topics import prepare_topics
+from tests.conftest import free_port
 from tests.integration.test_alerts_oracle import delivered
+from tests.integration.test_faults import poll
 from tests.oracle_segments import segment_changes
 
 pytestmark = pytest.mark.integration
@@ -62,6 +64,23 @@ def read_changes(deployment) -> tuple[set[Row], int]:  # type: ignore[no-untyped
     return got, len(raw) - len(got)
 
 
+CHANGES = ("SELECT app_id, user_id, dimension, segment, previous, changed_at, triggered_at "
+           "FROM vitals.segment_changes FINAL")
+
+
+def stored_changes(deployment, data_dirs: list | None = None) -> set[Row]:  # type: ignore[no-untyped-def]
+    """The changes in ClickHouse, one row per change (FINAL); with ``data_dirs``, the union of the embedded
+    databases of workers that each had their own."""
+    from tests.faultcheck import query_dir
+
+    got: set[Row] = set()
+    for rows in ([deployment.query(CHANGES)] if data_dirs is None else
+                 [query_dir(deployment, d, CHANGES) for d in data_dirs if (d / "clickhouse").exists()]):
+        assert len(rows) == len({tuple(r) for r in rows})  # one row per change
+        got |= {tuple(r) for r in rows}  # type: ignore[misc]
+    return got
+
+
 def assert_same(expected: set[Row], got: set[Row]) -> None:
     missing, unexpected = expected - got, got - expected
     assert not missing and not unexpected, (
@@ -94,6 +113,14 @@ def test_segments_topic_equals_oracle(deployment) -> None:  # type: ignore[no-un
     got, duplicates = read_changes(deployment)
     assert_same(expected, got)
     assert duplicates == 0
+    assert_same(expected, stored_changes(deployment))
+    # each user's current segment per dimension: the last change decided for it
+    current: dict[tuple[str, str, str], Row] = {}
+    for row in sorted(expected, key=lambda r: (r[5], r[3] == "converted")):
+        current[(row[0], row[1], row[2])] = row
+    stored = {(r[0], r[1], r[2]): (r[3], r[4]) for r in deployment.query(
+        "SELECT app_id, user_id, dimension, segment, changed_at FROM vitals.user_segments FINAL")}
+    assert stored == {k: (r[3], r[5]) for k, r in current.items()}
 
 
 def test_sigkills_and_two_workers_lose_no_change_and_keep_ids(deployment) -> None:  # type: ignore[no-untyped-def]
@@ -109,7 +136,15 @@ def test_sigkills_and_two_workers_lose_no_change_and_keep_ids(deployment) -> Non
         time.sleep(rng.uniform(4.0, 9.0))  # fault injection: kill at a random point of the run
         worker.send_signal(signal.SIGKILL)
         worker.wait()
-    # then two workers share the partitions to the end
-    finish(deployment, hist, [deployment.worker("a"), deployment.worker("b")])
+    # then two workers share the partitions to the end, each with its own data dir (an embedded ClickHouse
+    # is one process's)
+    dirs = [deployment.base / "data", deployment.base / "a", deployment.base / "b"]
+    pair = [deployment.worker(name, {"VITALS_DATA_DIR": str(deployment.base / name),
+                                     "VITALS_METRICS_PORT": str(free_port())}) for name in ("a", "b")]
+    poll(lambda: all("assigned event partitions" in (deployment.base / f"{n}.log").read_text(errors="replace")
+                     for n in ("a", "b")), 180, "both workers' assignments")
+    finish(deployment, hist, pair)
     got, _duplicates = read_changes(deployment)  # at least once: duplicates allowed, with the same ids
-    assert_same(expected_changes(hist), got)
+    expected = expected_changes(hist)
+    assert_same(expected, got)
+    assert_same(expected, stored_changes(deployment, dirs))  # exact in ClickHouse under crashes and replays
