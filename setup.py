@@ -40,7 +40,7 @@ class BuildPyWithDeploy(build_py):
         return outputs if self.editable_mode else outputs + [target for _, target in self._deploy_targets()]
 
 
-ENGINE_C = ["module.c", "apply.c", "run.c", "columns.c", "drain.c", "partitioner.c"]
+ENGINE_C = ["module.c", "apply.c", "run.c", "columns.c", "drain.c", "partitioner.c", "segments.c"]
 
 setup(
     ext_modules=[

@@ -74,9 +74,10 @@ def kafka_messages(history: History) -> list[Msg]:
     return out
 
 
-def run_engine(messages: list[Msg], partitions: int, now_ms: int, batch_messages: int, flush_events: int) -> Run:
+def run_engine(messages: list[Msg], partitions: int, now_ms: int, batch_messages: int, flush_events: int,
+               segments: bool = True) -> Run:
     """One pass over ``messages`` with fresh state, timing each stage like the pipeline runs it."""
-    rules = RulesByApp(load_settings(env={}))
+    rules = RulesByApp(load_settings(env={}, processing={"segments": segments}))
     data: dict[bytes, bytes] = {}
     users: dict[int, UserPartition] = {}
     home = PartitionCache(partitions)
@@ -205,7 +206,8 @@ def measure(shape: str, args: argparse.Namespace, profile: Callable[[Callable[[]
         if args.gc_threshold:  # what a worker could set at startup (see --gc-threshold)
             gc.set_threshold(*args.gc_threshold)
         try:
-            return run_engine(messages, args.partitions, now_ms, args.batch_messages, args.flush_events)
+            return run_engine(messages, args.partitions, now_ms, args.batch_messages, args.flush_events,
+                              args.segments)
         finally:
             gc.set_threshold(*default_thresholds)
 
@@ -249,6 +251,8 @@ def main() -> int:
                         help="garbage collector thresholds during the passes (default: Python's 700 10 10)")
     parser.add_argument("--profile", action="store_true", help="one pass under cProfile; print the top functions")
     parser.add_argument("--json", default="", help="write the figures to this file (default: print only)")
+    parser.add_argument("--segments", action=argparse.BooleanOptionalAction, default=True,
+                        help="processing.segments (--no-segments: what they cost)")
     args = parser.parse_args()
     results: dict[str, Any] = {"config": vars(args)}
     for shape in args.shapes.split(","):

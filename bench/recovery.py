@@ -122,7 +122,7 @@ def measure_recovery(bootstrap: str, work: Path, users: int, partitions: int = 8
     env = {k: v for k, v in os.environ.items() if not k.startswith("VITALS_")}
     env.update(VITALS_KAFKA_BOOTSTRAP=bootstrap, VITALS_APP_ID=app_id, VITALS_EVENTS_TOPIC=f"{app_id}.events",
                VITALS_ALERTS_TOPIC=f"{app_id}.alerts", VITALS_DLQ_TOPIC=f"{app_id}.dlq",
-               VITALS_DATA_DIR=str(work / app_id), VITALS_METRICS_PORT="0")
+               VITALS_SEGMENTS_TOPIC=f"{app_id}.segments", VITALS_DATA_DIR=str(work / app_id), VITALS_METRICS_PORT="0")
     if store == "rocksdb":
         config = work / f"{app_id}.toml"
         config.write_text('[processing]\nstore = "rocksdb"\n')

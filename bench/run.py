@@ -6,7 +6,7 @@ measured throughput; then the state bytes per user and the restart of a worker h
 state (``bench.recovery``).
 
     python -m bench.run [--events 4200000 --users 200000 --partitions 8] [--shapes batch,single,sdk]
-                        [--naive-events 100000] [--latency-seconds 30] [--no-workers-line]
+                        [--naive-events 100000] [--latency-seconds 30] [--no-workers-line] [--no-segments-line]
                         [--state-users 1000000] [--recovery-users 1000000]
                         [--json bench/results/latest.json] [--dir .vitals/bench] [--keep-data]
 
@@ -55,7 +55,8 @@ def _env(bootstrap: str, app_id: str, topic: str, data: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VITALS_")}
     env.update(VITALS_KAFKA_BOOTSTRAP=bootstrap, VITALS_APP_ID=app_id, VITALS_EVENTS_TOPIC=topic,
                VITALS_ALERTS_TOPIC=f"{app_id}.alerts", VITALS_DLQ_TOPIC=f"{app_id}.dlq",
-               VITALS_DATA_DIR=str(data / app_id), VITALS_METRICS_PORT="0", VITALS_LOGLEVEL="WARNING")
+               VITALS_SEGMENTS_TOPIC=f"{app_id}.segments", VITALS_DATA_DIR=str(data / app_id), VITALS_METRICS_PORT="0",
+               VITALS_LOGLEVEL="WARNING")
     return env
 
 
@@ -238,7 +239,7 @@ def vitals_line(envs: Sequence[Mapping[str, str]], settings, n_msgs: int, n_even
 
 
 def measure_shape(shape: str, history: History, bootstrap: str, partitions: int, naive_events: int,
-                  work: Path, workers_line: bool = True) -> dict[str, dict[str, float]]:
+                  work: Path, workers_line: bool = True, segments_line: bool = True) -> dict[str, dict[str, float]]:
     tag = uuid.uuid4().hex[:6]
     topic = f"bench-{shape}-{tag}"
     env = _env(bootstrap, f"bench-{shape}-{tag}", topic, work)
@@ -295,6 +296,19 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
     out["vitals"] = r = vitals_line([env], settings, n_msgs, n_events)
     for name in ("ceiling", "floor", "naive", "peer"):
         r[f"ratio_to_{name}"] = r["events_per_s"] / out[name]["events_per_s"]
+    if segments_line:
+        # the same worker with segments off (processing.segments = false), in a group of its own: what
+        # segments cost (issue 27: within 10%)
+        print(f"[{shape}] vitals, segments off...", file=sys.stderr)
+        app_id = f"bench-{shape}-{tag}-noseg"
+        config = work / f"{app_id}.toml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text("[processing]\nsegments = false\n")
+        off_env = dict(_env(bootstrap, app_id, topic, work), VITALS_CONFIG=str(config))
+        off_settings = load_settings(env=off_env)
+        asyncio.run(prepare_topics(off_settings))
+        out["no segments"] = off = vitals_line([off_env], off_settings, n_msgs, n_events)
+        r["ratio_to_no_segments"] = r["events_per_s"] / off["events_per_s"]
     if workers_line:
         # two workers in a new group on the same topic, each with its own data dir: the embedded
         # ClickHouse (and Faust's store) is one process per directory
@@ -349,6 +363,8 @@ def main() -> int:
                         help="users' state a restarted worker recovers in the recovery phase (0 skips it)")
     parser.add_argument("--workers-line", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure two vitals workers in one consumer group (row 'vitals x2')")
+    parser.add_argument("--segments-line", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run vitals with processing.segments = false (what segments cost)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"))
     parser.add_argument("--dir", default=str(ROOT / ".vitals" / "bench"), help="runs work in DIR/run-<pid>")
     parser.add_argument("--keep-data", action="store_true", help="keep the run's broker and worker data")
@@ -365,7 +381,7 @@ def main() -> int:
             results[f"{shape}_history"] = {"events": history.n_events, "messages": len(history.messages),
                                            "behind_watermark": behind}
             results[shape] = measure_shape(shape, history, bootstrap, args.partitions, args.naive_events, work,
-                                           args.workers_line)
+                                           args.workers_line, args.segments_line)
             # a 4M-message history holds ~20 GB at its peak: free it before the latency worker and
             # the next shape's history (a run of three shapes was killed by the OOM killer)
             del history

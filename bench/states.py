@@ -9,11 +9,13 @@ from streams.engine.partition import MessageEvents, Outputs, RulesByApp, StateSt
 
 DAY_START_MS = 1_767_225_600_000  # 2026-01-01
 DAY_OF_A_USER = ("login", "view", "like", "view", "comment")  # one batch message per user
+CLOSER = "user-closing-the-day"  # one event of the next day: the day closes
 
 
 def day_of_activity(users: int) -> dict[bytes, bytes]:
     """The table data (encoded states, partition metadata under keys starting with NUL) after
-    ``users`` users each sent one batch message of a day's events, spread over the day."""
+    ``users`` users each sent one batch message of a day's events, spread over the day, and the day closed
+    (their segments decided)."""
     data: dict[bytes, bytes] = {}
     part = UserPartition(0, StateStore(data), RulesByApp(load_settings(env={})))
     batch: list[MessageEvents] = []
@@ -28,6 +30,10 @@ def day_of_activity(users: int) -> dict[bytes, bytes]:
             part.drain()
             batch = []
     part.apply(batch, Outputs())
+    part.drain()
+    # the next day's first hours: the day closes, and every user gets their segments (SPEC section 7)
+    part.apply([("t", users, None, [Event(f"{CLOSER}-0", CLOSER, "view", DAY_START_MS + 86_400_000 + 7_200_000)], -1)],
+               Outputs())
     part.drain()
     meta = part.drain_meta()
     if meta is not None:

@@ -142,6 +142,7 @@ def make_deployment(kafka_bootstrap: str, tmp_path: Path) -> Deployment:
         "VITALS_EVENTS_TOPIC": f"{app_id}.events",
         "VITALS_ALERTS_TOPIC": f"{app_id}.alerts",
         "VITALS_DLQ_TOPIC": f"{app_id}.events.dlq",
+        "VITALS_SEGMENTS_TOPIC": f"{app_id}.segments",
         "VITALS_DATA_DIR": str(tmp_path / "data"),
         "VITALS_METRICS_PORT": str(free_port()),
     })

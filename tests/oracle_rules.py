@@ -36,6 +36,7 @@ class U:
     open: dict[str, int] = field(default_factory=dict)
     minutes: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     burst_days: set[int] = field(default_factory=set)
+    recall_fired: int = 0  # recall steps of the open churn.no_login_72h episode emitted
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Cfg:
     burst: int = 100
     farm: int = 5
     skew: int = 5 * 60_000  # an event moves stream time at most to its record's timestamp + this
+    recall_steps: tuple[int, ...] = (0, 2, 6)  # the playbook's step offsets in days (SPEC section 4)
 
 
 Alert = tuple[str, str, str, str, int]  # (alert_id, status, rule, subject, episode_start)
@@ -61,6 +63,14 @@ def _absence(u: U, cfg: Cfg) -> dict[str, int]:
     since = u.last_engage if u.last_engage is not None else u.first_ts
     out["churn.no_interaction_60d"] = since + cfg.interaction
     return {r: d for r, d in out.items() if r not in u.open}
+
+
+def _recall(u: U, cfg: Cfg) -> dict[str, int]:
+    """The next recall step of the user's open churn.no_login_72h episode (SPEC section 4)."""
+    start = u.open.get("churn.no_login_72h")
+    if start is None or u.recall_fired >= len(cfg.recall_steps):
+        return {}
+    return {"recall.step": start + cfg.recall_steps[u.recall_fired] * D}
 
 
 def _span(u: U, i: int, first: int, last: int) -> float:
@@ -92,13 +102,18 @@ def partition_alerts(events: list[Event], cfg: Cfg, device_obs: list[Event] | No
         while True:
             due = []
             if bound <= wm:
-                every = [(d, k, r) for k, u in users.items() for r, d in _absence(u, cfg).items()]
+                every = [(d, k, r) for k, u in users.items() for r, d in (_absence(u, cfg) | _recall(u, cfg)).items()]
                 bound = min((d for d, _, _ in every), default=1 << 62)
                 due = [x for x in every if x[0] <= wm]
             day_end = (closed + 2) * D
             if due and min(due)[0] < day_end:
                 d, k, r = min(due)
-                users[k].open[r] = d
+                if r == "recall.step":
+                    users[k].recall_fired += 1
+                else:
+                    users[k].open[r] = d
+                    if r == "churn.no_login_72h":
+                        users[k].recall_fired = 0
                 alerts.append((aid(k[0], r, k[1], d), "open", r, k[1], d))
                 continue
             if day_end > wm:

@@ -52,6 +52,7 @@ def replay_env(base: Settings, args: argparse.Namespace, environ: dict[str, str]
         VITALS_EVENTS_TOPIC=base.events_topic,
         VITALS_ALERTS_TOPIC=args.alerts_topic or f"{app_id}.alerts",
         VITALS_DLQ_TOPIC=args.dlq_topic or f"{app_id}.events.dlq",
+        VITALS_SEGMENTS_TOPIC=f"{app_id}.segments",
         VITALS_DATA_DIR=data_dir,
         VITALS_METRICS_PORT=str(args.metrics_port or _free_port()),
         VITALS_KAFKA_BOOTSTRAP=base.kafka.bootstrap,  # the live one's, found in the live data dir if not configured

@@ -17,8 +17,8 @@ RUNS = "runs"
 LATEST = "latest"  # <data dir>/runs/latest holds the newest run's id
 RECORD = "run.env"
 # what a run sets (and records): everything that names its data; no secrets
-RUN_VARS = ("VITALS_APP_ID", "VITALS_EVENTS_TOPIC", "VITALS_ALERTS_TOPIC", "VITALS_DLQ_TOPIC", "VITALS_DATA_DIR",
-            "VITALS_CLICKHOUSE_DSN")
+RUN_VARS = ("VITALS_APP_ID", "VITALS_EVENTS_TOPIC", "VITALS_ALERTS_TOPIC", "VITALS_DLQ_TOPIC",
+            "VITALS_SEGMENTS_TOPIC", "VITALS_DATA_DIR", "VITALS_CLICKHOUSE_DSN")
 
 
 def new_run(data_dir: Path, now: float | None = None) -> tuple[str, Path]:
@@ -42,6 +42,7 @@ def run_values(run_id: str, run_dir: Path) -> dict[str, str]:
         "VITALS_EVENTS_TOPIC": f"{app_id}.events",
         "VITALS_ALERTS_TOPIC": f"{app_id}.alerts",
         "VITALS_DLQ_TOPIC": f"{app_id}.events.dlq",
+        "VITALS_SEGMENTS_TOPIC": f"{app_id}.segments",
         "VITALS_DATA_DIR": str(run_dir),
         "VITALS_CLICKHOUSE_DSN": f"chdb://{run_dir}/clickhouse",
     }

@@ -22,6 +22,7 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "VITALS_EVENTS_TOPIC": ("events_topic",),
     "VITALS_ALERTS_TOPIC": ("alerts_topic",),
     "VITALS_DLQ_TOPIC": ("dlq_topic",),
+    "VITALS_SEGMENTS_TOPIC": ("segments_topic",),
     "VITALS_CLICKHOUSE_DSN": ("clickhouse_dsn",),
     "VITALS_METRICS_PORT": ("metrics_port",),
     "VITALS_DATA_DIR": ("data_dir",),

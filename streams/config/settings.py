@@ -24,6 +24,7 @@ from streams.config.clickhouse_dsn import database_of
 from streams.config.env_names import ENV_KEYS, SECRET_FILE_KEYS, check_env_names
 from streams.config.errors import ConfigError
 from streams.config.inputs import InputSettings
+from streams.config.segments import SegmentSettings, merged
 from streams.config.sources import Sources, explain
 from streams.config.unknown_keys import check_file_keys
 
@@ -60,6 +61,9 @@ class RuleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     device_farm_users: int = 5
     retention_alert_below: float = 0.18
     complaint_rate_alert_above: float = 0.03
+    # the days of counters the app's [segments] windows read (filled in by Settings.rules_for: setting it
+    # only makes the state keep more days)
+    segment_days_needed: int = 0
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
@@ -84,7 +88,7 @@ class RuleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     @property
     def retention_days_needed(self) -> int:
         """Days of per-day counters the rules look back over (the state keeps this many)."""
-        return max(2 * self.activity_drop_window_d, self.hollow_window_d) + 2
+        return max(2 * self.activity_drop_window_d, self.hollow_window_d, self.segment_days_needed) + 2
 
 
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -160,6 +164,8 @@ class ProcessingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True
     # the engine's per-event loop and the event decoder's first pass in C (streams/engine/c/,
     # schemas/_decode.c, built by pip install); false: in Python (and msgspec)
     native_engine: bool = True
+    # segments (SPEC section 7): off only to measure what they cost (bench.run); alerts then carry no segment
+    segments: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_max_messages < 1 or self.flush_max_rows < 1:
@@ -197,6 +203,7 @@ PARTITION_WIDE = frozenset({"allowed_lateness_s", "max_clock_skew_s"})  # the wa
 
 class AppOverride(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     rules: dict[str, Any] = {}
+    segments: dict[str, Any] = {}
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -204,6 +211,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     events_topic: str = "vitals.events"
     alerts_topic: str = "vitals.alerts"
     dlq_topic: str = "vitals.events.dlq"
+    segments_topic: str = "vitals.segments"
     clickhouse_dsn: str = ""  # default: chdb:///<data_dir>/clickhouse
     clickhouse_user: str | None = None  # override the DSN's user (http(s) only)
     clickhouse_password: str | None = None  # override the DSN's password (http(s) only)
@@ -217,13 +225,14 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     kafka: KafkaSettings = KafkaSettings()
     processing: ProcessingSettings = ProcessingSettings()
     rules: RuleSettings = RuleSettings()
+    segments: SegmentSettings = SegmentSettings()
     apps: dict[str, AppOverride] = {}
     input: InputSettings = InputSettings()  # SPEC 8: the events topic's format, more source topics
 
     def __post_init__(self) -> None:
         if not (0 <= self.metrics_port < 65536):
             raise ConfigError(f"metrics_port out of range (0-65535): {self.metrics_port}", key="metrics_port")
-        for name in ("app_id", "events_topic", "alerts_topic", "dlq_topic"):
+        for name in ("app_id", "events_topic", "alerts_topic", "dlq_topic", "segments_topic"):
             if not getattr(self, name):
                 raise ConfigError(f"{name} must not be empty", key=name)
         dsn = self.clickhouse_dsn
@@ -245,8 +254,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             if shared:
                 raise ConfigError(f"apps.{app}.rules: {', '.join(shared)} is partition-wide; set it in [rules] only")
             self.rules_for(app) if override.rules else None
-        self.input.check_topics(self.events_topic, (self.alerts_topic, self.dlq_topic, f"{self.app_id}-reroute",
-                                                    f"{self.app_id}-device-obs"))
+            self.segments_for(app)
+        self.input.check_topics(self.events_topic, (self.alerts_topic, self.dlq_topic, self.segments_topic,
+                                                    f"{self.app_id}-reroute", f"{self.app_id}-device-obs"))
 
     @property
     def effective_clickhouse_dsn(self) -> str:
@@ -264,15 +274,26 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         netloc = f"{userinfo}@{parts.netloc.rpartition('@')[2]}"
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
-    def rules_for(self, app_id: str) -> RuleSettings:
+    def rules_for(self, app_id: str | None) -> RuleSettings:
+        """The app's rules (``[apps.<app_id>.rules]`` over ``[rules]``; None: an app not configured),
+        keeping the days its segments read."""
+        override = self.apps.get(app_id) if app_id is not None else None
+        days = (self.segments if app_id is None else self.segments_for(app_id)).days_needed
+        rules = self.rules
+        if override is not None and override.rules:
+            merged = msgspec.to_builtins(self.rules) | dict(override.rules)
+            try:
+                rules = msgspec.convert(merged, RuleSettings)
+            except msgspec.ValidationError as exc:
+                raise ConfigError(f"apps.{app_id}.rules: {exc}", key=f"apps.{app_id}.rules") from exc
+        if rules.retention_days_needed < days + 2:  # the segment windows read further back than the rules
+            rules = msgspec.structs.replace(rules, segment_days_needed=days)
+        return rules
+
+    def segments_for(self, app_id: str) -> SegmentSettings:
         override = self.apps.get(app_id)
-        if override is None or not override.rules:
-            return self.rules
-        merged = msgspec.to_builtins(self.rules) | dict(override.rules)
-        try:
-            return msgspec.convert(merged, RuleSettings)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"apps.{app_id}.rules: {exc}", key=f"apps.{app_id}.rules") from exc
+        return self.segments if override is None else merged(self.segments, override.segments,
+                                                              f"apps.{app_id}.segments")
 
     def __repr__(self) -> str:
         return (

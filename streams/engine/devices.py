@@ -17,6 +17,7 @@ from schemas.dead_letters import DeadLetter
 from schemas.events import MIN_TS_MS
 from schemas.time_units import DAY_MS
 from streams.engine import rules as R
+from streams.engine.holdout import alert_context
 from streams.engine.partition import Outputs, RulesByApp
 from streams.engine.routing import Record
 from streams.engine.state import NONE, SEP, DeviceState, decode_device, encode
@@ -164,6 +165,8 @@ class DevicePartition:
                         decided if decided != NONE else ts - self.rules.lateness_ms,
                         decision.evidence,
                         user_ids=decision.evidence["user_ids"],
+                        # the context describes nobody (SPEC section 4): only the priority; no control group
+                        context=alert_context(decision.rule, None, None, NONE, self.rules.plan(batch.app_id).matrix),
                     )
                 )
         if changed:

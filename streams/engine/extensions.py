@@ -9,6 +9,7 @@ streams/engine/c/columns.c      store.activity_rows, sinks.columns.ActivityColum
                                 .from_rows                                                test_engine_native.py
 streams/engine/c/drain.c        store.StateStore.drain                                  unit/test_engine_native.py
 streams/engine/c/partitioner.c  partitioner.murmur2_32_py, PartitionCache (Python)      unit/test_partitioner.py
+streams/engine/c/segments.c     segments.window_sums                                    unit/test_segments_engine.py
 streams/engine/c/module.c       this module (configure), firing (the callbacks); the    unit/test_extensions.py
                                 attributes it reads: ``_engine.ATTRIBUTES``
 schemas/_decode.c               schemas.events._decode_fast, decode_message_reference   unit/test_decode_native.py
@@ -41,6 +42,7 @@ from streams.engine.partition_indexes import (
     RUN_FIRST,
     RUN_LOGIN,
 )
+from streams.engine.segments import HIGH_POTENTIAL
 from streams.engine.state import (
     DAY_MS,
     DEVICE_LATE_DAYS,
@@ -80,6 +82,7 @@ def _engine_constants() -> dict[str, Any]:
         "to_micros": to_micros, "resolve": resolve, "burst_alert": burst_alert, "TYPE_COUNTER": TYPE_COUNTER,
         "ENGAGEMENT_EXCLUDED": ENGAGEMENT_EXCLUDED, "NO_COUNTS": NO_COUNTS, "NO_LOGIN_SHORT": A.NO_LOGIN_SHORT,
         "NO_INTERACTION": A.NO_INTERACTION, "NO_LOGIN_LONG": A.NO_LOGIN_LONG, "heappush": heapq.heappush,
+        "RECALL_STEP": A.RECALL_STEP, "HIGH_POTENTIAL": HIGH_POTENTIAL,
     }
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from schemas import alerts as A
 from schemas.alerts import Alert, alert_id, make_alert
 from schemas.time_units import DAY_MS
+from streams.config.segments import ALERT_RULES, SegmentSettings
 from streams.engine.segments import (
     LIFECYCLE_SEGMENTS,
     VALUE_SEGMENTS,
@@ -87,6 +88,36 @@ def priority(rule: str, value: str | None, matrix: tuple[PriorityRow, ...] = DEF
         if (row.rules is None or rule in row.rules) and (row.values is None or value in row.values):
             return row.priority
     return P3
+
+
+def matrix_of(settings: SegmentSettings) -> tuple[PriorityRow, ...]:
+    """The configured priority rows (``[segments] priority``) as :class:`PriorityRow` s: ``churn.*`` names every
+    rule it prefixes, the value tier ``unknown`` a user without a value record."""
+    rows = []
+    for row in settings.priority:
+        rules: set[str] = set()
+        for name in row.rules:
+            rules |= {r for r in ALERT_RULES if r.startswith(name[:-1])} if name.endswith("*") else {name}
+        values = {None if v == "unknown" else v for v in row.values}
+        rows.append(PriorityRow(row.priority, frozenset(rules) if rules else None,
+                                frozenset(values) if values else None))
+    return tuple(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentPlan:
+    """One app's segment settings with what the engine derives from them once: the priority matrix and
+    the recall steps in firing order."""
+
+    settings: SegmentSettings
+    matrix: tuple[PriorityRow, ...]
+    steps: tuple[RecallStep, ...]
+    holdout_share: float
+
+    @classmethod
+    def of(cls, settings: SegmentSettings) -> SegmentPlan:
+        steps = ordered(tuple(RecallStep(s.offset_days, s.action) for s in settings.recall_steps))
+        return cls(settings, matrix_of(settings), steps, settings.holdout_share)
 
 
 # ---- context ------------------------------------------------------------------------------------------------

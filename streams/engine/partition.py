@@ -35,6 +35,7 @@ from streams.engine.partition_indexes import (
     RUN_LOGIN,
     PartitionIndexes,
 )
+from streams.engine.segments import HIGH_POTENTIAL
 from streams.engine.state import (
     AMOUNT_MICROS,
     DAY_MS,
@@ -101,6 +102,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
         native = self.native_default if native is None else native
         self._c = extensions.engine(native)  # None: the Python loop (RuntimeError: asked for, not built)
         self.native = native
+        self.segment_sums = self._c.segment_sums if self._c is not None else None
 
     # ---- processing ----------------------------------------------------------------------
     def apply(self, messages: list[MessageEvents], out: Outputs) -> None:
@@ -130,6 +132,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
         ix_short = self.deadlines[A.NO_LOGIN_SHORT]
         ix_inter = self.deadlines[A.NO_INTERACTION]
         ix_long = self.deadlines[A.NO_LOGIN_LONG]
+        ix_recall = self.recall
         end_run = self._end_run
         partition = self.partition
         position_max = self.position
@@ -177,7 +180,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                     wm = t - lateness
                     wm_day = wm // DAY_MS
                     if (wm >= self.next_day_end or wm >= ix_short.next_at or wm >= ix_inter.next_at
-                            or wm >= ix_long.next_at):
+                            or wm >= ix_long.next_at or wm >= ix_recall.next_at):
                         if cday != NONE:
                             state.days[cday] = (n, logins, payments, amount, posts, social, complaints)
                             cday = NONE
@@ -289,6 +292,8 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                             social += 1
                         else:
                             complaints += 1
+                if etype == "payment" and state.seg[2] == HIGH_POTENTIAL:  # segments: converted?
+                    self._convert(out, state, event, wm)
                 # a deadline index is written at the run's end, unless the deadline would come before
                 # the earliest one indexed (``early``): the next stream-time step must see it
                 early = False
@@ -299,7 +304,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                 if etype == "login":
                     open_ = state.open
                     if open_[OPEN_NO_LOGIN_SHORT] != NONE or open_[OPEN_NO_LOGIN_LONG] != NONE:
-                        resolve(alerts, state, ts, True, a, u, wm)
+                        resolve(self, alerts, state, ts, True, a, u, wm)
                         moved |= RUN_LOGIN
                         early = True
                     elif ts > state.last_login:
@@ -309,7 +314,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                             early = True
                 elif etype not in ENGAGEMENT_EXCLUDED:
                     if state.open[OPEN_NO_INTERACTION] != NONE:
-                        resolve(alerts, state, ts, False, a, u, wm)
+                        resolve(self, alerts, state, ts, False, a, u, wm)
                         moved |= RUN_ENGAGE
                         early = True
                     elif ts > state.last_engage:
@@ -325,7 +330,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
                     count = minutes.get(minute, 0) + 1
                     minutes[minute] = count
                     if count >= burst:
-                        burst_alert(alerts, state, ts, count, rules, a, u, wm)
+                        burst_alert(self, alerts, state, ts, count, rules, a, u, wm)
                 if day > state.last_active_day:
                     state.last_active_day = day
                     moved |= RUN_ACTIVE

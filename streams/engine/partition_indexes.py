@@ -5,12 +5,13 @@ candidates, open episodes per rule (a mixin of ``UserPartition``, which applies 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from schemas import alerts as A
 from schemas.alerts import Alert
 from streams.engine import rules as R
-from streams.engine.indexes import NEVER, DeadlineIndex, LastActiveIndex
+from streams.engine import segments as S
+from streams.engine.indexes import NEVER, ChangeDayIndex, DeadlineIndex, LastActiveIndex
 from streams.engine.state import (
     DAY_MS,
     NONE,
@@ -37,6 +38,8 @@ RUN_DEADLINES = RUN_LOGIN | RUN_ENGAGE | RUN_FIRST  # the inputs of the absence 
 class PartitionIndexes:
     """The indexes of one partition of users and the partition's stream-time record."""
 
+    _index_recall: Callable[[bytes, UserState], None]  # SegmentActions
+
     def __init__(self, partition: int, store: StateStore, rules: RulesByApp) -> None:
         self.partition = partition
         self.store = store
@@ -44,6 +47,11 @@ class PartitionIndexes:
         self.meta = PartitionMeta()
         self.meta_dirty = False
         self.deadlines = {rule: DeadlineIndex() for rule, _ in R.ABSENCE}
+        # the recall playbook's next step per open churn.no_login_72h episode (segment_actions), fired with
+        # the absence deadlines in time order
+        self.recall = self.deadlines[A.RECALL_STEP] = DeadlineIndex()
+        # users by the next day at whose close a segment of theirs can change (segments.next_change_day)
+        self.segment_days = ChangeDayIndex()
         self.last_active = LastActiveIndex()
         self.open_day_rules: set[bytes] = set()
         # day-close candidates: users changed since the last close, and users whose day rules may
@@ -94,6 +102,11 @@ class PartitionIndexes:
         else:
             self.open_day_rules.discard(key)
         self.touched.add(key)
+        if self.rules.segments_on:
+            closed = self.meta.closed_day
+            settings = self.rules.plan(split_key(key)[0]).settings
+            self.segment_days.set(key, S.next_change_day(state, S.SegmentState(*state.seg), closed, settings))
+        self._index_recall(key, state)
         for rule, slot in EPISODE_SLOTS:
             if state.open[slot] != NONE:
                 self.open_episodes[rule] += 1
@@ -127,4 +140,5 @@ class PartitionIndexes:
             self.deadlines[A.NO_INTERACTION].set(key, NONE if open_[OPEN_NO_INTERACTION] != NONE else since + inter_ms)
 
     def state_size(self) -> tuple[int, int]:
-        return len(self.last_active), sum(len(ix) for ix in self.deadlines.values())
+        return len(self.last_active), sum(len(ix) for ix in self.deadlines.values()) + len(self.segment_days)
+

@@ -23,14 +23,17 @@ a user after their lapse was decided (day entry + 30 closed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import msgspec
 
 from schemas.segments import LIFECYCLE, POTENTIAL, VALUE
 from schemas.time_units import DAY_MS
-from streams.engine.state import AMOUNT_MICROS, EVENTS, LOGINS, NONE, UserState
+from streams.config.segments import SegmentSettings
+from streams.engine.state import AMOUNT_MICROS, EVENTS, LOGINS, NONE, Counts, UserState
 
 LIFECYCLE_SEGMENTS = ("new", "returning", "resurrecting", "dormant", "churned")
 VALUE_SEGMENTS = ("none", "low", "mid", "high")
@@ -38,35 +41,6 @@ POTENTIAL_SEGMENTS = ("high_potential", "converted", "lapsed")
 NEW, RETURNING, RESURRECTING, DORMANT, CHURNED = range(5)
 V_NONE, V_LOW, V_MID, V_HIGH = range(4)
 HIGH_POTENTIAL, CONVERTED, LAPSED = range(3)
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentSettings:
-    """The thresholds of SPEC section 7 (defaults as in the spec). Not in ``RuleSettings`` yet: the
-    per-app configuration (``[rules]`` / ``[apps.<name>.rules]``) comes with the wiring."""
-
-    lifecycle_window_days: int = 7  # new: F >= D-6; returning/resurrecting: D-6..D vs D-13..D-7
-    lifecycle_churn_days: int = 30  # dormant: active in D-29..D-7; churned: not even that
-    value_window_days: int = 30  # M = payment amount in D-29..D
-    value_high_at_least: float = 500.0  # high: M >= 500
-    value_mid_above: float = 100.0  # mid: M > 100 (low: M > 0)
-    potential_streak_days: int = 7  # logged in on each of D-6..D
-    potential_no_payment_days: int = 30  # and paid nothing in D-29..D
-    potential_convert_days: int = 30  # converted: a payment on days entry..entry+30; else lapsed at entry+30
-
-    @property
-    def high_micros(self) -> int:
-        return round(self.value_high_at_least * 1_000_000)
-
-    @property
-    def mid_micros(self) -> int:
-        return round(self.value_mid_above * 1_000_000)
-
-    @property
-    def days_needed(self) -> int:
-        """Days of counters the segment windows read back from the closing day (the state must keep them)."""
-        return max(2 * self.lifecycle_window_days, self.lifecycle_churn_days, self.value_window_days,
-                   self.potential_streak_days, self.potential_no_payment_days)
 
 
 DEFAULT = SegmentSettings()
@@ -255,6 +229,119 @@ def next_change_day(state: UserState, seg: SegmentState, after: int, s: SegmentS
     return best
 
 
+# ---- the day close in one pass (what the engine runs) ---------------------------------------------------
+
+
+@lru_cache(maxsize=64)
+def _offsets(w: int, churn: int, value_window: int, no_payment: int) -> tuple[int, ...]:
+    return tuple(sorted({0, w, 2 * w, churn, value_window, no_payment}))
+
+
+Sums = tuple[int, int, int, int, int, int, int]
+Bounds = tuple[int, int, int, int, int, int, int]
+
+
+def window_sums(days: dict[int, Counts], bounds: Bounds, offsets: tuple[int, ...]) -> Sums:
+    """One pass over a user's days (the twin of the C extension's ``segment_sums``): active days in
+    r0..D, b0..r0-1 and o0..r0-1, payment micros in v0..D and p0..D, login days in k0..D, and the earliest
+    day > D at which an active day enters or leaves a window (``offsets``, sorted)."""
+    day, r0, b0, o0, v0, k0, p0 = bounds
+    recent = before = older = logins = 0
+    value_m = paid = 0
+    best = NONE
+    for d, c in days.items():
+        active = c[EVENTS] > 0
+        if active:
+            for k in offsets:
+                if d + k > day:
+                    if best == NONE or d + k < best:
+                        best = d + k
+                    break
+        if d > day:
+            continue
+        if active:
+            if d >= r0:
+                recent += 1
+            elif d >= b0:
+                before += 1
+            if o0 <= d < r0:
+                older += 1
+        micros = c[AMOUNT_MICROS]
+        if micros:
+            if d >= v0:
+                value_m += micros
+            if d >= p0:
+                paid += micros
+        if d >= k0 and c[LOGINS] > 0:
+            logins += 1
+    return recent, before, older, value_m, paid, logins, best
+
+
+def close_day_and_next(state: UserState, seg: SegmentState, day: int, s: SegmentSettings = DEFAULT,
+                       native: Callable[[dict[int, Counts], Bounds, tuple[int, ...]], Sums | None] | None = None
+                       ) -> tuple[list[Change], int]:
+    """``close_day`` and then ``next_change_day(state, seg, day)``, with one pass over the user's days
+    instead of one per window (a day close visits every user active since the last one). The two
+    reference functions above say what this computes; tests hold the engine to the brute-force oracle.
+    ``native``: the C extension's ``segment_sums`` (None: :func:`window_sums`)."""
+    w, churn = s.lifecycle_window_days, s.lifecycle_churn_days
+    r0, b0, o0 = day - w + 1, day - 2 * w + 1, day - churn + 1
+    v0, k0, p0 = day - s.value_window_days + 1, day - s.potential_streak_days + 1, day - s.potential_no_payment_days + 1
+    offsets = _offsets(w, churn, s.value_window_days, s.potential_no_payment_days)
+    sums = native(state.days, (day, r0, b0, o0, v0, k0, p0), offsets) if native is not None else None
+    recent, before, older, value_m, paid, logins, best = sums or window_sums(state.days, (day, r0, b0, o0, v0, k0, p0),
+                                                                              offsets)
+    changes: list[Change] = []
+    start = day * DAY_MS
+    first = state.first_ts // DAY_MS
+    if first <= day:
+        if first >= r0:
+            segment = NEW
+        elif recent and before:
+            segment = RETURNING
+        elif recent:
+            segment = RESURRECTING
+        elif older:
+            segment = DORMANT
+        else:
+            segment = CHURNED
+        if segment != seg.lifecycle:
+            changes.append(Change(LIFECYCLE, LIFECYCLE_SEGMENTS[segment], _name(LIFECYCLE_SEGMENTS, seg.lifecycle),
+                                  start, {"day": day, "first_active_day": first, "active_days_recent": recent,
+                                          "active_days_previous": before, "active_days_dormant_window": older,
+                                          "window_days": w, "churn_days": churn}))
+            seg.lifecycle = segment
+    tier = value_tier(value_m, s)
+    if tier != seg.value and (seg.value != NONE or tier != V_NONE):
+        changes.append(Change(VALUE, VALUE_SEGMENTS[tier], _name(VALUE_SEGMENTS, seg.value), start,
+                              {"day": day, "payment_amount_30d": value_m / 1_000_000,
+                               "window_days": s.value_window_days, "high_at_least": s.value_high_at_least,
+                               "mid_above": s.value_mid_above}))
+        seg.value = tier
+    decide = True
+    if seg.potential == HIGH_POTENTIAL:
+        lapse_day = seg.potential_day + s.potential_convert_days
+        if day < lapse_day:
+            decide = False
+        else:
+            changes.append(Change(POTENTIAL, "lapsed", "high_potential", lapse_day * DAY_MS,
+                                  {"day": lapse_day, "entry_day": seg.potential_day,
+                                   "convert_days": s.potential_convert_days}))
+            seg.potential, seg.potential_day = LAPSED, lapse_day
+    if decide and (seg.potential == NONE or day > seg.potential_day):
+        streak = s.potential_streak_days
+        if logins == streak and paid == 0:
+            changes.append(Change(POTENTIAL, "high_potential", _name(POTENTIAL_SEGMENTS, seg.potential), start,
+                                  {"day": day, "login_days": logins, "payment_amount_window": 0.0,
+                                   "streak_days": streak, "no_payment_days": s.potential_no_payment_days}))
+            seg.potential, seg.potential_day = HIGH_POTENTIAL, day
+    if seg.potential == HIGH_POTENTIAL:
+        lapse = seg.potential_day + s.potential_convert_days
+        if lapse > day and (best == NONE or lapse < best):
+            best = lapse
+    return changes, best
+
+
 __all__ = [
     "DEFAULT",
     "LIFECYCLE_SEGMENTS",
@@ -264,10 +351,12 @@ __all__ = [
     "SegmentSettings",
     "SegmentState",
     "close_day",
+    "close_day_and_next",
     "lifecycle_at",
     "next_change_day",
     "on_payment",
     "potential_entry",
     "value_at",
     "value_tier",
+    "window_sums",
 ]

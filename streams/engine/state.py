@@ -69,6 +69,11 @@ class UserState(msgspec.Struct, array_like=True, gc=False):
     ids_base: int = 0  # hour that ``ids`` values count from
     # a hot user's older ids, sealed in segments of their own (streams/engine/dedup.py): their numbers
     sealed: tuple[int, ...] = ()
+    # SPEC section 7's segments: (lifecycle, value, potential, potential day), indexes into the
+    # streams.engine.segments names, NONE: none yet (segments.SegmentState unpacked; an interned tuple)
+    seg: tuple[int, int, int, int] = (NONE, NONE, NONE, NONE)
+    # the recall steps (SPEC section 4) of the open churn.no_login_72h episode already emitted
+    recall_fired: int = 0
 
     def set_open(self, slot: int, start: int) -> None:
         """Open (episode start) or close (NONE) the episode of ``slot``. ``open``, ``offsets`` and

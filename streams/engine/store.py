@@ -14,11 +14,13 @@ from schemas import alerts as A
 from schemas.alerts import Alert
 from schemas.dead_letters import DeadLetter
 from schemas.events import Event, Invalid, Reason
+from schemas.segments import SegmentChange
 from sinks.late import ColdEvent
 from streams.config.settings import RuleSettings, Settings
 from streams.engine import rules as R
 from streams.engine.dedup import INLINE_IDS, SealedIds
 from streams.engine.deepjson import dumps_deep
+from streams.engine.holdout import SegmentPlan
 from streams.engine.state import NONE, UserState, decode_user, encode, prune_cutoffs
 
 # an outcome count's key in :attr:`Outputs.outcomes`: (source partition, app_id, UTC day, outcome)
@@ -55,6 +57,8 @@ class Outputs:
     recounted: Counter[Outcome] = field(default_factory=Counter)
     # (input format, kind): events of a mapped format that are not activity (SPEC 8: identify, $set, ...)
     not_activity: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # segment changes (SPEC section 7), in decision order: the segments topic and ClickHouse
+    segment_changes: list[SegmentChange] = field(default_factory=list)
     messages: int = 0
 
     def outcome(self, name: str) -> int:
@@ -78,6 +82,7 @@ class Outputs:
         self.outcomes.clear()
         self.recounted.clear()
         self.not_activity.clear()
+        self.segment_changes.clear()
         self.messages = 0
 
 
@@ -181,15 +186,22 @@ class RulesByApp:
     flood of 100k app ids must not grow memory), so there is nothing to cache per app."""
 
     def __init__(self, settings: Settings) -> None:
-        self._default = settings.rules
+        self._default = settings.rules_for(None)
         self._configured: dict[str, RuleSettings] = {app: settings.rules_for(app) for app in settings.apps}
         self._default_periods = _absence_periods(self._default)
         self._periods = {app: _absence_periods(rules) for app, rules in self._configured.items()}
         self.lateness_ms = settings.rules.allowed_lateness_s * 1000
         self.skew_ms = settings.rules.max_clock_skew_s * 1000
+        self.segments_on = settings.processing.segments
+        self._default_plan = SegmentPlan.of(settings.segments)
+        self._plans = {app: SegmentPlan.of(settings.segments_for(app)) for app in settings.apps}
 
     def __call__(self, app_id: str) -> RuleSettings:
         return self._configured.get(app_id, self._default)
+
+    def plan(self, app_id: str) -> SegmentPlan:
+        """The app's segment settings, priority matrix and recall steps."""
+        return self._plans.get(app_id, self._default_plan)
 
     def periods(self, app_id: str) -> tuple[int, int, int]:
         """The app's absence periods in ms: no login (short), no login (long), no interaction."""
@@ -206,7 +218,9 @@ class RulesByApp:
 
     @property
     def keep_days(self) -> int:
-        return max(rules.retention_days_needed for rules in (self._default, *self._configured.values()))
+        rules = max(rules.retention_days_needed for rules in (self._default, *self._configured.values()))
+        segments = max(plan.settings.days_needed for plan in (self._default_plan, *self._plans.values()))
+        return max(rules, segments + 2)
 
 
 def _absence_periods(rules: RuleSettings) -> tuple[int, int, int]:

@@ -6,16 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from schemas.alerts import make_alert
+from schemas import alerts as A
 from schemas.time_units import DAY_MS
 from streams.config.settings import RuleSettings
 from streams.engine import rules as R
-from streams.engine.indexes import DeadlineIndex, LastActiveIndex
+from streams.engine.indexes import ChangeDayIndex, DeadlineIndex, LastActiveIndex
+from streams.engine.segment_actions import SegmentActions
 from streams.engine.state import NONE, OPEN_DROP, OPEN_HOLLOW, PartitionMeta, UserState, split_key
 from streams.engine.store import Outputs, RulesByApp, StateStore
 
 
-class WatermarkActions:
+class WatermarkActions(SegmentActions):
     store: StateStore
     rules: RulesByApp
     meta: PartitionMeta
@@ -23,6 +24,7 @@ class WatermarkActions:
     deadlines: dict[str, DeadlineIndex]
     last_active: LastActiveIndex
     open_day_rules: set[bytes]
+    segment_days: ChangeDayIndex
     touched: set[bytes]  # users changed since the last day close
     watch: set[bytes]  # users whose day rules may change with the state they have
     next_day_end: int
@@ -58,22 +60,26 @@ class WatermarkActions:
                 decision = R.fire_absence(state, rule, slot, upto, self.rules(app_id))
                 if decision is not None:
                     store.put(key, state)
-                    out.alerts.append(
-                        make_alert(
-                            "open", rule, app_id, user_id, decision.episode_start, self.watermark, decision.evidence
-                        )
-                    )
+                    out.alerts.append(self.alert("open", rule, app_id, user_id, decision.episode_start,
+                                                 self.watermark, decision.evidence, state))
+                    if rule == A.NO_LOGIN_SHORT:
+                        self._recall_opened(key, state, decision.episode_start)
+        self._fire_recall(upto, self.watermark, out)
 
     def _close_day(self, day: int, wm: int, out: Outputs) -> None:
         """Evaluate the day rules for the users they may decide something for. A user neither
         changed since the last close nor watched (see ``R.day_scan``) has no edge to decide."""
         store = self.store
-        candidates = self.touched | self.watch | self.open_day_rules
+        touched = self.touched
+        segments = self.rules.segments_on
+        segment_due = self.segment_days.pop_through(day) if segments else set()
+        candidates = touched | self.watch | self.open_day_rules | segment_due
         self.touched = again = set()
         watch = self.watch
         dirty = store.dirty
         prefix: bytes | None = None  # the key prefix of the app whose rules are at hand
         rules = self.rules("")
+        segment_settings = self.rules.plan("").settings
         oldest = 0
         for key in sorted(candidates):
             state = dirty.get(key) or store.get(key)
@@ -87,7 +93,11 @@ class WatermarkActions:
                 app = key[: key.find(b"\x1f")]
                 prefix = app + b"\x1f"
                 rules = self.rules(app.decode())
+                segment_settings = self.rules.plan(app.decode()).settings
                 oldest = day - max(2 * rules.activity_drop_window_d, rules.hollow_window_d) + 1
+            if (segments and (key in touched or key in segment_due)
+                    and self._segments_close(key, state, day, wm, out, segment_settings)):
+                store.put(key, state)
             open_ = state.open
             if open_[OPEN_DROP] == NONE and open_[OPEN_HOLLOW] == NONE and state.last_active_day < oldest:
                 watch.discard(key)  # R.day_rules_may_hold, inlined: no day rule can hold or change
@@ -116,7 +126,5 @@ class WatermarkActions:
             self.open_day_rules.discard(key)
         app_id, user_id = split_key(key)
         for decision in decisions:
-            out.alerts.append(
-                make_alert(decision.status, decision.rule, app_id, user_id, decision.episode_start, wm,
-                           decision.evidence)
-            )
+            out.alerts.append(self.alert(decision.status, decision.rule, app_id, user_id, decision.episode_start,
+                                         wm, decision.evidence, state, day))

@@ -41,6 +41,7 @@ async def ensure_topics(settings: Settings, partitions: int) -> None:
     names = [
         settings.events_topic,
         settings.alerts_topic,
+        settings.segments_topic,
         settings.dlq_topic,
         reroute_topic(settings),
         device_topic(settings),

@@ -91,6 +91,9 @@ class Metrics:
             "vitals_alerts_total", "Alerts emitted (app: 'default' or an app configured under [apps.*], else 'other')",
             ["app", "rule", "status"], registry=r,
         )
+        self.segment_changes = Counter(
+            "vitals_segment_changes_total", "Segment changes published (SPEC section 7; app as in vitals_alerts_total)",
+            ["app", "dimension", "segment"], registry=r)
         self.alerts_held_back = Counter(
             "vitals_alerts_held_back_total",
             "Alerts a replay fired again that were on the alerts topic already, not sent twice (the alert fence)",
@@ -236,6 +239,9 @@ class Metrics:
         alerts = Tally((app_label(a.app_id), a.rule, a.status) for a in out.alerts)
         for labels, n in alerts.items():
             self.alerts.labels(*labels).inc(n)
+        changes = Tally((app_label(c.app_id), c.dimension, c.segment) for c in out.segment_changes)
+        for labels, n in changes.items():  # bounded: apps as above, 3 dimensions, 12 segments
+            self.segment_changes.labels(*labels).inc(n)
         self.messages.labels(topic).inc(out.messages)
         for (fmt, kind), n in out.not_activity.items():
             self.not_activity.labels(fmt, kind).inc(n)

@@ -1,10 +1,12 @@
-"""``vitals rules``: the effective thresholds of SPEC section 3, per app (defaults merged with
-``[apps.<app_id>.rules]`` overrides from the configuration)."""
+"""``vitals rules``: the effective thresholds of SPEC sections 3 and 7, per app (defaults merged with
+``[apps.<app_id>.rules]`` and ``[apps.<app_id>.segments]`` overrides from the configuration)."""
 
 from __future__ import annotations
 
 import msgspec
+import orjson
 
+from streams.config.segments import SegmentSettings
 from streams.config.settings import Settings
 
 DEFAULT = "(default)"
@@ -13,10 +15,17 @@ DEFAULT = "(default)"
 def effective(settings: Settings, apps: list[str] | None = None) -> dict[str, dict[str, object]]:
     """Column name -> threshold name -> value: the defaults, then each configured or named app."""
     names = [*settings.apps, *[a for a in apps or [] if a not in settings.apps]]
-    out: dict[str, dict[str, object]] = {DEFAULT: msgspec.to_builtins(settings.rules)}
+    out: dict[str, dict[str, object]] = {DEFAULT: msgspec.to_builtins(settings.rules_for(None))
+                                         | _segments(settings.segments)}
     for app in names:
-        out[app] = msgspec.to_builtins(settings.rules_for(app))
+        out[app] = msgspec.to_builtins(settings.rules_for(app)) | _segments(settings.segments_for(app))
     return out
+
+
+def _segments(segments: SegmentSettings) -> dict[str, object]:
+    """The ``[segments]`` settings (SPEC section 7) as ``segments.<key>``; the lists as compact JSON."""
+    return {f"segments.{k}": v if not isinstance(v, list | tuple) else orjson.dumps(v).decode()
+            for k, v in msgspec.to_builtins(segments).items()}
 
 
 def table(columns: dict[str, dict[str, object]]) -> str:

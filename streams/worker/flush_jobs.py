@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Protocol
 
 from schemas.dead_letters import dead_letter_key, dead_letter_record
+from schemas.segments import encode_change
 from sinks.clickhouse import RawMessage
 from streams.config.settings import Settings
 from streams.engine.devices import DeviceObservations, DevicePartition, obs_encoder, obs_records
@@ -32,13 +33,15 @@ class Message(Record, Protocol):
 def kafka_records(settings: Settings, out: Outputs, users: Mapping[int, UserPartition],
                   device_home: Callable[[str], int], beacons: MutableMapping[int, int],
                   partitions: int) -> list[OutRecord]:
-    """The job's Kafka outputs: dead letters, reroutes, device observations and, from every user
+    """The job's Kafka outputs: dead letters, reroutes, segment changes, device observations and, from every user
     partition whose flushed watermark moved, a beacon to every device partition (``beacons``: the
     watermark last reported per source partition, updated)."""
     records: list[OutRecord] = []
     dlq, reroute, devices = settings.dlq_topic, reroute_topic(settings), device_topic(settings)
     records += [(dlq, dl.partition, dead_letter_key(dl.key), dead_letter_record(dl)) for dl in out.dead_letters]
     records += [(reroute, p, key, value) for p, key, value in out.reroutes]
+    segments = settings.segments_topic  # keyed by user id (SPEC section 7): the default partitioner
+    records += [(segments, None, change.kafka_key, encode_change(change)) for change in out.segment_changes]
     for (app_id, device_id, source), obs in out.device_obs.items():
         device_key = f"{app_id}{SEP}{device_id}"
         up = users[source]

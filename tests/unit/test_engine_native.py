@@ -37,6 +37,8 @@ def snapshot(part: UserPartition, out: Outputs) -> dict[str, Any]:
     return {
         "activity": sorted(columns.to_rows()),
         "alerts": list(out.alerts),
+        "segment_changes": list(out.segment_changes),
+        "segment_days": dict(part.segment_days._day_of),
         "rows": set(out.dirty_rows),
         "devices": {k: list(v) for k, v in out.device_obs.items()},
         "outcomes": dict(out.outcomes),

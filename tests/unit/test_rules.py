@@ -46,7 +46,10 @@ def test_no_login_72h_fires_exactly_at_deadline_and_resolves_on_login() -> None:
     h.send(T0, "login")
     deadline = T0 + 72 * H
     assert h.tick(deadline + H - 1) == []  # watermark one ms before the deadline
-    (alert,) = h.tick(deadline + H)  # watermark == deadline
+    fired = h.tick(deadline + H)  # watermark == deadline
+    (alert,) = [a for a in fired if a.rule == "churn.no_login_72h"]
+    (step,) = [a for a in fired if a.rule == "recall.step"]  # the playbook's first step comes with it
+    assert (step.episode_start, step.evidence["episode_alert_id"], step.level) == (deadline, alert.alert_id, 0)
     assert (alert.rule, alert.status, alert.episode_start, alert.triggered_at, alert.level) == (
         "churn.no_login_72h", "open", deadline, deadline, 0)
     assert alert.alert_id == alert_id("default", "churn.no_login_72h", "u", deadline)
@@ -229,7 +232,7 @@ def test_a_fast_client_clock_moves_stream_time_only_to_its_record_timestamp_plus
     assert h.part.store.get(b"default\x1ffast").days == {(T0 + 23 * H) // D: (1, 0, 0, 0, 0, 0, 0)}
     # no absence deadline fires early: the login's 72 h are measured on stream time
     assert h.tick(T0 + 71 * H) == []
-    (alert,) = h.tick(T0 + 73 * H)
+    (alert,) = [a for a in h.tick(T0 + 73 * H) if a.rule != "recall.step"]
     assert (alert.rule, alert.episode_start) == ("churn.no_login_72h", T0 + 72 * H)
 
 

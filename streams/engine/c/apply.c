@@ -58,7 +58,7 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     if (!PyList_Check(messages)) return PyErr_Format(PyExc_TypeError, "apply: messages must be a list");
 
     PyObject *rules_for = NULL, *meta = NULL, *store = NULL, *reroute = NULL, *dirty_rows = NULL, *alerts = NULL,
-             *device_obs = NULL, *deadlines = NULL, *ix_short = NULL, *ix_inter = NULL, *ix_long = NULL,
+             *device_obs = NULL, *deadlines = NULL, *ix_short = NULL, *ix_inter = NULL, *ix_long = NULL, *ix_recall = NULL,
              *partition = NULL, *store_get = NULL, *rules = NULL, *key = NULL, *state = NULL, *row_key = NULL,
              *tmp = NULL, *tmp2 = NULL, *result = NULL, *dirty = NULL;
     DayCounts c = {NONE, 0, 0, 0, 0, 0, 0, NULL};
@@ -88,7 +88,9 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     NOTNULL(ix_short = PyObject_GetItem(deadlines, k_short));
     NOTNULL(ix_inter = PyObject_GetItem(deadlines, k_inter));
     NOTNULL(ix_long = PyObject_GetItem(deadlines, k_long));
-    if (Py_TYPE(ix_short) != DeadlineType || Py_TYPE(ix_inter) != DeadlineType || Py_TYPE(ix_long) != DeadlineType) {
+    NOTNULL(ix_recall = PyObject_GetItem(deadlines, k_recall));
+    if (Py_TYPE(ix_short) != DeadlineType || Py_TYPE(ix_inter) != DeadlineType || Py_TYPE(ix_long) != DeadlineType
+        || Py_TYPE(ix_recall) != DeadlineType) {
         PyErr_SetString(PyExc_TypeError, "apply: the deadline indexes must be DeadlineIndex");
         goto error;
     }
@@ -148,12 +150,13 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                 CHECK(PyObject_SetAttr(self, s_meta_dirty, Py_True));
                 wm = t - lateness;
                 wm_day = floordiv(wm, DAY_MS);
-                long long nde, ns, ni, nl;
+                long long nde, ns, ni, nl, nr;
                 CHECK(attr_i64(self, s_next_day_end, &nde));
                 CHECK(slot_i64(ix_short, D_next_at, &ns));
                 CHECK(slot_i64(ix_inter, D_next_at, &ni));
                 CHECK(slot_i64(ix_long, D_next_at, &nl));
-                if (wm >= nde || wm >= ns || wm >= ni || wm >= nl) {
+                CHECK(slot_i64(ix_recall, D_next_at, &nr));
+                if (wm >= nde || wm >= ns || wm >= ni || wm >= nl || wm >= nr) {
                     CHECK(day_store(state, &c));
                     if (moved) {
                         CHECK(end_run(self, dirty, &ixs, key, state, moved, off_events, off_reroute, run_short, run_long, run_inter));
@@ -348,6 +351,14 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                 else if (counter == SOCIAL) c.social += 1;
                 else if (counter != -1) c.complaints += 1;
             }
+            if (counter == PAYMENTS) { /* segments: a high-potential user's payment may convert them */
+                PyObject *seg = slot(state, S_seg);
+                NOTNULL(seg);
+                long long potential = NONE;
+                if (PyTuple_Check(seg) && PyTuple_GET_SIZE(seg) > 2) CHECK(i64(PyTuple_GET_ITEM(seg, 2), &potential));
+                if (potential == HIGH_POTENTIAL) /* UserPartition._convert (SegmentActions) */
+                    CALL_M(self, s_convert, "(OOOL)", out, state, event, wm);
+            }
             /* a deadline index is written at the run's end, unless the deadline would come before
                the earliest one indexed (``early``): the next stream-time step must see it */
             int early = 0;
@@ -368,7 +379,7 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                 CHECK(open_episode(state, O_SHORT, &o_short));
                 CHECK(open_episode(state, O_LONG, &o_long));
                 if (o_short != NONE || o_long != NONE) {
-                    CALL_F(f_resolve, "OOOOOOL", alerts, state, ts_obj, Py_True, a, u, wm);
+                    CALL_F(f_resolve, "OOOOOOOL", self, alerts, state, ts_obj, Py_True, a, u, wm);
                     moved |= RUN_LOGIN;
                     early = 1;
                 } else {
@@ -386,7 +397,7 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                     long long o_inter;
                     CHECK(open_episode(state, O_INTER, &o_inter));
                     if (o_inter != NONE) {
-                        CALL_F(f_resolve, "OOOOOOL", alerts, state, ts_obj, Py_False, a, u, wm);
+                        CALL_F(f_resolve, "OOOOOOOL", self, alerts, state, ts_obj, Py_False, a, u, wm);
                         moved |= RUN_ENGAGE;
                         early = 1;
                     } else {
@@ -416,7 +427,7 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
                 Py_DECREF(cv);
                 Py_CLEAR(tmp2);
                 CHECK(r);
-                if (count >= burst) CALL_F(f_burst, "OOOLOOOL", alerts, state, ts_obj, count, rules, a, u, wm);
+                if (count >= burst) CALL_F(f_burst, "OOOOLOOOL", self, alerts, state, ts_obj, count, rules, a, u, wm);
             }
             long long last_active_day;
             CHECK(slot_i64(state, S_last_active_day, &last_active_day));
@@ -472,7 +483,7 @@ error:
     Py_XDECREF(c.amount);
     Py_XDECREF(rules_for); Py_XDECREF(meta); Py_XDECREF(store); Py_XDECREF(store_get); Py_XDECREF(reroute);
     Py_XDECREF(dirty_rows); Py_XDECREF(alerts); Py_XDECREF(device_obs); Py_XDECREF(deadlines);
-    Py_XDECREF(ix_short); Py_XDECREF(ix_inter); Py_XDECREF(ix_long); Py_XDECREF(partition); Py_XDECREF(rules);
+    Py_XDECREF(ix_short); Py_XDECREF(ix_inter); Py_XDECREF(ix_long); Py_XDECREF(ix_recall); Py_XDECREF(partition); Py_XDECREF(rules);
     Py_XDECREF(key); Py_XDECREF(state); Py_XDECREF(row_key); Py_XDECREF(tmp); Py_XDECREF(tmp2); Py_XDECREF(dirty);
     return result;
 }

@@ -12,16 +12,17 @@ extern Py_ssize_t D_deadline, D_heap, D_next_at, L_by_day, L_day_of;
 extern PyObject *f_heappush;
 extern Py_ssize_t E_ts, E_app, E_user, E_id, E_type, E_device, E_amount;
 extern Py_ssize_t S_first_ts, S_last_login, S_last_engage, S_days, S_ids, S_minutes, S_open, S_last_active_day,
-    S_offsets, S_ids_base, S_burst_days, S_persisted_at, S_sealed;
+    S_offsets, S_ids_base, S_burst_days, S_persisted_at, S_sealed, S_seg;
 extern PyObject *f_to_micros, *f_resolve, *f_burst, *type_counter, *engagement_excluded,
     *no_counts;
 extern PyObject *s_rules, *s_meta, *s_store, *s_reroute_topic, *s_dirty_rows, *s_alerts, *s_device_obs,
     *s_deadlines, *s_partition, *s_position, *s_stream_time, *s_closed_day, *s_meta_dirty, *s_next_day_end,
     *s_lateness_ms, *s_skew_ms, *s_sealed_seen, *s_retention, *s_horizon_s, *s_burst, *s_periods, *s_get, *s_set_next_day_end,
-    *s_advance, *s_count, *s_cold_event, *s_compact, *s_touched, *s_dirty, *s_last_active, *k_short,
-    *k_inter, *k_long;
+    *s_advance, *s_count, *s_cold_event, *s_convert, *s_compact, *s_touched, *s_dirty, *s_last_active, *k_short,
+    *k_inter, *k_long, *k_recall;
 extern long long LOGINS, PAYMENTS, POSTS, SOCIAL, DAY_MS, HOUR_MS, MINUTE_MS, MAX_BATCH, DEVICE_LATE_DAYS,
-    RUN_CHANGED, RUN_APPLIED, RUN_LOGIN, RUN_ENGAGE, RUN_FIRST, RUN_ACTIVE, O_SHORT, O_INTER, O_LONG, HEAP_SLACK;
+    RUN_CHANGED, RUN_APPLIED, RUN_LOGIN, RUN_ENGAGE, RUN_FIRST, RUN_ACTIVE, O_SHORT, O_INTER, O_LONG, HEAP_SLACK,
+    HIGH_POTENTIAL;
 extern char KEY_SEP; /* state.SEP: between a key's app id and user id */
 #define NONE (-1LL)
 
@@ -140,6 +141,7 @@ PyObject *configure(PyObject *mod, PyObject *consts); /* module.c */
 PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* apply.c */
 PyObject *activity_columns(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* columns.c */
 PyObject *drain(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* drain.c */
+PyObject *segment_sums(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* segments.c */
 PyObject *murmur2(PyObject *mod, PyObject *arg); /* partitioner.c */
 PyObject *home_partition(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);
 PyObject *elsewhere(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);

@@ -21,12 +21,14 @@
  *   columns.c       store.py activity_rows, sinks/columns.py ActivityColumns test_sinks.py, test_engine_native.py
  *   drain.c         store.py StateStore.drain                              test_engine_native.py
  *   partitioner.c   partitioner.py murmur2_32_py, PartitionCache           test_partitioner.py
+ *   segments.c      segments.py window_sums                                test_segments_engine.py
  *   (schemas/_decode.c, the decoder's first pass: schemas/events.py _decode_fast; test_decode_native.py)
  *
  * What they hold: module.c (this: the configuration and the module), apply.c (the loop), run.c (what a
  * run of one user's events writes: the day's counters, the absence deadlines, the run's end),
  * columns.c (a flush's ClickHouse rows as Native columns), drain.c (a flush's changed states),
- * partitioner.c (Kafka's murmur2 partitioner, the routing's search for mis-keyed events).
+ * partitioner.c (Kafka's murmur2 partitioner, the routing's search for mis-keyed events), segments.c (a day
+ * close's segment windows over a user's days).
  */
 #include "engine.h"
 
@@ -36,16 +38,17 @@ Py_ssize_t D_deadline, D_heap, D_next_at, L_by_day, L_day_of;
 PyObject *f_heappush;
 Py_ssize_t E_ts, E_app, E_user, E_id, E_type, E_device, E_amount;
 Py_ssize_t S_first_ts, S_last_login, S_last_engage, S_days, S_ids, S_minutes, S_open, S_last_active_day,
-    S_offsets, S_ids_base, S_burst_days, S_persisted_at, S_sealed;
+    S_offsets, S_ids_base, S_burst_days, S_persisted_at, S_sealed, S_seg;
 PyObject *f_to_micros, *f_resolve, *f_burst, *type_counter, *engagement_excluded,
     *no_counts;
 PyObject *s_rules, *s_meta, *s_store, *s_reroute_topic, *s_dirty_rows, *s_alerts, *s_device_obs,
     *s_deadlines, *s_partition, *s_position, *s_stream_time, *s_closed_day, *s_meta_dirty, *s_next_day_end,
     *s_lateness_ms, *s_skew_ms, *s_sealed_seen, *s_retention, *s_horizon_s, *s_burst, *s_periods, *s_get, *s_set_next_day_end,
-    *s_advance, *s_count, *s_cold_event, *s_compact, *s_touched, *s_dirty, *s_last_active, *k_short,
-    *k_inter, *k_long;
+    *s_advance, *s_count, *s_cold_event, *s_convert, *s_compact, *s_touched, *s_dirty, *s_last_active, *k_short,
+    *k_inter, *k_long, *k_recall;
 long long LOGINS, PAYMENTS, POSTS, SOCIAL, DAY_MS, HOUR_MS, MINUTE_MS, MAX_BATCH, DEVICE_LATE_DAYS,
-    RUN_CHANGED, RUN_APPLIED, RUN_LOGIN, RUN_ENGAGE, RUN_FIRST, RUN_ACTIVE, O_SHORT, O_INTER, O_LONG, HEAP_SLACK;
+    RUN_CHANGED, RUN_APPLIED, RUN_LOGIN, RUN_ENGAGE, RUN_FIRST, RUN_ACTIVE, O_SHORT, O_INTER, O_LONG, HEAP_SLACK,
+    HIGH_POTENTIAL;
 char KEY_SEP;
 
 /* Every attribute the C code reads, writes or calls by name, interned at import, and the Python object it
@@ -60,7 +63,7 @@ static const struct {
     {&s_meta_dirty, "meta_dirty", "UserPartition"}, {&s_next_day_end, "next_day_end", "UserPartition"},
     {&s_sealed_seen, "_sealed_seen", "UserPartition"}, {&s_set_next_day_end, "_set_next_day_end", "UserPartition"},
     {&s_advance, "advance", "UserPartition"}, {&s_count, "_count", "UserPartition"},
-    {&s_cold_event, "_cold_event", "UserPartition"}, {&s_touched, "touched", "UserPartition"},
+    {&s_cold_event, "_cold_event", "UserPartition"}, {&s_convert, "_convert", "UserPartition"}, {&s_touched, "touched", "UserPartition"},
     {&s_last_active, "last_active", "UserPartition"},
     {&s_dirty_rows, "dirty_rows", "Outputs"}, {&s_alerts, "alerts", "Outputs"}, {&s_device_obs, "device_obs", "Outputs"},
     {&s_stream_time, "stream_time", "PartitionMeta"}, {&s_closed_day, "closed_day", "PartitionMeta"},
@@ -131,6 +134,7 @@ PyObject *configure(PyObject *mod, PyObject *consts) {
     OFF(S_last_active_day, StateType, "last_active_day"); OFF(S_offsets, StateType, "offsets");
     OFF(S_ids_base, StateType, "ids_base"); OFF(S_burst_days, StateType, "burst_days");
     OFF(S_persisted_at, StateType, "persisted_at"); OFF(S_sealed, StateType, "sealed");
+    OFF(S_seg, StateType, "seg");
     OFF(D_deadline, DeadlineType, "_deadline"); OFF(D_heap, DeadlineType, "_heap");
     OFF(D_next_at, DeadlineType, "next_at"); OFF(L_by_day, LastActiveType, "_by_day");
     OFF(L_day_of, LastActiveType, "_day_of");
@@ -139,6 +143,7 @@ PyObject *configure(PyObject *mod, PyObject *consts) {
     CI(LOGINS); CI(PAYMENTS); CI(POSTS); CI(SOCIAL); CI(DAY_MS); CI(HOUR_MS); CI(MINUTE_MS); CI(MAX_BATCH);
     CI(DEVICE_LATE_DAYS); CI(RUN_CHANGED); CI(RUN_APPLIED); CI(RUN_LOGIN); CI(RUN_ENGAGE); CI(RUN_FIRST);
     CI(RUN_ACTIVE); CI(O_SHORT); CI(O_INTER); CI(O_LONG); CI(HEAP_SLACK);
+    CI(HIGH_POTENTIAL);
 #undef CI
     PyObject *sep = PyDict_GetItemString(consts, "KEY_SEP");
     if (sep == NULL || !PyUnicode_Check(sep) || PyUnicode_GET_LENGTH(sep) != 1 || PyUnicode_READ_CHAR(sep, 0) >= 0x80)
@@ -151,6 +156,7 @@ PyObject *configure(PyObject *mod, PyObject *consts) {
     CO(f_resolve, "resolve"); CO(f_burst, "burst_alert"); CO(type_counter, "TYPE_COUNTER");
     CO(engagement_excluded, "ENGAGEMENT_EXCLUDED"); CO(no_counts, "NO_COUNTS");
     CO(f_heappush, "heappush"); CO(k_short, "NO_LOGIN_SHORT"); CO(k_inter, "NO_INTERACTION"); CO(k_long, "NO_LOGIN_LONG");
+    CO(k_recall, "RECALL_STEP");
 #undef CO
     if (!PyDict_Check(type_counter) || !PyAnySet_Check(engagement_excluded) || !PyTuple_Check(no_counts)
         || PyTuple_GET_SIZE(no_counts) != 7)
@@ -242,6 +248,8 @@ static PyMethodDef methods[] = {
     {"activity_columns", (PyCFunction)(void (*)(void))activity_columns, METH_FASTCALL,
      "activity_columns(dirty_rows, dirty, lookup): (rows, *columns), the Native-format columns of "
      "store.activity_rows"},
+    {"segment_sums", (PyCFunction)(void (*)(void))segment_sums, METH_FASTCALL,
+     "segment_sums(days, bounds, offsets): segments.window_sums in one pass (None: an amount beyond 64 bits)"},
     {NULL, NULL, 0, NULL},
 };
 
