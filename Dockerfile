@@ -15,7 +15,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
  && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
  && python -P -c "import streams.engine._engine, schemas._decode" && chown -R vitals /var/lib/vitals
 USER vitals
-EXPOSE 9464
+EXPOSE 9464 8090
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD python -P -c "import urllib.request,os; urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ.get('VITALS_METRICS_PORT','9464'), timeout=4)"
 ENTRYPOINT ["vitals"]

@@ -304,7 +304,8 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
         config = work / f"{app_id}.toml"
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text("[processing]\nsegments = false\n")
-        off_env = dict(_env(bootstrap, app_id, topic, work), VITALS_CONFIG=str(config))
+        off_env = dict(_env(bootstrap, app_id, topic, work), VITALS_CONFIG=str(config),
+                       **({"VITALS_INPUT_FORMAT": "segment"} if shape == "segment" else {}))
         off_settings = load_settings(env=off_env)
         asyncio.run(prepare_topics(off_settings))
         out["no segments"] = off = vitals_line([off_env], off_settings, n_msgs, n_events)

@@ -10,6 +10,7 @@
 * ``inspect`` — one user's state and last alerts (cli/inspect.py)
 * ``rules`` — the effective thresholds per app (cli/rules.py)
 * ``views`` — the analyst views in ClickHouse (cli/views.py)
+* ``collect`` — the HTTP collector: Segment and PostHog SDKs into the events topic (cli/collect.py)
 * ``runs`` — the runs of ``vitals run``: their directories and settings, ``--run`` on query, report, inspect
 
 Each command module has ``add_parser(sub)``; the modules a command needs beyond its parser load when it runs.
@@ -26,11 +27,11 @@ from streams.ops import exit_codes
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from streams.cli import generate, inspect, kafka, query, replay, report, rules, run, views, worker
+    from streams.cli import collect, generate, inspect, kafka, query, replay, report, rules, run, views, worker
 
     parser = argparse.ArgumentParser(prog="vitals", description="Real-time user behaviour tracking on Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (worker, kafka, generate, query, run, report, replay, inspect, rules, views):
+    for command in (worker, kafka, generate, query, run, report, replay, inspect, rules, views, collect):
         command.add_parser(sub)
     return parser
 

@@ -38,6 +38,8 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "VITALS_CLICKHOUSE_PASSWORD": ("clickhouse_password",),
     "VITALS_CLICKHOUSE_CA": ("clickhouse_ca",),
     "VITALS_METRICS_HOST": ("metrics_host",),
+    "VITALS_COLLECT_PORT": ("collect", "port"),  # vitals collect (SPEC section 8)
+    "VITALS_COLLECT_HOST": ("collect", "host"),
 }
 
 # Secrets can also come from files (Kubernetes/Docker secrets): NAME_FILE holds the value of NAME.

@@ -21,6 +21,7 @@ import msgspec
 from streams.config import local_broker
 from streams.config.bootstrap import parse_bootstrap
 from streams.config.clickhouse_dsn import database_of
+from streams.config.collect import CollectSettings
 from streams.config.env_names import ENV_KEYS, SECRET_FILE_KEYS, check_env_names
 from streams.config.errors import ConfigError
 from streams.config.inputs import InputSettings
@@ -228,6 +229,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     segments: SegmentSettings = SegmentSettings()
     apps: dict[str, AppOverride] = {}
     input: InputSettings = InputSettings()  # SPEC 8: the events topic's format, more source topics
+    collect: CollectSettings = CollectSettings()  # vitals collect (streams/config/collect.py)
 
     def __post_init__(self) -> None:
         if not (0 <= self.metrics_port < 65536):
@@ -398,12 +400,12 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
             raw: Any = env[name]
             if f"{name}_FILE" not in env:
                 sources.record(".".join(target), "env", name)
-            if target == ("metrics_port",):
+            if target in (("metrics_port",), ("collect", "port")):
                 try:
                     raw = int(raw)
                 except ValueError:
-                    raise ConfigError(f"metrics_port = {raw!r} (from {name}): not a number",
-                                      key="metrics_port") from None
+                    raise ConfigError(f"{'.'.join(target)} = {raw!r} (from {name}): not a number",
+                                      key=".".join(target)) from None
             _set_path(tree, target, raw)
     for key, value in overrides.items():
         _set_path(tree, tuple(key.split("__")), value)

@@ -55,10 +55,10 @@ class Outputs:
     # the part of ``outcomes`` from messages the event_outcomes table counted already (a replay after a
     # restart: streams/worker/outcome_gates.py)
     recounted: Counter[Outcome] = field(default_factory=Counter)
-    # (input format, kind): events of a mapped format that are not activity (SPEC 8: identify, $set, ...)
-    not_activity: Counter[tuple[str, str]] = field(default_factory=Counter)
     # segment changes (SPEC section 7), in decision order: the segments topic and ClickHouse
     segment_changes: list[SegmentChange] = field(default_factory=list)
+    # (input format, kind): events of a mapped format that are not activity (SPEC 8: identify, $set, ...)
+    not_activity: Counter[tuple[str, str]] = field(default_factory=Counter)
     messages: int = 0
 
     def outcome(self, name: str) -> int:
@@ -81,8 +81,8 @@ class Outputs:
         self.cold.clear()
         self.outcomes.clear()
         self.recounted.clear()
-        self.not_activity.clear()
         self.segment_changes.clear()
+        self.not_activity.clear()
         self.messages = 0
 
 

@@ -78,3 +78,87 @@ def test_k8s_manifests_use_the_settings_and_ports() -> None:
     env_names = {e["name"] for e in container["env"]} | set(kinds["Secret"]["stringData"])
     assert env_names <= set(ENV_KEYS) | {"VITALS_CONFIG"}
     assert container["resources"]["requests"]
+
+
+def k8s_docs() -> list[dict]:
+    return [d for f in sorted((ROOT / "deploy/k8s").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+
+
+def k8s_settings():  # type: ignore[no-untyped-def]
+    """The settings a pod gets from the ConfigMap's vitals.toml (read as the file it is mounted as)."""
+    import tempfile
+
+    from streams.config.settings import load_settings
+
+    config = next(d for d in k8s_docs() if d["kind"] == "ConfigMap")["data"]["vitals.toml"]
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as fh:
+        fh.write(config)
+    try:
+        return load_settings(env={"VITALS_CONFIG": fh.name})
+    finally:
+        Path(fh.name).unlink()
+
+
+def test_compose_collector_uses_the_settings_its_port_and_health() -> None:
+    from streams.config.settings import load_settings
+
+    svc = compose()["services"]["vitals-collect"]
+    env = svc["environment"]
+    assert set(env) <= set(ENV_KEYS) | {"VITALS_CONFIG"}, set(env) - set(ENV_KEYS)
+    assert svc["command"] == ["collect"]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]}
+    local = dict(env, VITALS_CONFIG=str(ROOT / mounted[env["VITALS_CONFIG"]]))
+    settings = load_settings(env=local)
+    assert settings.collect.apps and settings.collect.host == "0.0.0.0"
+    port = settings.collect.port
+    assert svc["ports"] == [f"{port}:{port}"]
+    assert f"127.0.0.1:{port}/health" in " ".join(svc["healthcheck"]["test"])
+    assert settings.events_topic in compose()["services"]["kafka-topics"]["command"][0]
+    assert f"vitals-collect:{port}" in (ROOT / "deploy/prometheus/targets/collect/compose.json").read_text()
+    assert "8090" in re.search(r"^EXPOSE (.+)$", (ROOT / "Dockerfile").read_text(), re.M).group(1).split()  # type: ignore[union-attr]
+
+
+def test_k8s_collector_deployment_service_and_probes_match_the_settings() -> None:
+    docs = k8s_docs()
+    deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "vitals-collect")
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "vitals-collector")
+    pod = deployment["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert container["args"] == ["collect"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert set(env) <= set(ENV_KEYS) | {"VITALS_CONFIG"}
+    settings = k8s_settings()
+    port = int(env.get("VITALS_COLLECT_PORT", settings.collect.port))
+    assert port == settings.collect.port and settings.collect.apps
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["http"] == port
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert container["livenessProbe"]["httpGet"]["path"] != "/health"  # a Kafka outage is no reason to restart
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    assert pod["spec"]["terminationGracePeriodSeconds"] > settings.collect.shutdown_timeout_s
+    labels = pod["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    workers = next(d for d in docs if d["kind"] == "StatefulSet")
+    worker_labels = workers["spec"]["template"]["metadata"]["labels"]
+    for other in (d for d in docs if d["kind"] == "Service" and d is not service):
+        assert not other["spec"]["selector"].items() <= labels.items(), "a worker Service selects collectors"
+    assert not service["spec"]["selector"].items() <= worker_labels.items()
+
+
+def test_no_k8s_service_link_variable_is_a_setting() -> None:
+    """Kubernetes sets <SERVICE>_SERVICE_HOST, <SERVICE>_PORT, ... in every pod for each Service: a Service
+    named vitals-collect would set VITALS_COLLECT_PORT=tcp://..., which every vitals process reads."""
+    names = set(ENV_KEYS) | {"VITALS_CONFIG"}
+    for doc in k8s_docs():
+        if doc["kind"] != "Service":
+            continue
+        prefix = doc["metadata"]["name"].upper().replace("-", "_")
+        links = {f"{prefix}_SERVICE_HOST", f"{prefix}_SERVICE_PORT", f"{prefix}_PORT"}
+        links |= {f"{prefix}_PORT_{p['port']}_TCP{s}" for p in doc["spec"]["ports"] for s in ("", "_PORT", "_ADDR",
+                                                                                              "_PROTO")}
+        assert not links & names, (doc["metadata"]["name"], links & names)
+    for doc in k8s_docs():
+        if doc["kind"] in ("Deployment", "StatefulSet"):
+            assert doc["spec"]["template"]["spec"].get("enableServiceLinks") is False, doc["metadata"]["name"]
