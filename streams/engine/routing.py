@@ -51,7 +51,9 @@ def input_decoders(settings: Settings) -> dict[str, FormatDecoder]:
     """The decoder of each source topic of a mapped format (segment, posthog); a topic of format ``vitals``
     has none (section 1's decoder)."""
     mappings = input_mappings(settings)
-    return {topic: FormatDecoder(fmt, mappings[fmt], app_id)
+    # PostHog's api keys and tokens map to app ids through [collect] apps (SPEC 8), as in the collector
+    apps = settings.collect.apps
+    return {topic: FormatDecoder(fmt, mappings[fmt], app_id, apps)
             for topic, (fmt, app_id) in settings.input.formats_by_topic(settings.events_topic).items()
             if fmt != "vitals"}
 

@@ -95,6 +95,15 @@ def test_decoders_from_settings() -> None:
     assert custom.event_types["buy"] == "payment" and custom.event_types["$pageview"] == "page_view"
 
 
+def test_posthog_keys_map_through_collect_apps() -> None:
+    s = load_settings(env={"VITALS_INPUT_FORMAT": "posthog"}, collect__apps={"phc_blog": "blog"})
+    [decoder] = input_decoders(s).values()
+    event = {"event": "$pageview", "distinct_id": "u", "uuid": "x", "timestamp": "2026-11-01T10:00:00Z"}
+    [mapped], _, _ = decoder(orjson.dumps([dict(event, api_key="phc_blog")]), NOW)
+    [other], _, _ = decoder(orjson.dumps([dict(event, token="unknown")]), NOW)
+    assert mapped is not None and other is not None and (mapped.app_id, other.app_id) == ("blog", "default")
+
+
 def test_the_settings_know_the_formats() -> None:
     assert CONFIG_FORMATS == FORMATS
     assert CONFIG_PATHS == PATH_FIELDS
