@@ -83,6 +83,19 @@ class OutcomeGates:
             else:
                 self.until.pop(tp, None)
 
+    def rearm(self, partition: int) -> None:
+        """A partition this worker keeps through a rebalance (not rebuilt): the consumer seeks it back to its
+        committed offset, which is behind its gate when the rebalance refused the last commit, so messages
+        counted already come again. Those up to the gate are a replay (the first message past it ends it,
+        as after :meth:`load`)."""
+        gate = self.gates.get(partition)
+        if gate is None:
+            return
+        offsets = [(topic, gate.sources.get(topic, -1)) for topic in self.sources]
+        for topic, offset in [*zip(self.topics, (gate.events_offset, gate.reroute_offset), strict=True), *offsets]:
+            if offset >= 0:
+                self.until[(topic, partition)] = offset
+
     def forget(self, partition: int) -> None:
         """A partition that left this worker."""
         self.gates.pop(partition, None)

@@ -154,6 +154,8 @@ class Pipeline:
         for p in [p for p in self.devices if p not in partitions]:
             del self.devices[p]
             self.device_table.release(p)
+        for p in self.users:  # kept: what a refused commit leaves behind comes again, counted already
+            self.gates.rearm(p)
         self.assigned = set(partitions)
         self.fence.forget(self.assigned)
         self.metrics.assigned.set(len(self.assigned))

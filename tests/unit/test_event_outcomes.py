@@ -206,3 +206,22 @@ def test_a_source_topics_counted_offsets_are_in_the_gate() -> None:
     assert again.until == {("rudder", 0): 7}
     again.forget(0)
     assert again.until == {}
+
+
+def test_a_partition_kept_through_a_rebalance_recounts_what_a_refused_commit_replays() -> None:
+    """The rebalance refused the last commit: the kept partition is sought back behind its gate, and the messages
+    up to the gate (counted by the flush that wrote it) come again; the first one past it ends the replay."""
+    gates = OutcomeGates(EVENTS, REROUTE)
+    data = {gate_key(0): encode_gate(Gate(2, 9, 10, 3))}
+
+    async def committed(tp: tuple[str, int]) -> int:
+        return 11 if tp[0] == EVENTS else 4  # the first generation: committed up to the gate
+
+    asyncio.run(gates.load(0, data, committed))
+    assert gates.until == {}
+    gates.rearm(0)  # a new generation keeps partition 0; its commit of 11 was refused, the consumer seeks to 7
+    assert gates.until == {(EVENTS, 0): 10, (REROUTE, 0): 3}
+    counted, fresh = gates.split([Rec(EVENTS, 0, o, None, b"") for o in range(7, 13)])  # type: ignore[misc]
+    assert [m.offset for m in counted] == [7, 8, 9, 10] and [m.offset for m in fresh] == [11, 12]
+    gates.rearm(5)  # a partition without a gate: nothing to rearm
+    assert (EVENTS, 5) not in gates.until
