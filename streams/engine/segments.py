@@ -84,6 +84,18 @@ def login_days(state: UserState, first: int, last: int) -> int:
 # ---- the definitions, one per dimension -----------------------------------------------------------------
 
 
+def lifecycle_of(new: bool, recent: int, before: int, older: int) -> int:
+    """SPEC 7's lifecycle from its inputs: first active in the window (``new``), active days in D-6..D
+    (``recent``), in D-13..D-7 (``before``), in D-29..D-7 (``older``)."""
+    if new:
+        return NEW
+    if recent and before:
+        return RETURNING
+    if recent:
+        return RESURRECTING
+    return DORMANT if older else CHURNED
+
+
 def lifecycle_at(state: UserState, day: int, s: SegmentSettings = DEFAULT) -> tuple[int, dict[str, Any]] | None:
     """The lifecycle segment at the close of ``day``, or None before the user's first active day F."""
     first = state.first_ts // DAY_MS
@@ -93,16 +105,7 @@ def lifecycle_at(state: UserState, day: int, s: SegmentSettings = DEFAULT) -> tu
     recent = active_days(state, day - w + 1, day)  # D-6..D
     before = active_days(state, day - 2 * w + 1, day - w)  # D-13..D-7
     older = active_days(state, day - churn + 1, day - w)  # D-29..D-7
-    if first >= day - w + 1:
-        segment = NEW
-    elif recent and before:
-        segment = RETURNING
-    elif recent:
-        segment = RESURRECTING
-    elif older:
-        segment = DORMANT
-    else:
-        segment = CHURNED
+    segment = lifecycle_of(first >= day - w + 1, recent, before, older)
     return segment, {
         "day": day,
         "first_active_day": first,
@@ -295,16 +298,7 @@ def close_day_and_next(state: UserState, seg: SegmentState, day: int, s: Segment
     start = day * DAY_MS
     first = state.first_ts // DAY_MS
     if first <= day:
-        if first >= r0:
-            segment = NEW
-        elif recent and before:
-            segment = RETURNING
-        elif recent:
-            segment = RESURRECTING
-        elif older:
-            segment = DORMANT
-        else:
-            segment = CHURNED
+        segment = lifecycle_of(first >= r0, recent, before, older)
         if segment != seg.lifecycle:
             changes.append(Change(LIFECYCLE, LIFECYCLE_SEGMENTS[segment], _name(LIFECYCLE_SEGMENTS, seg.lifecycle),
                                   start, {"day": day, "first_active_day": first, "active_days_recent": recent,

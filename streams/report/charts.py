@@ -298,3 +298,15 @@ def heatmap(
     body.append(f'<text x="{left + 18}" y="{y + 10}" class="legend">below {100 * threshold:.0f}% '
                 f"(SPEC retention threshold)</text>")
     return _frame(title, body, width=max(width, 360), height=height)
+
+
+def section(title: str, body: str, note: str = "", wide: bool = False) -> str:
+    """One report section: its title, its body (a chart or a table) and a note under it."""
+    cls = ' class="wide"' if wide else ""
+    extra = f'<p class="note">{escape(note)}</p>' if note else ""
+    return f"<section{cls}><h2>{escape(title)}</h2>{body}{extra}</section>"
+
+
+def short_day(day: str) -> str:
+    """A day's label on an axis: ``MM-DD`` of ``YYYY-MM-DD``."""
+    return day[5:] if len(day) == 10 else day

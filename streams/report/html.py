@@ -13,6 +13,7 @@ from pathlib import Path
 from schemas.alerts import CHURN_RULES, FAKE_RULES
 from streams.config.settings import RuleSettings
 from streams.report import charts, segment_html
+from streams.report.charts import section, short_day
 from streams.report.data import ReportData
 
 HEATMAP_OFFSETS = 14
@@ -60,24 +61,14 @@ CHECK_SCRIPT = """
 """
 
 
-def _section(title: str, body: str, note: str = "", wide: bool = False) -> str:
-    cls = ' class="wide"' if wide else ""
-    extra = f'<p class="note">{escape(note)}</p>' if note else ""
-    return f"<section{cls}><h2>{escape(title)}</h2>{body}{extra}</section>"
-
-
-def _short(day: str) -> str:
-    return day[5:] if len(day) == 10 else day
-
-
 def active_section(d: ReportData) -> str:
-    labels = [_short(x) for x in d.days]
+    labels = [short_day(x) for x in d.days]
     series = {name: [d.active[x][i] for x in d.days] for i, name in enumerate(("DAU", "WAU", "MAU"))}
     stick = {"DAU/MAU": [d.active[x][0] / d.active[x][2] if d.active[x][2] else 0.0 for x in d.days]}
-    return _section(
+    return section(
         "Active users", charts.line_chart("DAU, WAU, MAU", labels, series),
         "WAU: distinct users of the 7 days ending on the day; MAU: of the 30 days (partial at the start).",
-    ) + _section("Stickiness", charts.line_chart("Stickiness DAU/MAU", labels, stick, percent=True, y_max=1.0),
+    ) + section("Stickiness", charts.line_chart("Stickiness DAU/MAU", labels, stick, percent=True, y_max=1.0),
                  "DAU divided by MAU, per day.")
 
 
@@ -91,9 +82,9 @@ def retention_section(d: ReportData, threshold: float) -> str:
             cell = d.retention[c].get(k)
             row.append(cell[1] / cell[0] if cell and cell[0] else None)
         values.append(row)
-    heat = charts.heatmap("Retention by cohort day", [_short(c) for c in cohorts], [f"D{k}" for k in offsets],
+    heat = charts.heatmap("Retention by cohort day", [short_day(c) for c in cohorts], [f"D{k}" for k in offsets],
                           values, threshold=threshold, marked_cols=(0, 6))
-    labels = [_short(c) for c in cohorts]
+    labels = [short_day(c) for c in cohorts]
     lines: dict[str, list[float | None]] = {}
     for k, name in ((1, "next-day"), (7, "7-day")):
         lines[name] = [d.retention[c][k][1] / d.retention[c][k][0] if k in d.retention[c] else None for c in cohorts]
@@ -101,12 +92,12 @@ def retention_section(d: ReportData, threshold: float) -> str:
                               threshold=threshold)
     note = (f"Rows: users first seen that day; columns: share active N days later (D1 = next-day, D7 = 7-day, "
             f"underlined). Red outline: below the {100 * threshold:.0f}% threshold. Blank: not observed yet.")
-    return _section("Retention cohorts", heat, note) + _section(
+    return section("Retention cohorts", heat, note) + section(
         "Next-day and 7-day retention", trend, "By cohort day; a cohort younger than the offset has no point yet.")
 
 
 def churn_section(d: ReportData) -> str:
-    labels = [_short(x) for x in d.days]
+    labels = [short_day(x) for x in d.days]
     series = {f"L{i} {r.split('.')[1]}": [d.ladder.get(r, {}).get(x, 0) for x in d.days]
               for i, r in enumerate(CHURN_RULES)}
     ladder = charts.line_chart("Churn ladder: users per level", labels, series)
@@ -118,9 +109,9 @@ def churn_section(d: ReportData) -> str:
     }
     totals = [sum(d.recall[x][i] for x in rdays) for i in range(4)]
     share = f"{100 * totals[1] / totals[0]:.1f}%" if totals[0] else "n/a"
-    recall = charts.bar_chart("Recall outcomes of churn.no_login_72h", [_short(x) for x in rdays], back)
-    return _section("Churn ladder", ladder, "Users whose episode of each level was open at the end of the day.") + (
-        _section(
+    recall = charts.bar_chart("Recall outcomes of churn.no_login_72h", [short_day(x) for x in rdays], back)
+    return section("Churn ladder", ladder, "Users whose episode of each level was open at the end of the day.") + (
+        section(
             "Golden 72 hours: recall outcomes",
             recall,
             f"Users flagged by churn.no_login_72h per flag day: {totals[0]:,} flagged, {totals[1]:,} ({share}) "
@@ -130,7 +121,7 @@ def churn_section(d: ReportData) -> str:
 
 
 def fake_section(d: ReportData) -> str:
-    labels = [_short(x) for x in d.days]
+    labels = [short_day(x) for x in d.days]
     series = {r: [d.fake.get(r, {}).get(x, 0) for x in d.days] for r in FAKE_RULES}
     flags = charts.bar_chart("Fake-activity flags by rule", labels, series)
     share = {"flagged / active": [d.fake_share[x][1] / d.fake_share[x][0] if x in d.fake_share and
@@ -138,8 +129,8 @@ def fake_section(d: ReportData) -> str:
     top = max(share["flagged / active"], default=0.0)
     share_chart = charts.line_chart("Fake-activity share", labels, share, percent=True,
                                     y_max=charts._nice_max(top * 100) / 100 if top > 0 else 1.0)
-    return _section("Fake-activity flags by rule", flags,
-                    "Distinct users named by alerts whose episode starts that day.") + _section(
+    return section("Fake-activity flags by rule", flags,
+                    "Distinct users named by alerts whose episode starts that day.") + section(
         "Fake-activity share", share_chart, "Users flagged that day by any fake-activity rule / active users.")
 
 
@@ -148,14 +139,14 @@ def devices_section(d: ReportData) -> str:
              for r in d.devices]
     flagged = {name for (name, _), r in zip(items, d.devices, strict=True) if r.flagged}
     chart = charts.hbar_chart("Top devices by distinct users", items, highlight=flagged)
-    return _section("Top devices by distinct users", chart,
+    return section("Top devices by distinct users", chart,
                     f"Red: flagged by fake.device_farm. Source: {d.devices_source or 'none'}.")
 
 
 def quality_section(d: ReportData) -> str:
     dlq = charts.hbar_chart("Dead letters by reason", sorted((d.dlq or {}).items(), key=lambda t: (-t[1], t[0]))) \
         if d.dlq else charts.empty("Dead letters by reason", "no dead letters" if d.dlq is not None else "not read")
-    parts = [_section("Data quality: dead letters by reason", dlq,
+    parts = [section("Data quality: dead letters by reason", dlq,
                       f"From the dead-letter topic: {sum((d.dlq or {}).values()):,} records.")]
     if d.outcomes is not None:
         by_outcome: dict[str, float] = {}
@@ -166,11 +157,11 @@ def quality_section(d: ReportData) -> str:
         rows = "".join(f"<tr><td>{escape(k)}</td><td>{int(v):,}</td></tr>" for k, v in items)
         table = f"<table><tr><th>outcome</th><th>events</th></tr>{rows}</table>"
         body = charts.hbar_chart("Events by outcome", items) + table
-        parts.append(_section("Data quality: duplicates, late and invalid events", body,
+        parts.append(section("Data quality: duplicates, late and invalid events", body,
                               f"From {d.outcomes_source or 'the worker'} "
                               "(late events are counted in the aggregates too)."))
     else:
-        parts.append(_section("Data quality: duplicates, late and invalid events",
+        parts.append(section("Data quality: duplicates, late and invalid events",
                               charts.empty("Events by outcome", "no event outcome counts available")))
     return "".join(parts)
 
@@ -197,7 +188,7 @@ def render(d: ReportData, rules: RuleSettings) -> str:
         + devices_section(d)
         + segment_html.segment_sections(d.segments)
         + quality_section(d)
-        + _section("Alerts by rule", alerts_table(d), f"Episodes opened and resolved ({d.database}.alerts FINAL).")
+        + section("Alerts by rule", alerts_table(d), f"Episodes opened and resolved ({d.database}.alerts FINAL).")
     )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>vitals report</title>'

@@ -11,6 +11,7 @@ from schemas.segments import DIMENSIONS
 from sinks.segment_views import PRACTICE_HP_CONVERSION
 from streams.engine.segments import LIFECYCLE_SEGMENTS, POTENTIAL_SEGMENTS, VALUE_SEGMENTS
 from streams.report import charts
+from streams.report.charts import section, short_day
 from streams.report.segment_data import SegmentData
 
 ORDER = dict(zip(DIMENSIONS, (LIFECYCLE_SEGMENTS, VALUE_SEGMENTS, POTENTIAL_SEGMENTS), strict=True))
@@ -19,16 +20,6 @@ CSS = """
 table.matrix td{min-width:64px}
 table.matrix td.cell{background:hsl(217,80%,var(--l))}
 """
-
-
-def _section(title: str, body: str, note: str = "", wide: bool = False) -> str:
-    cls = ' class="wide"' if wide else ""
-    extra = f'<p class="note">{escape(note)}</p>' if note else ""
-    return f"<section{cls}><h2>{escape(title)}</h2>{body}{extra}</section>"
-
-
-def _short(day: str) -> str:
-    return day[5:] if len(day) == 10 else day
 
 
 def _ordered(dimension: str, names: list[str]) -> list[str]:
@@ -48,8 +39,8 @@ def sizes_sections(s: SegmentData) -> str:
             continue
         days = sorted({d for values in by_seg.values() for d in values})
         series = {seg: [float(by_seg[seg].get(d, 0)) for d in days] for seg in _ordered(dim, list(by_seg))}
-        out.append(_section(f"Segments: {dim}", charts.line_chart(f"Users per {dim} segment",
-                                                                  [_short(d) for d in days], series),
+        out.append(section(f"Segments: {dim}", charts.line_chart(f"Users per {dim} segment",
+                                                                  [short_day(d) for d in days], series),
                             "Users in each segment at the end of the day (segment_sizes_daily)."))
     return "".join(out)
 
@@ -78,8 +69,8 @@ def matrix_section(s: SegmentData) -> str:
         tables.append(f'<h3>{escape(dim)}</h3><table class="matrix" data-dimension="{escape(dim)}">'
                       f"<tr><th>from \\ to</th>{head}</tr>{''.join(body)}</table>")
     if not tables:
-        return _section("Segment migrations", "<p class=\"note\">no migrations yet</p>")
-    return _section("Segment migrations", "".join(tables),
+        return section("Segment migrations", "<p class=\"note\">no migrations yet</p>")
+    return section("Segment migrations", "".join(tables),
                     "Users moved from the row's segment to the column's over the period, and the share of the "
                     "row's segment that moved, per day on average (segment_migrations).", wide=True)
 
@@ -88,11 +79,11 @@ def conversion_section(s: SegmentData) -> str:
     days = sorted(s.conversion)
     entered, converted, pending = (sum(s.conversion[d][i] for d in days) for i in range(3))
     if not entered:
-        return _section("High-potential conversion", '<p class="note">no user entered high_potential yet</p>')
+        return section("High-potential conversion", '<p class="note">no user entered high_potential yet</p>')
     rates = {"converted within 30 days": [s.conversion[d][1] / s.conversion[d][0] for d in days]}
-    chart = charts.line_chart("High-potential conversion vs 38%", [_short(d) for d in days], rates, percent=True,
+    chart = charts.line_chart("High-potential conversion vs 38%", [short_day(d) for d in days], rates, percent=True,
                               y_max=1.0, threshold=PRACTICE_HP_CONVERSION)
-    return _section("High-potential conversion", chart,
+    return section("High-potential conversion", chart,
                     f"Per entry day; dashed: practice's {100 * PRACTICE_HP_CONVERSION:.0f}%. {entered:,} entered, "
                     f"{converted:,} ({_pct(converted / entered)}) converted, {pending:,} still within their 30 days "
                     "(high_potential_conversion).")
@@ -102,13 +93,13 @@ def recall_section(s: SegmentData) -> str:
     days = sorted(s.recall)
     o, r, oh, rh = (sum(s.recall[d][i] for d in days) for i in range(4))  # raw; [4:8] without fake-flagged
     if not o + oh:
-        return _section("72-hour recall by holdout", '<p class="note">no churn.no_login_72h episode yet</p>')
+        return section("72-hour recall by holdout", '<p class="note">no churn.no_login_72h episode yet</p>')
     series: dict[str, list[float | None]] = {
         "contacted": [s.recall[d][1] / s.recall[d][0] if s.recall[d][0] else None for d in days],
         "holdout": [s.recall[d][3] / s.recall[d][2] if s.recall[d][2] else None for d in days]}
-    chart = charts.line_chart("72-hour recall rate: contacted vs holdout", [_short(d) for d in days], series,
+    chart = charts.line_chart("72-hour recall rate: contacted vs holdout", [short_day(d) for d in days], series,
                               percent=True, y_max=1.0)
-    return _section("72-hour recall by holdout", chart,
+    return section("72-hour recall by holdout", chart,
                     "Episodes opened per day and the share whose user logged in again within 72 h: "
                     + _recall_figures(o, r, oh, rh) + "; without fake-flagged users: "
                     + _recall_figures(*(sum(s.recall[d][i] for d in days if len(s.recall[d]) > 4)
@@ -125,15 +116,15 @@ def clean_sections(s: SegmentData) -> str:
     days = sorted(s.clean)
     if not days:
         return ""
-    labels = [_short(d) for d in days]
+    labels = [short_day(d) for d in days]
     dau = {"DAU": [float(s.clean[d][0]) for d in days],
            "DAU without fake-flagged": [float(s.clean[d][1]) for d in days]}
     retention: dict[str, list[float | None]] = {
         "next-day": [s.clean[d][3] / s.clean[d][2] if s.clean[d][2] else None for d in days],
         "next-day without fake-flagged": [s.clean[d][5] / s.clean[d][4] if s.clean[d][4] else None for d in days]}
     note = "Users flagged by any fake.* rule in the 30 days ending on the day left out (active_users_clean)."
-    return _section("DAU: raw and without fake-flagged users", charts.line_chart(
-        "DAU raw vs fake-excluded", labels, dau), note) + _section(
+    return section("DAU: raw and without fake-flagged users", charts.line_chart(
+        "DAU raw vs fake-excluded", labels, dau), note) + section(
         "Next-day retention: raw and without fake-flagged users", charts.line_chart(
             "Next-day retention raw vs fake-excluded", labels, retention, percent=True, y_max=1.0), note)
 
