@@ -30,26 +30,11 @@ from streams.devtools import local_kafka as localkafka
 from streams.devtools.produce import produce_history
 from streams.kafka.topics import prepare_topics
 
-BUILD_INPLACE = """
-import tomllib
-from setuptools import Distribution, Extension
-from setuptools.command.build_ext import build_ext
-with open("pyproject.toml", "rb") as f:
-    specs = tomllib.load(f)["tool"]["setuptools"].get("ext-modules", [])
-exts = [Extension(spec["name"], spec["sources"], depends=spec.get("depends", []),
-                  extra_compile_args=spec.get("extra-compile-args", [])) for spec in specs]
-if exts:
-    cmd = build_ext(Distribution({"ext_modules": exts}))
-    cmd.inplace = True
-    cmd.ensure_finalized()
-    cmd.run()
-"""
-
 
 def build_extension(tree: Path) -> None:
-    """Build the C extensions the checkout ``tree`` declares in its pyproject.toml, in place (as pip
-    builds them)."""
-    subprocess.run([sys.executable, "-P", "-c", BUILD_INPLACE], cwd=tree, check=True, stdout=subprocess.DEVNULL)
+    """Build the C extensions the checkout ``tree`` declares (its setup.py), in place (as pip builds them)."""
+    subprocess.run([sys.executable, "-P", "setup.py", "-q", "build_ext", "--inplace"], cwd=tree, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main() -> int:
@@ -72,7 +57,7 @@ def main() -> int:
         path, _, tree = path.partition("@")
         if not name or not path:
             parser.error(f"--config {item!r}: NAME=FILE or NAME=FILE@TREE expected")
-        if tree and not (Path(tree) / "streams" / "cli.py").is_file():
+        if tree and not (Path(tree) / "streams" / "engine" / "partition.py").is_file():
             parser.error(f"--config {item!r}: {tree} is not a checkout of vitals")
         if path != "none":
             load_settings(env={}, config_file=path)  # a bad file fails here, not in a worker

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from sinks.clickhouse import ClickHouse
 
 CONVERTED = "converted"
-MAX_ROWS = 5_000  # rows per insert
+MAX_ROWS = 50_000  # rows per insert (MAX_BYTES cuts a run of long evidence first)
 # the worker's cap: a flush job's changes are held by the job already (a day close can decide one per user
 # of a partition at once); what is bounded is each insert (MAX_ROWS, MAX_BYTES)
 UNCAPPED = 1 << 62

@@ -29,8 +29,10 @@ from streams.engine.segments import (
     LIFECYCLE_SEGMENTS,
     VALUE_SEGMENTS,
     SegmentState,
+    VisitParams,
     active_days,
     amount_micros,
+    visit_params,
 )
 from streams.engine.state import NONE, UserState
 
@@ -113,11 +115,12 @@ class SegmentPlan:
     matrix: tuple[PriorityRow, ...]
     steps: tuple[RecallStep, ...]
     holdout_share: float
+    params: VisitParams  # the settings as a day close's visit reads them (segments.visit_params)
 
     @classmethod
     def of(cls, settings: SegmentSettings) -> SegmentPlan:
         steps = ordered(tuple(RecallStep(s.offset_days, s.action) for s in settings.recall_steps))
-        return cls(settings, matrix_of(settings), steps, settings.holdout_share)
+        return cls(settings, matrix_of(settings), steps, settings.holdout_share, visit_params(settings))
 
 
 # ---- context ------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from schemas.dead_letters import DeadLetter
 from schemas.events import ENGAGEMENT_EXCLUDED, Event
 from sinks.columns import ActivityColumns
 from streams.engine import extensions
+from streams.engine import segments as S
 from streams.engine.dedup import INLINE_IDS
 from streams.engine.firing import TYPE_COUNTER, burst_alert, resolve
 from streams.engine.partition_indexes import (
@@ -102,7 +103,7 @@ class UserPartition(PartitionIndexes, WatermarkActions):
         native = self.native_default if native is None else native
         self._c = extensions.engine(native)  # None: the Python loop (RuntimeError: asked for, not built)
         self.native = native
-        self.segment_sums = self._c.segment_sums if self._c is not None else None
+        self.segment_visit = self._c.segment_visit if self._c is not None else S.visit
 
     # ---- processing ----------------------------------------------------------------------
     def apply(self, messages: list[MessageEvents], out: Outputs) -> None:

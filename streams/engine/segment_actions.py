@@ -17,7 +17,6 @@ from schemas import alerts as A
 from schemas.alerts import Alert, make_alert
 from schemas.events import Event
 from schemas.segments import make_change
-from streams.config.segments import SegmentSettings
 from streams.engine import holdout as HO
 from streams.engine import segments as S
 from streams.engine.indexes import ChangeDayIndex, DeadlineIndex
@@ -54,8 +53,8 @@ class SegmentActions:
     meta: PartitionMeta
     segment_days: ChangeDayIndex
     recall: DeadlineIndex
-    # the C extension's one-pass window sums (None: segments.window_sums, the Python twin)
-    segment_sums: Callable[[dict[int, Counts], S.Bounds, tuple[int, ...]], S.Sums | None] | None
+    # a day close's visit of one user: the C extension's ``segment_visit`` or its Python twin ``segments.visit``
+    segment_visit: Callable[[dict[int, Counts], int, Seg, int, S.VisitParams], int | S.Sums | None]
 
     # ---- alerts: context and holdout ----------------------------------------------------------------
     def alert(self, status: Literal["open", "resolved"], rule: str, app_id: str, user_id: str, episode_start: int,
@@ -72,11 +71,16 @@ class SegmentActions:
 
     # ---- the day close ------------------------------------------------------------------------------
     def _segments_close(self, key: bytes, state: UserState, day: int, wm: int, out: Outputs,
-                        settings: SegmentSettings) -> bool:
-        """Decide the user's segments at the close of ``day`` (``settings``: their app's); index the next
-        day their segments can change; whether the state changed."""
+                        params: S.VisitParams) -> bool:
+        """Decide the user's segments at the close of ``day`` (``params``: their app's settings, as
+        ``segments.visit_params`` makes them); index the next day their segments can change; whether the
+        state changed. Most visits change nothing: one call of the C function tells so, and where."""
+        visited = self.segment_visit(state.days, state.first_ts, state.seg, day, params)
+        if visited.__class__ is int:
+            self.segment_days.set(key, visited)
+            return False
         seg = S.SegmentState(*state.seg)
-        changes, next_day = S.close_day_and_next(state, seg, day, settings, self.segment_sums)
+        changes, next_day = S.close_day_and_next(state, seg, day, params[9], visited)  # type: ignore[arg-type]
         self.segment_days.set(key, next_day)
         if not changes:
             return False

@@ -23,7 +23,6 @@ a user after their lapse was decided (day entry + 30 closed).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -280,20 +279,48 @@ def window_sums(days: dict[int, Counts], bounds: Bounds, offsets: tuple[int, ...
     return recent, before, older, value_m, paid, logins, best
 
 
+def _bounds(day: int, s: SegmentSettings) -> Bounds:
+    w = s.lifecycle_window_days
+    return (day, day - w + 1, day - 2 * w + 1, day - s.lifecycle_churn_days + 1, day - s.value_window_days + 1,
+            day - s.potential_streak_days + 1, day - s.potential_no_payment_days + 1)
+
+
+# what ``visit`` reads of the settings: the C extension reads the first nine, by position
+VisitParams = tuple[int, int, int, int, int, int, int, int, tuple[int, ...], SegmentSettings]
+
+
+def visit_params(s: SegmentSettings) -> VisitParams:
+    """The app's settings as ``visit`` reads them (built once per app: ``holdout.SegmentPlan``)."""
+    return (s.lifecycle_window_days, s.lifecycle_churn_days, s.value_window_days, s.potential_no_payment_days,
+            s.potential_streak_days, s.potential_convert_days, s.high_micros, s.mid_micros,
+            _offsets(s.lifecycle_window_days, s.lifecycle_churn_days, s.value_window_days,
+                     s.potential_no_payment_days), s)
+
+
+def visit(days: dict[int, Counts], first_ts: int, seg: tuple[int, int, int, int], day: int, params: VisitParams
+          ) -> int | Sums | None:
+    """A day close's visit of one user (the twin of the C extension's ``segment_visit``, which decides
+    without building anything): the next change day when no segment changes at the close of ``day``,
+    else the window sums, from which :func:`close_day_and_next` builds the changes. (The C function
+    returns None for an amount beyond 64 bits; this twin never does.)"""
+    s = params[9]
+    sums = window_sums(days, _bounds(day, s), params[8])
+    changes, best = close_day_and_next(UserState(first_ts=first_ts, days=days), SegmentState(*seg), day, s, sums)
+    return sums if changes else best
+
+
 def close_day_and_next(state: UserState, seg: SegmentState, day: int, s: SegmentSettings = DEFAULT,
-                       native: Callable[[dict[int, Counts], Bounds, tuple[int, ...]], Sums | None] | None = None
-                       ) -> tuple[list[Change], int]:
+                       sums: Sums | None = None) -> tuple[list[Change], int]:
     """``close_day`` and then ``next_change_day(state, seg, day)``, with one pass over the user's days
     instead of one per window (a day close visits every user active since the last one). The two
     reference functions above say what this computes; tests hold the engine to the brute-force oracle.
-    ``native``: the C extension's ``segment_sums`` (None: :func:`window_sums`)."""
+    ``sums``: the pass's result when the caller has it (:func:`visit`), else it is made here."""
     w, churn = s.lifecycle_window_days, s.lifecycle_churn_days
-    r0, b0, o0 = day - w + 1, day - 2 * w + 1, day - churn + 1
-    v0, k0, p0 = day - s.value_window_days + 1, day - s.potential_streak_days + 1, day - s.potential_no_payment_days + 1
-    offsets = _offsets(w, churn, s.value_window_days, s.potential_no_payment_days)
-    sums = native(state.days, (day, r0, b0, o0, v0, k0, p0), offsets) if native is not None else None
-    recent, before, older, value_m, paid, logins, best = sums or window_sums(state.days, (day, r0, b0, o0, v0, k0, p0),
-                                                                              offsets)
+    r0 = day - w + 1
+    if sums is None:
+        sums = window_sums(state.days, _bounds(day, s), _offsets(w, churn, s.value_window_days,
+                                                                 s.potential_no_payment_days))
+    recent, before, older, value_m, paid, logins, best = sums
     changes: list[Change] = []
     start = day * DAY_MS
     first = state.first_ts // DAY_MS
@@ -344,6 +371,7 @@ __all__ = [
     "Change",
     "SegmentSettings",
     "SegmentState",
+    "VisitParams",
     "close_day",
     "close_day_and_next",
     "lifecycle_at",
@@ -352,5 +380,7 @@ __all__ = [
     "potential_entry",
     "value_at",
     "value_tier",
+    "visit",
+    "visit_params",
     "window_sums",
 ]

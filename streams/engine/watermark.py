@@ -73,13 +73,14 @@ class WatermarkActions(SegmentActions):
         touched = self.touched
         segments = self.rules.segments_on
         segment_due = self.segment_days.pop_through(day) if segments else set()
-        candidates = touched | self.watch | self.open_day_rules | segment_due
+        day_candidates = touched | self.watch | self.open_day_rules
+        candidates = day_candidates | segment_due if segment_due else day_candidates
         self.touched = again = set()
         watch = self.watch
         dirty = store.dirty
         prefix: bytes | None = None  # the key prefix of the app whose rules are at hand
         rules = self.rules("")
-        segment_settings = self.rules.plan("").settings
+        segment_params = self.rules.plan("").params
         oldest = 0
         for key in sorted(candidates):
             state = dirty.get(key) or store.get(key)
@@ -93,11 +94,13 @@ class WatermarkActions(SegmentActions):
                 app = key[: key.find(b"\x1f")]
                 prefix = app + b"\x1f"
                 rules = self.rules(app.decode())
-                segment_settings = self.rules.plan(app.decode()).settings
+                segment_params = self.rules.plan(app.decode()).params
                 oldest = day - max(2 * rules.activity_drop_window_d, rules.hollow_window_d) + 1
             if (segments and (key in touched or key in segment_due)
-                    and self._segments_close(key, state, day, wm, out, segment_settings)):
+                    and self._segments_close(key, state, day, wm, out, segment_params)):
                 store.put(key, state)
+            if key not in day_candidates:
+                continue  # here for its segments only: no day rule to decide (as with segments off)
             open_ = state.open
             if open_[OPEN_DROP] == NONE and open_[OPEN_HOLLOW] == NONE and state.last_active_day < oldest:
                 watch.discard(key)  # R.day_rules_may_hold, inlined: no day rule can hold or change

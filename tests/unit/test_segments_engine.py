@@ -110,28 +110,41 @@ def test_state_round_trip_keeps_segments() -> None:
        st.sampled_from([S.DEFAULT, VARIANT[0]]))
 def test_one_pass_close_equals_the_reference_functions(days: dict, first: int, day: int, seg: tuple,
                                                        segment_settings: S.SegmentSettings) -> None:
-    """``close_day_and_next`` (the engine's) equals ``close_day`` then ``next_change_day`` (the definitions)."""
+    """``close_day_and_next`` (the engine's) equals ``close_day`` then ``next_change_day`` (the definitions),
+    and a visit (the C extension's ``segment_visit`` and its twin ``segments.visit``) says the next change
+    day exactly when nothing changes, else the sums from which the changes are built."""
     state = UserState(first_ts=first * 86_400_000, days={d: c for d, c in days.items() if c[0] or c[1] or c[3]})
     b = S.SegmentState(*seg)
     expected = S.close_day(state, b, day, segment_settings)
     expected_next = S.next_change_day(state, b, day, segment_settings)
+    a = S.SegmentState(*seg)
+    changes, next_day = S.close_day_and_next(state, a, day, segment_settings)
+    assert changes == expected and a == b
+    assert next_day == expected_next
     c = extensions.engine(extensions.BUILT)
-    for native in (None, c.segment_sums if c is not None else None):  # the Python twin, the C extension
+    params = S.visit_params(segment_settings)
+    for visit in (S.visit, c.segment_visit if c is not None else S.visit):  # the Python twin, the C extension
+        visited = visit(state.days, state.first_ts, seg, day, params)
+        if not expected:
+            assert visited == expected_next
+            continue
+        assert isinstance(visited, tuple)
         a = S.SegmentState(*seg)
-        changes, next_day = S.close_day_and_next(state, a, day, segment_settings, native)
-        assert changes == expected and a == b
-        assert next_day == expected_next
+        assert S.close_day_and_next(state, a, day, segment_settings, visited) == (expected, expected_next)
+        assert a == b
 
 
 def test_window_sums_beyond_64_bits_fall_back_to_python() -> None:
     days = {5: (1, 1, 0, 10, 0, 0, 0), 9: (2, 0, 1, 2**70, 0, 0, 0), 10: (1, 0, 1, 2**62, 0, 0, 0)}
     c = extensions.engine(extensions.BUILT)
-    bounds, offsets = (10, 4, -3, -19, -19, 4, -19), (0, 7, 14, 30)
+    params = S.visit_params(S.DEFAULT)
     if c is not None:
-        assert c.segment_sums(days, bounds, offsets) is None
+        assert c.segment_visit(days, 0, (-1, -1, -1, -1), 10, params) is None
         small = {d: v for d, v in days.items() if d != 9}
-        assert c.segment_sums(small, bounds, offsets) == S.window_sums(small, bounds, offsets)
-        assert c.segment_sums({1: (1, 0, 0, 2**62), 2: (1, 0, 0, 2**62)}, bounds, offsets) is None  # the sum overflows
+        assert c.segment_visit(small, 0, (-1, -1, -1, -1), 10, params) == S.visit(small, 0, (-1, -1, -1, -1), 10,
+                                                                                      params)
+        assert c.segment_visit({1: (1, 0, 0, 2**62), 2: (1, 0, 0, 2**62)}, 0, (-1, -1, -1, -1), 10,
+                               params) is None  # the sum overflows
     state = UserState(first_ts=0, days=days)  # type: ignore[arg-type]
-    changes, _ = S.close_day_and_next(state, S.SegmentState(), 10, S.DEFAULT, c.segment_sums if c else None)
+    changes, _ = S.close_day_and_next(state, S.SegmentState(), 10, S.DEFAULT)
     assert [(x.dimension, x.segment) for x in changes if x.dimension == "value"] == [("value", "high")]

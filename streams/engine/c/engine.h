@@ -22,7 +22,7 @@ extern PyObject *s_rules, *s_meta, *s_store, *s_reroute_topic, *s_dirty_rows, *s
     *k_inter, *k_long, *k_recall;
 extern long long LOGINS, PAYMENTS, POSTS, SOCIAL, DAY_MS, HOUR_MS, MINUTE_MS, MAX_BATCH, DEVICE_LATE_DAYS,
     RUN_CHANGED, RUN_APPLIED, RUN_LOGIN, RUN_ENGAGE, RUN_FIRST, RUN_ACTIVE, O_SHORT, O_INTER, O_LONG, HEAP_SLACK,
-    HIGH_POTENTIAL;
+    HIGH_POTENTIAL, NEW, RETURNING, RESURRECTING, DORMANT, CHURNED, V_NONE, V_LOW, V_MID, V_HIGH;
 extern char KEY_SEP; /* state.SEP: between a key's app id and user id */
 #define NONE (-1LL)
 
@@ -141,7 +141,7 @@ PyObject *configure(PyObject *mod, PyObject *consts); /* module.c */
 PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* apply.c */
 PyObject *activity_columns(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* columns.c */
 PyObject *drain(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* drain.c */
-PyObject *segment_sums(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* segments.c */
+PyObject *segment_visit(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* segments.c */
 PyObject *murmur2(PyObject *mod, PyObject *arg); /* partitioner.c */
 PyObject *home_partition(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);
 PyObject *elsewhere(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);

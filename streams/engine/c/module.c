@@ -21,14 +21,14 @@
  *   columns.c       store.py activity_rows, sinks/columns.py ActivityColumns test_sinks.py, test_engine_native.py
  *   drain.c         store.py StateStore.drain                              test_engine_native.py
  *   partitioner.c   partitioner.py murmur2_32_py, PartitionCache           test_partitioner.py
- *   segments.c      segments.py window_sums                                test_segments_engine.py
+ *   segments.c      segments.py visit (window_sums and the decisions)       test_segments_engine.py
  *   (schemas/_decode.c, the decoder's first pass: schemas/events.py _decode_fast; test_decode_native.py)
  *
  * What they hold: module.c (this: the configuration and the module), apply.c (the loop), run.c (what a
  * run of one user's events writes: the day's counters, the absence deadlines, the run's end),
  * columns.c (a flush's ClickHouse rows as Native columns), drain.c (a flush's changed states),
  * partitioner.c (Kafka's murmur2 partitioner, the routing's search for mis-keyed events), segments.c (a day
- * close's segment windows over a user's days).
+ * close's visit of a user's segments: the windows over their days and whether a segment changes).
  */
 #include "engine.h"
 
@@ -48,7 +48,7 @@ PyObject *s_rules, *s_meta, *s_store, *s_reroute_topic, *s_dirty_rows, *s_alerts
     *k_inter, *k_long, *k_recall;
 long long LOGINS, PAYMENTS, POSTS, SOCIAL, DAY_MS, HOUR_MS, MINUTE_MS, MAX_BATCH, DEVICE_LATE_DAYS,
     RUN_CHANGED, RUN_APPLIED, RUN_LOGIN, RUN_ENGAGE, RUN_FIRST, RUN_ACTIVE, O_SHORT, O_INTER, O_LONG, HEAP_SLACK,
-    HIGH_POTENTIAL;
+    HIGH_POTENTIAL, NEW, RETURNING, RESURRECTING, DORMANT, CHURNED, V_NONE, V_LOW, V_MID, V_HIGH;
 char KEY_SEP;
 
 /* Every attribute the C code reads, writes or calls by name, interned at import, and the Python object it
@@ -143,7 +143,8 @@ PyObject *configure(PyObject *mod, PyObject *consts) {
     CI(LOGINS); CI(PAYMENTS); CI(POSTS); CI(SOCIAL); CI(DAY_MS); CI(HOUR_MS); CI(MINUTE_MS); CI(MAX_BATCH);
     CI(DEVICE_LATE_DAYS); CI(RUN_CHANGED); CI(RUN_APPLIED); CI(RUN_LOGIN); CI(RUN_ENGAGE); CI(RUN_FIRST);
     CI(RUN_ACTIVE); CI(O_SHORT); CI(O_INTER); CI(O_LONG); CI(HEAP_SLACK);
-    CI(HIGH_POTENTIAL);
+    CI(HIGH_POTENTIAL); CI(NEW); CI(RETURNING); CI(RESURRECTING); CI(DORMANT); CI(CHURNED); CI(V_NONE);
+    CI(V_LOW); CI(V_MID); CI(V_HIGH);
 #undef CI
     PyObject *sep = PyDict_GetItemString(consts, "KEY_SEP");
     if (sep == NULL || !PyUnicode_Check(sep) || PyUnicode_GET_LENGTH(sep) != 1 || PyUnicode_READ_CHAR(sep, 0) >= 0x80)
@@ -248,8 +249,9 @@ static PyMethodDef methods[] = {
     {"activity_columns", (PyCFunction)(void (*)(void))activity_columns, METH_FASTCALL,
      "activity_columns(dirty_rows, dirty, lookup): (rows, *columns), the Native-format columns of "
      "store.activity_rows"},
-    {"segment_sums", (PyCFunction)(void (*)(void))segment_sums, METH_FASTCALL,
-     "segment_sums(days, bounds, offsets): segments.window_sums in one pass (None: an amount beyond 64 bits)"},
+    {"segment_visit", (PyCFunction)(void (*)(void))segment_visit, METH_FASTCALL,
+     "segment_visit(days, first_ts, seg, day, params): segments.visit (the next change day, the sums when a "
+     "segment changes, None: an amount beyond 64 bits)"},
     {NULL, NULL, 0, NULL},
 };
 
