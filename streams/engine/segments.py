@@ -244,9 +244,9 @@ Bounds = tuple[int, int, int, int, int, int, int]
 
 
 def window_sums(days: dict[int, Counts], bounds: Bounds, offsets: tuple[int, ...]) -> Sums:
-    """One pass over a user's days (the twin of the C extension's ``segment_sums``): active days in
-    r0..D, b0..r0-1 and o0..r0-1, payment micros in v0..D and p0..D, login days in k0..D, and the earliest
-    day > D at which an active day enters or leaves a window (``offsets``, sorted)."""
+    """One pass over a user's days (the twin of the C extension's ``segment_visit``, its first half):
+    active days in r0..D, b0..r0-1 and o0..r0-1, payment micros in v0..D and p0..D, login days in k0..D,
+    and the earliest day > D at which an active day enters or leaves a window (``offsets``, sorted)."""
     day, r0, b0, o0, v0, k0, p0 = bounds
     recent = before = older = logins = 0
     value_m = paid = 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -103,19 +103,19 @@ def test_user_segments_tie_goes_to_converted_and_inserts_are_bounded(ch: ClickHo
     SegmentSink(ch, 10).write([entry])  # arrives later, decided earlier: the tie goes to converted
     assert ch.query("SELECT segment FROM vitals.user_segments FINAL") == [("converted",)]
     sent: list[int] = []
-    insert = ch.insert
+    blocks = seg_sink.blocks
 
-    def counted(table: str, cols: list[str], data: list[list[Any]], token: str) -> None:
-        sent.append(len(data[0]))
-        insert(table, cols, data, token)
+    def counted(run: Sequence[tuple[SegmentChange, bytes]]) -> tuple[bytes, bytes]:
+        sent.extend((len(run), len(run)))  # one insert per table
+        return blocks(run)
 
-    monkeypatch.setattr(ch, "insert", counted)
+    monkeypatch.setattr(seg_sink, "blocks", counted)
     monkeypatch.setattr(seg_sink, "MAX_ROWS", 7)
     many = [make_change("a", "x" * 128 + str(i), "value", "low", None, t, t, {"amount_30d": 1.5}) for i in range(30)]
     SegmentSink(ch, 100).write(many)
     assert max(sent) <= 7 and sum(sent) == 60  # both tables, in runs of at most 7 rows
     monkeypatch.setattr(seg_sink, "MAX_BYTES", 800)  # about 200 bytes a row
-    assert all(len(run) <= 4 for run in seg_sink.chunks([(c, "{}") for c in many]))
+    assert all(len(run) <= 4 for run in seg_sink.chunks([(c, b"{}") for c in many]))
     assert ch.query("SELECT count() FROM vitals.segment_changes FINAL WHERE app_id = 'a'") == [(30,)]
 
 
