@@ -23,7 +23,8 @@ import uuid
 from pathlib import Path
 
 from bench.engine import SHAPES, history_for
-from bench.run import ROOT, _env, vitals_line
+from bench.processes import vitals_line, worker_env
+from bench.run import ROOT
 from bench.workdir import fresh_run_dir, remove_run_dir
 from streams.config.settings import load_settings
 from streams.devtools import local_kafka as localkafka
@@ -71,7 +72,7 @@ def main() -> int:
     try:
         history = history_for(args.shape, args.events, args.users, args.days, args.partitions, 42)
         topic = f"bench-ab-{uuid.uuid4().hex[:6]}"
-        settings = load_settings(env=_env(bootstrap, topic, topic, work))
+        settings = load_settings(env=worker_env(bootstrap, topic, topic, work))
         asyncio.run(prepare_topics(settings))
         asyncio.run(produce_history(settings, history, progress=True))
         n_msgs, n_events = len(history.messages), history.n_events
@@ -80,7 +81,7 @@ def main() -> int:
         for round_ in range(args.rounds):
             for name, path in configs.items():
                 app_id = f"ab-{name}-{round_}-{uuid.uuid4().hex[:6]}"
-                env = _env(bootstrap, app_id, topic, work)
+                env = worker_env(bootstrap, app_id, topic, work)
                 if path is not None:
                     env["VITALS_CONFIG"] = path
                 run_settings = load_settings(env=env)

@@ -6,11 +6,11 @@ measured throughput; then the state bytes per user and the restart of a worker h
 state (``bench.recovery``).
 
     python -m bench.run [--events 4200000 --users 200000 --partitions 8] [--shapes batch,single,sdk]
-                        [--naive-events 100000] [--latency-seconds 30] [--no-workers-line] [--no-segments-line]
+                        [--naive-events 100000] [--latency-seconds 30] [--no-workers-line] [--segments-rounds 3]
                         [--state-users 1000000] [--recovery-users 1000000]
                         [--json bench/results/latest.json] [--dir .vitals/bench] [--keep-data]
 
-Prints a table, the targets of issue 5 met or missed (``bench.targets``), and writes the figures as
+Prints a table, the targets of issues 5 and 27 met or missed (``bench.targets``), and writes the figures as
 JSON. Every figure is measured in this run.
 """
 
@@ -20,22 +20,17 @@ import argparse
 import asyncio
 import gc
 import json
-import os
-import resource
-import signal
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import orjson
-import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.engine import SHAPES, history_for
 from bench.latency import latency_phase
+from bench.processes import run_process, segments_lines, start, stop, vitals_line, worker_env
 from bench.recovery import measure_recovery
 from bench.states import day_of_activity
 from bench.targets import check, table
@@ -44,20 +39,10 @@ from streams.config.settings import RuleSettings, load_settings
 from streams.devtools import local_kafka as localkafka
 from streams.devtools.generator import History
 from streams.devtools.produce import produce_history
-from streams.devtools.worker_process import lag_by_partition
 from streams.kafka.topics import prepare_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 LATENESS_MS = RuleSettings().allowed_lateness_s * 1000  # the workers' (default) watermark lag
-
-
-def _env(bootstrap: str, app_id: str, topic: str, data: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VITALS_")}
-    env.update(VITALS_KAFKA_BOOTSTRAP=bootstrap, VITALS_APP_ID=app_id, VITALS_EVENTS_TOPIC=topic,
-               VITALS_ALERTS_TOPIC=f"{app_id}.alerts", VITALS_DLQ_TOPIC=f"{app_id}.dlq",
-               VITALS_SEGMENTS_TOPIC=f"{app_id}.segments", VITALS_DATA_DIR=str(data / app_id), VITALS_METRICS_PORT="0",
-               VITALS_LOGLEVEL="WARNING")
-    return env
 
 
 async def ceiling(bootstrap: str, topic: str, partitions: int, n_messages: int) -> dict[str, float]:
@@ -88,161 +73,11 @@ async def ceiling(bootstrap: str, topic: str, partitions: int, n_messages: int) 
             "events": events}
 
 
-class PeakRss:
-    """Peak resident memory of each process of the trees started (each started process and its
-    children), sampled by polling: a supervisor and its worker are two processes, not their sum.
-    Also the CPU time of each process's main thread at every sample (``main_cpu``): how busy the
-    thread that runs the event loop was between two moments (``main_busy``)."""
-
-    def __init__(self, *pids: int) -> None:
-        self.roots = [psutil.Process(pid) for pid in pids]
-        self.peak: dict[int, tuple[str, int]] = {}  # pid -> (command, peak bytes)
-        self.main_cpu: list[tuple[float, dict[int, float]]] = []  # (monotonic time, pid -> main thread CPU s)
-
-    def main_busy(self, start: float, end: float) -> float:
-        """The busiest process's main thread: its CPU seconds per second between the samples
-        nearest after ``start`` and before ``end`` (0.0 when fewer than two samples fall there)."""
-        inside = [(t, cpu) for t, cpu in self.main_cpu if start <= t <= end]
-        if len(inside) < 2 or inside[-1][0] - inside[0][0] <= 0:
-            return 0.0
-        (t0, first), (t1, last) = inside[0], inside[-1]
-        return max((last[pid] - first.get(pid, 0.0) for pid in last), default=0.0) / (t1 - t0)
-
-    def sample(self) -> None:
-        procs: list[psutil.Process] = []
-        for root in self.roots:
-            try:
-                procs += [root, *root.children(recursive=True)]
-            except psutil.Error:
-                continue
-        main: dict[int, float] = {}
-        for proc in procs:
-            try:
-                rss = proc.memory_info().rss
-                name = " ".join(proc.cmdline()[1:4])
-                for thread in proc.threads():
-                    if thread.id == proc.pid:  # the main thread's id is the process's
-                        main[proc.pid] = thread.user_time + thread.system_time
-            except psutil.Error:
-                continue
-            if rss > self.peak.get(proc.pid, ("", 0))[1]:
-                self.peak[proc.pid] = (name, rss)
-        self.main_cpu.append((time.monotonic(), main))
-
-    def figures(self) -> dict[str, object]:
-        by_process = {f"{pid} {name}": rss / 2**20 for pid, (name, rss) in sorted(self.peak.items())}
-        return {"peak_rss_mb": max(by_process.values(), default=0.0), "peak_rss_mb_by_process": by_process}
-
-
-def _until_lag_zero(settings, procs, topics_done, timeout_s: float = 7200, sampler: PeakRss | None = None  # type: ignore[no-untyped-def]
-                    ) -> tuple[float, float]:
-    """(time of first progress, time lag reached 0) of the group of ``settings.app_id``, whose
-    processes are ``procs``. Lag 0 counts when seen twice in a row: a flush delivers to the
-    internal topics before it commits, but one pass reads each topic's end offsets before its
-    committed offsets, so it can miss records another worker's flush is just delivering."""
-    first = zero = None
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if sampler is not None:
-            sampler.sample()
-        for proc in procs:
-            if proc.poll() is not None:
-                raise RuntimeError(f"process {proc.pid} exited with {proc.returncode}")
-        try:
-            lags = asyncio.run(lag_by_partition(settings))
-        except Exception:  # coordinator not ready yet
-            time.sleep(0.5)
-            continue
-        now = time.monotonic()
-        events_lag = {k: v for k, v in lags.items() if k[0] in topics_done}
-        total = sum(events_lag.values())
-        if first is None and total < topics_done[settings.events_topic]:
-            first = now
-        if lags or first is None:
-            zero = None
-        elif zero is None:
-            zero = now
-        else:
-            return first, zero
-        time.sleep(0.25)
-    raise TimeoutError(f"lag did not reach 0 within {timeout_s:.0f}s")
-
-
-def start(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    """A process in its own process group (a supervised worker's child is in it too). Its output
-    is dropped, or appended to a file in ``VITALS_BENCH_LOG_DIR`` if set (a diagnosis, e.g. of
-    the ``SIGUSR1`` dumps of a worker under load)."""
-    log_dir = os.environ.get("VITALS_BENCH_LOG_DIR")
-    if not log_dir:
-        return subprocess.Popen(args, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
-    Path(log_dir).mkdir(parents=True, exist_ok=True)
-    name = Path(next(a for a in args[1:] if not a.startswith("-"))).name  # the module or script
-    with open(Path(log_dir) / f"{name}-{time.time_ns()}.log", "ab") as out:
-        return subprocess.Popen(args, env=dict(env), stdout=out, stderr=out, start_new_session=True)
-
-
-def stop(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = 120) -> None:
-    """SIGTERM each started process (a supervisor forwards it to its worker), wait, then make sure
-    nothing of their process groups is left: SIGKILL the stragglers."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for proc in procs:
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"process {proc.pid} did not stop within {timeout_s:.0f}s: killed", file=sys.stderr)
-    for proc in procs:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # its group: the process itself and any child left
-        except ProcessLookupError:
-            continue
-        proc.wait()
-
-
-def run_process(args: list[str], envs: Sequence[Mapping[str, str]], n_messages: int, settings,  # type: ignore[no-untyped-def]
-                ) -> dict[str, float]:
-    """Run ``args`` once per environment (processes of one consumer group) until the group's lag
-    is 0; time from first progress, CPU of all of them, peak RSS per process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        procs += [start(args, env) for env in envs]
-        rss = PeakRss(*(p.pid for p in procs))
-        first, done = _until_lag_zero(settings, procs, {settings.events_topic: n_messages}, sampler=rss)
-    finally:
-        stop(procs)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # small runs can finish before the first offset commit: then time from process start
-    seconds = done - first if done - first > 5 else done - started
-    return {"seconds": seconds, "startup_s": first - started, "cpu_s": (after.ru_utime + after.ru_stime) -
-            (before.ru_utime + before.ru_stime), "processes": len(procs), **rss.figures(),
-            "main_thread_busy": rss.main_busy(first, done)}
-
-
-def vitals_line(envs: Sequence[Mapping[str, str]], settings, n_msgs: int, n_events: int,  # type: ignore[no-untyped-def]
-                tree: str | None = None) -> dict[str, float]:
-    """vitals workers (one per environment) in the group of ``settings``, to lag 0; the code of the
-    checkout ``tree`` if given (its C extension built in place; first on the path through PYTHONPATH, which
-    the worker's ``python -P`` child inherits), else this one's."""
-    if tree:
-        envs = [dict(env, PYTHONPATH=tree) for env in envs]
-    r = run_process([sys.executable, "-P", "-m", "streams.cli", "worker", "--loglevel", "WARNING"], envs, n_msgs,
-                    settings)
-    r["events"] = n_events
-    r["events_per_s"] = n_events / r["seconds"]
-    r["cpu_s_per_million"] = r["cpu_s"] / n_events * 1e6
-    return r
-
-
 def measure_shape(shape: str, history: History, bootstrap: str, partitions: int, naive_events: int,
-                  work: Path, workers_line: bool = True, segments_line: bool = True) -> dict[str, dict[str, float]]:
+                  work: Path, workers_line: bool = True, segments_rounds: int = 3) -> dict[str, dict[str, float]]:
     tag = uuid.uuid4().hex[:6]
     topic = f"bench-{shape}-{tag}"
-    env = _env(bootstrap, f"bench-{shape}-{tag}", topic, work)
+    env = worker_env(bootstrap, f"bench-{shape}-{tag}", topic, work)
     if shape == "segment":
         env["VITALS_INPUT_FORMAT"] = "segment"
     settings = load_settings(env=env)
@@ -292,31 +127,26 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
             r["events"] = n_events
         r["events_per_s"] = r["events"] / r["seconds"]
         out[mode] = r
-    print(f"[{shape}] vitals...", file=sys.stderr)
-    out["vitals"] = r = vitals_line([env], settings, n_msgs, n_events)
+    extra = {"VITALS_INPUT_FORMAT": "segment"} if shape == "segment" else {}
+    if segments_rounds > 0:
+        # the same worker with segments off (processing.segments = false), in groups of their own, in
+        # alternate runs: what segments cost (issue 27: within 10%)
+        out["vitals"], out["no segments"] = segments_lines(
+            shape, bootstrap, topic, work, tag, n_msgs, n_events, segments_rounds, lambda e: load_settings(env=e),
+            lambda s: asyncio.run(prepare_topics(s)), extra)  # type: ignore[arg-type]
+        r = out["vitals"]
+        r["ratio_to_no_segments"] = r["events_per_s"] / out["no segments"]["events_per_s"]
+    else:
+        print(f"[{shape}] vitals...", file=sys.stderr)
+        out["vitals"] = r = vitals_line([env], settings, n_msgs, n_events)
     for name in ("ceiling", "floor", "naive", "peer"):
         r[f"ratio_to_{name}"] = r["events_per_s"] / out[name]["events_per_s"]
-    if segments_line:
-        # the same worker with segments off (processing.segments = false), in a group of its own: what
-        # segments cost (issue 27: within 10%)
-        print(f"[{shape}] vitals, segments off...", file=sys.stderr)
-        app_id = f"bench-{shape}-{tag}-noseg"
-        config = work / f"{app_id}.toml"
-        config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text("[processing]\nsegments = false\n")
-        off_env = dict(_env(bootstrap, app_id, topic, work), VITALS_CONFIG=str(config),
-                       **({"VITALS_INPUT_FORMAT": "segment"} if shape == "segment" else {}))
-        off_settings = load_settings(env=off_env)
-        asyncio.run(prepare_topics(off_settings))
-        out["no segments"] = off = vitals_line([off_env], off_settings, n_msgs, n_events)
-        r["ratio_to_no_segments"] = r["events_per_s"] / off["events_per_s"]
     if workers_line:
         # two workers in a new group on the same topic, each with its own data dir: the embedded
         # ClickHouse (and Faust's store) is one process per directory
         print(f"[{shape}] vitals, two workers in one group...", file=sys.stderr)
         app_id = f"bench-{shape}-{tag}-x2"
-        x2_env = dict(_env(bootstrap, app_id, topic, work), **({"VITALS_INPUT_FORMAT": "segment"} if shape == "segment"
-                                                              else {}))
+        x2_env = dict(worker_env(bootstrap, app_id, topic, work), **extra)
         x2_settings = load_settings(env=x2_env)
         asyncio.run(prepare_topics(x2_settings))
         envs = [dict(x2_env, VITALS_DATA_DIR=str(work / app_id / f"w{i}")) for i in range(2)]
@@ -330,7 +160,7 @@ def measure_latency(shape: str, bootstrap: str, partitions: int, rate: float, se
     """A fresh worker on an empty topic; traffic at ``rate`` events/s with fake.burst probes."""
     tag = uuid.uuid4().hex[:6]
     app_id = f"bench-lat-{shape}-{tag}"
-    env = _env(bootstrap, app_id, f"{app_id}.events", work)
+    env = worker_env(bootstrap, app_id, f"{app_id}.events", work)
     settings = load_settings(env=env)
     asyncio.run(prepare_topics(settings))
     proc = start([sys.executable, "-P", "-m", "streams.cli", "worker", "--loglevel", "WARNING"], env)
@@ -364,8 +194,9 @@ def main() -> int:
                         help="users' state a restarted worker recovers in the recovery phase (0 skips it)")
     parser.add_argument("--workers-line", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure two vitals workers in one consumer group (row 'vitals x2')")
-    parser.add_argument("--segments-line", action=argparse.BooleanOptionalAction, default=True,
-                        help="also run vitals with processing.segments = false (what segments cost)")
+    parser.add_argument("--segments-rounds", type=int, default=3,
+                        help="runs of vitals with segments on and off (processing.segments = false), alternately: "
+                             "the lines are the median of each (what segments cost); 0: one vitals run, no off line")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"))
     parser.add_argument("--dir", default=str(ROOT / ".vitals" / "bench"), help="runs work in DIR/run-<pid>")
     parser.add_argument("--keep-data", action="store_true", help="keep the run's broker and worker data")
@@ -382,7 +213,7 @@ def main() -> int:
             results[f"{shape}_history"] = {"events": history.n_events, "messages": len(history.messages),
                                            "behind_watermark": behind}
             results[shape] = measure_shape(shape, history, bootstrap, args.partitions, args.naive_events, work,
-                                           args.workers_line, args.segments_line)
+                                           args.workers_line, args.segments_rounds)
             # a 4M-message history holds ~20 GB at its peak: free it before the latency worker and
             # the next shape's history (a run of three shapes was killed by the OOM killer)
             del history

@@ -1,4 +1,4 @@
-"""The targets of issue 5, checked against the figures one ``bench.run`` measured.
+"""The targets of issues 5 and 27, checked against the figures one ``bench.run`` measured.
 
 Pure: ``check(results)`` reads the results dictionary ``bench.run`` writes as JSON and says, per
 target, what was measured, the bound and whether it holds. A target whose figure the run did not
@@ -52,6 +52,9 @@ TARGETS: tuple[Target, ...] = (
     Target("batch: vitals / naive", ("batch", "vitals", "ratio_to_naive"), ">=", 20, "x"),
     Target("batch: vitals / peer (faster than Quix Streams)", ("batch", "vitals", "ratio_to_peer"), ">", 1, "x"),
     Target("single: vitals / Faust floor", ("single", "vitals", "ratio_to_floor"), ">=", 0.8, "x"),
+    # issue 27: segments cost at most 10% (medians of the interleaved on/off runs: bench.processes.segments_lines)
+    Target("batch: vitals / vitals with segments off", ("batch", "vitals", "ratio_to_no_segments"), ">=", 0.9, "x"),
+    Target("single: vitals / vitals with segments off", ("single", "vitals", "ratio_to_no_segments"), ">=", 0.9, "x"),
     Target("state per tracked user (encoded + key), 1M users", ("state", "bytes_per_user"), "<=", KB, "B",
            ("state", "users")),
     Target("batch: p99 event-to-alert latency at half load", ("batch", "latency", "p99_s"), "<=", 1.0, "s"),

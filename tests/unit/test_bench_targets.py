@@ -1,4 +1,4 @@
-"""The benchmark's verdict on the targets of issue 5 (bench/targets.py): what a run measured decides
+"""The benchmark's verdict on the targets of issues 5 and 27 (bench/targets.py): what a run measured decides
 met or missed, and what it did not measure is never reported as met."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ def passing_run() -> dict[str, Any]:
     return {
         "batch": {
             "vitals": {"events_per_s": 187_000.0, "ratio_to_ceiling": 0.30, "ratio_to_naive": 82.0,
-                       "ratio_to_peer": 12.0, "ratio_to_floor": 2.4},
+                       "ratio_to_peer": 12.0, "ratio_to_floor": 2.4, "ratio_to_no_segments": 0.97},
             "latency": {"p99_s": 0.091, "alerts_missing": 0},
         },
         "single": {
-            "vitals": {"events_per_s": 40_000.0, "ratio_to_floor": 2.5},
+            "vitals": {"events_per_s": 40_000.0, "ratio_to_floor": 2.5, "ratio_to_no_segments": 0.95},
             "latency": {"p99_s": 0.1, "alerts_missing": 0},
         },
         "state": {"users": 1_000_000, "bytes_per_user": 146.0},
@@ -46,6 +46,10 @@ def test_each_bound_is_applied_as_written() -> None:
     run["batch"]["latency"]["alerts_missing"] = 1
     run["state"]["bytes_per_user"] = 1025.0
     run["recovery"]["first start"]["start_to_ready_s"] = 60.0
+    run["single"]["vitals"]["ratio_to_no_segments"] = 0.89  # segments cost more than 10%
+    run["batch"]["vitals"]["ratio_to_no_segments"] = 0.9
+    assert verdict(run, "single: vitals / vitals with segments off") == (0.89, False)
+    assert verdict(run, "batch: vitals / vitals with segments off") == (0.9, True)
     assert verdict(run, "batch: vitals events/s") == (99_999.0, False)
     assert verdict(run, "batch: vitals / peer") == (1.0, False)
     assert verdict(run, "single: vitals / Faust floor") == (0.8, True)
