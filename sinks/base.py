@@ -74,6 +74,11 @@ class RetryPolicy:
         return base * (1 - self.jitter / 2 + rng.random() * self.jitter)
 
 
+# the cap of a sink whose rows a flush job already holds (alerts, segment changes: a day close can decide
+# one per user of a partition at once): the buffer is the job's, what is bounded is each insert
+UNCAPPED = 1 << 62
+
+
 class BatchingSink(BaseSink[Row]):
     """Owns the buffer; subclasses implement :meth:`write` for one batch. The cap counts rows: an
     item of the buffer is one row unless :meth:`rows_in` says it holds more (a chunk of columns)."""

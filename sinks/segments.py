@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from schemas.segments import SegmentChange
-from sinks import native_format as NF
 from sinks.base import BatchingSink
 from streams.config.clickhouse_dsn import qualified
 
@@ -33,9 +32,6 @@ if TYPE_CHECKING:
 
 CONVERTED = "converted"
 MAX_ROWS = 50_000  # rows per insert (MAX_BYTES cuts a run of long evidence first)
-# the worker's cap: a flush job's changes are held by the job already (a day close can decide one per user
-# of a partition at once); what is bounded is each insert (MAX_ROWS, MAX_BYTES)
-UNCAPPED = 1 << 62
 MAX_BYTES = 4 << 20  # string bytes per insert (ids, segments, evidence), a row's own size beyond it aside
 CHANGE_COLUMNS = ["app_id", "user_id", "dimension", "segment", "previous", "changed_at", "triggered_at",
                   "change_id", "evidence", "schema_version"]
@@ -76,7 +72,7 @@ def version(change: SegmentChange) -> int:
     return max(change.changed_at, 0) * 2 + (change.segment == CONVERTED)
 
 
-def chunks(rows: Sequence[tuple[SegmentChange, bytes]]) -> Iterator[Sequence[tuple[SegmentChange, bytes]]]:
+def chunks(rows: Sequence[tuple[SegmentChange, str]]) -> Iterator[Sequence[tuple[SegmentChange, str]]]:
     """``rows`` (a change and its evidence as JSON) cut into runs of at most MAX_ROWS rows and about
     MAX_BYTES bytes (a run holds at least one row)."""
     start, size = 0, 0
@@ -90,36 +86,12 @@ def chunks(rows: Sequence[tuple[SegmentChange, bytes]]) -> Iterator[Sequence[tup
         yield rows[start:]
 
 
-def token(table: str, block: bytes) -> str:
+def token(table: str, data: list[list[Any]]) -> str:
     """A deterministic ``insert_deduplication_token``: the same rows give the same token."""
-    return hashlib.blake2b(block, digest_size=16, person=table.encode()[:16]).hexdigest()
-
-
-def blocks(run: Sequence[tuple[SegmentChange, bytes]]) -> tuple[bytes, bytes]:
-    """One run's rows in ClickHouse's Native format (:mod:`sinks.native_format`): the ``segment_changes``
-    block and the ``user_segments`` block. String block columns go into the tables' LowCardinality columns
-    (the server converts them)."""
-    n = len(run)
-    changes = [c for c, _ in run]
-    app, user = NF.same_strings([c.app_id for c in changes]), NF.strings([c.user_id for c in changes])
-    dimension, segment = NF.same_strings([c.dimension for c in changes]), NF.same_strings([c.segment for c in changes])
-    changed_at = NF.int64([c.changed_at for c in changes])
-    previous = [c.previous for c in changes]
-    nulls = bytes(p is None for p in previous)
-    first = [("app_id", "String", app), ("user_id", "String", user), ("dimension", "String", dimension),
-             ("segment", "String", segment)]
-    change_block = NF.block(n, [
-        *first,
-        ("previous", "Nullable(String)", nulls + NF.same_strings([p or "" for p in previous])),
-        ("changed_at", "Int64", changed_at),
-        ("triggered_at", "Int64", NF.int64([c.triggered_at for c in changes])),
-        ("change_id", "String", NF.strings([c.change_id for c in changes])),
-        ("evidence", "String", NF.byte_strings([e for _, e in run])),
-        ("schema_version", "UInt8", bytes(c.schema_version for c in changes)),
-    ])
-    current_block = NF.block(n, [*first, ("changed_at", "Int64", changed_at),
-                                 ("version", "UInt64", NF.uint64([version(c) for c in changes]))])
-    return change_block, current_block
+    digest = hashlib.blake2b(table.encode(), digest_size=16)
+    for column in data:
+        digest.update(orjson.dumps(column))
+    return digest.hexdigest()
 
 
 class SegmentSink(BatchingSink[SegmentChange]):
@@ -139,8 +111,20 @@ class SegmentSink(BatchingSink[SegmentChange]):
         self.ch = ch
 
     def write(self, batch: Sequence[SegmentChange]) -> None:
-        rows = [(c, orjson.dumps(c.evidence)) for c in batch]
+        rows = [(c, orjson.dumps(c.evidence).decode()) for c in batch]
         for run in chunks(rows):
-            changes, current = blocks(run)
-            self.ch.insert_native("segment_changes", CHANGE_COLUMNS, changes, token("segment_changes", changes))
-            self.ch.insert_native("user_segments", CURRENT_COLUMNS, current, token("user_segments", current))
+            changes: list[list[Any]] = [
+                [c.app_id for c, _ in run],
+                [c.user_id for c, _ in run],
+                [c.dimension for c, _ in run],
+                [c.segment for c, _ in run],
+                [c.previous for c, _ in run],
+                [c.changed_at for c, _ in run],
+                [c.triggered_at for c, _ in run],
+                [c.change_id for c, _ in run],
+                [e for _, e in run],
+                [c.schema_version for c, _ in run],
+            ]
+            self.ch.insert("segment_changes", CHANGE_COLUMNS, changes, token("segment_changes", changes))
+            current: list[list[Any]] = [*changes[:4], changes[5], [version(c) for c, _ in run]]
+            self.ch.insert("user_segments", CURRENT_COLUMNS, current, token("user_segments", current))

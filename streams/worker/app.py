@@ -24,11 +24,11 @@ from faust.tables.manager import TableManager
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
-from sinks.base import SinkInvalid
+from sinks.base import UNCAPPED, SinkInvalid
 from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse, RawSink
 from sinks.late import LateSink
 from sinks.outcomes import OutcomeSink
-from sinks.segments import UNCAPPED, SegmentSink
+from sinks.segments import SegmentSink
 from streams.config.settings import Settings
 from streams.kafka.client import new_producer, ssl_context
 from streams.kafka.read import KafkaFenceSource
@@ -208,7 +208,9 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         devices.data,
         (users.changelog_topic.get_topic_name(), devices.changelog_topic.get_topic_name()),
         ActivitySink(ch, cap),
-        AlertSink(ch, cap),
+        # a job's alerts, already held by the job: a day close, or a watermark jump past many absence
+        # deadlines, may decide one per user of the partition at once; each insert is bounded (ALERT_INSERT_ROWS)
+        AlertSink(ch, UNCAPPED),
         metrics,
         lambda: new_producer(settings.kafka),
         FaustSource(app, (user_fetches, device_fetches), faults),
@@ -218,8 +220,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         late_sink=LateSink(ch, cap),
         fence_source=KafkaFenceSource(settings),
         outcome_sink=OutcomeSink(ch, cap),
-        # a job's segment changes, already held by the job: a day close may decide one per user of the
-        # partition at once, so not capped here; each insert is cut to a bounded size (sinks/segments.py)
+        # a job's segment changes, likewise; each insert is cut to a bounded size (sinks/segments.py)
         segment_sink=SegmentSink(ch, UNCAPPED),
     )
     _agents(app, pipeline, metrics, user_fetches, device_fetches)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -103,19 +103,19 @@ def test_user_segments_tie_goes_to_converted_and_inserts_are_bounded(ch: ClickHo
     SegmentSink(ch, 10).write([entry])  # arrives later, decided earlier: the tie goes to converted
     assert ch.query("SELECT segment FROM vitals.user_segments FINAL") == [("converted",)]
     sent: list[int] = []
-    blocks = seg_sink.blocks
+    insert = ch.insert
 
-    def counted(run: Sequence[tuple[SegmentChange, bytes]]) -> tuple[bytes, bytes]:
-        sent.extend((len(run), len(run)))  # one insert per table
-        return blocks(run)
+    def counted(table: str, cols: list[str], data: list[list[Any]], token: str) -> None:
+        sent.append(len(data[0]))
+        insert(table, cols, data, token)
 
-    monkeypatch.setattr(seg_sink, "blocks", counted)
+    monkeypatch.setattr(ch, "insert", counted)
     monkeypatch.setattr(seg_sink, "MAX_ROWS", 7)
     many = [make_change("a", "x" * 128 + str(i), "value", "low", None, t, t, {"amount_30d": 1.5}) for i in range(30)]
     SegmentSink(ch, 100).write(many)
     assert max(sent) <= 7 and sum(sent) == 60  # both tables, in runs of at most 7 rows
     monkeypatch.setattr(seg_sink, "MAX_BYTES", 800)  # about 200 bytes a row
-    assert all(len(run) <= 4 for run in seg_sink.chunks([(c, b"{}") for c in many]))
+    assert all(len(run) <= 4 for run in seg_sink.chunks([(c, "{}") for c in many]))
     assert ch.query("SELECT count() FROM vitals.segment_changes FINAL WHERE app_id = 'a'") == [(30,)]
 
 
@@ -378,3 +378,28 @@ def test_an_alerts_table_of_an_earlier_version_gets_context_and_holdout(ch: Clic
     assert ch.query("SELECT alert_id, context, holdout FROM vitals.alerts FINAL ORDER BY alert_id") == [
         ("after", '{"priority":"P3"}', 1), ("before", "null", 0)]
     assert ch.query("SELECT opened, opened_holdout FROM vitals.recall_uplift") == [(0, 1)]
+
+
+def test_an_alert_flood_is_written_in_bounded_inserts(ch: ClickHouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush job can hold an alert per user of a partition (a day close, a watermark jump past many
+    deadlines): the worker's sink takes them all, each insert holds at most ALERT_INSERT_ROWS."""
+    import sinks.clickhouse as sinks_ch
+    from sinks.base import UNCAPPED
+
+    fresh(ch)
+    monkeypatch.setattr(sinks_ch, "ALERT_INSERT_ROWS", 7)
+    sent: list[int] = []
+    insert = ch.insert
+
+    def counted(table: str, cols: list[str], data: list[list[Any]], token: str) -> None:
+        sent.append(len(data[0]))
+        insert(table, cols, data, token)
+
+    monkeypatch.setattr(ch, "insert", counted)
+    flood = [Alert(f"a{i}", "open", "churn.no_login_72h", 0, "default", f"u{i}", None, None, 1, 2, {"i": i})
+             for i in range(30)]
+    sink = AlertSink(ch, UNCAPPED)
+    sink.extend(flood)
+    assert sink.flush() == 30
+    assert sent == [7, 7, 7, 7, 2]
+    assert ch.query("SELECT count() FROM vitals.alerts FINAL") == [(30,)]
