@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 from schemas.alerts import Alert, alert_id
 from schemas.events import Event
 from schemas.segments import SegmentChange
+from sinks import clickhouse as sinks_ch
 from sinks import segments as seg_sink
+from sinks.base import UNCAPPED
 from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse
 from sinks.columns import ActivityColumns
 from sinks.segments import SegmentSink
@@ -45,6 +47,19 @@ def ch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse]:
 def fresh(ch: ClickHouse) -> None:
     for table in TABLES:
         ch.client().command(f"TRUNCATE TABLE vitals.{table}")
+
+
+def count_inserts(ch: ClickHouse, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows of each insert ``ch`` makes from now on (the inserts still go to ClickHouse)."""
+    sent: list[int] = []
+    insert = ch.insert
+
+    def counted(table: str, cols: list[str], data: list[list[Any]], token: str) -> None:
+        sent.append(len(data[0]))
+        insert(table, cols, data, token)
+
+    monkeypatch.setattr(ch, "insert", counted)
+    return sent
 
 
 def day(ms: int) -> date:
@@ -102,14 +117,7 @@ def test_user_segments_tie_goes_to_converted_and_inserts_are_bounded(ch: ClickHo
     SegmentSink(ch, 10).write([paid])
     SegmentSink(ch, 10).write([entry])  # arrives later, decided earlier: the tie goes to converted
     assert ch.query("SELECT segment FROM vitals.user_segments FINAL") == [("converted",)]
-    sent: list[int] = []
-    insert = ch.insert
-
-    def counted(table: str, cols: list[str], data: list[list[Any]], token: str) -> None:
-        sent.append(len(data[0]))
-        insert(table, cols, data, token)
-
-    monkeypatch.setattr(ch, "insert", counted)
+    sent = count_inserts(ch, monkeypatch)
     monkeypatch.setattr(seg_sink, "MAX_ROWS", 7)
     many = [make_change("a", "x" * 128 + str(i), "value", "low", None, t, t, {"amount_30d": 1.5}) for i in range(30)]
     SegmentSink(ch, 100).write(many)
@@ -383,19 +391,9 @@ def test_an_alerts_table_of_an_earlier_version_gets_context_and_holdout(ch: Clic
 def test_an_alert_flood_is_written_in_bounded_inserts(ch: ClickHouse, monkeypatch: pytest.MonkeyPatch) -> None:
     """A flush job can hold an alert per user of a partition (a day close, a watermark jump past many
     deadlines): the worker's sink takes them all, each insert holds at most ALERT_INSERT_ROWS."""
-    import sinks.clickhouse as sinks_ch
-    from sinks.base import UNCAPPED
-
     fresh(ch)
     monkeypatch.setattr(sinks_ch, "ALERT_INSERT_ROWS", 7)
-    sent: list[int] = []
-    insert = ch.insert
-
-    def counted(table: str, cols: list[str], data: list[list[Any]], token: str) -> None:
-        sent.append(len(data[0]))
-        insert(table, cols, data, token)
-
-    monkeypatch.setattr(ch, "insert", counted)
+    sent = count_inserts(ch, monkeypatch)
     flood = [Alert(f"a{i}", "open", "churn.no_login_72h", 0, "default", f"u{i}", None, None, 1, 2, {"i": i})
              for i in range(30)]
     sink = AlertSink(ch, UNCAPPED)
