@@ -18,11 +18,12 @@ from __future__ import annotations
 import abc
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 Row = TypeVar("Row")
+Item = TypeVar("Item")
 
 
 class SinkBackpressure(Exception):
@@ -77,6 +78,20 @@ class RetryPolicy:
 # the cap of a sink whose rows a flush job already holds (alerts, segment changes: a day close can decide
 # one per user of a partition at once): the buffer is the job's, what is bounded is each insert
 UNCAPPED = 1 << 62
+
+
+def runs(rows: Sequence[Item], size: Callable[[Item], int], max_rows: int, max_bytes: int) -> Iterator[Sequence[Item]]:
+    """``rows`` cut into runs of at most ``max_rows`` rows and about ``max_bytes`` bytes, ``size`` telling a
+    row's bytes (a run holds at least one row, so a row beyond ``max_bytes`` alone makes a run)."""
+    start, total = 0, 0
+    for i, row in enumerate(rows):
+        n = size(row)
+        if i > start and (i - start >= max_rows or total + n > max_bytes):
+            yield rows[start:i]
+            start, total = i, 0
+        total += n
+    if start < len(rows):
+        yield rows[start:]
 
 
 class BatchingSink(BaseSink[Row]):

@@ -30,7 +30,7 @@ import orjson
 from schemas.alerts import Alert
 from schemas.time_units import DAY_MS
 from sinks import native_format as native
-from sinks.base import BatchingSink, Row, SinkBackpressure
+from sinks.base import BatchingSink, Row, SinkBackpressure, runs
 from sinks.columns import ActivityColumns
 from sinks.errors import ClickHouseRefused, classify
 from sinks.partitions import PARTITION_LIMIT_SETTING, split
@@ -367,9 +367,18 @@ class RawSink(NativeSink[RawMessage]):
                      lambda row_sets: (_raw_columns([batch[i] for i in rows])[1] for rows in row_sets))
 
 
-# rows per alerts insert: a day close (or a watermark jump past many absence deadlines) can decide an
-# alert per user of a partition in one flush job; its evidence and context are a few hundred bytes
+# an alerts insert's rows and string bytes at most: a day close (or a watermark jump past many absence
+# deadlines) can decide an alert per user of a partition in one flush job; an alert is a few hundred bytes
+# of evidence and context, a ``fake.device_farm`` one up to rules.device_farm_users (<= 100) user ids more
 ALERT_INSERT_ROWS = 20_000
+ALERT_INSERT_BYTES = 8 << 20
+
+
+def _alert_size(row: tuple[Alert, str, str]) -> int:
+    a, evidence, context = row
+    ids = sum(len(u) + 8 for u in a.user_ids) if a.user_ids else 0
+    return len(a.alert_id) + len(a.app_id) + len(a.user_id or "") + len(a.device_id or "") + ids + len(evidence) \
+        + len(context) + 64
 
 
 class AlertSink(BatchingSink[Alert]):
@@ -380,10 +389,12 @@ class AlertSink(BatchingSink[Alert]):
         self.ch = ch
 
     def write(self, batch: Sequence[Alert]) -> None:
-        for start in range(0, len(batch), ALERT_INSERT_ROWS):  # every insert bounded, whatever a job holds
-            self._insert(batch[start:start + ALERT_INSERT_ROWS])
+        rows = [(a, orjson.dumps(a.evidence).decode(), orjson.dumps(a.context).decode()) for a in batch]
+        for run in runs(rows, _alert_size, ALERT_INSERT_ROWS, ALERT_INSERT_BYTES):  # bounded, whatever a job holds
+            self._insert(run)
 
-    def _insert(self, batch: Sequence[Alert]) -> None:
+    def _insert(self, rows: Sequence[tuple[Alert, str, str]]) -> None:
+        batch = [a for a, _, _ in rows]
         data: list[list[Any]] = [
             [a.alert_id for a in batch],
             [a.status for a in batch],
@@ -395,9 +406,9 @@ class AlertSink(BatchingSink[Alert]):
             [a.user_ids or [] for a in batch],
             [a.episode_start for a in batch],
             [a.triggered_at for a in batch],
-            [orjson.dumps(a.evidence).decode() for a in batch],
+            [evidence for _, evidence, _ in rows],
             [a.schema_version for a in batch],
-            [orjson.dumps(a.context).decode() for a in batch],
+            [context for _, _, context in rows],
             [int(a.holdout) for a in batch],
         ]
         self.ch.insert("alerts", ALERT_COLUMNS, data, _token("alerts", data))

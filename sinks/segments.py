@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from schemas.segments import SegmentChange
-from sinks.base import BatchingSink
+from sinks.base import BatchingSink, runs
 from streams.config.clickhouse_dsn import qualified
 
 if TYPE_CHECKING:
@@ -75,15 +75,12 @@ def version(change: SegmentChange) -> int:
 def chunks(rows: Sequence[tuple[SegmentChange, str]]) -> Iterator[Sequence[tuple[SegmentChange, str]]]:
     """``rows`` (a change and its evidence as JSON) cut into runs of at most MAX_ROWS rows and about
     MAX_BYTES bytes (a run holds at least one row)."""
-    start, size = 0, 0
-    for i, (c, evidence) in enumerate(rows):
-        n = len(c.app_id) + len(c.user_id) + len(c.segment) + len(c.previous or "") + len(evidence) + 64
-        if i > start and (i - start >= MAX_ROWS or size + n > MAX_BYTES):
-            yield rows[start:i]
-            start, size = i, 0
-        size += n
-    if start < len(rows):
-        yield rows[start:]
+    return runs(rows, _size, MAX_ROWS, MAX_BYTES)
+
+
+def _size(row: tuple[SegmentChange, str]) -> int:
+    c, evidence = row
+    return len(c.app_id) + len(c.user_id) + len(c.segment) + len(c.previous or "") + len(evidence) + 64
 
 
 def token(table: str, data: list[list[Any]]) -> str:

@@ -209,7 +209,7 @@ def build_app(settings: Settings, partitions: int, metrics: Metrics | None = Non
         (users.changelog_topic.get_topic_name(), devices.changelog_topic.get_topic_name()),
         ActivitySink(ch, cap),
         # a job's alerts, already held by the job: a day close, or a watermark jump past many absence
-        # deadlines, may decide one per user of the partition at once; each insert is bounded (ALERT_INSERT_ROWS)
+        # deadlines, may decide one per user of the partition at once; each insert is bounded in rows and bytes
         AlertSink(ch, UNCAPPED),
         metrics,
         lambda: new_producer(settings.kafka),

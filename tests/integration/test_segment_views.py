@@ -401,3 +401,13 @@ def test_an_alert_flood_is_written_in_bounded_inserts(ch: ClickHouse, monkeypatc
     assert sink.flush() == 30
     assert sent == [7, 7, 7, 7, 2]
     assert ch.query("SELECT count() FROM vitals.alerts FINAL") == [(30,)]
+    # device farms list up to 100 user ids of up to 128 characters: the bytes cut the inserts first
+    monkeypatch.setattr(sinks_ch, "ALERT_INSERT_BYTES", 30_000)
+    sent.clear()
+    farms = [Alert(f"f{i}", "open", "fake.device_farm", None, "default", None, f"d{i}",
+                   [f"{j:0128}" for j in range(100)], 1, 2, {"distinct_users": 100}) for i in range(6)]
+    sink.extend(farms)
+    assert sink.flush() == 6
+    assert sent == [2, 2, 2]  # about 13.7 KB an alert
+    assert ch.query("SELECT count(), sum(length(user_ids)) FROM vitals.alerts FINAL WHERE rule = 'fake.device_farm'") \
+        == [(6, 600)]
