@@ -71,16 +71,12 @@ class SegmentActions:
 
     # ---- the day close ------------------------------------------------------------------------------
     def _segments_close(self, key: bytes, state: UserState, day: int, wm: int, out: Outputs,
-                        params: S.VisitParams) -> bool:
+                        params: S.VisitParams, visited: S.Sums | None) -> bool:
         """Decide the user's segments at the close of ``day`` (``params``: their app's settings, as
-        ``segments.visit_params`` makes them); index the next day their segments can change; whether the
-        state changed. Most visits change nothing: one call of the C function tells so, and where."""
-        visited = self.segment_visit(state.days, state.first_ts, state.seg, day, params)
-        if visited.__class__ is int:
-            self.segment_days.set(key, visited)
-            return False
+        ``segments.visit_params`` makes them; ``visited``: what ``segment_visit`` returned when it was not
+        the next change day) and index the next day they can change; whether the state changed."""
         seg = S.SegmentState(*state.seg)
-        changes, next_day = S.close_day_and_next(state, seg, day, params[9], visited)  # type: ignore[arg-type]
+        changes, next_day = S.close_day_and_next(state, seg, day, params[9], visited)
         self.segment_days.set(key, next_day)
         if not changes:
             return False

@@ -81,6 +81,7 @@ class WatermarkActions(SegmentActions):
         prefix: bytes | None = None  # the key prefix of the app whose rules are at hand
         rules = self.rules("")
         segment_params = self.rules.plan("").params
+        visit, index_segments = self.segment_visit, self.segment_days.set
         oldest = 0
         for key in sorted(candidates):
             state = dirty.get(key) or store.get(key)
@@ -96,9 +97,13 @@ class WatermarkActions(SegmentActions):
                 rules = self.rules(app.decode())
                 segment_params = self.rules.plan(app.decode()).params
                 oldest = day - max(2 * rules.activity_drop_window_d, rules.hollow_window_d) + 1
-            if (segments and (key in touched or key in segment_due)
-                    and self._segments_close(key, state, day, wm, out, segment_params)):
-                store.put(key, state)
+            if segments and (key in touched or key in segment_due):
+                # most visits change nothing: one C call tells so and the next day to look again
+                visited = visit(state.days, state.first_ts, state.seg, day, segment_params)
+                if visited.__class__ is int:
+                    index_segments(key, visited)
+                elif self._segments_close(key, state, day, wm, out, segment_params, visited):  # type: ignore[arg-type]
+                    store.put(key, state)
             if key not in day_candidates:
                 continue  # here for its segments only: no day rule to decide (as with segments off)
             open_ = state.open
