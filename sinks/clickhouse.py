@@ -36,8 +36,9 @@ from sinks.errors import ClickHouseRefused, classify
 from sinks.partitions import PARTITION_LIMIT_SETTING, split
 from sinks.schema import schema_ddl
 from streams.config.clickhouse_dsn import database_of, qualified, without_database
+from streams.config.errors import ConfigError
 from streams.config.private_files import narrow_tree, private_dir
-from streams.config.settings import ConfigError, redact_dsn
+from streams.config.secrets import redact_dsn
 
 ACTIVITY_COLUMNS = [
     "app_id",

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from streams.config.clickhouse_dsn import database_of, location, named_database, replay_database, with_database
 from streams.config.private_files import private_dir
-from streams.config.settings import ConfigError, Settings, Sources, load_settings, read_secret_file, redact_dsn
+from streams.config.secrets import read_secret_file, redact_dsn
+from streams.config.settings import ConfigError, Settings, Sources, load_settings
 from streams.kafka.offsets import end_offsets
 from streams.ops import exit_codes
 from streams.ops.metrics_snapshot import save_snapshot, snapshot_path

@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import msgspec
 
@@ -25,6 +25,7 @@ from streams.config.collect import CollectSettings
 from streams.config.env_names import ENV_KEYS, SECRET_FILE_KEYS, check_env_names
 from streams.config.errors import ConfigError
 from streams.config.inputs import InputSettings
+from streams.config.secrets import host_and_port, read_secret_file, redact_dsn, unquote_or_none
 from streams.config.segments import SegmentSettings, merged
 from streams.config.sources import Sources, explain
 from streams.config.unknown_keys import check_file_keys
@@ -243,7 +244,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             if parts.scheme not in ("chdb", "http", "https"):
                 raise ConfigError("clickhouse_dsn must be chdb:///dir or http(s)://user:pass@host:port/db",
                                   key="clickhouse_dsn")
-            if parts.scheme != "chdb" and not _host_and_port(parts):  # no DSN in the message: it may hold a password
+            if parts.scheme != "chdb" and not host_and_port(parts):  # no DSN in the message: it may hold a password
                 raise ConfigError("clickhouse_dsn: no valid host:port; percent-encode special characters "
                                   "(@ : / ? #) in its user and password", key="clickhouse_dsn")
             try:
@@ -307,59 +308,6 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         yield "app_id", self.app_id
         yield "clickhouse_dsn", redact_dsn(self.effective_clickhouse_dsn)
         yield "kafka", self.kafka
-
-
-_SECRET_QUERY_KEYS = frozenset({"password", "pass", "pwd", "secret", "token", "access_token"})
-
-
-def _host_and_port(parts: SplitResult) -> bool:
-    """A host, and a port that is a number if any (an unencoded password reads as the port)."""
-    try:
-        port = parts.port
-    except ValueError:
-        return False
-    return bool(parts.hostname) and (port is None or port > 0)
-
-
-def unquote_or_none(value: str | None) -> str | None:
-    return unquote(value) if value is not None else None
-
-
-def redact_dsn(dsn: str) -> str:
-    """The DSN with its password (userinfo and secret-looking query parameters) replaced by ``***``.
-
-    Works on the text, so a DSN with unencoded special characters in the password (which
-    ``urlsplit`` misreads) is still redacted: everything up to the last ``@`` is userinfo.
-    """
-    scheme, sep, rest = dsn.partition("://")
-    if not sep:
-        return dsn
-    userinfo, at, tail = rest.rpartition("@")
-    if at:
-        user, colon, _ = userinfo.partition(":")
-        rest = f"{user}:***@{tail}" if colon else f"{userinfo}@{tail}"
-    head, qmark, query = rest.partition("?")
-    if qmark:
-        query, hash_, fragment = query.partition("#")
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() in _SECRET_QUERY_KEYS for k, _ in pairs):
-            query = urlencode([(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*")
-        rest = f"{head}?{query}{hash_}{fragment}"
-    return f"{scheme}://{rest}"
-
-
-def read_secret_file(name: str, path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            value = fh.read()
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{name}: {path} is not UTF-8 text") from None
-    value = value.rstrip("\r\n")
-    if not value:
-        raise ConfigError(f"{name}: {path} is empty")
-    return value
 
 
 def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:

@@ -19,7 +19,8 @@ import orjson
 from sinks.clickhouse import ClickHouse
 from sinks.reader import ServedClickHouse, open_reader
 from sinks.views import RECALL_WINDOW_MS, ensure_views
-from streams.config.settings import Settings, redact_dsn
+from streams.config.secrets import redact_dsn
+from streams.config.settings import Settings
 from streams.ops.metrics_snapshot import event_outcomes
 from streams.report.segment_data import SegmentData, read_segment_data
 

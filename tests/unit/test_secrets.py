@@ -11,7 +11,8 @@ import pytest
 
 from sinks.clickhouse import ClickHouse, client_kwargs
 from streams.config.clickhouse_dsn import database_of
-from streams.config.settings import ConfigError, load_settings, redact_dsn
+from streams.config.secrets import redact_dsn
+from streams.config.settings import ConfigError, load_settings
 from streams.kafka.client import client_kwargs as kafka_kwargs
 
 SECRET = "s3cr:t/p@ss?w#rd"  # characters that need percent-encoding in a DSN
