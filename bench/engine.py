@@ -48,7 +48,7 @@ class Msg:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None
     timestamp: int = -1  # Kafka's (none: stream time follows the events' own)
 
 
@@ -94,7 +94,7 @@ def run_engine(messages: list[Msg], partitions: int, now_ms: int, batch_messages
         for up in users.values():
             for _key, raw in up.drain():
                 run.changelog_records += 1
-                run.changelog_bytes += len(raw)
+                run.changelog_bytes += len(raw) if raw is not None else 0  # None: a deleted segment
             up.drain_meta()
             up.flushed_watermark = up.watermark
         t2 = clock()

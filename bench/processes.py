@@ -16,9 +16,11 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 
+from streams.config.settings import Settings
 from streams.devtools.worker_process import lag_by_partition
 
 
@@ -73,13 +75,13 @@ class PeakRss:
                 self.peak[proc.pid] = (name, rss)
         self.main_cpu.append((time.monotonic(), main))
 
-    def figures(self) -> dict[str, object]:
+    def figures(self) -> dict[str, Any]:
         by_process = {f"{pid} {name}": rss / 2**20 for pid, (name, rss) in sorted(self.peak.items())}
         return {"peak_rss_mb": max(by_process.values(), default=0.0), "peak_rss_mb_by_process": by_process}
 
 
-def _until_lag_zero(settings, procs, topics_done, timeout_s: float = 7200, sampler: PeakRss | None = None  # type: ignore[no-untyped-def]
-                    ) -> tuple[float, float]:
+def _until_lag_zero(settings: Settings, procs: Sequence[subprocess.Popen[bytes]], topics_done: Mapping[str, int],
+                    timeout_s: float = 7200, sampler: PeakRss | None = None) -> tuple[float, float]:
     """(time of first progress, time lag reached 0) of the group of ``settings.app_id``, whose
     processes are ``procs``. Lag 0 counts when seen twice in a row: a flush delivers to the
     internal topics before it commits, but one pass reads each topic's end offsets before its
@@ -146,8 +148,8 @@ def stop(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = 120) -> No
         proc.wait()
 
 
-def run_process(args: list[str], envs: Sequence[Mapping[str, str]], n_messages: int, settings,  # type: ignore[no-untyped-def]
-                ) -> dict[str, float]:
+def run_process(args: list[str], envs: Sequence[Mapping[str, str]], n_messages: int, settings: Settings,
+                ) -> dict[str, Any]:
     """Run ``args`` once per environment (processes of one consumer group) until the group's lag
     is 0; time from first progress, CPU of all of them, peak RSS per process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -167,8 +169,8 @@ def run_process(args: list[str], envs: Sequence[Mapping[str, str]], n_messages: 
             "main_thread_busy": rss.main_busy(first, done)}
 
 
-def vitals_line(envs: Sequence[Mapping[str, str]], settings, n_msgs: int, n_events: int,  # type: ignore[no-untyped-def]
-                tree: str | None = None) -> dict[str, float]:
+def vitals_line(envs: Sequence[Mapping[str, str]], settings: Settings, n_msgs: int, n_events: int,
+                tree: str | None = None) -> dict[str, Any]:
     """vitals workers (one per environment) in the group of ``settings``, to lag 0; the code of the
     checkout ``tree`` if given (its C extension built in place; first on the path through PYTHONPATH, which
     the worker's ``python -P`` child inherits), else this one's."""
@@ -185,9 +187,9 @@ def vitals_line(envs: Sequence[Mapping[str, str]], settings, n_msgs: int, n_even
 
 
 def segments_lines(shape: str, bootstrap: str, topic: str, work: Path, tag: str, n_msgs: int, n_events: int,
-                   rounds: int, load: Callable[[Mapping[str, str]], object],
-                   prepare: Callable[[object], None], extra: Mapping[str, str]) -> tuple[dict[str, float],
-                                                                                    dict[str, float]]:
+                   rounds: int, load: Callable[[Mapping[str, str]], Settings],
+                   prepare: Callable[[Settings], None], extra: Mapping[str, str]) -> tuple[dict[str, Any],
+                                                                                      dict[str, Any]]:
     """The vitals line with segments on and with ``processing.segments = false``, run alternately
     ``rounds`` times each, every run a new consumer group from the first message (this machine's speed
     drifts by 10-20% within minutes: one run of each compares moments, not configurations). Returns the
@@ -197,7 +199,7 @@ def segments_lines(shape: str, bootstrap: str, topic: str, work: Path, tag: str,
     config = work / f"bench-{shape}-{tag}-noseg.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text("[processing]\nsegments = false\n")
-    runs: dict[bool, list[dict[str, float]]] = {True: [], False: []}
+    runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     for round_ in range(rounds):
         for on in (True, False):
             app_id = f"bench-{shape}-{tag}" + ("" if on else "-noseg") + (f"-r{round_}" if round_ else "")
@@ -210,11 +212,11 @@ def segments_lines(shape: str, bootstrap: str, topic: str, work: Path, tag: str,
                   file=sys.stderr)
             runs[on].append(vitals_line([env], settings, n_msgs, n_events))
 
-    def median_run(rs: list[dict[str, float]]) -> dict[str, float]:
+    def median_run(rs: list[dict[str, Any]]) -> dict[str, Any]:
         rates = [r["events_per_s"] for r in rs]
         chosen = dict(min(rs, key=lambda r: abs(r["events_per_s"] - statistics.median_low(rates))))
-        chosen["rounds_events_per_s"] = rates  # type: ignore[assignment]
-        chosen["rounds_cpu_s_per_million"] = [r["cpu_s_per_million"] for r in rs]  # type: ignore[assignment]
+        chosen["rounds_events_per_s"] = rates
+        chosen["rounds_cpu_s_per_million"] = [r["cpu_s_per_million"] for r in rs]
         return chosen
 
     return median_run(runs[True]), median_run(runs[False])

@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -203,7 +204,7 @@ def main() -> int:
     args = parser.parse_args()
     work = fresh_run_dir(Path(args.dir))
     bootstrap = localkafka.start(work / "kafka")
-    results: dict[str, object] = {"config": vars(args)}
+    results: dict[str, Any] = {"config": vars(args)}
     try:
         for shape in args.shapes.split(","):
             history = history_for(shape, args.events, args.users, args.days, args.partitions, 42)
@@ -219,9 +220,9 @@ def main() -> int:
             del history
             gc.collect()
             if args.latency_seconds > 0:
-                rate = results[shape]["vitals"]["events_per_s"] / 2  # type: ignore[index]
+                rate = results[shape]["vitals"]["events_per_s"] / 2
                 print(f"[{shape}] latency at {rate:,.0f} events/s...", file=sys.stderr)
-                results[shape]["latency"] = measure_latency(shape, bootstrap, args.partitions, rate,  # type: ignore[index]
+                results[shape]["latency"] = measure_latency(shape, bootstrap, args.partitions, rate,
                                                             args.latency_seconds, work)
         data = day_of_activity(args.state_users)
         results["state"] = state_bytes_per_user(data)
@@ -236,43 +237,43 @@ def main() -> int:
         remove_run_dir(work, args.keep_data)
     shapes = args.shapes.split(",")
     if "segment" in shapes and "batch" in shapes:  # SPEC 8: the Segment path against the native one, same history
-        results["segment_to_batch"] = (results["segment"]["vitals"]["events_per_s"]  # type: ignore[index]
-                                       / results["batch"]["vitals"]["events_per_s"])  # type: ignore[index]
+        results["segment_to_batch"] = (results["segment"]["vitals"]["events_per_s"]
+                                       / results["batch"]["vitals"]["events_per_s"])
     verdicts = check(results)
     results["targets"] = [v.as_json() for v in verdicts]
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
     for shape in args.shapes.split(","):
         h = results[f"{shape}_history"]
-        print(f"{shape}: {h['events']:,} events in {h['messages']:,} messages ({h['events'] / h['messages']:.1f} per "  # type: ignore[index]
-              f"message), {100 * h['behind_watermark']:.1f}% of them behind the watermark")  # type: ignore[index]
+        print(f"{shape}: {h['events']:,} events in {h['messages']:,} messages ({h['events'] / h['messages']:.1f} per "
+              f"message), {100 * h['behind_watermark']:.1f}% of them behind the watermark")
     print(f"\n{'shape':<8}{'run':<10}{'events/s':>12}{'cpu s/M ev':>12}{'peak MB':>10}{'vitals x':>10}"
           f"{'main busy':>11}")
     for shape in args.shapes.split(","):
-        for name, r in results[shape].items():  # type: ignore[union-attr]
+        for name, r in results[shape].items():
             if name == "latency":
                 continue
-            ratio = results[shape]["vitals"]["events_per_s"] / r["events_per_s"]  # type: ignore[index]
+            ratio = results[shape]["vitals"]["events_per_s"] / r["events_per_s"]
             cpu = r["cpu_s"] / r["events"] * 1e6 if r.get("events") else float("nan")
             x1 = f"  {r['ratio_to_vitals']:.2f}x one worker" if "ratio_to_vitals" in r else ""
             busy = f"{r['main_thread_busy']:>11.0%}" if r.get("main_thread_busy") else f"{'':>11}"
             print(f"{shape:<8}{name:<10}{r['events_per_s']:>12,.0f}{cpu:>12.1f}{r.get('peak_rss_mb', 0):>10.0f}"
                   f"{ratio:>10.2f}{busy}{x1}")
     for shape in args.shapes.split(","):
-        lat = results[shape].get("latency")  # type: ignore[union-attr]
+        lat = results[shape].get("latency")
         if lat:
             print(f"\n{shape} event-to-alert latency (fake.burst) at {lat['rate_events_per_s']:,.0f} events/s: "
                   f"p50 {lat['p50_s'] * 1000:.0f} ms, p99 {lat['p99_s'] * 1000:.0f} ms, "
                   f"max {lat['max_s'] * 1000:.0f} ms "
                   f"over {lat['probes']} probes ({lat['alerts_missing']} missing)")
     st = results["state"]
-    print(f"\nstate: {st['state_bytes_per_user']:.0f} B/user encoded (+{st['key_bytes_per_user']:.0f} B key) "  # type: ignore[index]
-          f"at {st['users']:,} users")  # type: ignore[index]
+    print(f"\nstate: {st['state_bytes_per_user']:.0f} B/user encoded (+{st['key_bytes_per_user']:.0f} B key) "
+          f"at {st['users']:,} users")
     rec = results.get("recovery")
     if rec:
-        print(f"recovery: a restarted worker had {rec['users']:,} users' state back in "  # type: ignore[index]
-              f"{rec['first start']['start_to_ready_s']:.1f} s from its start "  # type: ignore[index]
-              f"(changelog read {rec['first start']['changelog_read_s']:.1f} s)")  # type: ignore[index]
+        print(f"recovery: a restarted worker had {rec['users']:,} users' state back in "
+              f"{rec['first start']['start_to_ready_s']:.1f} s from its start "
+              f"(changelog read {rec['first start']['changelog_read_s']:.1f} s)")
     if "segment_to_batch" in results:
         print(f"\nsegment format: {results['segment_to_batch']:.2f}x the batch shape's events/s (vitals, one worker)")
     print(f"\n{table(verdicts)}")

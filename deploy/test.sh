@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 bash deploy/setup.sh
 .venv/bin/ruff check .
 .venv/bin/lint-imports  # the layers of pyproject.toml's [tool.importlinter]: no import cycles between them
-.venv/bin/mypy  # streams, sinks and schemas ([tool.mypy] in pyproject.toml): no type errors
+.venv/bin/mypy  # streams, sinks, schemas and bench ([tool.mypy] in pyproject.toml): no type errors
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
