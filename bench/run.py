@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.engine import SHAPES, history_for
 from bench.latency import latency_phase
-from bench.processes import run_process, segments_lines, start, stop, vitals_line, worker_env
+from bench.processes import paired_figures, run_process, segments_lines, start, stop, vitals_line, worker_env
 from bench.recovery import measure_recovery
 from bench.states import day_of_activity
 from bench.targets import check, table
@@ -137,6 +137,7 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
             lambda s: asyncio.run(prepare_topics(s)), extra)  # type: ignore[arg-type]
         r = out["vitals"]
         r["ratio_to_no_segments"] = r["events_per_s"] / out["no segments"]["events_per_s"]
+        r.update(paired_figures(r, out["no segments"]))
     else:
         print(f"[{shape}] vitals...", file=sys.stderr)
         out["vitals"] = r = vitals_line([env], settings, n_msgs, n_events)
@@ -259,6 +260,12 @@ def main() -> int:
             busy = f"{r['main_thread_busy']:>11.0%}" if r.get("main_thread_busy") else f"{'':>11}"
             print(f"{shape:<8}{name:<10}{r['events_per_s']:>12,.0f}{cpu:>12.1f}{r.get('peak_rss_mb', 0):>10.0f}"
                   f"{ratio:>10.2f}{busy}{x1}")
+    for shape in args.shapes.split(","):
+        v = results[shape]["vitals"]
+        if "paired_ratio_median" in v:
+            print(f"\n{shape} segments on / off: {v['ratio_to_no_segments']:.2f}x events/s (median runs), "
+                  f"{v['paired_ratio_median']:.2f}x (median of the rounds' ratios), "
+                  f"{v['cpu_ratio_to_no_segments']:.2f}x CPU per event")
     for shape in args.shapes.split(","):
         lat = results[shape].get("latency")
         if lat:

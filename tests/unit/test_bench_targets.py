@@ -77,3 +77,16 @@ def test_a_figure_that_is_not_a_number_is_not_measured() -> None:
     run["batch"]["vitals"]["ratio_to_ceiling"] = "0.3"
     assert verdict(run, "batch: vitals events/s") == (None, None)
     assert verdict(run, "batch: vitals / ceiling") == (None, None)
+
+
+def test_the_paired_readings_of_the_segments_rounds() -> None:
+    """The figures beside the median runs' ratio: the median of the rounds' own ratios, which a drift
+    between rounds does not move, and the CPU per event on over off."""
+    from bench.processes import paired_figures
+
+    on = {"rounds_events_per_s": [100.0, 60.0, 90.0], "rounds_cpu_s_per_million": [33.0, 30.0, 36.0]}
+    off = {"rounds_events_per_s": [110.0, 50.0, 100.0], "rounds_cpu_s_per_million": [31.0, 30.0, 29.0]}
+    figures = paired_figures(on, off)
+    # the rounds' ratios 0.909, 1.2, 0.9 (the second round ran slow for both); the median runs' 90 / 100
+    assert abs(figures["paired_ratio_median"] - 100 / 110) < 1e-12
+    assert abs(figures["cpu_ratio_to_no_segments"] - 33.0 / 30.0) < 1e-12
