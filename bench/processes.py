@@ -220,12 +220,3 @@ def segments_lines(shape: str, bootstrap: str, topic: str, work: Path, tag: str,
         return chosen
 
     return median_run(runs[True]), median_run(runs[False])
-
-
-def paired_figures(on: Mapping[str, Any], off: Mapping[str, Any]) -> dict[str, float]:
-    """Two readings of :func:`segments_lines`' rounds less exposed to this machine's drift than the ratio of
-    the median runs: the median of the rounds' own on/off events/s ratios (a round's two runs are a minute
-    apart), and the CPU per event with segments on over off (medians of the rounds)."""
-    pairs = [a / b for a, b in zip(on["rounds_events_per_s"], off["rounds_events_per_s"], strict=True)]
-    cpu = statistics.median(on["rounds_cpu_s_per_million"]) / statistics.median(off["rounds_cpu_s_per_million"])
-    return {"paired_ratio_median": statistics.median(pairs), "cpu_ratio_to_no_segments": cpu}

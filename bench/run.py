@@ -31,10 +31,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.engine import SHAPES, history_for
 from bench.latency import latency_phase
-from bench.processes import paired_figures, run_process, segments_lines, start, stop, vitals_line, worker_env
+from bench.processes import run_process, segments_lines, start, stop, vitals_line, worker_env
 from bench.recovery import measure_recovery
 from bench.states import day_of_activity
-from bench.targets import check, table
+from bench.targets import check, paired_figures, table
 from bench.workdir import fresh_run_dir, remove_run_dir
 from streams.config.settings import RuleSettings, load_settings
 from streams.devtools import local_kafka as localkafka

@@ -8,6 +8,7 @@ measure (a shape not run, a phase skipped) is reported as not measured, never as
 from __future__ import annotations
 
 import operator
+import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -102,3 +103,13 @@ def check(results: Mapping[str, Any], targets: tuple[Target, ...] = TARGETS) -> 
 
 def table(verdicts: list[Verdict]) -> str:
     return "\n".join(["targets (issues 5 and 27):", *(f"  {v.line()}" for v in verdicts)])
+
+
+def paired_figures(on: Mapping[str, Any], off: Mapping[str, Any]) -> dict[str, float]:
+    """Two readings of ``bench.processes.segments_lines``' rounds less exposed to this machine's drift than
+    the ratio of the median runs (the one the targets check): the median of the rounds' own on/off events/s
+    ratios (a round's two runs are a minute apart), and the CPU per event with segments on over off (medians
+    of the rounds)."""
+    pairs = [a / b for a, b in zip(on["rounds_events_per_s"], off["rounds_events_per_s"], strict=True)]
+    cpu = statistics.median(on["rounds_cpu_s_per_million"]) / statistics.median(off["rounds_cpu_s_per_million"])
+    return {"paired_ratio_median": statistics.median(pairs), "cpu_ratio_to_no_segments": cpu}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.targets import TARGETS, check, table
+from bench.targets import TARGETS, check, paired_figures, table
 
 
 def passing_run() -> dict[str, Any]:
@@ -82,8 +82,6 @@ def test_a_figure_that_is_not_a_number_is_not_measured() -> None:
 def test_the_paired_readings_of_the_segments_rounds() -> None:
     """The figures beside the median runs' ratio: the median of the rounds' own ratios, which a drift
     between rounds does not move, and the CPU per event on over off."""
-    from bench.processes import paired_figures
-
     on = {"rounds_events_per_s": [100.0, 60.0, 90.0], "rounds_cpu_s_per_million": [33.0, 30.0, 36.0]}
     off = {"rounds_events_per_s": [110.0, 50.0, 100.0], "rounds_cpu_s_per_million": [31.0, 30.0, 29.0]}
     figures = paired_figures(on, off)
