@@ -188,19 +188,23 @@ def vitals_line(envs: Sequence[Mapping[str, str]], settings: Settings, n_msgs: i
 
 def segments_lines(shape: str, bootstrap: str, topic: str, work: Path, tag: str, n_msgs: int, n_events: int,
                    rounds: int, load: Callable[[Mapping[str, str]], Settings],
-                   prepare: Callable[[Settings], None], extra: Mapping[str, str]) -> tuple[dict[str, Any],
-                                                                                      dict[str, Any]]:
+                   prepare: Callable[[Settings], None], extra: Mapping[str, str], min_seconds: float = 0,
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The vitals line with segments on and with ``processing.segments = false``, run alternately
     ``rounds`` times each, every run a new consumer group from the first message (this machine's speed
     drifts by 10-20% within minutes: one run of each compares moments, not configurations). Returns the
     run with the median events/s of each configuration, with every run's events/s and CPU per million
     events beside it (``rounds_events_per_s``, ``rounds_cpu_s_per_million``). ``load`` makes the settings
-    of an environment, ``prepare`` creates their topics, ``extra`` is added to every environment."""
+    of an environment, ``prepare`` creates their topics, ``extra`` is added to every environment.
+    ``min_seconds``: more rounds (up to four times ``rounds``) until each configuration has run that long
+    in all: a short run (the batch shape processes 2M events in about 8 s) is moved by one slow moment."""
     config = work / f"bench-{shape}-{tag}-noseg.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text("[processing]\nsegments = false\n")
     runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
-    for round_ in range(rounds):
+    round_ = 0
+    while round_ < rounds or (round_ < 4 * rounds and min(sum(r["seconds"] for r in rs) for rs in runs.values())
+                              < min_seconds):
         for on in (True, False):
             app_id = f"bench-{shape}-{tag}" + ("" if on else "-noseg") + (f"-r{round_}" if round_ else "")
             env = dict(worker_env(bootstrap, app_id, topic, work), **extra)
@@ -208,9 +212,10 @@ def segments_lines(shape: str, bootstrap: str, topic: str, work: Path, tag: str,
                 env["VITALS_CONFIG"] = str(config)
             settings = load(env)
             prepare(settings)
-            print(f"[{shape}] vitals, segments {'on' if on else 'off'}, round {round_ + 1} of {rounds}...",
+            print(f"[{shape}] vitals, segments {'on' if on else 'off'}, round {round_ + 1} (at least {rounds})...",
                   file=sys.stderr)
             runs[on].append(vitals_line([env], settings, n_msgs, n_events))
+        round_ += 1
 
     def median_run(rs: list[dict[str, Any]]) -> dict[str, Any]:
         rates = [r["events_per_s"] for r in rs]

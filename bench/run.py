@@ -7,6 +7,7 @@ state (``bench.recovery``).
 
     python -m bench.run [--events 4200000 --users 200000 --partitions 8] [--shapes batch,single,sdk]
                         [--naive-events 100000] [--latency-seconds 30] [--no-workers-line] [--segments-rounds 3]
+                        [--segments-min-seconds 120]
                         [--state-users 1000000] [--recovery-users 1000000]
                         [--json bench/results/latest.json] [--dir .vitals/bench] [--keep-data]
 
@@ -75,7 +76,8 @@ async def ceiling(bootstrap: str, topic: str, partitions: int, n_messages: int) 
 
 
 def measure_shape(shape: str, history: History, bootstrap: str, partitions: int, naive_events: int,
-                  work: Path, workers_line: bool = True, segments_rounds: int = 3) -> dict[str, dict[str, float]]:
+                  work: Path, workers_line: bool = True, segments_rounds: int = 3, segments_min_seconds: float = 120,
+                  ) -> dict[str, dict[str, float]]:
     tag = uuid.uuid4().hex[:6]
     topic = f"bench-{shape}-{tag}"
     env = worker_env(bootstrap, f"bench-{shape}-{tag}", topic, work)
@@ -134,7 +136,7 @@ def measure_shape(shape: str, history: History, bootstrap: str, partitions: int,
         # alternate runs: what segments cost (issue 27: within 10%)
         out["vitals"], out["no segments"] = segments_lines(
             shape, bootstrap, topic, work, tag, n_msgs, n_events, segments_rounds, lambda e: load_settings(env=e),
-            lambda s: asyncio.run(prepare_topics(s)), extra)  # type: ignore[arg-type]
+            lambda s: asyncio.run(prepare_topics(s)), extra, segments_min_seconds)  # type: ignore[arg-type]
         r = out["vitals"]
         r["ratio_to_no_segments"] = r["events_per_s"] / out["no segments"]["events_per_s"]
         r.update(paired_figures(r, out["no segments"]))
@@ -199,6 +201,8 @@ def main() -> int:
     parser.add_argument("--segments-rounds", type=int, default=3,
                         help="runs of vitals with segments on and off (processing.segments = false), alternately: "
                              "the lines are the median of each (what segments cost); 0: one vitals run, no off line")
+    parser.add_argument("--segments-min-seconds", type=float, default=120,
+                        help="more segments rounds (up to 4x) until each configuration ran this long in all")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"))
     parser.add_argument("--dir", default=str(ROOT / ".vitals" / "bench"), help="runs work in DIR/run-<pid>")
     parser.add_argument("--keep-data", action="store_true", help="keep the run's broker and worker data")
@@ -215,7 +219,7 @@ def main() -> int:
             results[f"{shape}_history"] = {"events": history.n_events, "messages": len(history.messages),
                                            "behind_watermark": behind}
             results[shape] = measure_shape(shape, history, bootstrap, args.partitions, args.naive_events, work,
-                                           args.workers_line, args.segments_rounds)
+                                           args.workers_line, args.segments_rounds, args.segments_min_seconds)
             # a 4M-message history holds ~20 GB at its peak: free it before the latency worker and
             # the next shape's history (a run of three shapes was killed by the OOM killer)
             del history

@@ -9,7 +9,8 @@ streams/engine/c/columns.c      store.activity_rows, sinks.columns.ActivityColum
                                 .from_rows                                                test_engine_native.py
 streams/engine/c/drain.c        store.StateStore.drain                                  unit/test_engine_native.py
 streams/engine/c/partitioner.c  partitioner.murmur2_32_py, PartitionCache (Python)      unit/test_partitioner.py
-streams/engine/c/segments.c     segments.visit (window_sums, the decisions)             unit/test_segments_engine.py
+streams/engine/c/segments.c     segments.visit (window_sums, the decisions, the change  unit/test_segments_engine.py
+                                records: schemas.segments.make_change)
 streams/engine/c/module.c       this module (configure), firing (the callbacks); the    unit/test_extensions.py
                                 attributes it reads: ``_engine.ATTRIBUTES``
 schemas/_decode.c               schemas.events._decode_fast, decode_message_reference   unit/test_decode_native.py
@@ -31,6 +32,7 @@ from typing import Any
 
 from schemas import alerts as A
 from schemas.events import ENGAGEMENT_EXCLUDED, Event, decoder_constants
+from schemas.segments import DIMENSIONS, SegmentChange
 from streams.engine import segments as S
 from streams.engine.firing import TYPE_COUNTER, burst_alert, resolve
 from streams.engine.indexes import HEAP_SLACK, DeadlineIndex, LastActiveIndex
@@ -84,7 +86,9 @@ def _engine_constants() -> dict[str, Any]:
         "NO_INTERACTION": A.NO_INTERACTION, "NO_LOGIN_LONG": A.NO_LOGIN_LONG, "heappush": heapq.heappush,
         "RECALL_STEP": A.RECALL_STEP, "HIGH_POTENTIAL": S.HIGH_POTENTIAL, "NEW": S.NEW, "RETURNING": S.RETURNING,
         "RESURRECTING": S.RESURRECTING, "DORMANT": S.DORMANT, "CHURNED": S.CHURNED, "V_NONE": S.V_NONE,
-        "V_LOW": S.V_LOW, "V_MID": S.V_MID, "V_HIGH": S.V_HIGH,
+        "V_LOW": S.V_LOW, "V_MID": S.V_MID, "V_HIGH": S.V_HIGH, "LAPSED": S.LAPSED, "SegmentChange": SegmentChange,
+        "LIFECYCLE_SEGMENTS": S.LIFECYCLE_SEGMENTS, "VALUE_SEGMENTS": S.VALUE_SEGMENTS,
+        "POTENTIAL_SEGMENTS": S.POTENTIAL_SEGMENTS, "DIMENSIONS": DIMENSIONS,
     }
 
 

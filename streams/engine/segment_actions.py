@@ -54,7 +54,7 @@ class SegmentActions:
     segment_days: ChangeDayIndex
     recall: DeadlineIndex
     # a day close's visit of one user: the C extension's ``segment_visit`` or its Python twin ``segments.visit``
-    segment_visit: Callable[[dict[int, Counts], int, Seg, int, S.VisitParams], int | S.Sums | None]
+    segment_visit: Callable[[dict[int, Counts], int, Seg, int, S.VisitParams, bytes, int], int | S.Visited | None]
 
     # ---- alerts: context and holdout ----------------------------------------------------------------
     def alert(self, status: Literal["open", "resolved"], rule: str, app_id: str, user_id: str, episode_start: int,
@@ -70,21 +70,22 @@ class SegmentActions:
                           context=context, holdout=holdout)
 
     # ---- the day close ------------------------------------------------------------------------------
-    def _segments_close(self, key: bytes, state: UserState, day: int, wm: int, out: Outputs,
-                        params: S.VisitParams, visited: S.Sums | None) -> bool:
-        """Decide the user's segments at the close of ``day`` (``params``: their app's settings, as
-        ``segments.visit_params`` makes them; ``visited``: what ``segment_visit`` returned when it was not
-        the next change day) and index the next day they can change; whether the state changed."""
-        seg = S.SegmentState(*state.seg)
-        changes, next_day = S.close_day_and_next(state, seg, day, params[9], visited)
+    def _segments_changed(self, key: bytes, state: UserState, day: int, wm: int, out: Outputs,
+                          params: S.VisitParams, visited: S.Visited | None) -> bool:
+        """A day close's visit of the user that found a change (``visited``: what ``segment_visit`` returned
+        for the close of ``day``; None: an amount beyond the C extension's integers, decided again by the
+        Python twin): the new segments stored, the next change day indexed, the changes collected. Whether
+        the state changed."""
+        if visited is None:
+            again = S.visit(state.days, state.first_ts, state.seg, day, params, key, wm)
+            if again is None or isinstance(again, int):
+                self.segment_days.set(key, NONE if again is None else again)
+                return False
+            visited = again
+        seg, next_day, changes = visited
         self.segment_days.set(key, next_day)
-        if not changes:
-            return False
-        store_seg(state, seg)
-        app_id, user_id = split_key(key)
-        out.segment_changes.extend(
-            make_change(app_id, user_id, c.dimension, c.segment, c.previous, c.changed_at, wm, c.evidence)
-            for c in changes)
+        state.seg = _intern(seg)
+        out.segment_changes.extend(changes)
         return True
 
     # ---- a payment ----------------------------------------------------------------------------------

@@ -29,10 +29,10 @@ from typing import Any
 
 import msgspec
 
-from schemas.segments import LIFECYCLE, POTENTIAL, VALUE
+from schemas.segments import LIFECYCLE, POTENTIAL, VALUE, SegmentChange, make_change
 from schemas.time_units import DAY_MS
 from streams.config.segments import SegmentSettings
-from streams.engine.state import AMOUNT_MICROS, EVENTS, LOGINS, NONE, Counts, UserState
+from streams.engine.state import AMOUNT_MICROS, EVENTS, LOGINS, NONE, Counts, UserState, split_key
 
 LIFECYCLE_SEGMENTS = ("new", "returning", "resurrecting", "dormant", "churned")
 VALUE_SEGMENTS = ("none", "low", "mid", "high")
@@ -285,8 +285,10 @@ def _bounds(day: int, s: SegmentSettings) -> Bounds:
             day - s.potential_streak_days + 1, day - s.potential_no_payment_days + 1)
 
 
-# what ``visit`` reads of the settings: the C extension reads the first nine, by position
-VisitParams = tuple[int, int, int, int, int, int, int, int, tuple[int, ...], SegmentSettings]
+# what ``visit`` reads of the settings: the C extension reads them by position (all but the settings object)
+VisitParams = tuple[int, int, int, int, int, int, int, int, tuple[int, ...], SegmentSettings, float, float]
+Seg = tuple[int, int, int, int]
+Visited = tuple[Seg, int, list[SegmentChange]]
 
 
 def visit_params(s: SegmentSettings) -> VisitParams:
@@ -294,19 +296,25 @@ def visit_params(s: SegmentSettings) -> VisitParams:
     return (s.lifecycle_window_days, s.lifecycle_churn_days, s.value_window_days, s.potential_no_payment_days,
             s.potential_streak_days, s.potential_convert_days, s.high_micros, s.mid_micros,
             _offsets(s.lifecycle_window_days, s.lifecycle_churn_days, s.value_window_days,
-                     s.potential_no_payment_days), s)
+                     s.potential_no_payment_days), s, s.value_high_at_least, s.value_mid_above)
 
 
-def visit(days: dict[int, Counts], first_ts: int, seg: tuple[int, int, int, int], day: int, params: VisitParams
-          ) -> int | Sums | None:
-    """A day close's visit of one user (the twin of the C extension's ``segment_visit``, which decides
-    without building anything): the next change day when no segment changes at the close of ``day``,
-    else the window sums, from which :func:`close_day_and_next` builds the changes. (The C function
-    returns None for an amount beyond 64 bits; this twin never does.)"""
+def visit(days: dict[int, Counts], first_ts: int, seg: Seg, day: int, params: VisitParams, key: bytes, wm: int
+          ) -> int | Visited | None:
+    """A day close's visit of the user ``key`` (the twin of the C extension's ``segment_visit``): the next
+    change day when no segment changes at the close of ``day``; else the new segments, the next change day
+    and the changes as records (``triggered_at`` = ``wm``). (The C function returns None for an amount
+    beyond 64 bits or a value sum beyond 2**53; this twin never does.)"""
     s = params[9]
     sums = window_sums(days, _bounds(day, s), params[8])
-    changes, best = close_day_and_next(UserState(first_ts=first_ts, days=days), SegmentState(*seg), day, s, sums)
-    return sums if changes else best
+    new = SegmentState(*seg)
+    changes, best = close_day_and_next(UserState(first_ts=first_ts, days=days), new, day, s, sums)
+    if not changes:
+        return best
+    app_id, user_id = split_key(key)
+    return ((new.lifecycle, new.value, new.potential, new.potential_day), best,
+            [make_change(app_id, user_id, c.dimension, c.segment, c.previous, c.changed_at, wm, c.evidence)
+             for c in changes])
 
 
 def close_day_and_next(state: UserState, seg: SegmentState, day: int, s: SegmentSettings = DEFAULT,
@@ -372,6 +380,7 @@ __all__ = [
     "SegmentSettings",
     "SegmentState",
     "VisitParams",
+    "Visited",
     "close_day",
     "close_day_and_next",
     "lifecycle_at",

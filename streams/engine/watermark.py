@@ -99,10 +99,10 @@ class WatermarkActions(SegmentActions):
                 oldest = day - max(2 * rules.activity_drop_window_d, rules.hollow_window_d) + 1
             if segments and (key in touched or key in segment_due):
                 # most visits change nothing: one C call tells so and the next day to look again
-                visited = visit(state.days, state.first_ts, state.seg, day, segment_params)
+                visited = visit(state.days, state.first_ts, state.seg, day, segment_params, key, wm)
                 if visited.__class__ is int:
                     index_segments(key, visited)
-                elif self._segments_close(key, state, day, wm, out, segment_params, visited):  # type: ignore[arg-type]
+                elif self._segments_changed(key, state, day, wm, out, segment_params, visited):  # type: ignore[arg-type]
                     store.put(key, state)
             if key not in day_candidates:
                 continue  # here for its segments only: no day rule to decide (as with segments off)

@@ -4,17 +4,18 @@ also across a crash and a replay from the committed offset; ``processing.segment
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.events import Event
-from schemas.segments import SegmentChange
+from schemas.segments import SegmentChange, make_change
 from streams.config.settings import load_settings
 from streams.engine import extensions
 from streams.engine import segments as S
 from streams.engine.partition import Outputs, UserPartition
-from streams.engine.state import UserState, encode
+from streams.engine.state import UserState, encode, user_key
 from streams.engine.store import RulesByApp, StateStore
 from tests.oracle_segments import segment_changes
 from tests.unit.test_segments import VARIANT, histories
@@ -107,12 +108,16 @@ def test_state_round_trip_keeps_segments() -> None:
        st.integers(0, 70), st.integers(0, 70),
        st.tuples(st.sampled_from([-1, 0, 1, 2, 3, 4]), st.sampled_from([-1, 0, 1, 2, 3]),
                  st.sampled_from([-1, 0, 1, 2]), st.integers(-1, 70)),
-       st.sampled_from([S.DEFAULT, VARIANT[0]]))
+       st.sampled_from([S.DEFAULT, VARIANT[0]]),
+       st.text(st.characters(blacklist_characters="\x1f", blacklist_categories=("Cs",)), min_size=1, max_size=8),
+       st.text(st.characters(blacklist_categories=("Cs",)), max_size=200), st.integers(0, 2**62))
 def test_one_pass_close_equals_the_reference_functions(days: dict, first: int, day: int, seg: tuple,
-                                                       segment_settings: S.SegmentSettings) -> None:
+                                                       segment_settings: S.SegmentSettings, app_id: str,
+                                                       user_id: str, wm: int) -> None:
     """``close_day_and_next`` (the engine's) equals ``close_day`` then ``next_change_day`` (the definitions),
     and a visit (the C extension's ``segment_visit`` and its twin ``segments.visit``) says the next change
-    day exactly when nothing changes, else the sums from which the changes are built."""
+    day exactly when nothing changes, else the new segments, the next change day and the changes as
+    ``make_change`` builds them (ids and evidence included; any key, also one beyond a hash block)."""
     state = UserState(first_ts=first * 86_400_000, days={d: c for d, c in days.items() if c[0] or c[1] or c[3]})
     b = S.SegmentState(*seg)
     expected = S.close_day(state, b, day, segment_settings)
@@ -123,15 +128,19 @@ def test_one_pass_close_equals_the_reference_functions(days: dict, first: int, d
     assert next_day == expected_next
     c = extensions.engine(extensions.BUILT)
     params = S.visit_params(segment_settings)
+    key = user_key(app_id, user_id)
+    records = [make_change(app_id, user_id, x.dimension, x.segment, x.previous, x.changed_at, wm, x.evidence)
+               for x in expected]
     for visit in (S.visit, c.segment_visit if c is not None else S.visit):  # the Python twin, the C extension
-        visited = visit(state.days, state.first_ts, seg, day, params)
+        visited = visit(state.days, state.first_ts, seg, day, params, key, wm)
         if not expected:
             assert visited == expected_next
             continue
         assert isinstance(visited, tuple)
-        a = S.SegmentState(*seg)
-        assert S.close_day_and_next(state, a, day, segment_settings, visited) == (expected, expected_next)
-        assert a == b
+        new_seg, next_day, changes = visited
+        assert (S.SegmentState(*new_seg), next_day) == (b, expected_next)
+        assert changes == records
+        assert [msgspec.json.encode(x) for x in changes] == [msgspec.json.encode(x) for x in records]
 
 
 def test_window_sums_beyond_64_bits_fall_back_to_python() -> None:
@@ -139,12 +148,15 @@ def test_window_sums_beyond_64_bits_fall_back_to_python() -> None:
     c = extensions.engine(extensions.BUILT)
     params = S.visit_params(S.DEFAULT)
     if c is not None:
-        assert c.segment_visit(days, 0, (-1, -1, -1, -1), 10, params) is None
+        key = b"app\x1fu"
+        assert c.segment_visit(days, 0, (-1, -1, -1, -1), 10, params, key, 1) is None
         small = {d: v for d, v in days.items() if d != 9}
-        assert c.segment_visit(small, 0, (-1, -1, -1, -1), 10, params) == S.visit(small, 0, (-1, -1, -1, -1), 10,
-                                                                                      params)
+        assert c.segment_visit(small, 0, (-1, -1, -1, -1), 10, params, key, 1) is None  # 2**62 + 10: beyond 2**53
         assert c.segment_visit({1: (1, 0, 0, 2**62), 2: (1, 0, 0, 2**62)}, 0, (-1, -1, -1, -1), 10,
-                               params) is None  # the sum overflows
+                               params, key, 1) is None  # the sum overflows
+        fits = {5: (1, 1, 0, 2**53 - 1)}
+        assert c.segment_visit(fits, 0, (-1, -1, -1, -1), 10, params, key, 1) == S.visit(
+            fits, 0, (-1, -1, -1, -1), 10, params, key, 1)
     state = UserState(first_ts=0, days=days)  # type: ignore[arg-type]
     changes, _ = S.close_day_and_next(state, S.SegmentState(), 10, S.DEFAULT)
     assert [(x.dimension, x.segment) for x in changes if x.dimension == "value"] == [("value", "high")]

@@ -142,6 +142,7 @@ PyObject *apply(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* appl
 PyObject *activity_columns(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* columns.c */
 PyObject *drain(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* drain.c */
 PyObject *segment_visit(PyObject *mod, PyObject *const *args, Py_ssize_t nargs); /* segments.c */
+int segments_configure(PyObject *consts); /* segments.c: its records' type and names, from configure() */
 PyObject *murmur2(PyObject *mod, PyObject *arg); /* partitioner.c */
 PyObject *home_partition(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);
 PyObject *elsewhere(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);

@@ -21,14 +21,15 @@
  *   columns.c       store.py activity_rows, sinks/columns.py ActivityColumns test_sinks.py, test_engine_native.py
  *   drain.c         store.py StateStore.drain                              test_engine_native.py
  *   partitioner.c   partitioner.py murmur2_32_py, PartitionCache           test_partitioner.py
- *   segments.c      segments.py visit (window_sums and the decisions)       test_segments_engine.py
+ *   segments.c      segments.py visit (window_sums, the decisions, make_change) test_segments_engine.py
  *   (schemas/_decode.c, the decoder's first pass: schemas/events.py _decode_fast; test_decode_native.py)
  *
  * What they hold: module.c (this: the configuration and the module), apply.c (the loop), run.c (what a
  * run of one user's events writes: the day's counters, the absence deadlines, the run's end),
  * columns.c (a flush's ClickHouse rows as Native columns), drain.c (a flush's changed states),
  * partitioner.c (Kafka's murmur2 partitioner, the routing's search for mis-keyed events), segments.c (a day
- * close's visit of a user's segments: the windows over their days and whether a segment changes).
+ * close's visit of a user's segments: the windows over their days, whether a segment changes and the change
+ * records, with schemas.segments.change_id's BLAKE2b).
  */
 #include "engine.h"
 
@@ -162,7 +163,7 @@ PyObject *configure(PyObject *mod, PyObject *consts) {
     if (!PyDict_Check(type_counter) || !PyAnySet_Check(engagement_excluded) || !PyTuple_Check(no_counts)
         || PyTuple_GET_SIZE(no_counts) != 7)
         return PyErr_Format(PyExc_TypeError, "configure: bad TYPE_COUNTER, ENGAGEMENT_EXCLUDED or NO_COUNTS");
-    if (build_type_table() < 0) return NULL;
+    if (build_type_table() < 0 || segments_configure(consts) < 0) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -250,8 +251,9 @@ static PyMethodDef methods[] = {
      "activity_columns(dirty_rows, dirty, lookup): (rows, *columns), the Native-format columns of "
      "store.activity_rows"},
     {"segment_visit", (PyCFunction)(void (*)(void))segment_visit, METH_FASTCALL,
-     "segment_visit(days, first_ts, seg, day, params): segments.visit (the next change day, the sums when a "
-     "segment changes, None: an amount beyond 64 bits)"},
+     "segment_visit(days, first_ts, seg, day, params, key, wm): segments.visit (the next change day; the new "
+     "segments, the next change day and the SegmentChange records when a segment changes; None: an amount "
+     "beyond 64 bits)"},
     {NULL, NULL, 0, NULL},
 };
 
