@@ -73,13 +73,13 @@ class SegmentActions:
     def _segments_changed(self, key: bytes, state: UserState, day: int, wm: int, out: Outputs,
                           params: S.VisitParams, visited: S.Visited | None) -> bool:
         """A day close's visit of the user that found a change (``visited``: what ``segment_visit`` returned
-        for the close of ``day``; None: an amount beyond the C extension's integers, decided again by the
-        Python twin): the new segments stored, the next change day indexed, the changes collected. Whether
+        for the close of ``day``; None: what the C extension leaves to the Python twin, such as an amount
+        beyond its integers): the new segments stored, the next change day indexed, the changes collected. Whether
         the state changed."""
         if visited is None:
             again = S.visit(state.days, state.first_ts, state.seg, day, params, key, wm)
-            if again is None or isinstance(again, int):
-                self.segment_days.set(key, NONE if again is None else again)
+            if isinstance(again, int):
+                self.segment_days.set(key, again)
                 return False
             visited = again
         seg, next_day, changes = visited

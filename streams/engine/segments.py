@@ -300,7 +300,7 @@ def visit_params(s: SegmentSettings) -> VisitParams:
 
 
 def visit(days: dict[int, Counts], first_ts: int, seg: Seg, day: int, params: VisitParams, key: bytes, wm: int
-          ) -> int | Visited | None:
+          ) -> int | Visited:
     """A day close's visit of the user ``key`` (the twin of the C extension's ``segment_visit``): the next
     change day when no segment changes at the close of ``day``; else the new segments, the next change day
     and the changes as records (``triggered_at`` = ``wm``). (The C function returns None for an amount
