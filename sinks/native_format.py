@@ -96,6 +96,10 @@ def same_strings(values: Sequence[str]) -> bytes:
     return b"".join(map(encoded.__getitem__, values))
 
 
+def uint8(values: Sequence[int]) -> bytes:
+    return _fixed("B", values)
+
+
 def uint32(values: Sequence[int]) -> bytes:
     return _fixed("I", values)
 

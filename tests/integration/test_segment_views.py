@@ -62,6 +62,35 @@ def count_inserts(ch: ClickHouse, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sent
 
 
+def count_native_inserts(ch: ClickHouse, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows of each Native-format insert ``ch`` makes from now on (they still go to ClickHouse)."""
+    sent: list[int] = []
+    insert = ch.insert_native
+
+    def counted(table: str, cols: list[str], block: bytes, token: str, partitions: int = 1) -> None:
+        sent.append(native_rows(block))
+        insert(table, cols, block, token, partitions)
+
+    monkeypatch.setattr(ch, "insert_native", counted)
+    return sent
+
+
+def native_rows(block: bytes) -> int:
+    """A Native block's row count: the second LEB128 number of its header."""
+    pos, numbers = 0, []
+    while len(numbers) < 2:
+        n = shift = 0
+        while True:
+            byte = block[pos]
+            pos += 1
+            n |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        numbers.append(n)
+    return numbers[1]
+
+
 def day(ms: int) -> date:
     return EPOCH + timedelta(days=ms // D)
 
@@ -117,13 +146,13 @@ def test_user_segments_tie_goes_to_converted_and_inserts_are_bounded(ch: ClickHo
     SegmentSink(ch, 10).write([paid])
     SegmentSink(ch, 10).write([entry])  # arrives later, decided earlier: the tie goes to converted
     assert ch.query("SELECT segment FROM vitals.user_segments FINAL") == [("converted",)]
-    sent = count_inserts(ch, monkeypatch)
+    sent = count_native_inserts(ch, monkeypatch)
     monkeypatch.setattr(seg_sink, "MAX_ROWS", 7)
     many = [make_change("a", "x" * 128 + str(i), "value", "low", None, t, t, {"amount_30d": 1.5}) for i in range(30)]
     SegmentSink(ch, 100).write(many)
     assert max(sent) <= 7 and sum(sent) == 60  # both tables, in runs of at most 7 rows
     monkeypatch.setattr(seg_sink, "MAX_BYTES", 800)  # about 200 bytes a row
-    assert all(len(run) <= 4 for run in seg_sink.chunks([(c, "{}") for c in many]))
+    assert all(len(run) <= 4 for run in seg_sink.chunks([(c, b"{}") for c in many]))
     assert ch.query("SELECT count() FROM vitals.segment_changes FINAL WHERE app_id = 'a'") == [(30,)]
 
 
