@@ -24,8 +24,9 @@ from faust.tables.manager import TableManager
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
+from sinks.alerts import AlertSink
 from sinks.base import UNCAPPED, SinkInvalid
-from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse, RawSink
+from sinks.clickhouse import ActivitySink, ClickHouse, RawSink
 from sinks.late import LateSink
 from sinks.outcomes import OutcomeSink
 from sinks.segments import SegmentSink

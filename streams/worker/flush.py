@@ -35,8 +35,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from schemas.alerts import Alert
+from sinks.alerts import AlertSink
 from sinks.base import Refused, RetryPolicy, flush_with_retry
-from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
+from sinks.clickhouse import ActivitySink, RawMessage, RawSink
 from sinks.columns import ActivityColumns
 from sinks.late import ColdEvent, LateSink
 from sinks.outcomes import OutcomeRow, OutcomeSink

@@ -18,8 +18,9 @@ from collections.abc import Callable, MutableMapping, Sequence
 from aiokafka import AIOKafkaProducer
 
 from schemas.alerts import Alert, encode_alert
+from sinks.alerts import AlertSink
 from sinks.base import RetryPolicy
-from sinks.clickhouse import ActivitySink, AlertSink, RawMessage, RawSink
+from sinks.clickhouse import ActivitySink, RawMessage, RawSink
 from sinks.late import LateSink
 from sinks.outcomes import OutcomeSink
 from sinks.segments import SegmentSink

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from schemas.alerts import Alert
-from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse
+from sinks.alerts import AlertSink
+from sinks.clickhouse import ActivitySink, ClickHouse
 from sinks.columns import ActivityColumns
 from sinks.late import LateSink
 from sinks.views import ensure_views

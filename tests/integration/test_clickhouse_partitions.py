@@ -15,8 +15,9 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from schemas.time_units import DAY_MS
 from sinks import native_format as native
+from sinks.alerts import AlertSink
 from sinks.base import RetryPolicy, SinkBackpressure, flush_with_retry
-from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse, RawMessage, RawSink
+from sinks.clickhouse import ActivitySink, ClickHouse, RawMessage, RawSink
 from sinks.columns import ActivityColumns, ActivityRow
 from sinks.errors import ClickHouseRefused, Verdict, classify, error_code
 from sinks.partitions import PARTITION_LIMIT_SETTING, first_day_of, next_month

@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 from schemas.alerts import Alert, alert_id
 from schemas.events import Event
 from schemas.segments import SegmentChange
-from sinks import clickhouse as sinks_ch
+from sinks import alerts as sinks_alerts
 from sinks import segments as seg_sink
+from sinks.alerts import AlertSink
 from sinks.base import UNCAPPED
-from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse
+from sinks.clickhouse import ActivitySink, ClickHouse
 from sinks.columns import ActivityColumns
 from sinks.segments import SegmentSink
 from sinks.views import ensure_views
@@ -421,7 +422,7 @@ def test_an_alert_flood_is_written_in_bounded_inserts(ch: ClickHouse, monkeypatc
     """A flush job can hold an alert per user of a partition (a day close, a watermark jump past many
     deadlines): the worker's sink takes them all, each insert holds at most ALERT_INSERT_ROWS."""
     fresh(ch)
-    monkeypatch.setattr(sinks_ch, "ALERT_INSERT_ROWS", 7)
+    monkeypatch.setattr(sinks_alerts, "ALERT_INSERT_ROWS", 7)
     sent = count_inserts(ch, monkeypatch)
     flood = [Alert(f"a{i}", "open", "churn.no_login_72h", 0, "default", f"u{i}", None, None, 1, 2, {"i": i})
              for i in range(30)]
@@ -431,7 +432,7 @@ def test_an_alert_flood_is_written_in_bounded_inserts(ch: ClickHouse, monkeypatc
     assert sent == [7, 7, 7, 7, 2]
     assert ch.query("SELECT count() FROM vitals.alerts FINAL") == [(30,)]
     # device farms list up to 100 user ids of up to 128 characters: the bytes cut the inserts first
-    monkeypatch.setattr(sinks_ch, "ALERT_INSERT_BYTES", 30_000)
+    monkeypatch.setattr(sinks_alerts, "ALERT_INSERT_BYTES", 30_000)
     sent.clear()
     farms = [Alert(f"f{i}", "open", "fake.device_farm", None, "default", None, f"d{i}",
                    [f"{j:0128}" for j in range(100)], 1, 2, {"distinct_users": 100}) for i in range(6)]

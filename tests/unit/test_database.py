@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from schemas.alerts import Alert
-from sinks.clickhouse import ActivitySink, AlertSink, ClickHouse, RawSink
+from sinks.alerts import AlertSink
+from sinks.clickhouse import ActivitySink, ClickHouse, RawSink
 from sinks.columns import ActivityColumns
 from sinks.late import LateSink
 from sinks.views import view_ddl

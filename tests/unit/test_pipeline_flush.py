@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from schemas.alerts import Alert
-from sinks.clickhouse import ActivitySink, AlertSink
+from sinks.alerts import AlertSink
+from sinks.clickhouse import ActivitySink
 from streams.config.settings import Settings, load_settings
 from streams.engine.state import PartitionMeta, encode
 from streams.engine.store import meta_key
