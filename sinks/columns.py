@@ -136,14 +136,7 @@ def _string_spans(data: bytes, n: int) -> list[tuple[int, int, int]]:
     pos = 0
     for _ in range(n):
         start = pos
-        length = shift = 0
-        while True:
-            byte = data[pos]
-            pos += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                break
+        length, pos = native.read_leb128(data, pos)
         out.append((start, pos, pos + length))
         pos += length
     if pos != len(data):

@@ -34,6 +34,18 @@ def leb128(n: int) -> bytes:
             return bytes(out)
 
 
+def read_leb128(data: bytes, pos: int) -> tuple[int, int]:
+    """The LEB128 number at ``data[pos:]`` and the position after it."""
+    n = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        n |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return n, pos
+
+
 def _fixed(code: str, values: Sequence[int]) -> bytes:
     arr = array(code, values)  # OverflowError if a value does not fit the type
     if not LITTLE:

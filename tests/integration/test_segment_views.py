@@ -20,6 +20,7 @@ from schemas.alerts import Alert, alert_id
 from schemas.events import Event
 from schemas.segments import SegmentChange
 from sinks import alerts as sinks_alerts
+from sinks import native_format as native
 from sinks import segments as seg_sink
 from sinks.alerts import AlertSink
 from sinks.base import UNCAPPED
@@ -78,18 +79,8 @@ def count_native_inserts(ch: ClickHouse, monkeypatch: pytest.MonkeyPatch) -> lis
 
 def native_rows(block: bytes) -> int:
     """A Native block's row count: the second LEB128 number of its header."""
-    pos, numbers = 0, []
-    while len(numbers) < 2:
-        n = shift = 0
-        while True:
-            byte = block[pos]
-            pos += 1
-            n |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                break
-        numbers.append(n)
-    return numbers[1]
+    _columns, pos = native.read_leb128(block, 0)
+    return native.read_leb128(block, pos)[0]
 
 
 def day(ms: int) -> date:
