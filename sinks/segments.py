@@ -66,9 +66,10 @@ def ddl(database: str) -> tuple[str, ...]:
     )
 
 
-def version(change: SegmentChange) -> int:
-    """``user_segments.version``: later decisions of a user's dimension get larger versions (see above)."""
-    return max(change.changed_at, 0) * 2 + (change.segment == CONVERTED)
+def versions(changed_at: Sequence[int], segments: Sequence[str]) -> list[int]:
+    """``user_segments.version`` of each change: later decisions of a user's dimension get larger versions (see
+    above)."""
+    return [max(t, 0) * 2 + (s == CONVERTED) for t, s in zip(changed_at, segments, strict=True)]
 
 
 def chunks(rows: Sequence[tuple[SegmentChange, bytes]]) -> Iterator[Sequence[tuple[SegmentChange, bytes]]]:
@@ -142,8 +143,7 @@ class SegmentSink(BatchingSink[SegmentChange]):
                    ("change_id", "String", native.strings([c.change_id for c in run])),
                    ("evidence", "String", native.byte_strings(evidence)),
                    ("schema_version", "UInt8", native.uint8([c.schema_version for c in run]))]
-        versions = [max(t, 0) * 2 + (s == CONVERTED) for t, s in zip(changed_at, segments, strict=True)]
-        current = [*shared, changed, ("version", "UInt64", native.uint64(versions))]
+        current = [*shared, changed, ("version", "UInt64", native.uint64(versions(changed_at, segments)))]
         for table, columns in (("segment_changes", changes), ("user_segments", current)):
             block = native.block(n, columns)
             token = hashlib.blake2b(block, digest_size=16, person=table.encode()[:16]).hexdigest()
